@@ -1,0 +1,104 @@
+//! The one seam between Tessera and an RSA implementation.
+//!
+//! Everything that signs goes through [`RsaSigningKey`]. The backend is chosen at
+//! build time: `aws-lc-rs` (default) or `ring` (`--no-default-features --features
+//! ring`). Their APIs have the same shape, so the code below is written once against
+//! the `backend` alias. The `rsa` crate never appears here: it generates keys and
+//! converts formats elsewhere, but it never signs (RUSTSEC-2023-0071).
+
+#[cfg(all(feature = "aws-lc-rs", feature = "ring"))]
+compile_error!(
+    "tessera-keyring: enable exactly one crypto backend. `aws-lc-rs` is the default; \
+     for ring use `default-features = false, features = [\"ring\"]`"
+);
+#[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+compile_error!(
+    "tessera-keyring: no crypto backend enabled; enable `aws-lc-rs` (default) or `ring`"
+);
+
+#[cfg(feature = "aws-lc-rs")]
+use aws_lc_rs as backend;
+#[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+use ring as backend;
+
+use backend::signature::{KeyPair as _, RsaKeyPair, RsaPublicKeyComponents};
+use std::fmt;
+
+/// The name of the backend this build signs with, for logs and benchmarks.
+pub const BACKEND: &str = if cfg!(feature = "aws-lc-rs") {
+    "aws-lc-rs"
+} else {
+    "ring"
+};
+
+/// Signing failed inside the crypto backend. It carries no detail on purpose: the
+/// backends report none, and nothing about the key may leak through an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the {BACKEND} backend failed to produce an RS256 signature")]
+#[non_exhaustive]
+pub struct SignError;
+
+/// An RSA private key, parsed once into the backend's form, that signs RS256.
+pub(crate) struct RsaSigningKey {
+    pair: RsaKeyPair,
+    rng: backend::rand::SystemRandom,
+}
+
+impl RsaSigningKey {
+    /// Parses a PKCS#8 DER private key. The backend checks the key's consistency.
+    pub(crate) fn from_pkcs8_der(der: &[u8]) -> Result<Self, String> {
+        let pair = RsaKeyPair::from_pkcs8(der).map_err(|e| e.to_string())?;
+        Ok(Self {
+            pair,
+            rng: backend::rand::SystemRandom::new(),
+        })
+    }
+
+    /// RSASSA-PKCS1-v1_5 with SHA-256 over `message`.
+    pub(crate) fn sign_rs256(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        let mut signature = vec![0; self.pair.public_modulus_len()];
+        self.pair
+            .sign(
+                &backend::signature::RSA_PKCS1_SHA256,
+                &self.rng,
+                message,
+                &mut signature,
+            )
+            .map_err(|_| SignError)?;
+        Ok(signature)
+    }
+
+    /// The public modulus and exponent, big-endian without leading zeros.
+    pub(crate) fn public_components(&self) -> RsaPublicKeyComponents<Vec<u8>> {
+        RsaPublicKeyComponents::<Vec<u8>>::from(self.pair.public_key())
+    }
+}
+
+impl fmt::Debug for RsaSigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RsaSigningKey")
+            .field("bits", &(self.pair.public_modulus_len() * 8))
+            .finish_non_exhaustive()
+    }
+}
+
+/// SHA-256 through the same backend.
+pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
+    let digest = backend::digest::digest(&backend::digest::SHA256, data);
+    let mut out = [0; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// Verifies an RS256 signature with a public key given as components. The keyring
+/// uses it to prove a key it is about to publish really signs (see
+/// [`crate::Signer::self_test`]); resource servers use the verifier crate instead.
+pub fn verify_rs256(n: &[u8], e: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    RsaPublicKeyComponents { n, e }
+        .verify(
+            &backend::signature::RSA_PKCS1_2048_8192_SHA256,
+            message,
+            signature,
+        )
+        .is_ok()
+}

@@ -1,0 +1,55 @@
+//! Tessera's keyring: RS256 signing keys on disk, their lifecycle, and the rules
+//! that make rotation safe.
+//!
+//! # Design
+//!
+//! A keys directory holds one PKCS#8 PEM file per key (`<kid>.pem`, mode 0600)
+//! and a `manifest.json` naming every key and its state:
+//!
+//! ```text
+//! pending ──rotate──▶ active ──rotate──▶ retired ──prune (when safe)──▶ gone
+//!    │                  │                   │
+//!    └──────────────────┴──── revoke ───────┴──▶ revoked ──prune──▶ gone
+//! ```
+//!
+//! Pending, active and retired keys are published in the JWKS; revoked keys never
+//! are. Exactly one key is active: it is the [`Signer`]. Two rules, computed by
+//! [`RotationPolicy`], keep every valid token verifiable across a rotation:
+//! a pending key becomes active only after one JWKS cache lifetime of publication,
+//! and a retired key leaves the JWKS only after access-token lifetime + JWKS cache
+//! lifetime + clock leeway.
+//!
+//! Time is always a parameter (`now`): nothing here reads the clock, so tests of
+//! the rules run without sleeping.
+//!
+//! Keys are generated with the `rsa` crate and converted to PKCS#8 with it; they
+//! are parsed once, at load, into the crypto backend (`aws-lc-rs` by default,
+//! `ring` as a feature), which is the only code that signs.
+
+mod crypto;
+mod error;
+mod jwk;
+mod keys;
+mod manifest;
+mod policy;
+mod store;
+
+pub use crypto::{BACKEND, SignError, verify_rs256};
+pub use error::{KeyringError, Refusal};
+pub use jwk::{Jwk, JwkSet, b64url, rsa_thumbprint};
+pub use keys::{GENERATE_BITS, Signer};
+pub use manifest::{KeyRecord, KeyState, Manifest};
+pub use policy::{RotationPolicy, format_time};
+pub use store::{
+    InitOutcome, Inspection, KeyDir, Keyring, MANIFEST_FILE, Promotion, PruneOutcome,
+    RevokeOutcome, RotateOutcome,
+};
+
+/// The one signature algorithm Tessera issues.
+pub const ALG: &str = "RS256";
+/// The smallest RSA modulus accepted, in bits.
+pub const MIN_BITS: usize = 2048;
+/// The largest RSA modulus accepted, in bits (the backends' limit).
+pub const MAX_BITS: usize = 8192;
+/// The size `generate` uses unless told otherwise.
+pub const DEFAULT_BITS: usize = 2048;

@@ -1,0 +1,717 @@
+//! The keys directory on disk, and every operation that changes it.
+//!
+//! Invariants kept here:
+//! - every write is a temp file in the same directory, fsync, rename, fsync of the
+//!   directory: a crash leaves the old file or the new one, never half of one;
+//! - a new key file is written before the manifest that names it, and a pruned
+//!   key's file is deleted after the manifest that forgot it: a crash can leave an
+//!   unused key file behind, never a manifest entry without its key;
+//! - writers hold an exclusive lock and re-read the manifest under it; readers hold
+//!   a shared lock, so nobody reads a keyring half-way through a prune;
+//! - key files are 0600 and the directory 0700, checked on every load.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use crate::error::{KeyringError, Refusal};
+use crate::jwk::JwkSet;
+use crate::keys::{self, NewKey, Signer};
+use crate::manifest::{KeyRecord, KeyState, Manifest};
+use crate::policy::{RotationPolicy, whole_seconds};
+
+/// The manifest's file name inside the keys directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+const LOCK_FILE: &str = ".lock";
+const KEY_MODE: u32 = 0o600;
+const DIR_MODE: u32 = 0o700;
+const LOCK_POLL: Duration = Duration::from_millis(50);
+
+/// A keys directory: where private keys and the manifest live.
+#[derive(Debug, Clone)]
+pub struct KeyDir {
+    dir: PathBuf,
+    lock_wait: Duration,
+}
+
+/// A keyring loaded for use: the one active signer and the public JWK set.
+#[derive(Debug)]
+pub struct Keyring {
+    manifest: Manifest,
+    signer: Signer,
+    jwks: JwkSet,
+}
+
+impl Keyring {
+    /// The active key, parsed once at load.
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
+    /// The published keys: active first, then pending, then retired; never revoked.
+    pub fn jwks(&self) -> &JwkSet {
+        &self.jwks
+    }
+
+    /// Every key and its state, as the manifest records them.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+}
+
+/// The checked contents of a keyring, whether or not it has an active key.
+#[derive(Debug)]
+pub struct Inspection {
+    /// Every key and its state.
+    pub manifest: Manifest,
+    /// The published public keys.
+    pub jwks: JwkSet,
+    active: Option<Signer>,
+}
+
+/// What `init` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InitOutcome {
+    /// The key that signs from now on.
+    pub active: String,
+    /// The key published for the next rotation.
+    pub pending: String,
+}
+
+/// What `rotate` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RotateOutcome {
+    /// The pending key that now signs.
+    pub activated: String,
+    /// The previously active key, now retired.
+    pub retired: Option<String>,
+    /// The new pending key, published for the next rotation.
+    pub new_pending: String,
+    /// The rule `--force` overrode, if any.
+    pub forced: Option<Refusal>,
+}
+
+/// What `revoke` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RevokeOutcome {
+    /// The revoked key.
+    pub revoked: String,
+    /// If the revoked key was the active one: the key that signs now.
+    pub promoted: Option<Promotion>,
+    /// A new pending key generated so that the next rotation is possible.
+    pub new_pending: Option<String>,
+}
+
+/// An emergency promotion after the active key was revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Promotion {
+    /// The key that signs now.
+    pub kid: String,
+    /// Set if the key had not been published for a JWKS cache lifetime (or was
+    /// generated just now): verifiers will refetch the JWKS on its unknown kid.
+    pub early: Option<SystemTime>,
+}
+
+/// What `prune` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PruneOutcome {
+    /// Keys deleted: the manifest entry and the private key file.
+    pub removed: Vec<String>,
+    /// Retired keys kept because a rule forbids removing them yet.
+    pub kept: Vec<Refusal>,
+    /// Keys removed although a rule said to wait (`--force`).
+    pub forced: Vec<Refusal>,
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl KeyDir {
+    /// A keyring in `dir`. Nothing is read or written until an operation runs.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            lock_wait: Duration::from_secs(30),
+        }
+    }
+
+    /// How long an operation waits for another process's lock before failing.
+    pub fn with_lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
+        self
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where the manifest lives.
+    pub fn manifest_path(&self) -> PathBuf {
+        self.dir.join(MANIFEST_FILE)
+    }
+
+    /// Where the private key with this kid lives.
+    pub fn key_path(&self, kid: &str) -> PathBuf {
+        self.dir.join(format!("{kid}.pem"))
+    }
+
+    // ---- reading ----------------------------------------------------------
+
+    /// Loads the keyring for signing: checks permissions, parses every published
+    /// key once, verifies each kid, and requires exactly one active key.
+    pub fn load(&self) -> Result<Keyring, KeyringError> {
+        let inspection = self.inspect()?;
+        let signer = inspection.active.ok_or_else(|| KeyringError::NoActiveKey {
+            dir: self.dir.clone(),
+        })?;
+        Ok(Keyring {
+            manifest: inspection.manifest,
+            signer,
+            jwks: inspection.jwks,
+        })
+    }
+
+    /// Reads and checks the whole keyring without requiring an active key (for
+    /// `list` and for operations that repair a keyring).
+    pub fn inspect(&self) -> Result<Inspection, KeyringError> {
+        self.require_manifest()?;
+        let _lock = self.lock(false)?;
+        self.inspect_locked()
+    }
+
+    fn require_manifest(&self) -> Result<(), KeyringError> {
+        let path = self.manifest_path();
+        match fs::symlink_metadata(&path) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(KeyringError::NotInitialised {
+                    dir: self.dir.clone(),
+                })
+            }
+            Err(e) => Err(KeyringError::io("reading", path)(e)),
+        }
+    }
+
+    fn read_manifest(&self) -> Result<Option<Manifest>, KeyringError> {
+        let path = self.manifest_path();
+        match fs::read(&path) {
+            Ok(bytes) => Manifest::parse(&path, &bytes).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(KeyringError::io("reading", path)(e)),
+        }
+    }
+
+    fn inspect_locked(&self) -> Result<Inspection, KeyringError> {
+        check_mode(&self.dir, DIR_MODE)?;
+        let manifest = self
+            .read_manifest()?
+            .ok_or_else(|| KeyringError::NotInitialised {
+                dir: self.dir.clone(),
+            })?;
+        let mut active = None;
+        let mut published = Vec::new();
+        for record in manifest.keys.iter().filter(|k| k.state.is_published()) {
+            let parsed = self.read_key(record)?;
+            if matches!(record.state, KeyState::Active { .. }) {
+                published.insert(0, parsed.jwk.clone());
+                let signer = Signer::new(parsed);
+                signer.self_test()?;
+                active = Some(signer);
+            } else {
+                published.push(parsed.jwk);
+            }
+        }
+        Ok(Inspection {
+            manifest,
+            jwks: JwkSet { keys: published },
+            active,
+        })
+    }
+
+    fn read_key(&self, record: &KeyRecord) -> Result<keys::ParsedKey, KeyringError> {
+        let path = self.key_path(&record.kid);
+        let invalid = |problem: String| KeyringError::KeyFileInvalid {
+            path: path.clone(),
+            problem,
+        };
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(KeyringError::KeyFileMissing {
+                    path,
+                    kid: record.kid.clone(),
+                    state: record.state.name(),
+                });
+            }
+            Err(e) => return Err(KeyringError::io("reading", path)(e)),
+        };
+        if !meta.file_type().is_file() {
+            return Err(invalid(
+                "not a regular file (symlinks are refused)".to_owned(),
+            ));
+        }
+        check_mode(&path, KEY_MODE)?;
+        let text = zeroize::Zeroizing::new(
+            fs::read(&path).map_err(KeyringError::io("reading", path.clone()))?,
+        );
+        let parsed = keys::parse_key_file(&text).map_err(&invalid)?;
+        if parsed.jwk.kid != record.kid {
+            return Err(invalid(format!(
+                "holds key {} but the manifest lists it as {}; the file was replaced or renamed",
+                parsed.jwk.kid, record.kid
+            )));
+        }
+        if parsed.bits != record.bits {
+            return Err(invalid(format!(
+                "is a {}-bit key but the manifest says {} bits",
+                parsed.bits, record.bits
+            )));
+        }
+        Ok(parsed)
+    }
+
+    // ---- locking and writing ----------------------------------------------
+
+    fn lock(&self, exclusive: bool) -> Result<File, KeyringError> {
+        let path = self.dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(KEY_MODE)
+            .open(&path)
+            .map_err(KeyringError::io("opening lock file", path.clone()))?;
+        let tries = (self.lock_wait.as_millis() / LOCK_POLL.as_millis()).max(1);
+        for attempt in 0..=tries {
+            let result = if exclusive {
+                file.try_lock()
+            } else {
+                file.try_lock_shared()
+            };
+            match result {
+                Ok(()) => return Ok(file),
+                Err(fs::TryLockError::WouldBlock) if attempt < tries => {
+                    std::thread::sleep(LOCK_POLL);
+                }
+                Err(fs::TryLockError::WouldBlock) => break,
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(KeyringError::io("locking", path)(e));
+                }
+            }
+        }
+        Err(KeyringError::Locked {
+            path,
+            waited: self.lock_wait,
+        })
+    }
+
+    /// Creates the directory (0700) if needed, tightens its mode if it is open to
+    /// others (a fresh `git clone` makes `keys/` 0755), and takes the write lock.
+    fn lock_for_writing(&self) -> Result<File, KeyringError> {
+        match fs::symlink_metadata(&self.dir) {
+            Ok(meta) if meta.is_dir() => {
+                if meta.permissions().mode() & 0o077 != 0 {
+                    fs::set_permissions(&self.dir, fs::Permissions::from_mode(DIR_MODE))
+                        .map_err(KeyringError::io("setting permissions of", self.dir.clone()))?;
+                }
+            }
+            Ok(_) => {
+                return Err(KeyringError::io(
+                    "using as keys directory",
+                    self.dir.clone(),
+                )(std::io::Error::other("not a directory")));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(DIR_MODE)
+                    .create(&self.dir)
+                    .map_err(KeyringError::io("creating", self.dir.clone()))?;
+            }
+            Err(e) => return Err(KeyringError::io("reading", self.dir.clone())(e)),
+        }
+        self.lock(true)
+    }
+
+    /// Runs `change` on the manifest under the write lock and saves the result.
+    /// The closure sees the keyring as it is now (re-read and fully checked under
+    /// the lock) and returns the keys to add and to delete.
+    fn modify<T>(
+        &self,
+        change: impl FnOnce(&mut Manifest) -> Result<Change<T>, KeyringError>,
+    ) -> Result<T, KeyringError> {
+        let _lock = self.lock_for_writing()?;
+        let mut manifest = match self.read_manifest()? {
+            Some(_) => self.inspect_locked()?.manifest,
+            None => Manifest::default(),
+        };
+        let change = change(&mut manifest)?;
+        for key in &change.new_keys {
+            self.write_atomic(&self.key_path(&key.kid), key.pem.as_bytes())?;
+        }
+        let manifest_json = manifest.to_json().map_err(|e| {
+            KeyringError::io("serialising", self.manifest_path())(std::io::Error::other(e))
+        })?;
+        self.write_atomic(&self.manifest_path(), &manifest_json)?;
+        for kid in &change.delete_files {
+            let path = self.key_path(kid);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(KeyringError::io("deleting", path)(e)),
+            }
+        }
+        if !change.delete_files.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        Ok(change.outcome)
+    }
+
+    /// Temp file + fsync + rename + fsync of the directory, mode 0600.
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), KeyringError> {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+        let tmp = self.dir.join(format!(
+            ".{name}.{}.{}.tmp",
+            std::process::id(),
+            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(KEY_MODE)
+                .open(&tmp)
+                .map_err(KeyringError::io("creating", tmp.clone()))?;
+            file.write_all(bytes)
+                .map_err(KeyringError::io("writing", tmp.clone()))?;
+            file.sync_all()
+                .map_err(KeyringError::io("syncing", tmp.clone()))?;
+            drop(file);
+            fs::rename(&tmp, path).map_err(KeyringError::io("renaming into place", path))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result?;
+        sync_dir(&self.dir)
+    }
+
+    // ---- operations -------------------------------------------------------
+
+    /// Starts an empty keyring: one active key and one pending key.
+    pub fn init(&self, bits: usize, now: SystemTime) -> Result<InitOutcome, KeyringError> {
+        let now = whole_seconds(now);
+        self.modify(|manifest| {
+            if !manifest.keys.is_empty() {
+                return Err(KeyringError::AlreadyInitialised {
+                    dir: self.dir.clone(),
+                    count: manifest.keys.len(),
+                });
+            }
+            let active = keys::generate(bits)?;
+            let pending = keys::generate(bits)?;
+            let outcome = InitOutcome {
+                active: active.kid.clone(),
+                pending: pending.kid.clone(),
+            };
+            add(manifest, &active, now, KeyState::Active { activated: now });
+            add(manifest, &pending, now, KeyState::Pending);
+            Ok(Change::new(outcome).with_keys(vec![active, pending]))
+        })
+    }
+
+    /// Adds a freshly generated pending key and returns its kid.
+    pub fn generate(&self, bits: usize, now: SystemTime) -> Result<String, KeyringError> {
+        let now = whole_seconds(now);
+        let key = keys::generate(bits)?;
+        self.modify(move |manifest| {
+            add(manifest, &key, now, KeyState::Pending);
+            Ok(Change::new(key.kid.clone()).with_keys(vec![key]))
+        })
+    }
+
+    /// Imports an existing RSA private key (PKCS#8 or PKCS#1 PEM) as a pending key.
+    /// It is stored as PKCS#8, whatever the input was.
+    pub fn import(&self, pem_path: &Path, now: SystemTime) -> Result<String, KeyringError> {
+        let now = whole_seconds(now);
+        let import_error = |problem: String| KeyringError::Import {
+            path: pem_path.to_owned(),
+            problem,
+        };
+        let text = zeroize::Zeroizing::new(
+            fs::read(pem_path).map_err(KeyringError::io("reading", pem_path))?,
+        );
+        let key = keys::normalise_import(&text).map_err(import_error)?;
+        self.modify(move |manifest| {
+            if let Some(existing) = manifest.get(&key.kid) {
+                return Err(KeyringError::DuplicateKey {
+                    kid: key.kid.clone(),
+                    state: existing.state.name(),
+                });
+            }
+            add(manifest, &key, now, KeyState::Pending);
+            Ok(Change::new(key.kid.clone()).with_keys(vec![key]))
+        })
+    }
+
+    /// The scheduled rotation: the oldest pending key becomes active, the active key
+    /// retires, and a new pending key is generated for next time.
+    ///
+    /// Refused, unless `force`, while the pending key has been published for less
+    /// than one JWKS cache lifetime.
+    pub fn rotate(
+        &self,
+        policy: &RotationPolicy,
+        now: SystemTime,
+        force: bool,
+        bits: usize,
+    ) -> Result<RotateOutcome, KeyringError> {
+        let now = whole_seconds(now);
+        let fresh = keys::generate(bits)?;
+        self.modify(move |manifest| {
+            let pending = manifest.next_pending().ok_or(KeyringError::NoPendingKey)?;
+            let safe_at = policy.activation_safe_at(pending.created);
+            let refusal = (now < safe_at).then(|| Refusal::ActivationTooEarly {
+                kid: pending.kid.clone(),
+                published: pending.created,
+                safe_at,
+            });
+            if let (Some(refusal), false) = (&refusal, force) {
+                return Err(KeyringError::Refused(refusal.clone()));
+            }
+            let activated = pending.kid.clone();
+            let retired = manifest.active().map(|k| k.kid.clone());
+            for key in &mut manifest.keys {
+                if key.kid == activated {
+                    key.state = KeyState::Active { activated: now };
+                } else if let KeyState::Active { activated } = key.state {
+                    key.state = KeyState::Retired {
+                        activated: Some(activated),
+                        retired: now,
+                    };
+                }
+            }
+            add(manifest, &fresh, now, KeyState::Pending);
+            let outcome = RotateOutcome {
+                activated,
+                retired,
+                new_pending: fresh.kid.clone(),
+                forced: refusal,
+            };
+            Ok(Change::new(outcome).with_keys(vec![fresh]))
+        })
+    }
+
+    /// Withdraws a pending key from future activation. It stays published (it may
+    /// be cached already) and is pruned on the retired schedule. The active key
+    /// cannot be retired this way: `rotate` replaces it, `revoke` kills it.
+    pub fn retire(&self, kid: &str, now: SystemTime) -> Result<(), KeyringError> {
+        let now = whole_seconds(now);
+        self.modify(|manifest| {
+            let key = find_mut(manifest, kid)?;
+            match key.state {
+                KeyState::Pending => {
+                    key.state = KeyState::Retired {
+                        activated: None,
+                        retired: now,
+                    };
+                    Ok(Change::new(()))
+                }
+                KeyState::Active { .. } => Err(wrong_state(
+                    key,
+                    "retire",
+                    "; use `rotate` to replace it (or `revoke` in an emergency)",
+                )),
+                KeyState::Retired { .. } | KeyState::Revoked { .. } => {
+                    Err(wrong_state(key, "retire", " already"))
+                }
+            }
+        })
+    }
+
+    /// Emergency: the key leaves the JWKS at once and never signs again. If it was
+    /// the active key, the oldest pending key becomes active immediately (or a new
+    /// key, if there is none), and a new pending key is generated.
+    pub fn revoke(
+        &self,
+        kid: &str,
+        policy: &RotationPolicy,
+        now: SystemTime,
+        bits: usize,
+    ) -> Result<RevokeOutcome, KeyringError> {
+        let now = whole_seconds(now);
+        self.modify(|manifest| {
+            let key = find_mut(manifest, kid)?;
+            let was_active = matches!(key.state, KeyState::Active { .. });
+            let (activated, retired) = match key.state {
+                KeyState::Pending => (None, None),
+                KeyState::Active { activated } => (Some(activated), None),
+                KeyState::Retired { activated, retired } => (activated, Some(retired)),
+                KeyState::Revoked { .. } => return Err(wrong_state(key, "revoke", " already")),
+            };
+            key.state = KeyState::Revoked {
+                activated,
+                retired,
+                revoked: now,
+            };
+            let mut outcome = RevokeOutcome {
+                revoked: kid.to_owned(),
+                promoted: None,
+                new_pending: None,
+            };
+            let mut new_keys = Vec::new();
+            if was_active {
+                // It was the active key: something must sign from now on.
+                let promoted = match manifest.next_pending() {
+                    Some(pending) => {
+                        let safe_at = policy.activation_safe_at(pending.created);
+                        Promotion {
+                            kid: pending.kid.clone(),
+                            early: (now < safe_at).then_some(safe_at),
+                        }
+                    }
+                    None => {
+                        let key = keys::generate(bits)?;
+                        add(manifest, &key, now, KeyState::Pending);
+                        let promotion = Promotion {
+                            kid: key.kid.clone(),
+                            early: Some(policy.activation_safe_at(now)),
+                        };
+                        new_keys.push(key);
+                        promotion
+                    }
+                };
+                find_mut(manifest, &promoted.kid)?.state = KeyState::Active { activated: now };
+                let next = keys::generate(bits)?;
+                add(manifest, &next, now, KeyState::Pending);
+                outcome.new_pending = Some(next.kid.clone());
+                new_keys.push(next);
+                outcome.promoted = Some(promoted);
+            }
+            Ok(Change::new(outcome).with_keys(new_keys))
+        })
+    }
+
+    /// Deletes revoked keys, and retired keys whose publication period is over.
+    /// Retired keys still inside it are kept (and reported) unless `force`.
+    pub fn prune(
+        &self,
+        policy: &RotationPolicy,
+        now: SystemTime,
+        force: bool,
+    ) -> Result<PruneOutcome, KeyringError> {
+        let now = whole_seconds(now);
+        self.modify(|manifest| {
+            let mut outcome = PruneOutcome::default();
+            manifest.keys.retain(|key| match key.state {
+                KeyState::Revoked { .. } => {
+                    outcome.removed.push(key.kid.clone());
+                    false
+                }
+                KeyState::Retired { retired, .. } => {
+                    let safe_at = policy.prune_safe_at(retired);
+                    if now >= safe_at {
+                        outcome.removed.push(key.kid.clone());
+                        return false;
+                    }
+                    let refusal = Refusal::PruneTooEarly {
+                        kid: key.kid.clone(),
+                        retired,
+                        safe_at,
+                    };
+                    if force {
+                        outcome.removed.push(key.kid.clone());
+                        outcome.forced.push(refusal);
+                        false
+                    } else {
+                        outcome.kept.push(refusal);
+                        true
+                    }
+                }
+                KeyState::Pending | KeyState::Active { .. } => true,
+            });
+            let delete_files = outcome.removed.clone();
+            Ok(Change {
+                outcome,
+                new_keys: Vec::new(),
+                delete_files,
+            })
+        })
+    }
+}
+
+fn find_mut<'m>(manifest: &'m mut Manifest, kid: &str) -> Result<&'m mut KeyRecord, KeyringError> {
+    manifest
+        .get_mut(kid)
+        .ok_or_else(|| KeyringError::UnknownKey {
+            kid: kid.to_owned(),
+        })
+}
+
+fn wrong_state(key: &KeyRecord, operation: &'static str, hint: &'static str) -> KeyringError {
+    KeyringError::WrongState {
+        kid: key.kid.clone(),
+        state: key.state.name(),
+        operation,
+        hint,
+    }
+}
+
+/// What a closure given to [`KeyDir::modify`] asks for besides the new manifest.
+struct Change<T> {
+    outcome: T,
+    new_keys: Vec<NewKey>,
+    delete_files: Vec<String>,
+}
+
+impl<T> Change<T> {
+    fn new(outcome: T) -> Self {
+        Self {
+            outcome,
+            new_keys: Vec::new(),
+            delete_files: Vec::new(),
+        }
+    }
+
+    fn with_keys(mut self, keys: Vec<NewKey>) -> Self {
+        self.new_keys = keys;
+        self
+    }
+}
+
+fn add(manifest: &mut Manifest, key: &NewKey, now: SystemTime, state: KeyState) {
+    manifest.keys.push(KeyRecord {
+        kid: key.kid.clone(),
+        bits: key.bits,
+        created: now,
+        state,
+    });
+}
+
+fn check_mode(path: &Path, expected: u32) -> Result<(), KeyringError> {
+    let meta = fs::metadata(path).map_err(KeyringError::io("reading", path))?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(KeyringError::InsecurePermissions {
+            path: path.to_owned(),
+            mode,
+            expected,
+        });
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<(), KeyringError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(KeyringError::io("syncing", dir))
+}

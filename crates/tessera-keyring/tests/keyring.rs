@@ -1,0 +1,868 @@
+//! The keyring's behaviour as an operator and the issuer see it: files on disk,
+//! every state transition and refusal under an injected clock, corrupt inputs,
+//! and concurrent writers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use tessera_keyring::{
+    DEFAULT_BITS, KeyDir, KeyState, KeyringError, Refusal, RotationPolicy, verify_rs256,
+};
+
+const MIN: Duration = Duration::from_secs(60);
+
+fn t0() -> SystemTime {
+    // 2026-01-01T00:00:00Z: a fixed, whole-second clock.
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600)
+}
+
+fn policy() -> RotationPolicy {
+    RotationPolicy::default()
+}
+
+fn new_keyring() -> (tempfile::TempDir, KeyDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = KeyDir::new(tmp.path().join("keys"));
+    dir.init(DEFAULT_BITS, t0()).unwrap();
+    (tmp, dir)
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn state_of(dir: &KeyDir, kid: &str) -> &'static str {
+    dir.inspect()
+        .unwrap()
+        .manifest
+        .get(kid)
+        .unwrap()
+        .state
+        .name()
+}
+
+/// Verifies a compact JWS with a JWK from the set, the way a resource server would.
+fn verify_with_jwks(dir: &KeyDir, token: &str) -> bool {
+    let inspection = dir.inspect().unwrap();
+    let mut parts = token.split('.');
+    let (h, p, s) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    let header: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap();
+    let Some(jwk) = inspection.jwks.find(header["kid"].as_str().unwrap()) else {
+        return false;
+    };
+    let n = URL_SAFE_NO_PAD.decode(&jwk.n).unwrap();
+    let e = URL_SAFE_NO_PAD.decode(&jwk.e).unwrap();
+    let sig = URL_SAFE_NO_PAD.decode(s).unwrap();
+    verify_rs256(&n, &e, format!("{h}.{p}").as_bytes(), &sig)
+}
+
+#[test]
+fn init_writes_private_files_and_a_readable_manifest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("keys");
+    let dir = KeyDir::new(&path);
+    let out = dir.init(DEFAULT_BITS, t0()).unwrap();
+
+    assert_eq!(mode(&path), 0o700);
+    for kid in [&out.active, &out.pending] {
+        let key = dir.key_path(kid);
+        assert_eq!(mode(&key), 0o600, "{}", key.display());
+        let text = fs::read_to_string(&key).unwrap();
+        assert!(
+            text.starts_with("-----BEGIN PRIVATE KEY-----\n"),
+            "PKCS#8 PEM"
+        );
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(path.join("manifest.json")).unwrap()).unwrap();
+    let keys = manifest["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0]["kid"], out.active.as_str());
+    assert_eq!(keys[0]["state"], "active");
+    assert_eq!(keys[0]["alg"], "RS256");
+    assert_eq!(keys[0]["bits"], 2048);
+    assert_eq!(keys[0]["created"], "2026-01-01T00:00:00Z");
+    assert_eq!(keys[0]["activated"], "2026-01-01T00:00:00Z");
+    assert_eq!(keys[0]["retired"], serde_json::Value::Null);
+    assert_eq!(keys[1]["kid"], out.pending.as_str());
+    assert_eq!(keys[1]["state"], "pending");
+    assert_eq!(keys[1]["activated"], serde_json::Value::Null);
+    // No temp files left behind.
+    let names: Vec<String> = fs::read_dir(&path)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains("tmp"))
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+
+    let again = dir.init(DEFAULT_BITS, t0()).unwrap_err();
+    assert!(
+        matches!(again, KeyringError::AlreadyInitialised { count: 2, .. }),
+        "{again}"
+    );
+}
+
+#[test]
+fn load_yields_the_active_signer_and_publishes_pending_too() {
+    let (_tmp, dir) = new_keyring();
+    let ring = dir.load().unwrap();
+    let manifest = ring.manifest();
+    let active = manifest.active().unwrap();
+    let pending = manifest.next_pending().unwrap();
+    assert_eq!(ring.signer().kid(), active.kid);
+    let kids: Vec<&str> = ring.jwks().keys.iter().map(|k| k.kid.as_str()).collect();
+    assert_eq!(kids, [active.kid.as_str(), pending.kid.as_str()]);
+    for jwk in &ring.jwks().keys {
+        assert_eq!(
+            (jwk.kty.as_str(), jwk.use_.as_str(), jwk.alg.as_str()),
+            ("RSA", "sig", "RS256")
+        );
+        assert_eq!(jwk.e, "AQAB");
+        // kid is the RFC 7638 thumbprint of the published key.
+        let n = URL_SAFE_NO_PAD.decode(&jwk.n).unwrap();
+        assert_eq!(n.len(), 256);
+        assert_eq!(jwk.kid, tessera_keyring::rsa_thumbprint(&n, &[1, 0, 1]));
+    }
+}
+
+#[test]
+fn every_key_verifies_tokens_it_signed_while_active() {
+    let (_tmp, dir) = new_keyring();
+    let mut now = t0();
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let ring = dir.load().unwrap();
+        let token = ring
+            .signer()
+            .sign_jwt("at+jwt", br#"{"sub":"alice","aud":"demo"}"#)
+            .unwrap();
+        let header: serde_json::Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(token.split('.').next().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(header["alg"], "RS256");
+        assert_eq!(header["typ"], "at+jwt");
+        assert_eq!(header["kid"], ring.signer().kid());
+        tokens.push(token);
+        now += 5 * MIN;
+        dir.rotate(&policy(), now, false, DEFAULT_BITS).unwrap();
+    }
+    // Retired keys are still published: every earlier token still verifies.
+    for token in &tokens {
+        assert!(verify_with_jwks(&dir, token));
+    }
+    // A tampered payload does not.
+    let mut parts: Vec<String> = tokens[0].split('.').map(str::to_owned).collect();
+    parts[1] = URL_SAFE_NO_PAD.encode(br#"{"sub":"mallory","aud":"demo"}"#);
+    assert!(!verify_with_jwks(&dir, &parts.join(".")));
+}
+
+#[test]
+fn rotate_waits_one_jwks_cache_lifetime_after_publication() {
+    let (_tmp, dir) = new_keyring();
+    let before = fs::read(dir.manifest_path()).unwrap();
+    let old = dir.load().unwrap();
+    let pending = old.manifest().next_pending().unwrap().kid.clone();
+    let active = old.signer().kid().to_owned();
+
+    // One second before the pending key has been published for 5 minutes.
+    let err = dir
+        .rotate(
+            &policy(),
+            t0() + 5 * MIN - Duration::from_secs(1),
+            false,
+            DEFAULT_BITS,
+        )
+        .unwrap_err();
+    match &err {
+        KeyringError::Refused(Refusal::ActivationTooEarly { kid, safe_at, .. }) => {
+            assert_eq!(kid, &pending);
+            assert_eq!(*safe_at, t0() + 5 * MIN);
+        }
+        other => panic!("expected a refusal, got {other}"),
+    }
+    let message = err.to_string();
+    assert!(message.contains("2026-01-01T00:05:00Z"), "{message}");
+    assert!(message.contains("--force"), "{message}");
+    assert_eq!(
+        fs::read(dir.manifest_path()).unwrap(),
+        before,
+        "a refusal changes nothing"
+    );
+
+    // Exactly at the safe time it goes through.
+    let out = dir
+        .rotate(&policy(), t0() + 5 * MIN, false, DEFAULT_BITS)
+        .unwrap();
+    assert_eq!(out.activated, pending);
+    assert_eq!(out.retired.as_deref(), Some(active.as_str()));
+    assert_eq!(out.forced, None);
+    assert_eq!(state_of(&dir, &pending), "active");
+    assert_eq!(state_of(&dir, &active), "retired");
+    assert_eq!(state_of(&dir, &out.new_pending), "pending");
+    let ring = dir.load().unwrap();
+    assert_eq!(ring.signer().kid(), pending);
+    assert_eq!(ring.jwks().keys.len(), 3);
+    let retired = ring.manifest().get(&active).unwrap();
+    assert_eq!(retired.activated(), Some(t0()));
+    assert_eq!(retired.retired(), Some(t0() + 5 * MIN));
+}
+
+#[test]
+fn rotate_force_overrides_the_rule_and_reports_it() {
+    let (_tmp, dir) = new_keyring();
+    let out = dir.rotate(&policy(), t0(), true, DEFAULT_BITS).unwrap();
+    let forced = out.forced.expect("the broken rule is reported");
+    assert_eq!(forced.safe_at(), t0() + 5 * MIN);
+    assert_eq!(dir.load().unwrap().signer().kid(), out.activated);
+}
+
+#[test]
+fn rotate_without_a_pending_key_is_refused() {
+    let (_tmp, dir) = new_keyring();
+    let pending = dir
+        .inspect()
+        .unwrap()
+        .manifest
+        .next_pending()
+        .unwrap()
+        .kid
+        .clone();
+    dir.retire(&pending, t0()).unwrap();
+    let err = dir
+        .rotate(&policy(), t0() + MIN * 60, true, DEFAULT_BITS)
+        .unwrap_err();
+    assert!(matches!(err, KeyringError::NoPendingKey), "{err}");
+    // `generate` adds one; it must then wait its own publication period.
+    let next = dir.generate(DEFAULT_BITS, t0() + MIN * 60).unwrap();
+    let err = dir
+        .rotate(&policy(), t0() + MIN * 61, false, DEFAULT_BITS)
+        .unwrap_err();
+    assert!(
+        matches!(err, KeyringError::Refused(Refusal::ActivationTooEarly { ref kid, .. }) if *kid == next)
+    );
+    dir.rotate(&policy(), t0() + MIN * 65, false, DEFAULT_BITS)
+        .unwrap();
+    assert_eq!(dir.load().unwrap().signer().kid(), next);
+}
+
+#[test]
+fn retire_applies_to_pending_keys_only() {
+    let (_tmp, dir) = new_keyring();
+    let m = dir.inspect().unwrap().manifest;
+    let (active, pending) = (
+        m.active().unwrap().kid.clone(),
+        m.next_pending().unwrap().kid.clone(),
+    );
+
+    let err = dir.retire(&active, t0()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            KeyringError::WrongState {
+                state: "active",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("rotate"), "{err}");
+
+    dir.retire(&pending, t0() + MIN).unwrap();
+    let record = dir
+        .inspect()
+        .unwrap()
+        .manifest
+        .get(&pending)
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        record.state,
+        KeyState::Retired {
+            activated: None,
+            retired: t0() + MIN
+        }
+    );
+    // Still published: it may already sit in verifiers' caches.
+    assert!(dir.load().unwrap().jwks().find(&pending).is_some());
+
+    let err = dir.retire(&pending, t0() + MIN).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            KeyringError::WrongState {
+                state: "retired",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = dir
+        .retire("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", t0())
+        .unwrap_err();
+    assert!(matches!(err, KeyringError::UnknownKey { .. }), "{err}");
+}
+
+#[test]
+fn prune_keeps_retired_keys_until_tokens_they_signed_have_expired() {
+    let (_tmp, dir) = new_keyring();
+    let retired_at = t0() + 5 * MIN;
+    let out = dir
+        .rotate(&policy(), retired_at, false, DEFAULT_BITS)
+        .unwrap();
+    let old = out.retired.unwrap();
+    // 15 min access token + 5 min JWKS cache + 60 s leeway = 21 min.
+    let safe_at = retired_at + 21 * MIN;
+
+    let kept = dir
+        .prune(&policy(), safe_at - Duration::from_secs(1), false)
+        .unwrap();
+    assert!(kept.removed.is_empty());
+    assert_eq!(kept.kept.len(), 1);
+    assert_eq!(kept.kept[0].safe_at(), safe_at);
+    assert!(
+        kept.kept[0].to_string().contains("2026-01-01T00:26:00Z"),
+        "{}",
+        kept.kept[0]
+    );
+    assert!(dir.key_path(&old).exists());
+    assert!(dir.load().unwrap().jwks().find(&old).is_some());
+
+    let pruned = dir.prune(&policy(), safe_at, false).unwrap();
+    assert_eq!(pruned.removed, [old.clone()]);
+    assert!(
+        !dir.key_path(&old).exists(),
+        "the private key file is deleted"
+    );
+    let ring = dir.load().unwrap();
+    assert!(ring.jwks().find(&old).is_none());
+    assert!(ring.manifest().get(&old).is_none());
+    assert_eq!(ring.jwks().keys.len(), 2);
+}
+
+#[test]
+fn prune_force_removes_retired_keys_early_and_says_so() {
+    let (_tmp, dir) = new_keyring();
+    let old = dir
+        .rotate(&policy(), t0() + 5 * MIN, false, DEFAULT_BITS)
+        .unwrap()
+        .retired
+        .unwrap();
+    let out = dir.prune(&policy(), t0() + 6 * MIN, true).unwrap();
+    assert_eq!(out.removed, [old]);
+    assert_eq!(out.forced.len(), 1);
+    assert!(out.kept.is_empty());
+}
+
+#[test]
+fn revoking_the_active_key_promotes_the_pending_key_at_once() {
+    let (_tmp, dir) = new_keyring();
+    let m = dir.inspect().unwrap().manifest;
+    let (active, pending) = (
+        m.active().unwrap().kid.clone(),
+        m.next_pending().unwrap().kid.clone(),
+    );
+
+    let out = dir
+        .revoke(&active, &policy(), t0() + MIN, DEFAULT_BITS)
+        .unwrap();
+    let promoted = out.promoted.unwrap();
+    assert_eq!(promoted.kid, pending);
+    // Published for one minute only: promoted early, and the outcome says until when.
+    assert_eq!(promoted.early, Some(t0() + 5 * MIN));
+    let next = out.new_pending.unwrap();
+
+    let ring = dir.load().unwrap();
+    assert_eq!(ring.signer().kid(), pending);
+    assert!(
+        ring.jwks().find(&active).is_none(),
+        "revoked keys leave the JWKS at once"
+    );
+    let kids: Vec<&str> = ring.jwks().keys.iter().map(|k| k.kid.as_str()).collect();
+    assert_eq!(kids, [pending.as_str(), next.as_str()]);
+    let revoked = ring.manifest().get(&active).unwrap();
+    assert_eq!(
+        revoked.state,
+        KeyState::Revoked {
+            activated: Some(t0()),
+            retired: None,
+            revoked: t0() + MIN
+        }
+    );
+
+    let err = dir
+        .revoke(&active, &policy(), t0() + MIN, DEFAULT_BITS)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            KeyringError::WrongState {
+                state: "revoked",
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // prune deletes revoked keys straight away, file and entry.
+    let out = dir.prune(&policy(), t0() + MIN, false).unwrap();
+    assert_eq!(out.removed, [active.clone()]);
+    assert!(!dir.key_path(&active).exists());
+}
+
+#[test]
+fn revoking_the_active_key_without_a_pending_key_generates_a_new_signer() {
+    let (_tmp, dir) = new_keyring();
+    let m = dir.inspect().unwrap().manifest;
+    let (active, pending) = (
+        m.active().unwrap().kid.clone(),
+        m.next_pending().unwrap().kid.clone(),
+    );
+    dir.revoke(&pending, &policy(), t0(), DEFAULT_BITS).unwrap();
+    let out = dir
+        .revoke(&active, &policy(), t0() + MIN, DEFAULT_BITS)
+        .unwrap();
+    let promoted = out.promoted.unwrap();
+    assert_ne!(promoted.kid, active);
+    assert_ne!(promoted.kid, pending);
+    assert_eq!(promoted.early, Some(t0() + 6 * MIN));
+    let ring = dir.load().unwrap();
+    assert_eq!(ring.signer().kid(), promoted.kid);
+    assert_eq!(
+        ring.jwks().keys.len(),
+        2,
+        "new active + new pending; both revoked keys gone"
+    );
+}
+
+#[test]
+fn revoking_a_retired_or_pending_key_only_unpublishes_it() {
+    let (_tmp, dir) = new_keyring();
+    let out = dir
+        .rotate(&policy(), t0() + 5 * MIN, false, DEFAULT_BITS)
+        .unwrap();
+    let old = out.retired.unwrap();
+    let r = dir
+        .revoke(&old, &policy(), t0() + 6 * MIN, DEFAULT_BITS)
+        .unwrap();
+    assert_eq!(r.promoted, None);
+    assert_eq!(r.new_pending, None);
+    let ring = dir.load().unwrap();
+    assert_eq!(ring.signer().kid(), out.activated);
+    assert!(ring.jwks().find(&old).is_none());
+    let r = dir
+        .revoke(&out.new_pending, &policy(), t0() + 6 * MIN, DEFAULT_BITS)
+        .unwrap();
+    assert_eq!(r.promoted, None);
+    assert_eq!(dir.load().unwrap().jwks().keys.len(), 1);
+}
+
+#[test]
+fn key_sizes_below_2048_bits_are_refused() {
+    let (_tmp, dir) = new_keyring();
+    for bits in [512, 1024, 2047, 2560, 8192] {
+        let err = dir.generate(bits, t0()).unwrap_err();
+        assert!(
+            matches!(err, KeyringError::UnsupportedKeySize { .. }),
+            "{bits}: {err}"
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let err = KeyDir::new(tmp.path()).init(1024, t0()).unwrap_err();
+    assert!(
+        matches!(err, KeyringError::UnsupportedKeySize { bits: 1024, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn generate_makes_3072_bit_keys() {
+    let (_tmp, dir) = new_keyring();
+    let kid = dir.generate(3072, t0()).unwrap();
+    let record = dir.inspect().unwrap().manifest.get(&kid).cloned().unwrap();
+    assert_eq!(record.bits, 3072);
+    assert_eq!(record.state, KeyState::Pending);
+}
+
+mod import {
+    use super::*;
+    use rsa::pkcs1::EncodeRsaPrivateKey as _;
+    use rsa::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
+
+    fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+        let path = dir.join(name);
+        fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn pkcs1_and_pkcs8_keys_become_pending_pkcs8_keys() {
+        let (tmp, dir) = new_keyring();
+        let mut rng = rsa::rand_core::OsRng;
+        let a = rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap();
+        let b = rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap();
+        let pkcs1 = write(
+            tmp.path(),
+            "a.pem",
+            &a.to_pkcs1_pem(LineEnding::LF).unwrap(),
+        );
+        let pkcs8 = write(
+            tmp.path(),
+            "b.pem",
+            &b.to_pkcs8_pem(LineEnding::CRLF).unwrap(),
+        );
+
+        for (path, key) in [(pkcs1, &a), (pkcs8, &b)] {
+            let kid = dir.import(&path, t0()).unwrap();
+            use rsa::traits::PublicKeyParts as _;
+            let expected =
+                tessera_keyring::rsa_thumbprint(&key.n().to_bytes_be(), &key.e().to_bytes_be());
+            assert_eq!(kid, expected);
+            assert_eq!(state_of(&dir, &kid), "pending");
+            let stored = fs::read_to_string(dir.key_path(&kid)).unwrap();
+            assert!(stored.starts_with("-----BEGIN PRIVATE KEY-----\n"));
+            assert_eq!(mode(&dir.key_path(&kid)), 0o600);
+            let err = dir.import(&path, t0()).unwrap_err();
+            assert!(matches!(err, KeyringError::DuplicateKey { .. }), "{err}");
+        }
+        assert_eq!(dir.load().unwrap().jwks().keys.len(), 4);
+    }
+
+    #[test]
+    fn small_public_encrypted_or_garbage_pems_are_refused() {
+        let (tmp, dir) = new_keyring();
+        let mut rng = rsa::rand_core::OsRng;
+        let small = rsa::RsaPrivateKey::new(&mut rng, 1024).unwrap();
+        let cases = [
+            ("small.pem", small.to_pkcs8_pem(LineEnding::LF).unwrap().to_string(), "1024"),
+            (
+                "public.pem",
+                small.to_public_key().to_public_key_pem(LineEnding::LF).unwrap(),
+                "PUBLIC KEY",
+            ),
+            (
+                "enc.pem",
+                "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n"
+                    .to_owned(),
+                "encrypted",
+            ),
+            ("junk.pem", "hello".to_owned(), "not a PEM"),
+        ];
+        for (name, text, needle) in cases {
+            let path = write(tmp.path(), name, &text);
+            let err = dir.import(&path, t0()).unwrap_err();
+            let message = err.to_string();
+            assert!(message.contains(name), "{message}");
+            assert!(message.contains(needle), "{name}: {message}");
+        }
+        assert_eq!(
+            dir.inspect().unwrap().manifest.keys.len(),
+            2,
+            "nothing was added"
+        );
+    }
+}
+
+mod damage {
+    use super::*;
+
+    fn edit_manifest(dir: &KeyDir, f: impl FnOnce(&mut serde_json::Value)) {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&fs::read(dir.manifest_path()).unwrap()).unwrap();
+        f(&mut v);
+        fs::write(dir.manifest_path(), serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    }
+
+    fn load_error(dir: &KeyDir) -> String {
+        let err = dir.load().unwrap_err();
+        // The same error from a write operation: nothing is written over a damaged keyring.
+        let write_err = dir.generate(DEFAULT_BITS, t0()).unwrap_err();
+        assert_eq!(err.to_string(), write_err.to_string());
+        err.to_string()
+    }
+
+    #[test]
+    fn a_manifest_that_is_not_json_names_the_file_and_position() {
+        let (_tmp, dir) = new_keyring();
+        fs::write(dir.manifest_path(), "{\"format\": 1, \"keys\": [").unwrap();
+        let message = load_error(&dir);
+        assert!(message.contains("manifest.json"), "{message}");
+        assert!(message.contains("line 1"), "{message}");
+    }
+
+    #[test]
+    fn hand_edited_manifests_are_rejected_with_the_problem_named() {
+        type Edit = fn(&mut serde_json::Value);
+        let cases: [(&str, Edit, &str); 9] = [
+            (
+                "two active keys",
+                |v| {
+                    v["keys"][1]["state"] = "active".into();
+                    v["keys"][1]["activated"] = "2026-01-01T00:00:00Z".into();
+                },
+                "2 keys are active",
+            ),
+            (
+                "active key without activation time",
+                |v| v["keys"][0]["activated"] = serde_json::Value::Null,
+                "`activated` is not set",
+            ),
+            (
+                "unknown state",
+                |v| v["keys"][1]["state"] = "zombie".into(),
+                "\"zombie\"",
+            ),
+            (
+                "unknown field",
+                |v| v["keys"][1]["comment"] = "hi".into(),
+                "unknown field `comment`",
+            ),
+            (
+                "path in kid",
+                |v| v["keys"][1]["kid"] = "../../etc/passwd".into(),
+                "not a key id",
+            ),
+            (
+                "another alg",
+                |v| v["keys"][1]["alg"] = "HS256".into(),
+                "HS256",
+            ),
+            (
+                "bad time",
+                |v| v["keys"][1]["created"] = "yesterday".into(),
+                "RFC 3339",
+            ),
+            ("future format", |v| v["format"] = 2.into(), "format 2"),
+            (
+                "duplicate",
+                |v| {
+                    let first = v["keys"][0].clone();
+                    v["keys"].as_array_mut().unwrap().push(first);
+                },
+                "listed twice",
+            ),
+        ];
+        for (name, edit, needle) in cases {
+            let (_tmp, dir) = new_keyring();
+            edit_manifest(&dir, edit);
+            let message = load_error(&dir);
+            assert!(message.contains("manifest.json"), "{name}: {message}");
+            assert!(message.contains(needle), "{name}: {message}");
+        }
+    }
+
+    #[test]
+    fn a_missing_key_file_is_named() {
+        let (_tmp, dir) = new_keyring();
+        let pending = dir
+            .inspect()
+            .unwrap()
+            .manifest
+            .next_pending()
+            .unwrap()
+            .kid
+            .clone();
+        fs::remove_file(dir.key_path(&pending)).unwrap();
+        let message = load_error(&dir);
+        assert!(message.contains(&format!("{pending}.pem")), "{message}");
+        assert!(message.contains("missing private key file"), "{message}");
+        assert!(message.contains("pending"), "{message}");
+    }
+
+    #[test]
+    fn a_world_readable_key_file_is_refused() {
+        let (_tmp, dir) = new_keyring();
+        let active = dir.load().unwrap().signer().kid().to_owned();
+        let path = dir.key_path(&active);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = dir.load().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                KeyringError::InsecurePermissions {
+                    mode: 0o644,
+                    expected: 0o600,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let message = err.to_string();
+        assert!(message.contains(&format!("{active}.pem")), "{message}");
+        assert!(message.contains("chmod 600"), "{message}");
+    }
+
+    #[test]
+    fn a_keys_directory_open_to_others_is_refused_on_load_and_tightened_on_write() {
+        let (_tmp, dir) = new_keyring();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let err = dir.load().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                KeyringError::InsecurePermissions {
+                    mode: 0o755,
+                    expected: 0o700,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        dir.generate(DEFAULT_BITS, t0()).unwrap();
+        assert_eq!(mode(dir.path()), 0o700);
+        dir.load().unwrap();
+    }
+
+    #[test]
+    fn a_key_file_swapped_for_another_key_is_detected() {
+        let (_tmp, dir) = new_keyring();
+        let m = dir.inspect().unwrap().manifest;
+        let (active, pending) = (
+            m.active().unwrap().kid.clone(),
+            m.next_pending().unwrap().kid.clone(),
+        );
+        fs::copy(dir.key_path(&pending), dir.key_path(&active)).unwrap();
+        let message = load_error(&dir);
+        assert!(message.contains(&format!("{active}.pem")), "{message}");
+        assert!(
+            message.contains(&format!("holds key {pending}")),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_key_file_that_is_not_a_key_is_named() {
+        let (_tmp, dir) = new_keyring();
+        let pending = dir
+            .inspect()
+            .unwrap()
+            .manifest
+            .next_pending()
+            .unwrap()
+            .kid
+            .clone();
+        fs::write(
+            dir.key_path(&pending),
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let message = load_error(&dir);
+        assert!(message.contains(&format!("{pending}.pem")), "{message}");
+        assert!(message.contains("not an RSA private key"), "{message}");
+    }
+
+    #[test]
+    fn a_directory_that_was_never_initialised_says_how_to_start() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = KeyDir::new(tmp.path()).load().unwrap_err();
+        assert!(matches!(err, KeyringError::NotInitialised { .. }), "{err}");
+        assert!(err.to_string().contains("keys init"), "{err}");
+    }
+
+    #[test]
+    fn a_keyring_with_no_active_key_does_not_load_but_can_be_inspected() {
+        let (_tmp, dir) = new_keyring();
+        edit_manifest(&dir, |v| {
+            v["keys"][0]["state"] = "retired".into();
+            v["keys"][0]["retired"] = "2026-01-01T00:01:00Z".into();
+        });
+        let err = dir.load().unwrap_err();
+        assert!(matches!(err, KeyringError::NoActiveKey { .. }), "{err}");
+        assert_eq!(dir.inspect().unwrap().jwks.keys.len(), 2);
+        // rotate repairs it once the pending key is old enough.
+        dir.rotate(&policy(), t0() + 5 * MIN, false, DEFAULT_BITS)
+            .unwrap();
+        dir.load().unwrap();
+    }
+}
+
+mod concurrency {
+    use super::*;
+
+    #[test]
+    fn concurrent_rotations_serialise_and_leave_exactly_one_active_key() {
+        let (_tmp, dir) = new_keyring();
+        let threads: Vec<_> = (0..4)
+            .map(|i| {
+                let dir = dir.clone();
+                std::thread::spawn(move || {
+                    dir.rotate(&policy(), t0() + MIN * (10 + i), true, DEFAULT_BITS)
+                })
+            })
+            .collect();
+        let outcomes: Vec<_> = threads
+            .into_iter()
+            .map(|t| t.join().unwrap().unwrap())
+            .collect();
+        let activated: std::collections::HashSet<_> =
+            outcomes.iter().map(|o| o.activated.clone()).collect();
+        assert_eq!(
+            activated.len(),
+            4,
+            "each rotation activated a different key"
+        );
+
+        let ring = dir.load().unwrap();
+        let m = ring.manifest();
+        let count = |name| m.keys.iter().filter(|k| k.state.name() == name).count();
+        assert_eq!(
+            (count("active"), count("retired"), count("pending")),
+            (1, 4, 1)
+        );
+        assert_eq!(m.keys.len(), 6);
+        for key in &m.keys {
+            assert!(dir.key_path(&key.kid).exists());
+        }
+    }
+
+    #[test]
+    fn a_writer_that_cannot_get_the_lock_fails_with_a_clear_message() {
+        let (_tmp, dir) = new_keyring();
+        let held = fs::File::open(dir.path().join(".lock")).unwrap();
+        held.lock().unwrap();
+        let impatient = dir.clone().with_lock_wait(Duration::from_millis(200));
+        let err = impatient
+            .rotate(&policy(), t0() + 10 * MIN, false, DEFAULT_BITS)
+            .unwrap_err();
+        assert!(matches!(err, KeyringError::Locked { .. }), "{err}");
+        assert!(
+            err.to_string().contains("locked by another process"),
+            "{err}"
+        );
+        // Readers wait for writers too.
+        assert!(matches!(
+            impatient.load().unwrap_err(),
+            KeyringError::Locked { .. }
+        ));
+        drop(held);
+        impatient
+            .rotate(&policy(), t0() + 10 * MIN, false, DEFAULT_BITS)
+            .unwrap();
+    }
+}
+
+#[test]
+fn debug_output_never_contains_key_material() {
+    let (_tmp, dir) = new_keyring();
+    let ring = dir.load().unwrap();
+    let pem = fs::read_to_string(dir.key_path(ring.signer().kid())).unwrap();
+    let debug = format!("{ring:?} {:?} {:#?}", ring.signer(), ring.signer());
+    for line in pem.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(!debug.contains(line), "Debug leaked a PEM line");
+    }
+    assert!(!debug.contains("PRIVATE KEY"));
+    assert!(debug.contains(ring.signer().kid()));
+}
