@@ -142,7 +142,7 @@ pub enum KeyringError {
         problem: String,
     },
     /// A change would break a rotation rule; `--force` overrides.
-    #[error("{0}")]
+    #[error("refusing: {0} (use --force to override)")]
     Refused(Refusal),
     /// Another process holds the keyring lock.
     #[error(
@@ -209,9 +209,8 @@ impl std::fmt::Display for Refusal {
                 safe_at,
             } => write!(
                 f,
-                "refusing to activate pending key {kid}: it was published at {} and verifiers \
-                 may cache a JWKS without it for one JWKS cache lifetime; safe from {} \
-                 (or use --force)",
+                "pending key {kid} was published at {} and verifiers may cache a JWKS \
+                 without it for one JWKS cache lifetime: activating it is safe from {}",
                 format_time(*published),
                 format_time(*safe_at),
             ),
@@ -221,9 +220,9 @@ impl std::fmt::Display for Refusal {
                 safe_at,
             } => write!(
                 f,
-                "refusing to prune retired key {kid}: it was retired at {} and tokens it signed \
-                 may be verified for access-token lifetime + JWKS cache lifetime + leeway; \
-                 safe from {} (or use --force)",
+                "retired key {kid} was retired at {} and tokens it signed may be verified \
+                 for access-token lifetime + JWKS cache lifetime + leeway: pruning it is \
+                 safe from {}",
                 format_time(*retired),
                 format_time(*safe_at),
             ),

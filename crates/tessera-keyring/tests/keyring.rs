@@ -342,7 +342,7 @@ fn prune_keeps_retired_keys_until_tokens_they_signed_have_expired() {
     assert!(dir.load().unwrap().jwks().find(&old).is_some());
 
     let pruned = dir.prune(&policy(), safe_at, false).unwrap();
-    assert_eq!(pruned.removed, [old.clone()]);
+    assert_eq!(pruned.removed, std::slice::from_ref(&old));
     assert!(
         !dir.key_path(&old).exists(),
         "the private key file is deleted"
@@ -419,7 +419,7 @@ fn revoking_the_active_key_promotes_the_pending_key_at_once() {
 
     // prune deletes revoked keys straight away, file and entry.
     let out = dir.prune(&policy(), t0() + MIN, false).unwrap();
-    assert_eq!(out.removed, [active.clone()]);
+    assert_eq!(out.removed, std::slice::from_ref(&active));
     assert!(!dir.key_path(&active).exists());
 }
 

@@ -1,0 +1,404 @@
+//! The command line: parsing, the `keys` verbs, and turning errors into one line
+//! and an exit code. This is the edge where the clock is read and `anyhow` lives.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use tessera_issuer::config::{Config, RawConfig, parse_duration};
+use tessera_keyring::{KeyDir, KeyRecord, KeyState, KeyringError, format_time};
+
+/// Exit code when a rotation rule refused the change (`--force` overrides).
+const EXIT_REFUSED: u8 = 3;
+/// Exit code when another process held the keyring lock for too long.
+const EXIT_LOCKED: u8 = 4;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tessera-issuer",
+    version,
+    about = "Tessera's JWT issuer and its operator tools"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Settings every subcommand accepts; each also has an environment variable and
+/// a config-file key. Flags win over the environment, which wins over the file.
+#[derive(Debug, Args)]
+struct GlobalArgs {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "TESSERA_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The keyring directory [default: keys].
+    #[arg(long, global = true, env = "TESSERA_KEYS_DIR", value_name = "DIR")]
+    keys_dir: Option<PathBuf>,
+    /// Longest access-token lifetime [default: 15m].
+    #[arg(long, global = true, env = "TESSERA_ACCESS_TOKEN_LIFETIME", value_name = "DURATION", value_parser = parse_duration)]
+    access_token_lifetime: Option<Duration>,
+    /// How long verifiers may cache the JWKS [default: 5m].
+    #[arg(long, global = true, env = "TESSERA_JWKS_CACHE_LIFETIME", value_name = "DURATION", value_parser = parse_duration)]
+    jwks_cache_lifetime: Option<Duration>,
+    /// Clock skew verifiers tolerate [default: 60s].
+    #[arg(long, global = true, env = "TESSERA_CLOCK_LEEWAY", value_name = "DURATION", value_parser = parse_duration)]
+    clock_leeway: Option<Duration>,
+    /// RSA size of generated keys: 2048, 3072 or 4096 [default: 2048].
+    #[arg(long, global = true, env = "TESSERA_KEY_BITS", value_name = "BITS")]
+    key_bits: Option<usize>,
+    /// How long to wait for another process's keyring lock.
+    #[arg(long, global = true, env = "TESSERA_LOCK_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+    lock_timeout: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage signing keys: generate, rotate, retire, revoke, prune.
+    Keys {
+        #[command(subcommand)]
+        verb: KeysVerb,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysVerb {
+    /// Start a keyring: one active key and one pending key.
+    Init {
+        /// Succeed without changes if the keyring already holds keys.
+        #[arg(long)]
+        if_empty: bool,
+    },
+    /// Add a new pending key.
+    Generate,
+    /// Pending → active, active → retired, and a new pending key.
+    Rotate {
+        /// Activate even if the pending key has not been published for a JWKS
+        /// cache lifetime (verifiers may reject tokens until they refetch).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show every key, its state, its times, and when it may be pruned.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Withdraw a pending key; it stays published until it is safe to prune.
+    Retire {
+        /// The key id.
+        kid: String,
+    },
+    /// Emergency: unpublish a key at once. Revoking the active key promotes the
+    /// pending key immediately.
+    Revoke {
+        /// The key id.
+        kid: String,
+    },
+    /// Delete revoked keys and retired keys no token can need any more.
+    Prune {
+        /// Also delete retired keys that may still verify live tokens.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the public JWKS (pending, active and retired keys).
+    Jwks,
+    /// Import an RSA private key (PKCS#8 or PKCS#1 PEM) as a pending key.
+    Import {
+        /// The PEM file.
+        pem: PathBuf,
+    },
+}
+
+pub(crate) fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The one place the operator tools read the clock; everything below takes it.
+    #[allow(clippy::disallowed_methods)]
+    let now = SystemTime::now();
+    match run(cli, now) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            let code = match err.downcast_ref::<KeyringError>() {
+                Some(KeyringError::Refused(_)) => EXIT_REFUSED,
+                Some(KeyringError::Locked { .. }) => EXIT_LOCKED,
+                _ => 1,
+            };
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: {}",
+                one_line(&format!("{err:#}"))
+            );
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// `tessera-issuer keys list | head` is not an error.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    let pipe = Some(std::io::ErrorKind::BrokenPipe);
+    err.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().map(|e| e.kind()) == pipe
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(|e| e.io_error_kind())
+                == pipe
+    })
+}
+
+/// Operators and scripts get one line per error, whatever the source printed.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
+    let file = match &global.config {
+        Some(path) => RawConfig::from_file(path)?,
+        None => RawConfig::default(),
+    };
+    let flags = RawConfig {
+        keys_dir: global.keys_dir.clone(),
+        access_token_lifetime: global.access_token_lifetime,
+        jwks_cache_lifetime: global.jwks_cache_lifetime,
+        clock_leeway: global.clock_leeway,
+        key_bits: global.key_bits,
+    };
+    Ok(file.overlay(flags).validate()?)
+}
+
+fn run(cli: Cli, now: SystemTime) -> anyhow::Result<()> {
+    let config = load_config(&cli.global)?;
+    match cli.command {
+        Command::Keys { verb } => {
+            let dir = KeyDir::new(&config.keys_dir).with_lock_wait(cli.global.lock_timeout);
+            keys(&dir, &config, verb, now)
+        }
+    }
+}
+
+fn keys(dir: &KeyDir, config: &Config, verb: KeysVerb, now: SystemTime) -> anyhow::Result<()> {
+    let policy = &config.rotation;
+    let bits = config.key_bits;
+    let mut out = std::io::stdout().lock();
+    let warn = |text: String| writeln!(std::io::stderr(), "WARNING: {text}");
+    match verb {
+        KeysVerb::Init { if_empty } => match dir.init(bits, now) {
+            Ok(o) => writeln!(
+                out,
+                "initialised keyring in {}\nactive key:  {}\npending key: {} (may become active from {})",
+                dir.path().display(),
+                o.active,
+                o.pending,
+                format_time(policy.activation_safe_at(now)),
+            )?,
+            Err(KeyringError::AlreadyInitialised { count, .. }) if if_empty => writeln!(
+                out,
+                "keyring in {} already holds {count} key(s); nothing to do",
+                dir.path().display()
+            )?,
+            Err(e) => return Err(e.into()),
+        },
+        KeysVerb::Generate => {
+            let kid = dir.generate(bits, now)?;
+            writeln!(
+                out,
+                "generated pending key {kid} ({bits}-bit RS256); it may become active from {}",
+                format_time(policy.activation_safe_at(now))
+            )?;
+        }
+        KeysVerb::Import { pem } => {
+            let kid = dir.import(&pem, now)?;
+            writeln!(
+                out,
+                "imported {} as pending key {kid}; it may become active from {}",
+                pem.display(),
+                format_time(policy.activation_safe_at(now))
+            )?;
+        }
+        KeysVerb::Rotate { force } => {
+            let o = dir.rotate(policy, now, force, bits)?;
+            if let Some(rule) = &o.forced {
+                warn(format!("--force overrode a rotation rule: {rule}"))?;
+            }
+            writeln!(out, "activated key {}", o.activated)?;
+            if let Some(retired) = &o.retired {
+                writeln!(
+                    out,
+                    "retired key   {retired} (stays published until {})",
+                    format_time(policy.prune_safe_at(now))
+                )?;
+            }
+            writeln!(
+                out,
+                "pending key   {} (may become active from {})",
+                o.new_pending,
+                format_time(policy.activation_safe_at(now))
+            )?;
+        }
+        KeysVerb::Retire { kid } => {
+            dir.retire(&kid, now)?;
+            writeln!(
+                out,
+                "retired pending key {kid}; it stays published until {}",
+                format_time(policy.prune_safe_at(now))
+            )?;
+        }
+        KeysVerb::Revoke { kid } => {
+            let o = dir.revoke(&kid, policy, now, bits)?;
+            writeln!(out, "revoked key {}: removed from the JWKS", o.revoked)?;
+            if let Some(p) = &o.promoted {
+                warn(format!(
+                    "revoked the ACTIVE key {}: every token it signed is now unverifiable. \
+                     Key {} signs from now on{}",
+                    o.revoked,
+                    p.kid,
+                    match p.early {
+                        Some(safe_at) => format!(
+                            ", although verifiers may not have it cached until {}: they will \
+                             refetch the JWKS when they first see its kid",
+                            format_time(safe_at)
+                        ),
+                        None => String::new(),
+                    }
+                ))?;
+                writeln!(out, "activated key {}", p.kid)?;
+            }
+            if let Some(next) = &o.new_pending {
+                writeln!(out, "pending key   {next}")?;
+            }
+        }
+        KeysVerb::Prune { force } => {
+            let o = dir.prune(policy, now, force)?;
+            for rule in &o.forced {
+                warn(format!("--force overrode a rotation rule: {rule}"))?;
+            }
+            for kid in &o.removed {
+                writeln!(out, "pruned key {kid}")?;
+            }
+            for rule in &o.kept {
+                writeln!(out, "kept: {rule}")?;
+            }
+            if o.removed.is_empty() && o.kept.is_empty() {
+                writeln!(out, "nothing to prune")?;
+            }
+        }
+        KeysVerb::Jwks => {
+            let inspection = dir.inspect()?;
+            serde_json::to_writer_pretty(&mut out, &inspection.jwks)?;
+            writeln!(out)?;
+        }
+        KeysVerb::List { json } => {
+            let inspection = dir.inspect()?;
+            let rows: Vec<Row> = inspection
+                .manifest
+                .keys
+                .iter()
+                .map(|k| Row::new(k, policy))
+                .collect();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &rows)?;
+                writeln!(out)?;
+            } else {
+                write_table(&mut out, &rows)?;
+            }
+        }
+    }
+    out.flush().context("writing output")?;
+    Ok(())
+}
+
+/// One line of `keys list`.
+#[derive(Debug, serde::Serialize)]
+struct Row {
+    kid: String,
+    state: &'static str,
+    bits: u32,
+    created: String,
+    activated: Option<String>,
+    retired: Option<String>,
+    revoked: Option<String>,
+    safe_to_activate_at: Option<String>,
+    safe_to_prune_at: Option<String>,
+}
+
+impl Row {
+    fn new(k: &KeyRecord, policy: &tessera_keyring::RotationPolicy) -> Self {
+        let t = |v: Option<SystemTime>| v.map(format_time);
+        let (activate, prune) = match k.state {
+            KeyState::Pending => (Some(policy.activation_safe_at(k.created)), None),
+            KeyState::Active { .. } => (None, None),
+            KeyState::Retired { retired, .. } => (None, Some(policy.prune_safe_at(retired))),
+            KeyState::Revoked { revoked, .. } => (None, Some(revoked)),
+        };
+        Self {
+            kid: k.kid.clone(),
+            state: k.state.name(),
+            bits: k.bits,
+            created: format_time(k.created),
+            activated: t(k.activated()),
+            retired: t(k.retired()),
+            revoked: t(k.revoked()),
+            safe_to_activate_at: t(activate),
+            safe_to_prune_at: t(prune),
+        }
+    }
+}
+
+fn write_table(out: &mut impl std::io::Write, rows: &[Row]) -> std::io::Result<()> {
+    let header = [
+        "KID",
+        "STATE",
+        "BITS",
+        "CREATED",
+        "ACTIVATED",
+        "RETIRED",
+        "REVOKED",
+        "SAFE-TO-ACTIVATE-AT",
+        "SAFE-TO-PRUNE-AT",
+    ];
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+    let cells: Vec<[String; 9]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.kid.clone(),
+                r.state.to_owned(),
+                r.bits.to_string(),
+                r.created.clone(),
+                dash(&r.activated),
+                dash(&r.retired),
+                dash(&r.revoked),
+                dash(&r.safe_to_activate_at),
+                dash(&r.safe_to_prune_at),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cols: Vec<&str>| {
+        cols.iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    writeln!(out, "{}", line(header.to_vec()))?;
+    for row in &cells {
+        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}

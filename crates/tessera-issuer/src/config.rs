@@ -1,0 +1,237 @@
+//! Configuration: a TOML file, then environment variables, then flags; validated
+//! once into [`Config`]. Unknown keys in the file are errors, not silently ignored.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tessera_keyring::{DEFAULT_BITS, GENERATE_BITS, RotationPolicy};
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where the keyring lives. Default `keys`.
+    pub keys_dir: PathBuf,
+    /// The lifetimes the rotation rules are computed from.
+    pub rotation: RotationPolicy,
+    /// The size of newly generated keys. Default 2048.
+    pub key_bits: usize,
+}
+
+/// The settings as a file or the command line gives them: every one optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `keys_dir = "keys"`
+    pub keys_dir: Option<PathBuf>,
+    /// `access_token_lifetime = "15m"`
+    #[serde(default, deserialize_with = "duration")]
+    pub access_token_lifetime: Option<Duration>,
+    /// `jwks_cache_lifetime = "5m"`
+    #[serde(default, deserialize_with = "duration")]
+    pub jwks_cache_lifetime: Option<Duration>,
+    /// `clock_leeway = "60s"`
+    #[serde(default, deserialize_with = "duration")]
+    pub clock_leeway: Option<Duration>,
+    /// `key_bits = 2048`
+    pub key_bits: Option<usize>,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("reading config file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped keys.
+    #[error("config file {}: {source}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Where and why.
+        source: Box<toml::de::Error>,
+    },
+    /// A value is out of range.
+    #[error("invalid setting `{key}`: {problem}")]
+    Invalid {
+        /// The setting.
+        key: &'static str,
+        /// Why it is refused.
+        problem: String,
+    },
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+/// Parses a duration like `15m`, `90s`, `1h 30m` or `14days`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration like \"15m\" or \"60s\" ({e})"))
+}
+
+impl RawConfig {
+    /// Reads a TOML config file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Settings from `over` win over settings from `self`.
+    pub fn overlay(self, over: RawConfig) -> Self {
+        Self {
+            keys_dir: over.keys_dir.or(self.keys_dir),
+            access_token_lifetime: over.access_token_lifetime.or(self.access_token_lifetime),
+            jwks_cache_lifetime: over.jwks_cache_lifetime.or(self.jwks_cache_lifetime),
+            clock_leeway: over.clock_leeway.or(self.clock_leeway),
+            key_bits: over.key_bits.or(self.key_bits),
+        }
+    }
+
+    /// Fills defaults and checks every value once.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let defaults = RotationPolicy::default();
+        let within = |key: &'static str, value: Duration, min: Duration, max: Duration| {
+            if value < min || value > max {
+                Err(ConfigError::Invalid {
+                    key,
+                    problem: format!(
+                        "{} is outside {} ..= {}",
+                        humantime::format_duration(value),
+                        humantime::format_duration(min),
+                        humantime::format_duration(max)
+                    ),
+                })
+            } else {
+                Ok(value)
+            }
+        };
+        const SECOND: Duration = Duration::from_secs(1);
+        const DAY: Duration = Duration::from_secs(24 * 3600);
+        let rotation = RotationPolicy {
+            access_token_lifetime: within(
+                "access_token_lifetime",
+                self.access_token_lifetime
+                    .unwrap_or(defaults.access_token_lifetime),
+                SECOND,
+                DAY,
+            )?,
+            jwks_cache_lifetime: within(
+                "jwks_cache_lifetime",
+                self.jwks_cache_lifetime
+                    .unwrap_or(defaults.jwks_cache_lifetime),
+                SECOND,
+                DAY,
+            )?,
+            clock_leeway: within(
+                "clock_leeway",
+                self.clock_leeway.unwrap_or(defaults.clock_leeway),
+                Duration::ZERO,
+                Duration::from_secs(300),
+            )?,
+        };
+        let key_bits = self.key_bits.unwrap_or(DEFAULT_BITS);
+        if !GENERATE_BITS.contains(&key_bits) {
+            return Err(ConfigError::Invalid {
+                key: "key_bits",
+                problem: format!("{key_bits} is not one of 2048, 3072, 4096"),
+            });
+        }
+        Ok(Config {
+            keys_dir: self.keys_dir.unwrap_or_else(|| PathBuf::from("keys")),
+            rotation,
+            key_bits,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_values() {
+        let c = RawConfig::default().validate().unwrap();
+        assert_eq!(c.keys_dir, PathBuf::from("keys"));
+        assert_eq!(c.rotation.access_token_lifetime, Duration::from_secs(900));
+        assert_eq!(c.rotation.jwks_cache_lifetime, Duration::from_secs(300));
+        assert_eq!(c.rotation.clock_leeway, Duration::from_secs(60));
+        assert_eq!(c.key_bits, 2048);
+    }
+
+    #[test]
+    fn file_values_parse_and_later_layers_win() {
+        let file: RawConfig = toml::from_str(
+            "keys_dir = \"/srv/keys\"\naccess_token_lifetime = \"10m\"\nclock_leeway = \"30s\"",
+        )
+        .unwrap();
+        let flags = RawConfig {
+            access_token_lifetime: Some(Duration::from_secs(120)),
+            ..RawConfig::default()
+        };
+        let c = file.overlay(flags).validate().unwrap();
+        assert_eq!(c.keys_dir, PathBuf::from("/srv/keys"));
+        assert_eq!(c.rotation.access_token_lifetime, Duration::from_secs(120));
+        assert_eq!(c.rotation.clock_leeway, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn unknown_keys_bad_durations_and_out_of_range_values_are_errors() {
+        let unknown = toml::from_str::<RawConfig>("keys_directory = \"x\"").unwrap_err();
+        assert!(unknown.to_string().contains("keys_directory"), "{unknown}");
+        let bad = toml::from_str::<RawConfig>("clock_leeway = \"soon\"").unwrap_err();
+        assert!(bad.to_string().contains("soon"), "{bad}");
+        for (raw, key) in [
+            (
+                RawConfig {
+                    clock_leeway: Some(Duration::from_secs(301)),
+                    ..Default::default()
+                },
+                "clock_leeway",
+            ),
+            (
+                RawConfig {
+                    access_token_lifetime: Some(Duration::ZERO),
+                    ..Default::default()
+                },
+                "access_token_lifetime",
+            ),
+            (
+                RawConfig {
+                    jwks_cache_lifetime: Some(Duration::from_secs(2 * 86400)),
+                    ..Default::default()
+                },
+                "jwks_cache_lifetime",
+            ),
+            (
+                RawConfig {
+                    key_bits: Some(1024),
+                    ..Default::default()
+                },
+                "key_bits",
+            ),
+        ] {
+            let err = raw.validate().unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Invalid { key: k, .. } if k == key),
+                "{err}"
+            );
+        }
+    }
+}
