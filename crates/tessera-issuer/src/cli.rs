@@ -116,10 +116,7 @@ enum KeysVerb {
 
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The one place the operator tools read the clock; everything below takes it.
-    #[allow(clippy::disallowed_methods)]
-    let now = SystemTime::now();
-    match run(cli, now) {
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
@@ -174,30 +171,32 @@ fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
     Ok(file.overlay(flags).validate()?)
 }
 
-fn run(cli: Cli, now: SystemTime) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load_config(&cli.global)?;
     match cli.command {
         Command::Keys { verb } => {
             let dir = KeyDir::new(&config.keys_dir).with_lock_wait(cli.global.lock_timeout);
-            keys(&dir, &config, verb, now)
+            keys(&dir, &config, verb)
         }
     }
 }
 
-fn keys(dir: &KeyDir, config: &Config, verb: KeysVerb, now: SystemTime) -> anyhow::Result<()> {
+/// Runs one `keys` verb. The keyring reads the clock itself (after taking its
+/// lock and generating keys); the times printed come from what it recorded.
+fn keys(dir: &KeyDir, config: &Config, verb: KeysVerb) -> anyhow::Result<()> {
     let policy = &config.rotation;
     let bits = config.key_bits;
     let mut out = std::io::stdout().lock();
     let warn = |text: String| writeln!(std::io::stderr(), "WARNING: {text}");
     match verb {
-        KeysVerb::Init { if_empty } => match dir.init(bits, now) {
+        KeysVerb::Init { if_empty } => match dir.init(bits) {
             Ok(o) => writeln!(
                 out,
                 "initialised keyring in {}\nactive key:  {}\npending key: {} (may become active from {})",
                 dir.path().display(),
                 o.active,
                 o.pending,
-                format_time(policy.activation_safe_at(now)),
+                format_time(policy.activation_safe_at(o.at)),
             )?,
             Err(KeyringError::AlreadyInitialised { count, .. }) if if_empty => writeln!(
                 out,
@@ -207,24 +206,27 @@ fn keys(dir: &KeyDir, config: &Config, verb: KeysVerb, now: SystemTime) -> anyho
             Err(e) => return Err(e.into()),
         },
         KeysVerb::Generate => {
-            let kid = dir.generate(bits, now)?;
+            let key = dir.generate(bits)?;
             writeln!(
                 out,
-                "generated pending key {kid} ({bits}-bit RS256); it may become active from {}",
-                format_time(policy.activation_safe_at(now))
+                "generated pending key {} ({bits}-bit RS256); it may become active from {}",
+                key.kid,
+                format_time(policy.activation_safe_at(key.created))
             )?;
         }
         KeysVerb::Import { pem } => {
-            let kid = dir.import(&pem, now)?;
+            let key = dir.import(&pem)?;
             writeln!(
                 out,
-                "imported {} as pending key {kid}; it may become active from {}",
+                "imported {} as pending key {} ({}-bit); it may become active from {}",
                 pem.display(),
-                format_time(policy.activation_safe_at(now))
+                key.kid,
+                key.bits,
+                format_time(policy.activation_safe_at(key.created))
             )?;
         }
         KeysVerb::Rotate { force } => {
-            let o = dir.rotate(policy, now, force, bits)?;
+            let o = dir.rotate(policy, force, bits)?;
             if let Some(rule) = &o.forced {
                 warn(format!("--force overrode a rotation rule: {rule}"))?;
             }
@@ -233,26 +235,27 @@ fn keys(dir: &KeyDir, config: &Config, verb: KeysVerb, now: SystemTime) -> anyho
                 writeln!(
                     out,
                     "retired key   {retired} (stays published until {})",
-                    format_time(policy.prune_safe_at(now))
+                    format_time(policy.prune_safe_at(o.at))
                 )?;
             }
             writeln!(
                 out,
                 "pending key   {} (may become active from {})",
                 o.new_pending,
-                format_time(policy.activation_safe_at(now))
+                format_time(policy.activation_safe_at(o.at))
             )?;
         }
         KeysVerb::Retire { kid } => {
-            dir.retire(&kid, now)?;
+            let key = dir.retire(&kid)?;
+            let until = key.retired().map(|t| format_time(policy.prune_safe_at(t)));
             writeln!(
                 out,
                 "retired pending key {kid}; it stays published until {}",
-                format_time(policy.prune_safe_at(now))
+                until.unwrap_or_default()
             )?;
         }
         KeysVerb::Revoke { kid } => {
-            let o = dir.revoke(&kid, policy, now, bits)?;
+            let o = dir.revoke(&kid, policy, bits)?;
             writeln!(out, "revoked key {}: removed from the JWKS", o.revoked)?;
             if let Some(p) = &o.promoted {
                 warn(format!(
@@ -276,7 +279,7 @@ fn keys(dir: &KeyDir, config: &Config, verb: KeysVerb, now: SystemTime) -> anyho
             }
         }
         KeysVerb::Prune { force } => {
-            let o = dir.prune(policy, now, force)?;
+            let o = dir.prune(policy, force)?;
             for rule in &o.forced {
                 warn(format!("--force overrode a rotation rule: {rule}"))?;
             }

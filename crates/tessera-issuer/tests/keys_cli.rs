@@ -71,6 +71,19 @@ impl Keys {
     }
 }
 
+/// Runs `attempt` until `done` says so, every 100 ms for at most 10 s: for the
+/// few tests where the real clock must pass a rule's deadline.
+fn poll(mut attempt: impl FnMut() -> Output, done: impl Fn(&Output) -> bool) -> Output {
+    for _ in 0..100 {
+        let out = attempt();
+        if done(&out) {
+            return out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("gave up after 10 s");
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8(out.stderr.clone()).unwrap()
 }
@@ -189,18 +202,26 @@ fn short_configured_lifetimes_satisfy_the_rules_without_force() {
     };
     assert!(with_config(&["init"]).status.success());
     let old = k.kid_in("active");
-    std::thread::sleep(std::time::Duration::from_millis(2100));
-    let rotated = with_config(&["rotate"]);
+    // Refused (exit 3) until the pending key has been published for 1 s.
+    let rotated = poll(|| with_config(&["rotate"]), |o| o.status.code() != Some(3));
     assert!(rotated.status.success(), "{}", stderr(&rotated));
-    // The same lifetimes through the environment: retired 2 s ago > 1 s + 1 s + 0 s.
-    std::thread::sleep(std::time::Duration::from_millis(2100));
-    let pruned = k
-        .cmd(&["prune"])
-        .env("TESSERA_JWKS_CACHE_LIFETIME", "1s")
-        .env("TESSERA_ACCESS_TOKEN_LIFETIME", "1s")
-        .env("TESSERA_CLOCK_LEEWAY", "0s")
-        .output()
-        .unwrap();
+    // The same lifetimes through the environment: kept until 1 s + 1 s + 0 s after retiring.
+    let prune = || {
+        k.cmd(&["prune"])
+            .env("TESSERA_JWKS_CACHE_LIFETIME", "1s")
+            .env("TESSERA_ACCESS_TOKEN_LIFETIME", "1s")
+            .env("TESSERA_CLOCK_LEEWAY", "0s")
+            .output()
+            .unwrap()
+    };
+    let first = prune();
+    assert!(first.status.success(), "{}", stderr(&first));
+    let first = String::from_utf8(first.stdout).unwrap();
+    assert!(
+        first.starts_with(&format!("kept: retired key {old}")),
+        "{first}"
+    );
+    let pruned = poll(prune, |o| !o.stdout.starts_with(b"kept"));
     assert!(pruned.status.success(), "{}", stderr(&pruned));
     assert_eq!(
         String::from_utf8(pruned.stdout).unwrap(),
@@ -389,4 +410,38 @@ fn a_held_lock_makes_the_second_rotation_wait_then_fail_with_exit_4() {
     assert!(one_error_line(&out).contains("locked by another process"));
     drop(lock);
     assert!(k.run(&["rotate", "--force"]).status.success());
+}
+
+#[test]
+fn the_scheduled_rotation_script_rotates_when_safe_and_never_forces() {
+    let k = Keys::new();
+    k.ok(&["init"]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/rotate-keys.sh");
+    let run = || {
+        Command::new("bash")
+            .arg(&script)
+            .env("TESSERA_ISSUER_BIN", env!("CARGO_BIN_EXE_tessera-issuer"))
+            .env("TESSERA_KEYS_DIR", &k.dir)
+            .env("TESSERA_JWKS_CACHE_LIFETIME", "3s")
+            .env_remove("TESSERA_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let active = k.kid_in("active");
+    // Right after init the pending key is too fresh: no rotation, but no failure.
+    let early = run();
+    assert!(early.status.success(), "{}", stderr(&early));
+    assert!(
+        stderr(&early).contains("not safe yet"),
+        "{}",
+        stderr(&early)
+    );
+    assert_eq!(k.kid_in("active"), active);
+
+    let out = poll(run, |o| !stderr(o).contains("not safe yet"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ne!(k.kid_in("active"), active);
+    assert_eq!(k.kid_in("retired"), active);
+    // The retired key stays: 15 min + 3 s + 60 s have not passed.
+    assert!(String::from_utf8_lossy(&out.stdout).contains("kept: retired key"));
 }

@@ -10,7 +10,6 @@
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
 
 use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use criterion::Criterion;
@@ -26,11 +25,7 @@ const PRIMITIVE_AGAIN: &str = "aws-lc-rs-primitive-again";
 fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = KeyDir::new(tmp.path().join("keys"));
-    dir.init(
-        DEFAULT_BITS,
-        SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600),
-    )
-    .unwrap();
+    dir.init(DEFAULT_BITS).unwrap();
     let ring = dir.load().unwrap();
     let signer = ring.signer();
 

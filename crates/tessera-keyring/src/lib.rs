@@ -19,8 +19,10 @@
 //! and a retired key leaves the JWKS only after access-token lifetime + JWKS cache
 //! lifetime + clock leeway.
 //!
-//! Time is always a parameter (`now`): nothing here reads the clock, so tests of
-//! the rules run without sleeping.
+//! Time comes from a [`Clock`] given to the [`KeyDir`] ([`SystemClock`] unless a
+//! test injects a [`FixedClock`]), read once per operation after the lock is held
+//! and new keys are generated, so tests of the rules run without sleeping and a
+//! recorded time is never earlier than the change it records.
 //!
 //! Keys are generated with the `rsa` crate and converted to PKCS#8 with it; they
 //! are parsed once, at load, into the crypto backend (`aws-lc-rs` by default,
@@ -39,7 +41,7 @@ pub use error::{KeyringError, Refusal};
 pub use jwk::{Jwk, JwkSet, b64url, rsa_thumbprint};
 pub use keys::{GENERATE_BITS, Signer};
 pub use manifest::{KeyRecord, KeyState, Manifest};
-pub use policy::{RotationPolicy, format_time};
+pub use policy::{Clock, FixedClock, RotationPolicy, SystemClock, format_time};
 pub use store::{
     InitOutcome, Inspection, KeyDir, Keyring, MANIFEST_FILE, Promotion, PruneOutcome,
     RevokeOutcome, RotateOutcome,

@@ -49,11 +49,42 @@ pub fn format_time(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// Truncates a time to whole seconds, the precision the manifest stores, so that
-/// a time compared now and a time read back later agree.
-pub(crate) fn whole_seconds(t: SystemTime) -> SystemTime {
+/// Rounds a time *up* to whole seconds, the precision the manifest stores.
+/// Rounding up is the safe direction for both rules: a key's publication or
+/// retirement is recorded no earlier than it happened, so no rule's deadline can
+/// come early.
+pub(crate) fn stamp(t: SystemTime) -> SystemTime {
     match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => SystemTime::UNIX_EPOCH + Duration::from_secs(d.as_secs()),
+        Ok(d) if d.subsec_nanos() == 0 => t,
+        Ok(d) => SystemTime::UNIX_EPOCH + Duration::from_secs(d.as_secs() + 1),
         Err(_) => SystemTime::UNIX_EPOCH,
+    }
+}
+
+/// Where the keyring reads the time. Tests inject a [`FixedClock`]; everything
+/// else uses [`SystemClock`].
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// The current time.
+    fn now(&self) -> SystemTime;
+}
+
+/// The operating system's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)] // the one place the keyring reads the clock
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// A clock stopped at one instant.
+#[derive(Debug, Clone, Copy)]
+pub struct FixedClock(pub SystemTime);
+
+impl Clock for FixedClock {
+    fn now(&self) -> SystemTime {
+        self.0
     }
 }

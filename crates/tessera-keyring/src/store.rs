@@ -21,7 +21,8 @@ use crate::error::{KeyringError, Refusal};
 use crate::jwk::JwkSet;
 use crate::keys::{self, NewKey, Signer};
 use crate::manifest::{KeyRecord, KeyState, Manifest};
-use crate::policy::{RotationPolicy, whole_seconds};
+use crate::policy::{Clock, RotationPolicy, SystemClock, stamp};
+use std::sync::Arc;
 
 /// The manifest's file name inside the keys directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -35,6 +36,16 @@ const LOCK_POLL: Duration = Duration::from_millis(50);
 pub struct KeyDir {
     dir: PathBuf,
     lock_wait: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+/// The time an operation runs at, read once the lock is held and any new keys
+/// are generated: `raw` for comparisons with rule deadlines, `stamp` (rounded up
+/// to whole seconds) for what the manifest records.
+#[derive(Debug, Clone, Copy)]
+struct Now {
+    raw: SystemTime,
+    stamp: SystemTime,
 }
 
 /// A keyring loaded for use: the one active signer and the public JWK set.
@@ -80,6 +91,8 @@ pub struct InitOutcome {
     pub active: String,
     /// The key published for the next rotation.
     pub pending: String,
+    /// When it happened, as recorded.
+    pub at: SystemTime,
 }
 
 /// What `rotate` did.
@@ -94,6 +107,8 @@ pub struct RotateOutcome {
     pub new_pending: String,
     /// The rule `--force` overrode, if any.
     pub forced: Option<Refusal>,
+    /// When it happened, as recorded.
+    pub at: SystemTime,
 }
 
 /// What `revoke` did.
@@ -106,6 +121,8 @@ pub struct RevokeOutcome {
     pub promoted: Option<Promotion>,
     /// A new pending key generated so that the next rotation is possible.
     pub new_pending: Option<String>,
+    /// When it happened, as recorded.
+    pub at: SystemTime,
 }
 
 /// An emergency promotion after the active key was revoked.
@@ -139,6 +156,21 @@ impl KeyDir {
         Self {
             dir: dir.into(),
             lock_wait: Duration::from_secs(30),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Reads time from `clock` instead of the system clock (tests of the rules).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn now(&self) -> Now {
+        let raw = self.clock.now();
+        Now {
+            raw,
+            stamp: stamp(raw),
         }
     }
 
@@ -344,17 +376,19 @@ impl KeyDir {
 
     /// Runs `change` on the manifest under the write lock and saves the result.
     /// The closure sees the keyring as it is now (re-read and fully checked under
-    /// the lock) and returns the keys to add and to delete.
+    /// the lock) and the time, read after the lock was taken, and returns the keys
+    /// to add and to delete. Keys are generated before calling this, so the time
+    /// recorded for a new key is no earlier than the moment it is written.
     fn modify<T>(
         &self,
-        change: impl FnOnce(&mut Manifest) -> Result<Change<T>, KeyringError>,
+        change: impl FnOnce(&mut Manifest, Now) -> Result<Change<T>, KeyringError>,
     ) -> Result<T, KeyringError> {
         let _lock = self.lock_for_writing()?;
         let mut manifest = match self.read_manifest()? {
             Some(_) => self.inspect_locked()?.manifest,
             None => Manifest::default(),
         };
-        let change = change(&mut manifest)?;
+        let change = change(&mut manifest, self.now())?;
         for key in &change.new_keys {
             self.write_atomic(&self.key_path(&key.kid), key.pem.as_bytes())?;
         }
@@ -408,41 +442,54 @@ impl KeyDir {
     // ---- operations -------------------------------------------------------
 
     /// Starts an empty keyring: one active key and one pending key.
-    pub fn init(&self, bits: usize, now: SystemTime) -> Result<InitOutcome, KeyringError> {
-        let now = whole_seconds(now);
-        self.modify(|manifest| {
+    pub fn init(&self, bits: usize) -> Result<InitOutcome, KeyringError> {
+        // Refuse before spending seconds on key generation; re-checked under the lock.
+        if let Some(existing) = self.read_manifest()?.filter(|m| !m.keys.is_empty()) {
+            return Err(self.already_initialised(&existing));
+        }
+        let active = keys::generate(bits)?;
+        let pending = keys::generate(bits)?;
+        self.modify(|manifest, now| {
             if !manifest.keys.is_empty() {
-                return Err(KeyringError::AlreadyInitialised {
-                    dir: self.dir.clone(),
-                    count: manifest.keys.len(),
-                });
+                return Err(self.already_initialised(manifest));
             }
-            let active = keys::generate(bits)?;
-            let pending = keys::generate(bits)?;
             let outcome = InitOutcome {
                 active: active.kid.clone(),
                 pending: pending.kid.clone(),
+                at: now.stamp,
             };
-            add(manifest, &active, now, KeyState::Active { activated: now });
+            add(
+                manifest,
+                &active,
+                now,
+                KeyState::Active {
+                    activated: now.stamp,
+                },
+            );
             add(manifest, &pending, now, KeyState::Pending);
             Ok(Change::new(outcome).with_keys(vec![active, pending]))
         })
     }
 
-    /// Adds a freshly generated pending key and returns its kid.
-    pub fn generate(&self, bits: usize, now: SystemTime) -> Result<String, KeyringError> {
-        let now = whole_seconds(now);
+    fn already_initialised(&self, manifest: &Manifest) -> KeyringError {
+        KeyringError::AlreadyInitialised {
+            dir: self.dir.clone(),
+            count: manifest.keys.len(),
+        }
+    }
+
+    /// Adds a freshly generated pending key and returns its record.
+    pub fn generate(&self, bits: usize) -> Result<KeyRecord, KeyringError> {
         let key = keys::generate(bits)?;
-        self.modify(move |manifest| {
-            add(manifest, &key, now, KeyState::Pending);
-            Ok(Change::new(key.kid.clone()).with_keys(vec![key]))
+        self.modify(move |manifest, now| {
+            let record = add(manifest, &key, now, KeyState::Pending);
+            Ok(Change::new(record).with_keys(vec![key]))
         })
     }
 
     /// Imports an existing RSA private key (PKCS#8 or PKCS#1 PEM) as a pending key.
     /// It is stored as PKCS#8, whatever the input was.
-    pub fn import(&self, pem_path: &Path, now: SystemTime) -> Result<String, KeyringError> {
-        let now = whole_seconds(now);
+    pub fn import(&self, pem_path: &Path) -> Result<KeyRecord, KeyringError> {
         let import_error = |problem: String| KeyringError::Import {
             path: pem_path.to_owned(),
             problem,
@@ -451,15 +498,15 @@ impl KeyDir {
             fs::read(pem_path).map_err(KeyringError::io("reading", pem_path))?,
         );
         let key = keys::normalise_import(&text).map_err(import_error)?;
-        self.modify(move |manifest| {
+        self.modify(move |manifest, now| {
             if let Some(existing) = manifest.get(&key.kid) {
                 return Err(KeyringError::DuplicateKey {
                     kid: key.kid.clone(),
                     state: existing.state.name(),
                 });
             }
-            add(manifest, &key, now, KeyState::Pending);
-            Ok(Change::new(key.kid.clone()).with_keys(vec![key]))
+            let record = add(manifest, &key, now, KeyState::Pending);
+            Ok(Change::new(record).with_keys(vec![key]))
         })
     }
 
@@ -471,16 +518,14 @@ impl KeyDir {
     pub fn rotate(
         &self,
         policy: &RotationPolicy,
-        now: SystemTime,
         force: bool,
         bits: usize,
     ) -> Result<RotateOutcome, KeyringError> {
-        let now = whole_seconds(now);
         let fresh = keys::generate(bits)?;
-        self.modify(move |manifest| {
+        self.modify(move |manifest, now| {
             let pending = manifest.next_pending().ok_or(KeyringError::NoPendingKey)?;
             let safe_at = policy.activation_safe_at(pending.created);
-            let refusal = (now < safe_at).then(|| Refusal::ActivationTooEarly {
+            let refusal = (now.raw < safe_at).then(|| Refusal::ActivationTooEarly {
                 kid: pending.kid.clone(),
                 published: pending.created,
                 safe_at,
@@ -492,11 +537,13 @@ impl KeyDir {
             let retired = manifest.active().map(|k| k.kid.clone());
             for key in &mut manifest.keys {
                 if key.kid == activated {
-                    key.state = KeyState::Active { activated: now };
+                    key.state = KeyState::Active {
+                        activated: now.stamp,
+                    };
                 } else if let KeyState::Active { activated } = key.state {
                     key.state = KeyState::Retired {
                         activated: Some(activated),
-                        retired: now,
+                        retired: now.stamp,
                     };
                 }
             }
@@ -506,6 +553,7 @@ impl KeyDir {
                 retired,
                 new_pending: fresh.kid.clone(),
                 forced: refusal,
+                at: now.stamp,
             };
             Ok(Change::new(outcome).with_keys(vec![fresh]))
         })
@@ -514,17 +562,16 @@ impl KeyDir {
     /// Withdraws a pending key from future activation. It stays published (it may
     /// be cached already) and is pruned on the retired schedule. The active key
     /// cannot be retired this way: `rotate` replaces it, `revoke` kills it.
-    pub fn retire(&self, kid: &str, now: SystemTime) -> Result<(), KeyringError> {
-        let now = whole_seconds(now);
-        self.modify(|manifest| {
+    pub fn retire(&self, kid: &str) -> Result<KeyRecord, KeyringError> {
+        self.modify(|manifest, now| {
             let key = find_mut(manifest, kid)?;
             match key.state {
                 KeyState::Pending => {
                     key.state = KeyState::Retired {
                         activated: None,
-                        retired: now,
+                        retired: now.stamp,
                     };
-                    Ok(Change::new(()))
+                    Ok(Change::new(key.clone()))
                 }
                 KeyState::Active { .. } => Err(wrong_state(
                     key,
@@ -545,11 +592,21 @@ impl KeyDir {
         &self,
         kid: &str,
         policy: &RotationPolicy,
-        now: SystemTime,
         bits: usize,
     ) -> Result<RevokeOutcome, KeyringError> {
-        let now = whole_seconds(now);
-        self.modify(|manifest| {
+        // Generate replacements first if the key is active now (the common case for
+        // an emergency), so that the new keys' recorded times are not early. If the
+        // keyring changes in between, the closure generates what it still needs.
+        let active_now = self
+            .read_manifest()?
+            .and_then(|m| m.active().map(|k| k.kid == kid))
+            .unwrap_or(false);
+        let mut spare = if active_now {
+            vec![keys::generate(bits)?, keys::generate(bits)?]
+        } else {
+            Vec::new()
+        };
+        self.modify(|manifest, mut now| {
             let key = find_mut(manifest, kid)?;
             let was_active = matches!(key.state, KeyState::Active { .. });
             let (activated, retired) = match key.state {
@@ -561,37 +618,48 @@ impl KeyDir {
             key.state = KeyState::Revoked {
                 activated,
                 retired,
-                revoked: now,
+                revoked: now.stamp,
             };
             let mut outcome = RevokeOutcome {
                 revoked: kid.to_owned(),
                 promoted: None,
                 new_pending: None,
+                at: now.stamp,
             };
             let mut new_keys = Vec::new();
             if was_active {
-                // It was the active key: something must sign from now on.
+                let mut take = |now: &mut Now| match spare.pop() {
+                    Some(key) => Ok(key),
+                    None => {
+                        let key = keys::generate(bits)?;
+                        *now = self.now();
+                        Ok::<_, KeyringError>(key)
+                    }
+                };
+                // Something must sign from now on.
                 let promoted = match manifest.next_pending() {
                     Some(pending) => {
                         let safe_at = policy.activation_safe_at(pending.created);
                         Promotion {
                             kid: pending.kid.clone(),
-                            early: (now < safe_at).then_some(safe_at),
+                            early: (now.raw < safe_at).then_some(safe_at),
                         }
                     }
                     None => {
-                        let key = keys::generate(bits)?;
+                        let key = take(&mut now)?;
                         add(manifest, &key, now, KeyState::Pending);
                         let promotion = Promotion {
                             kid: key.kid.clone(),
-                            early: Some(policy.activation_safe_at(now)),
+                            early: Some(policy.activation_safe_at(now.stamp)),
                         };
                         new_keys.push(key);
                         promotion
                     }
                 };
-                find_mut(manifest, &promoted.kid)?.state = KeyState::Active { activated: now };
-                let next = keys::generate(bits)?;
+                find_mut(manifest, &promoted.kid)?.state = KeyState::Active {
+                    activated: now.stamp,
+                };
+                let next = take(&mut now)?;
                 add(manifest, &next, now, KeyState::Pending);
                 outcome.new_pending = Some(next.kid.clone());
                 new_keys.push(next);
@@ -606,11 +674,9 @@ impl KeyDir {
     pub fn prune(
         &self,
         policy: &RotationPolicy,
-        now: SystemTime,
         force: bool,
     ) -> Result<PruneOutcome, KeyringError> {
-        let now = whole_seconds(now);
-        self.modify(|manifest| {
+        self.modify(|manifest, now| {
             let mut outcome = PruneOutcome::default();
             manifest.keys.retain(|key| match key.state {
                 KeyState::Revoked { .. } => {
@@ -619,7 +685,7 @@ impl KeyDir {
                 }
                 KeyState::Retired { retired, .. } => {
                     let safe_at = policy.prune_safe_at(retired);
-                    if now >= safe_at {
+                    if now.raw >= safe_at {
                         outcome.removed.push(key.kid.clone());
                         return false;
                     }
@@ -688,13 +754,15 @@ impl<T> Change<T> {
     }
 }
 
-fn add(manifest: &mut Manifest, key: &NewKey, now: SystemTime, state: KeyState) {
-    manifest.keys.push(KeyRecord {
+fn add(manifest: &mut Manifest, key: &NewKey, now: Now, state: KeyState) -> KeyRecord {
+    let record = KeyRecord {
         kid: key.kid.clone(),
         bits: key.bits,
-        created: now,
+        created: now.stamp,
         state,
-    });
+    };
+    manifest.keys.push(record.clone());
+    record
 }
 
 fn check_mode(path: &Path, expected: u32) -> Result<(), KeyringError> {

@@ -12,10 +12,15 @@ use std::time::{Duration, SystemTime};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tessera_keyring::{
-    DEFAULT_BITS, KeyDir, KeyState, KeyringError, Refusal, RotationPolicy, verify_rs256,
+    DEFAULT_BITS, FixedClock, KeyDir, KeyState, KeyringError, Refusal, RotationPolicy, verify_rs256,
 };
 
 const MIN: Duration = Duration::from_secs(60);
+
+/// The keyring as seen by an operation running at `t`.
+fn at(dir: &KeyDir, t: SystemTime) -> KeyDir {
+    dir.clone().with_clock(std::sync::Arc::new(FixedClock(t)))
+}
 
 fn t0() -> SystemTime {
     // 2026-01-01T00:00:00Z: a fixed, whole-second clock.
@@ -29,7 +34,7 @@ fn policy() -> RotationPolicy {
 fn new_keyring() -> (tempfile::TempDir, KeyDir) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = KeyDir::new(tmp.path().join("keys"));
-    dir.init(DEFAULT_BITS, t0()).unwrap();
+    at(&dir, t0()).init(DEFAULT_BITS).unwrap();
     (tmp, dir)
 }
 
@@ -72,7 +77,7 @@ fn init_writes_private_files_and_a_readable_manifest() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("keys");
     let dir = KeyDir::new(&path);
-    let out = dir.init(DEFAULT_BITS, t0()).unwrap();
+    let out = at(&dir, t0()).init(DEFAULT_BITS).unwrap();
 
     assert_eq!(mode(&path), 0o700);
     for kid in [&out.active, &out.pending] {
@@ -106,7 +111,7 @@ fn init_writes_private_files_and_a_readable_manifest() {
         .collect();
     assert!(names.is_empty(), "{names:?}");
 
-    let again = dir.init(DEFAULT_BITS, t0()).unwrap_err();
+    let again = at(&dir, t0()).init(DEFAULT_BITS).unwrap_err();
     assert!(
         matches!(again, KeyringError::AlreadyInitialised { count: 2, .. }),
         "{again}"
@@ -158,7 +163,9 @@ fn every_key_verifies_tokens_it_signed_while_active() {
         assert_eq!(header["kid"], ring.signer().kid());
         tokens.push(token);
         now += 5 * MIN;
-        dir.rotate(&policy(), now, false, DEFAULT_BITS).unwrap();
+        at(&dir, now)
+            .rotate(&policy(), false, DEFAULT_BITS)
+            .unwrap();
     }
     // Retired keys are still published: every earlier token still verifies.
     for token in &tokens {
@@ -179,13 +186,8 @@ fn rotate_waits_one_jwks_cache_lifetime_after_publication() {
     let active = old.signer().kid().to_owned();
 
     // One second before the pending key has been published for 5 minutes.
-    let err = dir
-        .rotate(
-            &policy(),
-            t0() + 5 * MIN - Duration::from_secs(1),
-            false,
-            DEFAULT_BITS,
-        )
+    let err = at(&dir, t0() + 5 * MIN - Duration::from_secs(1))
+        .rotate(&policy(), false, DEFAULT_BITS)
         .unwrap_err();
     match &err {
         KeyringError::Refused(Refusal::ActivationTooEarly { kid, safe_at, .. }) => {
@@ -204,8 +206,8 @@ fn rotate_waits_one_jwks_cache_lifetime_after_publication() {
     );
 
     // Exactly at the safe time it goes through.
-    let out = dir
-        .rotate(&policy(), t0() + 5 * MIN, false, DEFAULT_BITS)
+    let out = at(&dir, t0() + 5 * MIN)
+        .rotate(&policy(), false, DEFAULT_BITS)
         .unwrap();
     assert_eq!(out.activated, pending);
     assert_eq!(out.retired.as_deref(), Some(active.as_str()));
@@ -224,7 +226,9 @@ fn rotate_waits_one_jwks_cache_lifetime_after_publication() {
 #[test]
 fn rotate_force_overrides_the_rule_and_reports_it() {
     let (_tmp, dir) = new_keyring();
-    let out = dir.rotate(&policy(), t0(), true, DEFAULT_BITS).unwrap();
+    let out = at(&dir, t0())
+        .rotate(&policy(), true, DEFAULT_BITS)
+        .unwrap();
     let forced = out.forced.expect("the broken rule is reported");
     assert_eq!(forced.safe_at(), t0() + 5 * MIN);
     assert_eq!(dir.load().unwrap().signer().kid(), out.activated);
@@ -241,20 +245,24 @@ fn rotate_without_a_pending_key_is_refused() {
         .unwrap()
         .kid
         .clone();
-    dir.retire(&pending, t0()).unwrap();
-    let err = dir
-        .rotate(&policy(), t0() + MIN * 60, true, DEFAULT_BITS)
+    at(&dir, t0()).retire(&pending).unwrap();
+    let err = at(&dir, t0() + MIN * 60)
+        .rotate(&policy(), true, DEFAULT_BITS)
         .unwrap_err();
     assert!(matches!(err, KeyringError::NoPendingKey), "{err}");
     // `generate` adds one; it must then wait its own publication period.
-    let next = dir.generate(DEFAULT_BITS, t0() + MIN * 60).unwrap();
-    let err = dir
-        .rotate(&policy(), t0() + MIN * 61, false, DEFAULT_BITS)
+    let next = at(&dir, t0() + MIN * 60)
+        .generate(DEFAULT_BITS)
+        .unwrap()
+        .kid;
+    let err = at(&dir, t0() + MIN * 61)
+        .rotate(&policy(), false, DEFAULT_BITS)
         .unwrap_err();
     assert!(
         matches!(err, KeyringError::Refused(Refusal::ActivationTooEarly { ref kid, .. }) if *kid == next)
     );
-    dir.rotate(&policy(), t0() + MIN * 65, false, DEFAULT_BITS)
+    at(&dir, t0() + MIN * 65)
+        .rotate(&policy(), false, DEFAULT_BITS)
         .unwrap();
     assert_eq!(dir.load().unwrap().signer().kid(), next);
 }
@@ -268,7 +276,7 @@ fn retire_applies_to_pending_keys_only() {
         m.next_pending().unwrap().kid.clone(),
     );
 
-    let err = dir.retire(&active, t0()).unwrap_err();
+    let err = at(&dir, t0()).retire(&active).unwrap_err();
     assert!(
         matches!(
             err,
@@ -281,7 +289,7 @@ fn retire_applies_to_pending_keys_only() {
     );
     assert!(err.to_string().contains("rotate"), "{err}");
 
-    dir.retire(&pending, t0() + MIN).unwrap();
+    at(&dir, t0() + MIN).retire(&pending).unwrap();
     let record = dir
         .inspect()
         .unwrap()
@@ -299,7 +307,7 @@ fn retire_applies_to_pending_keys_only() {
     // Still published: it may already sit in verifiers' caches.
     assert!(dir.load().unwrap().jwks().find(&pending).is_some());
 
-    let err = dir.retire(&pending, t0() + MIN).unwrap_err();
+    let err = at(&dir, t0() + MIN).retire(&pending).unwrap_err();
     assert!(
         matches!(
             err,
@@ -310,8 +318,8 @@ fn retire_applies_to_pending_keys_only() {
         ),
         "{err}"
     );
-    let err = dir
-        .retire("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", t0())
+    let err = at(&dir, t0())
+        .retire("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
         .unwrap_err();
     assert!(matches!(err, KeyringError::UnknownKey { .. }), "{err}");
 }
@@ -320,15 +328,15 @@ fn retire_applies_to_pending_keys_only() {
 fn prune_keeps_retired_keys_until_tokens_they_signed_have_expired() {
     let (_tmp, dir) = new_keyring();
     let retired_at = t0() + 5 * MIN;
-    let out = dir
-        .rotate(&policy(), retired_at, false, DEFAULT_BITS)
+    let out = at(&dir, retired_at)
+        .rotate(&policy(), false, DEFAULT_BITS)
         .unwrap();
     let old = out.retired.unwrap();
     // 15 min access token + 5 min JWKS cache + 60 s leeway = 21 min.
     let safe_at = retired_at + 21 * MIN;
 
-    let kept = dir
-        .prune(&policy(), safe_at - Duration::from_secs(1), false)
+    let kept = at(&dir, safe_at - Duration::from_secs(1))
+        .prune(&policy(), false)
         .unwrap();
     assert!(kept.removed.is_empty());
     assert_eq!(kept.kept.len(), 1);
@@ -341,7 +349,7 @@ fn prune_keeps_retired_keys_until_tokens_they_signed_have_expired() {
     assert!(dir.key_path(&old).exists());
     assert!(dir.load().unwrap().jwks().find(&old).is_some());
 
-    let pruned = dir.prune(&policy(), safe_at, false).unwrap();
+    let pruned = at(&dir, safe_at).prune(&policy(), false).unwrap();
     assert_eq!(pruned.removed, std::slice::from_ref(&old));
     assert!(
         !dir.key_path(&old).exists(),
@@ -356,12 +364,12 @@ fn prune_keeps_retired_keys_until_tokens_they_signed_have_expired() {
 #[test]
 fn prune_force_removes_retired_keys_early_and_says_so() {
     let (_tmp, dir) = new_keyring();
-    let old = dir
-        .rotate(&policy(), t0() + 5 * MIN, false, DEFAULT_BITS)
+    let old = at(&dir, t0() + 5 * MIN)
+        .rotate(&policy(), false, DEFAULT_BITS)
         .unwrap()
         .retired
         .unwrap();
-    let out = dir.prune(&policy(), t0() + 6 * MIN, true).unwrap();
+    let out = at(&dir, t0() + 6 * MIN).prune(&policy(), true).unwrap();
     assert_eq!(out.removed, [old]);
     assert_eq!(out.forced.len(), 1);
     assert!(out.kept.is_empty());
@@ -376,8 +384,8 @@ fn revoking_the_active_key_promotes_the_pending_key_at_once() {
         m.next_pending().unwrap().kid.clone(),
     );
 
-    let out = dir
-        .revoke(&active, &policy(), t0() + MIN, DEFAULT_BITS)
+    let out = at(&dir, t0() + MIN)
+        .revoke(&active, &policy(), DEFAULT_BITS)
         .unwrap();
     let promoted = out.promoted.unwrap();
     assert_eq!(promoted.kid, pending);
@@ -403,8 +411,8 @@ fn revoking_the_active_key_promotes_the_pending_key_at_once() {
         }
     );
 
-    let err = dir
-        .revoke(&active, &policy(), t0() + MIN, DEFAULT_BITS)
+    let err = at(&dir, t0() + MIN)
+        .revoke(&active, &policy(), DEFAULT_BITS)
         .unwrap_err();
     assert!(
         matches!(
@@ -418,7 +426,7 @@ fn revoking_the_active_key_promotes_the_pending_key_at_once() {
     );
 
     // prune deletes revoked keys straight away, file and entry.
-    let out = dir.prune(&policy(), t0() + MIN, false).unwrap();
+    let out = at(&dir, t0() + MIN).prune(&policy(), false).unwrap();
     assert_eq!(out.removed, std::slice::from_ref(&active));
     assert!(!dir.key_path(&active).exists());
 }
@@ -431,9 +439,11 @@ fn revoking_the_active_key_without_a_pending_key_generates_a_new_signer() {
         m.active().unwrap().kid.clone(),
         m.next_pending().unwrap().kid.clone(),
     );
-    dir.revoke(&pending, &policy(), t0(), DEFAULT_BITS).unwrap();
-    let out = dir
-        .revoke(&active, &policy(), t0() + MIN, DEFAULT_BITS)
+    at(&dir, t0())
+        .revoke(&pending, &policy(), DEFAULT_BITS)
+        .unwrap();
+    let out = at(&dir, t0() + MIN)
+        .revoke(&active, &policy(), DEFAULT_BITS)
         .unwrap();
     let promoted = out.promoted.unwrap();
     assert_ne!(promoted.kid, active);
@@ -451,20 +461,20 @@ fn revoking_the_active_key_without_a_pending_key_generates_a_new_signer() {
 #[test]
 fn revoking_a_retired_or_pending_key_only_unpublishes_it() {
     let (_tmp, dir) = new_keyring();
-    let out = dir
-        .rotate(&policy(), t0() + 5 * MIN, false, DEFAULT_BITS)
+    let out = at(&dir, t0() + 5 * MIN)
+        .rotate(&policy(), false, DEFAULT_BITS)
         .unwrap();
     let old = out.retired.unwrap();
-    let r = dir
-        .revoke(&old, &policy(), t0() + 6 * MIN, DEFAULT_BITS)
+    let r = at(&dir, t0() + 6 * MIN)
+        .revoke(&old, &policy(), DEFAULT_BITS)
         .unwrap();
     assert_eq!(r.promoted, None);
     assert_eq!(r.new_pending, None);
     let ring = dir.load().unwrap();
     assert_eq!(ring.signer().kid(), out.activated);
     assert!(ring.jwks().find(&old).is_none());
-    let r = dir
-        .revoke(&out.new_pending, &policy(), t0() + 6 * MIN, DEFAULT_BITS)
+    let r = at(&dir, t0() + 6 * MIN)
+        .revoke(&out.new_pending, &policy(), DEFAULT_BITS)
         .unwrap();
     assert_eq!(r.promoted, None);
     assert_eq!(dir.load().unwrap().jwks().keys.len(), 1);
@@ -474,14 +484,14 @@ fn revoking_a_retired_or_pending_key_only_unpublishes_it() {
 fn key_sizes_below_2048_bits_are_refused() {
     let (_tmp, dir) = new_keyring();
     for bits in [512, 1024, 2047, 2560, 8192] {
-        let err = dir.generate(bits, t0()).unwrap_err();
+        let err = at(&dir, t0()).generate(bits).unwrap_err();
         assert!(
             matches!(err, KeyringError::UnsupportedKeySize { .. }),
             "{bits}: {err}"
         );
     }
     let tmp = tempfile::tempdir().unwrap();
-    let err = KeyDir::new(tmp.path()).init(1024, t0()).unwrap_err();
+    let err = at(&KeyDir::new(tmp.path()), t0()).init(1024).unwrap_err();
     assert!(
         matches!(err, KeyringError::UnsupportedKeySize { bits: 1024, .. }),
         "{err}"
@@ -491,7 +501,7 @@ fn key_sizes_below_2048_bits_are_refused() {
 #[test]
 fn generate_makes_3072_bit_keys() {
     let (_tmp, dir) = new_keyring();
-    let kid = dir.generate(3072, t0()).unwrap();
+    let kid = at(&dir, t0()).generate(3072).unwrap().kid;
     let record = dir.inspect().unwrap().manifest.get(&kid).cloned().unwrap();
     assert_eq!(record.bits, 3072);
     assert_eq!(record.state, KeyState::Pending);
@@ -526,7 +536,7 @@ mod import {
         );
 
         for (path, key) in [(pkcs1, &a), (pkcs8, &b)] {
-            let kid = dir.import(&path, t0()).unwrap();
+            let kid = at(&dir, t0()).import(&path).unwrap().kid;
             use rsa::traits::PublicKeyParts as _;
             let expected =
                 tessera_keyring::rsa_thumbprint(&key.n().to_bytes_be(), &key.e().to_bytes_be());
@@ -535,7 +545,7 @@ mod import {
             let stored = fs::read_to_string(dir.key_path(&kid)).unwrap();
             assert!(stored.starts_with("-----BEGIN PRIVATE KEY-----\n"));
             assert_eq!(mode(&dir.key_path(&kid)), 0o600);
-            let err = dir.import(&path, t0()).unwrap_err();
+            let err = at(&dir, t0()).import(&path).unwrap_err();
             assert!(matches!(err, KeyringError::DuplicateKey { .. }), "{err}");
         }
         assert_eq!(dir.load().unwrap().jwks().keys.len(), 4);
@@ -563,7 +573,7 @@ mod import {
         ];
         for (name, text, needle) in cases {
             let path = write(tmp.path(), name, &text);
-            let err = dir.import(&path, t0()).unwrap_err();
+            let err = at(&dir, t0()).import(&path).unwrap_err();
             let message = err.to_string();
             assert!(message.contains(name), "{message}");
             assert!(message.contains(needle), "{name}: {message}");
@@ -589,7 +599,7 @@ mod damage {
     fn load_error(dir: &KeyDir) -> String {
         let err = dir.load().unwrap_err();
         // The same error from a write operation: nothing is written over a damaged keyring.
-        let write_err = dir.generate(DEFAULT_BITS, t0()).unwrap_err();
+        let write_err = at(dir, t0()).generate(DEFAULT_BITS).unwrap_err();
         assert_eq!(err.to_string(), write_err.to_string());
         err.to_string()
     }
@@ -721,7 +731,7 @@ mod damage {
             ),
             "{err}"
         );
-        dir.generate(DEFAULT_BITS, t0()).unwrap();
+        at(&dir, t0()).generate(DEFAULT_BITS).unwrap();
         assert_eq!(mode(dir.path()), 0o700);
         dir.load().unwrap();
     }
@@ -783,7 +793,8 @@ mod damage {
         assert!(matches!(err, KeyringError::NoActiveKey { .. }), "{err}");
         assert_eq!(dir.inspect().unwrap().jwks.keys.len(), 2);
         // rotate repairs it once the pending key is old enough.
-        dir.rotate(&policy(), t0() + 5 * MIN, false, DEFAULT_BITS)
+        at(&dir, t0() + 5 * MIN)
+            .rotate(&policy(), false, DEFAULT_BITS)
             .unwrap();
         dir.load().unwrap();
     }
@@ -799,7 +810,7 @@ mod concurrency {
             .map(|i| {
                 let dir = dir.clone();
                 std::thread::spawn(move || {
-                    dir.rotate(&policy(), t0() + MIN * (10 + i), true, DEFAULT_BITS)
+                    at(&dir, t0() + MIN * (10 + i)).rotate(&policy(), true, DEFAULT_BITS)
                 })
             })
             .collect();
@@ -834,8 +845,8 @@ mod concurrency {
         let held = fs::File::open(dir.path().join(".lock")).unwrap();
         held.lock().unwrap();
         let impatient = dir.clone().with_lock_wait(Duration::from_millis(200));
-        let err = impatient
-            .rotate(&policy(), t0() + 10 * MIN, false, DEFAULT_BITS)
+        let err = at(&impatient, t0() + 10 * MIN)
+            .rotate(&policy(), false, DEFAULT_BITS)
             .unwrap_err();
         assert!(matches!(err, KeyringError::Locked { .. }), "{err}");
         assert!(
@@ -848,8 +859,8 @@ mod concurrency {
             KeyringError::Locked { .. }
         ));
         drop(held);
-        impatient
-            .rotate(&policy(), t0() + 10 * MIN, false, DEFAULT_BITS)
+        at(&impatient, t0() + 10 * MIN)
+            .rotate(&policy(), false, DEFAULT_BITS)
             .unwrap();
     }
 }

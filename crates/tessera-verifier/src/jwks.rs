@@ -85,13 +85,14 @@ impl KeySet {
                 .map_err(|e| format!("malformed JWK ({e})"))
                 .and_then(|jwk| usable(jwk, allowed_algs));
             match key {
-                Ok((kid, key)) => {
-                    if keys.contains_key(&kid) {
+                Ok((kid, key)) => match keys.entry(kid) {
+                    std::collections::hash_map::Entry::Occupied(_) => {
                         skipped.push(skip("duplicate kid".to_owned()));
-                    } else {
-                        keys.insert(kid, key);
                     }
-                }
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(key);
+                    }
+                },
                 Err(reason) => skipped.push(skip(reason)),
             }
         }

@@ -116,7 +116,10 @@ fn jwk_filtering_skips_unusable_keys_and_keeps_the_rest() {
             Some("base64url"),
         ),
         (with(json!({"kid": "no-n", "n": null})), Some("no n")),
-        (with(json!({"kid": "even-e", "e": "AQAA"})), Some("exponent")),
+        (
+            with(json!({"kid": "even-e", "e": "AQAA"})),
+            Some("exponent"),
+        ),
         (with(json!({"kid": "e-one", "e": "AQ"})), Some("exponent")),
         (
             with(json!({"kid": "ops-sign", "key_ops": ["sign"]})),
