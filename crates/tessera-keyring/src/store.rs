@@ -349,7 +349,9 @@ impl KeyDir {
     /// Creates the directory (0700) if needed, tightens its mode if it is open to
     /// others (a fresh `git clone` makes `keys/` 0755), and takes the write lock.
     fn lock_for_writing(&self) -> Result<File, KeyringError> {
-        match fs::symlink_metadata(&self.dir) {
+        // `metadata` follows a symlink: a keys directory may be a link (e.g. into a
+        // mounted secrets volume). Key files themselves may not be links.
+        match fs::metadata(&self.dir) {
             Ok(meta) if meta.is_dir() => {
                 if meta.permissions().mode() & 0o077 != 0 {
                     fs::set_permissions(&self.dir, fs::Permissions::from_mode(DIR_MODE))

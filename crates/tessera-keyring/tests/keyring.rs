@@ -877,3 +877,24 @@ fn debug_output_never_contains_key_material() {
     assert!(!debug.contains("PRIVATE KEY"));
     assert!(debug.contains(ring.signer().kid()));
 }
+
+#[test]
+fn a_keys_directory_may_be_a_symlink_but_a_key_file_may_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let real = tmp.path().join("real");
+    let link = tmp.path().join("link");
+    fs::create_dir(&real).unwrap();
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let dir = KeyDir::new(&link);
+    at(&dir, t0()).init(DEFAULT_BITS).unwrap();
+    let ring = dir.load().unwrap();
+    assert!(real.join("manifest.json").is_file());
+
+    let pending = ring.manifest().next_pending().unwrap().kid.clone();
+    let path = dir.key_path(&pending);
+    let moved = tmp.path().join("elsewhere.pem");
+    fs::rename(&path, &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, &path).unwrap();
+    let err = dir.load().unwrap_err();
+    assert!(err.to_string().contains("symlinks are refused"), "{err}");
+}
