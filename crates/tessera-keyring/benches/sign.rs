@@ -99,7 +99,7 @@ fn main() {
 fn interleaved(mut baseline: impl FnMut(), mut subject: impl FnMut()) {
     const ROUNDS: usize = 60;
     const BATCH: u32 = 20;
-    let mut time = |f: &mut dyn FnMut()| {
+    let time = |f: &mut dyn FnMut()| {
         let start = std::time::Instant::now();
         for _ in 0..BATCH {
             f();
