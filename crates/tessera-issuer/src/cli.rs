@@ -25,8 +25,9 @@ const EXIT_LOCKED: u8 = 4;
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
+    /// What to do; `serve` when omitted.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 /// Settings every subcommand accepts; each also has an environment variable and
@@ -51,6 +52,24 @@ struct GlobalArgs {
     /// RSA size of generated keys: 2048, 3072 or 4096 [default: 2048].
     #[arg(long, global = true, env = "TESSERA_KEY_BITS", value_name = "BITS")]
     key_bits: Option<usize>,
+    /// Address to listen on (port 0 picks a free port) [default: 127.0.0.1:8080].
+    #[arg(long, global = true, env = "TESSERA_LISTEN", value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    /// Public issuer URL, the `iss` claim [default: http://<bound address>].
+    #[arg(long, global = true, env = "TESSERA_ISSUER_URL", value_name = "URL")]
+    issuer_url: Option<String>,
+    /// Audience of issued tokens; repeat or comma-separate for several [default: tessera].
+    #[arg(
+        long = "audience",
+        global = true,
+        env = "TESSERA_AUDIENCE",
+        value_name = "AUD",
+        value_delimiter = ','
+    )]
+    audiences: Option<Vec<String>>,
+    /// How often the service checks the keyring for CLI changes [default: 1s].
+    #[arg(long, global = true, env = "TESSERA_KEYS_RELOAD_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    keys_reload_interval: Option<Duration>,
     /// How long to wait for another process's keyring lock.
     #[arg(long, global = true, env = "TESSERA_LOCK_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
     lock_timeout: Duration,
@@ -58,6 +77,8 @@ struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the issuer's HTTP service (the default).
+    Serve,
     /// Manage signing keys: generate, rotate, retire, revoke, prune.
     Keys {
         #[command(subcommand)]
@@ -167,18 +188,67 @@ fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
         jwks_cache_lifetime: global.jwks_cache_lifetime,
         clock_leeway: global.clock_leeway,
         key_bits: global.key_bits,
+        listen: global.listen,
+        issuer_url: global.issuer_url.clone(),
+        audiences: global.audiences.clone(),
+        keys_reload_interval: global.keys_reload_interval,
     };
     Ok(file.overlay(flags).validate()?)
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load_config(&cli.global)?;
-    match cli.command {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config),
         Command::Keys { verb } => {
             let dir = KeyDir::new(&config.keys_dir).with_lock_wait(cli.global.lock_timeout);
             keys(&dir, &config, verb)
         }
     }
+}
+
+/// Runs the HTTP service until Ctrl-C or SIGTERM.
+fn serve(config: Config) -> anyhow::Result<()> {
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let prepared = tessera_issuer::serve::Prepared::new(config).await?;
+        // Scripts and tests read this line to learn the bound port.
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "tessera-issuer listening on http://{}",
+            prepared.addr()
+        )?;
+        writeln!(out, "issuer: {}", prepared.issuer())?;
+        out.flush()?;
+        drop(out);
+        prepared
+            .run(tessera_issuer::serve::shutdown_signal())
+            .await?;
+        anyhow::Ok(())
+    })
+}
+
+/// Structured logs on stderr; `RUST_LOG` (e.g. `info`, `warn,audit=info`) filters.
+fn init_logging() {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
+        .with(filter)
+        .try_init();
 }
 
 /// Runs one `keys` verb. The keyring reads the clock itself (after taking its

@@ -1,6 +1,7 @@
 //! Configuration: a TOML file, then environment variables, then flags; validated
 //! once into [`Config`]. Unknown keys in the file are errors, not silently ignored.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,6 +17,16 @@ pub struct Config {
     pub rotation: RotationPolicy,
     /// The size of newly generated keys. Default 2048.
     pub key_bits: usize,
+    /// Where the HTTP service listens. Default `127.0.0.1:8080`; port 0 picks one.
+    pub listen: SocketAddr,
+    /// The public issuer URL (the `iss` claim), without a trailing slash. `None`:
+    /// `http://<bound address>`, which suits loopback demos only.
+    pub issuer_url: Option<String>,
+    /// The audiences access tokens are issued for (`aud`). Default `["tessera"]`.
+    pub audiences: Vec<String>,
+    /// How often the service checks the keyring for changes made by the CLI.
+    /// Default 1 s; at most 5 s.
+    pub keys_reload_interval: Duration,
 }
 
 /// The settings as a file or the command line gives them: every one optional.
@@ -35,6 +46,15 @@ pub struct RawConfig {
     pub clock_leeway: Option<Duration>,
     /// `key_bits = 2048`
     pub key_bits: Option<usize>,
+    /// `listen = "127.0.0.1:8080"`
+    pub listen: Option<SocketAddr>,
+    /// `issuer_url = "https://auth.example.com"`
+    pub issuer_url: Option<String>,
+    /// `audiences = ["https://api.example.com"]`
+    pub audiences: Option<Vec<String>>,
+    /// `keys_reload_interval = "1s"`
+    #[serde(default, deserialize_with = "duration")]
+    pub keys_reload_interval: Option<Duration>,
 }
 
 /// A configuration that cannot be used.
@@ -101,6 +121,10 @@ impl RawConfig {
             jwks_cache_lifetime: over.jwks_cache_lifetime.or(self.jwks_cache_lifetime),
             clock_leeway: over.clock_leeway.or(self.clock_leeway),
             key_bits: over.key_bits.or(self.key_bits),
+            listen: over.listen.or(self.listen),
+            issuer_url: over.issuer_url.or(self.issuer_url),
+            audiences: over.audiences.or(self.audiences),
+            keys_reload_interval: over.keys_reload_interval.or(self.keys_reload_interval),
         }
     }
 
@@ -153,12 +177,61 @@ impl RawConfig {
                 problem: format!("{key_bits} is not one of 2048, 3072, 4096"),
             });
         }
+        let issuer_url = self.issuer_url.map(validate_issuer_url).transpose()?;
+        let audiences = self.audiences.unwrap_or_else(|| vec!["tessera".to_owned()]);
+        if audiences.is_empty()
+            || audiences
+                .iter()
+                .any(|a| a.trim().is_empty() || a.trim() != a)
+        {
+            return Err(ConfigError::Invalid {
+                key: "audiences",
+                problem: "at least one audience, none empty or with surrounding spaces".to_owned(),
+            });
+        }
+        let keys_reload_interval = within(
+            "keys_reload_interval",
+            self.keys_reload_interval.unwrap_or(SECOND),
+            Duration::from_millis(10),
+            Duration::from_secs(5),
+        )?;
         Ok(Config {
             keys_dir: self.keys_dir.unwrap_or_else(|| PathBuf::from("keys")),
             rotation,
             key_bits,
+            listen: self
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            issuer_url,
+            audiences,
+            keys_reload_interval,
         })
     }
+}
+
+/// An issuer URL is compared byte for byte by every verifier: accept only an
+/// absolute http(s) URL with no query, fragment or trailing slash.
+fn validate_issuer_url(url: String) -> Result<String, ConfigError> {
+    let invalid = |problem: &str| ConfigError::Invalid {
+        key: "issuer_url",
+        problem: format!("{url:?} {problem}"),
+    };
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| invalid("must start with https:// (or http:// for loopback)"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(invalid("has no host"));
+    }
+    if url.contains(['?', '#']) || url.chars().any(char::is_whitespace) {
+        return Err(invalid("must not contain a query, a fragment or spaces"));
+    }
+    if url.ends_with('/') {
+        return Err(invalid(
+            "must not end with a slash (it is compared byte for byte)",
+        ));
+    }
+    Ok(url)
 }
 
 #[cfg(test)]
@@ -173,6 +246,10 @@ mod tests {
         assert_eq!(c.rotation.jwks_cache_lifetime, Duration::from_secs(300));
         assert_eq!(c.rotation.clock_leeway, Duration::from_secs(60));
         assert_eq!(c.key_bits, 2048);
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.issuer_url, None);
+        assert_eq!(c.audiences, ["tessera"]);
+        assert_eq!(c.keys_reload_interval, Duration::from_secs(1));
     }
 
     #[test]

@@ -83,7 +83,7 @@ impl fmt::Debug for RsaSigningKey {
 }
 
 /// SHA-256 through the same backend.
-pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
+pub fn sha256(data: &[u8]) -> [u8; 32] {
     let digest = backend::digest::digest(&backend::digest::SHA256, data);
     let mut out = [0; 32];
     out.copy_from_slice(digest.as_ref());

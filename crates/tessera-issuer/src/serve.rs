@@ -1,0 +1,148 @@
+//! Start-up: configuration in, a bound, running service out.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tessera_keyring::{KeyDir, KeyringError};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::http::{AppState, router};
+use crate::keys::KeyHandle;
+
+/// Why the service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The keyring cannot be created or loaded.
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
+    /// Binding or serving failed.
+    #[error("{action}: {source}")]
+    Io {
+        /// What was being done.
+        action: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+}
+
+/// A service ready to accept connections: keyring loaded, socket bound.
+#[derive(Debug)]
+pub struct Prepared {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+    config: Config,
+}
+
+impl Prepared {
+    /// Loads the keyring (creating it on first start if the directory holds none)
+    /// and binds the listen address.
+    pub async fn new(config: Config) -> Result<Self, ServeError> {
+        let dir = KeyDir::new(&config.keys_dir);
+        let bits = config.key_bits;
+        let keys = tokio::task::spawn_blocking(move || -> Result<KeyHandle, KeyringError> {
+            match dir.inspect() {
+                Err(KeyringError::NotInitialised { .. }) => {
+                    let o = dir.init(bits)?;
+                    tracing::info!(
+                        target: "audit",
+                        event = "keyring_initialised",
+                        dir = %dir.path().display(),
+                        active_kid = %o.active,
+                        pending_kid = %o.pending,
+                        "created a new keyring"
+                    );
+                }
+                Err(other) => return Err(other),
+                Ok(_) => {}
+            }
+            KeyHandle::load(dir)
+        })
+        .await
+        .map_err(|e| ServeError::Io {
+            action: "loading the keyring".to_owned(),
+            source: std::io::Error::other(e),
+        })??;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServeError::Io {
+                action: format!("binding {}", config.listen),
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| ServeError::Io {
+            action: "reading the bound address".to_owned(),
+            source,
+        })?;
+        let issuer = config
+            .issuer_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
+        let state = AppState::new(Arc::new(keys), issuer, config.rotation.jwks_cache_lifetime);
+        Ok(Self {
+            listener,
+            addr,
+            state,
+            config,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The issuer URL in force.
+    pub fn issuer(&self) -> &str {
+        self.state.issuer()
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let keys = Arc::clone(self.state.keys());
+        let mut watch_stop = stop_tx.subscribe();
+        let watcher = tokio::spawn(keys.watch(self.config.keys_reload_interval, async move {
+            let _ = watch_stop.wait_for(|stop| *stop).await;
+        }));
+        let app = router(self.state);
+        let result = axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    () = shutdown => {}
+                    _ = stop_rx.wait_for(|stop| *stop) => {}
+                }
+                tracing::info!("shutting down: finishing in-flight requests");
+            })
+            .await;
+        let _ = stop_tx.send(true);
+        let _ = watcher.await;
+        result.map_err(|source| ServeError::Io {
+            action: "serving".to_owned(),
+            source,
+        })
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
