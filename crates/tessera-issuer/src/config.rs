@@ -27,6 +27,8 @@ pub struct Config {
     /// How often the service checks the keyring for changes made by the CLI.
     /// Default 1 s; at most 5 s.
     pub keys_reload_interval: Duration,
+    /// The database. Default `sqlite://issuer.db` (created on first start).
+    pub database_url: String,
 }
 
 /// The settings as a file or the command line gives them: every one optional.
@@ -55,6 +57,8 @@ pub struct RawConfig {
     /// `keys_reload_interval = "1s"`
     #[serde(default, deserialize_with = "duration")]
     pub keys_reload_interval: Option<Duration>,
+    /// `database_url = "sqlite://issuer.db"`
+    pub database_url: Option<String>,
 }
 
 /// A configuration that cannot be used.
@@ -125,6 +129,7 @@ impl RawConfig {
             issuer_url: over.issuer_url.or(self.issuer_url),
             audiences: over.audiences.or(self.audiences),
             keys_reload_interval: over.keys_reload_interval.or(self.keys_reload_interval),
+            database_url: over.database_url.or(self.database_url),
         }
     }
 
@@ -205,6 +210,9 @@ impl RawConfig {
             issuer_url,
             audiences,
             keys_reload_interval,
+            database_url: self
+                .database_url
+                .unwrap_or_else(|| "sqlite://issuer.db".to_owned()),
         })
     }
 }

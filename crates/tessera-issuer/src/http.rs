@@ -14,6 +14,7 @@ use serde_json::json;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::db::Db;
 use crate::keys::KeyHandle;
 
 /// What every handler can reach.
@@ -25,6 +26,7 @@ pub struct AppState {
 #[derive(Debug)]
 struct Inner {
     keys: Arc<KeyHandle>,
+    db: Db,
     issuer: String,
     jwks_cache_control: HeaderValue,
     discovery: Bytes,
@@ -33,7 +35,12 @@ struct Inner {
 impl AppState {
     /// The state for an issuer whose public URL is `issuer` (no trailing slash).
     /// The discovery document is prepared here, once.
-    pub fn new(keys: Arc<KeyHandle>, issuer: String, jwks_cache_lifetime: Duration) -> Self {
+    pub fn new(
+        keys: Arc<KeyHandle>,
+        db: Db,
+        issuer: String,
+        jwks_cache_lifetime: Duration,
+    ) -> Self {
         let discovery = json!({
             "issuer": issuer,
             "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
@@ -54,6 +61,7 @@ impl AppState {
         Self {
             inner: Arc::new(Inner {
                 keys,
+                db,
                 issuer,
                 jwks_cache_control,
                 discovery: Bytes::from(discovery.to_string()),
@@ -144,16 +152,28 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready when a keyring that can sign is loaded. A failed reload is reported but
-/// does not make the service unready: it keeps signing with the last good keys.
-async fn readyz(State(state): State<AppState>) -> Json<serde_json::Value> {
+/// Ready when the database answers and a keyring that can sign is loaded. A
+/// failed keyring reload is reported but does not make the service unready: it
+/// keeps signing with the last good keys.
+async fn readyz(State(state): State<AppState>) -> Response {
     let snapshot = state.keys().current();
-    Json(json!({
-        "status": "ready",
+    let database = state.inner.db.ping().await;
+    if let Err(err) = &database {
+        tracing::error!(error = %err, "readiness: database unavailable");
+    }
+    let status = if database.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if database.is_ok() { "ready" } else { "unavailable" },
+        "database": if database.is_ok() { "ok" } else { "unavailable" },
         "active_kid": snapshot.signer().kid(),
         "published_keys": snapshot.keyring().jwks().keys.len(),
         "keyring_reload_error": state.keys().reload_error(),
-    }))
+    });
+    (status, Json(body)).into_response()
 }
 
 async fn not_found() -> Response {

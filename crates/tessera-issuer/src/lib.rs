@@ -8,6 +8,18 @@
 //! - [`serve`]: start-up and graceful shutdown.
 
 pub mod config;
+pub mod db;
 pub mod http;
 pub mod keys;
+pub mod passwords;
 pub mod serve;
+pub mod validate;
+
+/// Seconds since the Unix epoch by `clock` (0 before 1970).
+pub fn unix_now(clock: &dyn tessera_keyring::Clock) -> i64 {
+    clock
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

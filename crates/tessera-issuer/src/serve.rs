@@ -7,8 +7,10 @@ use tessera_keyring::{KeyDir, KeyringError};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::db::{Db, DbError};
 use crate::http::{AppState, router};
 use crate::keys::KeyHandle;
+use crate::passwords::{HashError, Hasher, Password, random_token};
 
 /// Why the service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +19,12 @@ pub enum ServeError {
     /// The keyring cannot be created or loaded.
     #[error(transparent)]
     Keyring(#[from] KeyringError),
+    /// The database cannot be opened or migrated.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Hashing the first admin's password failed.
+    #[error(transparent)]
+    Hash(#[from] HashError),
     /// Binding or serving failed.
     #[error("{action}: {source}")]
     Io {
@@ -34,12 +42,36 @@ pub struct Prepared {
     addr: SocketAddr,
     state: AppState,
     config: Config,
+    first_admin: Option<FirstAdmin>,
+}
+
+/// The `admin` user created on a first start with an empty database.
+pub struct FirstAdmin {
+    /// Its login name.
+    pub username: String,
+    /// Its random password: shown once to the operator, never logged.
+    pub password: String,
+}
+
+impl std::fmt::Debug for FirstAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FirstAdmin")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Prepared {
-    /// Loads the keyring (creating it on first start if the directory holds none)
-    /// and binds the listen address.
+    /// Opens the database (creating it and its schema on first start, and an
+    /// `admin` user if there is none), loads the keyring (creating it on first
+    /// start if the directory holds none) and binds the listen address.
     pub async fn new(config: Config) -> Result<Self, ServeError> {
+        let db = Db::connect(&config.database_url).await?;
+        let first_admin = if db.count_users().await? == 0 {
+            Some(create_first_admin(&db).await?)
+        } else {
+            None
+        };
         let dir = KeyDir::new(&config.keys_dir);
         let bits = config.key_bits;
         let keys = tokio::task::spawn_blocking(move || -> Result<KeyHandle, KeyringError> {
@@ -79,13 +111,24 @@ impl Prepared {
             .issuer_url
             .clone()
             .unwrap_or_else(|| format!("http://{addr}"));
-        let state = AppState::new(Arc::new(keys), issuer, config.rotation.jwks_cache_lifetime);
+        let state = AppState::new(
+            Arc::new(keys),
+            db,
+            issuer,
+            config.rotation.jwks_cache_lifetime,
+        );
         Ok(Self {
             listener,
             addr,
             state,
             config,
+            first_admin,
         })
+    }
+
+    /// The admin created on this first start, if any: print its password once.
+    pub fn take_first_admin(&mut self) -> Option<FirstAdmin> {
+        self.first_admin.take()
     }
 
     /// The bound address (useful with port 0).
@@ -126,6 +169,31 @@ impl Prepared {
             source,
         })
     }
+}
+
+async fn create_first_admin(db: &Db) -> Result<FirstAdmin, ServeError> {
+    let password = random_token(18);
+    let secret = Password::new(password.clone());
+    let hash = tokio::task::spawn_blocking(move || Hasher::new(1)?.hash(&secret))
+        .await
+        .map_err(|e| ServeError::Io {
+            action: "hashing the first admin's password".to_owned(),
+            source: std::io::Error::other(e),
+        })??;
+    let now = crate::unix_now(&tessera_keyring::SystemClock);
+    db.add_user(
+        &random_token(16),
+        "admin",
+        &hash,
+        &["admin".to_owned()],
+        now,
+    )
+    .await?;
+    tracing::info!(target: "audit", event = "first_admin_created", username = "admin");
+    Ok(FirstAdmin {
+        username: "admin".to_owned(),
+        password,
+    })
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

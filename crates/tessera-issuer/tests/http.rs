@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt as _;
+use tessera_issuer::db::Db;
 use tessera_issuer::http::{AppState, router};
 use tessera_issuer::keys::KeyHandle;
 use tessera_keyring::{DEFAULT_BITS, KeyDir, RotationPolicy};
@@ -24,13 +25,20 @@ struct Fixture {
     state: AppState,
 }
 
-fn fixture() -> Fixture {
+fn keyring() -> (tempfile::TempDir, KeyDir, Arc<KeyHandle>) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = KeyDir::new(tmp.path().join("keys"));
     dir.init(DEFAULT_BITS).unwrap();
     let keys = Arc::new(KeyHandle::load(dir.clone()).unwrap());
+    (tmp, dir, keys)
+}
+
+async fn fixture() -> Fixture {
+    let (tmp, dir, keys) = keyring();
+    let db = Db::connect("sqlite::memory:").await.unwrap();
     let state = AppState::new(
         Arc::clone(&keys),
+        db,
         ISSUER.to_owned(),
         Duration::from_secs(300),
     );
@@ -84,7 +92,7 @@ async fn get(state: &AppState, path: &str, if_none_match: Option<&str>) -> Reply
 
 #[tokio::test]
 async fn jwks_serves_the_published_keys_with_caching_headers() {
-    let f = fixture();
+    let f = fixture().await;
     let reply = get(&f.state, "/.well-known/jwks.json", None).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.header(header::CONTENT_TYPE), "application/json");
@@ -106,7 +114,7 @@ async fn jwks_serves_the_published_keys_with_caching_headers() {
 
 #[tokio::test]
 async fn jwks_answers_304_to_a_matching_if_none_match() {
-    let f = fixture();
+    let f = fixture().await;
     let etag = get(&f.state, "/.well-known/jwks.json", None)
         .await
         .header(header::ETAG)
@@ -132,7 +140,7 @@ async fn jwks_answers_304_to_a_matching_if_none_match() {
 
 #[tokio::test]
 async fn both_discovery_documents_point_at_our_endpoints() {
-    let f = fixture();
+    let f = fixture().await;
     for path in [
         "/.well-known/oauth-authorization-server",
         "/.well-known/openid-configuration",
@@ -158,7 +166,7 @@ async fn both_discovery_documents_point_at_our_endpoints() {
 
 #[tokio::test]
 async fn health_readiness_and_unknown_routes() {
-    let f = fixture();
+    let f = fixture().await;
     let health = get(&f.state, "/healthz", None).await;
     assert_eq!(health.status, StatusCode::OK);
     assert_eq!(health.json()["status"], "ok");
@@ -168,6 +176,7 @@ async fn health_readiness_and_unknown_routes() {
     let ready = ready.json();
     assert_eq!(ready["active_kid"], f.keys.current().signer().kid());
     assert_eq!(ready["published_keys"], 2);
+    assert_eq!(ready["database"], "ok");
     assert!(ready["keyring_reload_error"].is_null());
 
     let missing = get(&f.state, "/login.php", None).await;
@@ -177,7 +186,7 @@ async fn health_readiness_and_unknown_routes() {
 
 #[tokio::test]
 async fn a_cli_rotation_is_served_after_a_reload_and_a_broken_keyring_is_not() {
-    let f = fixture();
+    let f = fixture().await;
     let before = get(&f.state, "/.well-known/jwks.json", None).await;
     let old_kid = f.keys.current().signer().kid().to_owned();
     assert!(!f.keys.reload_if_changed().unwrap(), "nothing changed yet");
@@ -232,10 +241,10 @@ async fn a_cli_rotation_is_served_after_a_reload_and_a_broken_keyring_is_not() {
 
 #[test]
 fn every_snapshot_publishes_its_own_signer_even_during_rotations() {
-    let f = fixture();
+    let (_tmp, dir, keys) = keyring();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let rotator = {
-        let (dir, keys, stop) = (f.dir.clone(), Arc::clone(&f.keys), Arc::clone(&stop));
+        let (dir, keys, stop) = (dir.clone(), Arc::clone(&keys), Arc::clone(&stop));
         std::thread::spawn(move || {
             for _ in 0..4 {
                 dir.rotate(&RotationPolicy::default(), true, DEFAULT_BITS)
@@ -248,7 +257,7 @@ fn every_snapshot_publishes_its_own_signer_even_during_rotations() {
     };
     let mut seen = std::collections::HashSet::new();
     for _ in 0..1_000_000 {
-        let snapshot = f.keys.current();
+        let snapshot = keys.current();
         let jwks: serde_json::Value = serde_json::from_slice(snapshot.jwks_json()).unwrap();
         let kid = snapshot.signer().kid();
         assert!(

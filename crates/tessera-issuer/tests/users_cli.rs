@@ -1,0 +1,199 @@
+//! `tessera-issuer users ...` as an operator runs it: a real process, a real
+//! SQLite file, passwords only through standard input or a prompt.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+
+use tessera_issuer::db::Db;
+
+struct Users {
+    tmp: tempfile::TempDir,
+}
+
+impl Users {
+    fn new() -> Self {
+        Self {
+            tmp: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("sqlite://{}", self.tmp.path().join("issuer.db").display())
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tessera-issuer"))
+            .arg("users")
+            .args(args)
+            .args(["--database", &self.url()])
+            .env_remove("TESSERA_CONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+        drop(input);
+        child.wait_with_output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.run(args, stdin);
+        assert_eq!(out.status.code(), Some(1), "{args:?} should fail");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        err
+    }
+
+    fn list(&self) -> Vec<serde_json::Value> {
+        serde_json::from_str::<serde_json::Value>(&self.ok(&["list", "--json"], None))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+}
+
+#[tokio::test]
+async fn add_list_and_the_stored_hash() {
+    let u = Users::new();
+    let out = u.ok(
+        &[
+            "add",
+            "alice",
+            "--role",
+            "admin",
+            "--role",
+            "user",
+            "--password-stdin",
+        ],
+        Some("correct horse battery\n"),
+    );
+    assert!(out.starts_with("added user alice (id "), "{out}");
+    assert!(!out.contains("correct horse"));
+
+    let users = u.list();
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0]["username"], "alice");
+    assert_eq!(users[0]["roles"], serde_json::json!(["admin", "user"]));
+    assert_eq!(users[0]["disabled"], false);
+    let id = users[0]["id"].as_str().unwrap();
+    assert_eq!(id.len(), 22, "128 random bits, base64url");
+    assert!(users[0].get("password_hash").is_none());
+
+    let table = u.ok(&["list"], None);
+    assert!(
+        table.lines().nth(1).unwrap().starts_with("alice"),
+        "{table}"
+    );
+    assert!(table.contains("admin,user"));
+
+    // Argon2id with OWASP parameters, never the password itself.
+    let db = Db::connect(&u.url()).await.unwrap();
+    let creds = db.credentials("alice").await.unwrap().unwrap();
+    assert!(
+        creds
+            .password_hash
+            .starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{}",
+        creds.password_hash
+    );
+    assert_eq!(creds.user.id, id);
+}
+
+#[test]
+fn passwords_come_from_stdin_or_a_terminal_and_meet_the_policy() {
+    let u = Users::new();
+    let err = u.fails(&["add", "bob"], None);
+    assert!(err.contains("use --password-stdin"), "{err}");
+    let err = u.fails(&["add", "bob", "--password-stdin"], Some("short\n"));
+    assert!(err.contains("at least 8 characters"), "{err}");
+    assert!(u.list().is_empty(), "nothing was added");
+    // CRLF from a Windows-made file is not part of the password.
+    u.ok(&["add", "bob", "--password-stdin"], Some("long enough\r\n"));
+    let err = u.fails(&["add", "bob", "--password-stdin"], Some("long enough\n"));
+    assert!(err.contains("exists already"), "{err}");
+}
+
+#[test]
+fn names_are_checked_and_stored_exactly() {
+    let u = Users::new();
+    for bad in ["", " padded", "tab\there"] {
+        let err = u.fails(&["add", bad, "--password-stdin"], Some("long enough\n"));
+        assert!(err.contains("username"), "{bad:?}: {err}");
+    }
+    let err = u.fails(
+        &["add", "carol", "--role", "Admin", "--password-stdin"],
+        Some("long enough\n"),
+    );
+    assert!(err.contains("not a role name"), "{err}");
+    for name in ["José", "李小龍", "x'; DROP TABLE users;--"] {
+        u.ok(&["add", name, "--password-stdin"], Some("long enough\n"));
+    }
+    let names: Vec<String> = u
+        .list()
+        .iter()
+        .map(|x| x["username"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names.len(), 3);
+    assert!(names.contains(&"x'; DROP TABLE users;--".to_owned()));
+    assert!(names.contains(&"李小龍".to_owned()));
+}
+
+#[tokio::test]
+async fn roles_disable_enable_reset_and_delete() {
+    let u = Users::new();
+    u.ok(
+        &["add", "dave", "--password-stdin"],
+        Some("first password\n"),
+    );
+    u.ok(&["set-roles", "dave", "admin", "billing:read"], None);
+    assert_eq!(
+        u.list()[0]["roles"],
+        serde_json::json!(["admin", "billing:read"])
+    );
+    u.ok(&["set-roles", "dave"], None);
+    assert_eq!(u.list()[0]["roles"], serde_json::json!([]));
+
+    u.ok(&["disable", "dave"], None);
+    assert_eq!(u.list()[0]["disabled"], true);
+    assert!(u.ok(&["list"], None).contains("disabled"));
+    u.ok(&["enable", "dave"], None);
+    assert_eq!(u.list()[0]["disabled"], false);
+
+    let db = Db::connect(&u.url()).await.unwrap();
+    let before = db.credentials("dave").await.unwrap().unwrap().password_hash;
+    u.ok(
+        &["reset-password", "dave", "--password-stdin"],
+        Some("second password\n"),
+    );
+    let after = db.credentials("dave").await.unwrap().unwrap().password_hash;
+    assert_ne!(before, after);
+
+    for args in [
+        vec!["disable", "nobody"],
+        vec!["set-roles", "nobody", "admin"],
+        vec!["delete", "nobody"],
+        vec!["reset-password", "nobody", "--password-stdin"],
+    ] {
+        let err = u.fails(&args, Some("whatever long\n"));
+        assert!(err.contains("no user named \"nobody\""), "{args:?}: {err}");
+    }
+    u.ok(&["delete", "dave"], None);
+    assert!(u.list().is_empty());
+}
