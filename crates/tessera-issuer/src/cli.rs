@@ -258,6 +258,8 @@ fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
         audiences: global.audiences.clone(),
         keys_reload_interval: global.keys_reload_interval,
         database_url: global.database_url.clone(),
+        refresh_idle_lifetime: None,
+        refresh_absolute_lifetime: None,
     };
     Ok(file.overlay(flags).validate()?)
 }

@@ -29,6 +29,10 @@ pub struct Config {
     pub keys_reload_interval: Duration,
     /// The database. Default `sqlite://issuer.db` (created on first start).
     pub database_url: String,
+    /// A session ends after this long without a refresh. Default 14 days.
+    pub refresh_idle_lifetime: Duration,
+    /// A session ends this long after login, however active. Default 30 days.
+    pub refresh_absolute_lifetime: Duration,
 }
 
 /// The settings as a file or the command line gives them: every one optional.
@@ -59,6 +63,12 @@ pub struct RawConfig {
     pub keys_reload_interval: Option<Duration>,
     /// `database_url = "sqlite://issuer.db"`
     pub database_url: Option<String>,
+    /// `refresh_idle_lifetime = "14days"`
+    #[serde(default, deserialize_with = "duration")]
+    pub refresh_idle_lifetime: Option<Duration>,
+    /// `refresh_absolute_lifetime = "30days"`
+    #[serde(default, deserialize_with = "duration")]
+    pub refresh_absolute_lifetime: Option<Duration>,
 }
 
 /// A configuration that cannot be used.
@@ -130,6 +140,10 @@ impl RawConfig {
             audiences: over.audiences.or(self.audiences),
             keys_reload_interval: over.keys_reload_interval.or(self.keys_reload_interval),
             database_url: over.database_url.or(self.database_url),
+            refresh_idle_lifetime: over.refresh_idle_lifetime.or(self.refresh_idle_lifetime),
+            refresh_absolute_lifetime: over
+                .refresh_absolute_lifetime
+                .or(self.refresh_absolute_lifetime),
         }
     }
 
@@ -194,6 +208,18 @@ impl RawConfig {
                 problem: "at least one audience, none empty or with surrounding spaces".to_owned(),
             });
         }
+        let refresh_absolute_lifetime = within(
+            "refresh_absolute_lifetime",
+            self.refresh_absolute_lifetime.unwrap_or(30 * DAY),
+            SECOND,
+            365 * DAY,
+        )?;
+        let refresh_idle_lifetime = within(
+            "refresh_idle_lifetime",
+            self.refresh_idle_lifetime.unwrap_or(14 * DAY),
+            SECOND,
+            refresh_absolute_lifetime,
+        )?;
         let keys_reload_interval = within(
             "keys_reload_interval",
             self.keys_reload_interval.unwrap_or(SECOND),
@@ -213,6 +239,8 @@ impl RawConfig {
             database_url: self
                 .database_url
                 .unwrap_or_else(|| "sqlite://issuer.db".to_owned()),
+            refresh_idle_lifetime,
+            refresh_absolute_lifetime,
         })
     }
 }
@@ -258,6 +286,8 @@ mod tests {
         assert_eq!(c.issuer_url, None);
         assert_eq!(c.audiences, ["tessera"]);
         assert_eq!(c.keys_reload_interval, Duration::from_secs(1));
+        assert_eq!(c.refresh_idle_lifetime, Duration::from_secs(14 * 86400));
+        assert_eq!(c.refresh_absolute_lifetime, Duration::from_secs(30 * 86400));
     }
 
     #[test]

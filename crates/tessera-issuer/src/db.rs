@@ -314,6 +314,60 @@ impl Db {
     }
 }
 
+impl Db {
+    /// Starts a session (a refresh-token family) with its first refresh token,
+    /// in one transaction. Only the token's hash is stored.
+    pub async fn start_session(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        refresh_hash: &[u8],
+        now: i64,
+    ) -> Result<(), DbError> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, created_at, last_used_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(session_id)
+        .bind(user_id)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("starting a session"))?;
+        sqlx::query("INSERT INTO refresh_tokens (hash, session_id, issued_at) VALUES (?, ?, ?)")
+            .bind(refresh_hash)
+            .bind(session_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql("storing a refresh token"))?;
+        tx.commit().await.map_err(sql("committing a session"))
+    }
+
+    /// How many sessions and refresh tokens exist (for tests and operators).
+    pub async fn count_sessions(&self) -> Result<(i64, i64), DbError> {
+        let sessions = sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(sql("counting sessions"))?;
+        let tokens = sqlx::query_scalar("SELECT COUNT(*) FROM refresh_tokens")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(sql("counting refresh tokens"))?;
+        Ok((sessions, tokens))
+    }
+
+    /// The session a refresh token hash belongs to, if it is stored.
+    pub async fn refresh_token_session(&self, hash: &[u8]) -> Result<Option<String>, DbError> {
+        sqlx::query_scalar("SELECT session_id FROM refresh_tokens WHERE hash = ?")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(sql("reading a refresh token"))
+    }
+}
+
 fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<User, sqlx::Error> {
     let roles: String = row.try_get("roles")?;
     Ok(User {

@@ -1,7 +1,6 @@
 //! The HTTP edge: routes, and the one place errors become status codes.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -14,8 +13,14 @@ use serde_json::json;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::db::Db;
+use crate::db::{Db, DbError};
 use crate::keys::KeyHandle;
+use crate::passwords::{Checked, Hasher, Password};
+use crate::tokens::{AccessGrant, TokenResponse, TokenSettings, new_refresh_token};
+use axum::extract::DefaultBodyLimit;
+use axum::extract::rejection::JsonRejection;
+use axum::routing::post;
+use tessera_keyring::Clock;
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -27,20 +32,28 @@ pub struct AppState {
 struct Inner {
     keys: Arc<KeyHandle>,
     db: Db,
-    issuer: String,
+    hasher: Hasher,
+    clock: Arc<dyn Clock>,
+    settings: TokenSettings,
     jwks_cache_control: HeaderValue,
     discovery: Bytes,
 }
 
+/// The largest request body accepted (login and token requests are tiny).
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
 impl AppState {
-    /// The state for an issuer whose public URL is `issuer` (no trailing slash).
-    /// The discovery document is prepared here, once.
+    /// The state of an issuer. The discovery document and the JWKS
+    /// `Cache-Control` value are prepared here, once.
     pub fn new(
         keys: Arc<KeyHandle>,
         db: Db,
-        issuer: String,
-        jwks_cache_lifetime: Duration,
+        hasher: Hasher,
+        clock: Arc<dyn Clock>,
+        settings: TokenSettings,
     ) -> Self {
+        let issuer = &settings.issuer;
+        let jwks_cache_lifetime = settings.jwks_cache_lifetime;
         let discovery = json!({
             "issuer": issuer,
             "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
@@ -62,7 +75,9 @@ impl AppState {
             inner: Arc::new(Inner {
                 keys,
                 db,
-                issuer,
+                hasher,
+                clock,
+                settings,
                 jwks_cache_control,
                 discovery: Bytes::from(discovery.to_string()),
             }),
@@ -76,7 +91,16 @@ impl AppState {
 
     /// The issuer URL (`iss`).
     pub fn issuer(&self) -> &str {
-        &self.inner.issuer
+        &self.inner.settings.issuer
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    fn now(&self) -> i64 {
+        crate::unix_now(self.inner.clock.as_ref())
     }
 }
 
@@ -86,9 +110,11 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/jwks.json", get(jwks))
         .route("/.well-known/oauth-authorization-server", get(discovery))
         .route("/.well-known/openid-configuration", get(discovery))
+        .route("/login", post(login))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
         .layer(TraceLayer::new_for_http())
         // Before tracing sees the request: bearer tokens never reach a log.
@@ -178,4 +204,183 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, Json(json!({"error": "not_found"}))).into_response()
+}
+
+/// Every error a client can see, mapped to HTTP once, here. Causes are logged;
+/// clients get a short code.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400 `invalid_request`.
+    InvalidRequest(String),
+    /// 401 `invalid_credentials`: wrong password, unknown or disabled user alike.
+    InvalidCredentials,
+    /// 413: the body is over [`MAX_BODY_BYTES`].
+    PayloadTooLarge,
+    /// 415: not `application/json`.
+    UnsupportedMediaType,
+    /// 500 `server_error`; the cause goes to the log only.
+    Internal(String),
+}
+
+impl From<DbError> for ApiError {
+    fn from(err: DbError) -> Self {
+        Self::Internal(err.to_string())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
+            _ => Self::InvalidRequest(rejection.body_text()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            Self::InvalidRequest(description) => (
+                StatusCode::BAD_REQUEST,
+                json!({"error": "invalid_request", "error_description": description}),
+            ),
+            Self::InvalidCredentials => (
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "invalid_credentials"}),
+            ),
+            Self::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"error": "invalid_request", "error_description": "request body too large"}),
+            ),
+            Self::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                json!({"error": "invalid_request", "error_description": "expected application/json"}),
+            ),
+            Self::Internal(cause) => {
+                tracing::error!(error = %cause, "request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"error": "server_error"}),
+                )
+            }
+        };
+        (status, no_store(), Json(body)).into_response()
+    }
+}
+
+/// RFC 6749 §5.1: token responses must not be cached.
+fn no_store() -> [(header::HeaderName, HeaderValue); 2] {
+    [
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        (header::PRAGMA, HeaderValue::from_static("no-cache")),
+    ]
+}
+
+/// `POST /login` body.
+#[derive(serde::Deserialize)]
+struct LoginRequest {
+    username: String,
+    password: String,
+}
+
+/// `POST /login`: password → access token + refresh token.
+async fn login(
+    State(state): State<AppState>,
+    body: Result<Json<LoginRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(request) = body?;
+    let tokens = state
+        .password_login(
+            &request.username,
+            Password::new(request.password),
+            "tessera",
+            "profile",
+        )
+        .await?;
+    Ok((no_store(), Json(tokens)).into_response())
+}
+
+impl AppState {
+    /// Checks a username and password and, if they are right and the user is
+    /// enabled, starts a session. Unknown users, disabled users and wrong
+    /// passwords cost the same Argon2 work and get the same error.
+    pub async fn password_login(
+        &self,
+        username: &str,
+        password: Password,
+        client_id: &str,
+        scope: &str,
+    ) -> Result<TokenResponse, ApiError> {
+        let credentials = if crate::validate::username(username).is_ok() {
+            self.inner.db.credentials(username).await?
+        } else {
+            None
+        };
+        let stored = credentials.as_ref().map(|c| c.password_hash.clone());
+        let checked = self.inner.hasher.check_async(password, stored).await;
+        let user = match (credentials, checked) {
+            (Some(c), Checked::Match { rehash }) if !c.user.disabled => {
+                if let Some(hash) = rehash {
+                    // Parameters changed since this hash was made: upgrade it now
+                    // that the password is at hand. A failure only delays that.
+                    if let Err(err) = self
+                        .inner
+                        .db
+                        .set_password_hash(username, &hash, self.now())
+                        .await
+                    {
+                        tracing::warn!(error = %err, "password rehash failed");
+                    }
+                }
+                c.user
+            }
+            (credentials, checked) => {
+                let reason = match (&credentials, checked) {
+                    (None, _) => "unknown_user",
+                    (Some(c), Checked::Match { .. }) if c.user.disabled => "disabled_user",
+                    _ => "wrong_password",
+                };
+                tracing::info!(
+                    target: "audit",
+                    event = "login_failure",
+                    reason,
+                    user_id = credentials.as_ref().map(|c| c.user.id.as_str()),
+                );
+                return Err(ApiError::InvalidCredentials);
+            }
+        };
+        let now = self.now();
+        let session_id = crate::passwords::random_token(16);
+        let (refresh_token, refresh_hash) = new_refresh_token();
+        self.inner
+            .db
+            .start_session(&session_id, &user.id, &refresh_hash, now)
+            .await?;
+        let snapshot = self.keys().current();
+        let grant = AccessGrant {
+            user: &user,
+            session_id: &session_id,
+            client_id,
+            scope,
+        };
+        let access_token = self
+            .inner
+            .settings
+            .sign_access(snapshot.signer(), &grant, now)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        tracing::info!(
+            target: "audit",
+            event = "login_success",
+            user_id = %user.id,
+            session_id = %session_id,
+            kid = snapshot.signer().kid(),
+        );
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: self.inner.settings.access_token_lifetime.as_secs(),
+            refresh_token,
+        })
+    }
 }

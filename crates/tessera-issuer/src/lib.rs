@@ -13,6 +13,7 @@ pub mod http;
 pub mod keys;
 pub mod passwords;
 pub mod serve;
+pub mod tokens;
 pub mod validate;
 
 /// Seconds since the Unix epoch by `clock` (0 before 1970).

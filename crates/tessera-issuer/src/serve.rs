@@ -111,11 +111,23 @@ impl Prepared {
             .issuer_url
             .clone()
             .unwrap_or_else(|| format!("http://{addr}"));
+        let settings = crate::tokens::TokenSettings {
+            issuer,
+            audiences: config.audiences.clone(),
+            access_token_lifetime: config.rotation.access_token_lifetime,
+            refresh_idle_lifetime: config.refresh_idle_lifetime,
+            refresh_absolute_lifetime: config.refresh_absolute_lifetime,
+            jwks_cache_lifetime: config.rotation.jwks_cache_lifetime,
+        };
+        // Argon2 at m = 19 MiB: a few hashes at once is what two cores sustain;
+        // more would only queue inside the CPU and starve other requests.
+        let hasher = Hasher::new(4)?;
         let state = AppState::new(
             Arc::new(keys),
             db,
-            issuer,
-            config.rotation.jwks_cache_lifetime,
+            hasher,
+            Arc::new(tessera_keyring::SystemClock),
+            settings,
         );
         Ok(Self {
             listener,

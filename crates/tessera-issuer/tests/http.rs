@@ -13,6 +13,8 @@ use http_body_util::BodyExt as _;
 use tessera_issuer::db::Db;
 use tessera_issuer::http::{AppState, router};
 use tessera_issuer::keys::KeyHandle;
+use tessera_issuer::passwords::Hasher;
+use tessera_issuer::tokens::TokenSettings;
 use tessera_keyring::{DEFAULT_BITS, KeyDir, RotationPolicy};
 use tower::ServiceExt as _;
 
@@ -36,11 +38,20 @@ fn keyring() -> (tempfile::TempDir, KeyDir, Arc<KeyHandle>) {
 async fn fixture() -> Fixture {
     let (tmp, dir, keys) = keyring();
     let db = Db::connect("sqlite::memory:").await.unwrap();
+    let settings = TokenSettings {
+        issuer: ISSUER.to_owned(),
+        audiences: vec!["api".to_owned()],
+        access_token_lifetime: Duration::from_secs(900),
+        refresh_idle_lifetime: Duration::from_secs(14 * 86400),
+        refresh_absolute_lifetime: Duration::from_secs(30 * 86400),
+        jwks_cache_lifetime: Duration::from_secs(300),
+    };
     let state = AppState::new(
         Arc::clone(&keys),
         db,
-        ISSUER.to_owned(),
-        Duration::from_secs(300),
+        Hasher::with_params(64, 1, 1, 2).unwrap(),
+        Arc::new(tessera_keyring::SystemClock),
+        settings,
     );
     Fixture {
         _tmp: tmp,

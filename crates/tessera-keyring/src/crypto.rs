@@ -33,7 +33,7 @@ pub const BACKEND: &str = if cfg!(feature = "aws-lc-rs") {
 
 /// Signing failed inside the crypto backend. It carries no detail on purpose: the
 /// backends report none, and nothing about the key may leak through an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, thiserror::Error)]
 #[error("the {BACKEND} backend failed to produce an RS256 signature")]
 #[non_exhaustive]
 pub struct SignError;

@@ -1,0 +1,137 @@
+//! Access tokens (RFC 9068 JWT profile) and refresh tokens.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use tessera_keyring::{SignError, b64url, sha256};
+
+use crate::db::User;
+use crate::passwords::random_token;
+
+/// What the issuer puts into every access token, from configuration.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    /// The `iss` claim: the public issuer URL.
+    pub issuer: String,
+    /// The `aud` claim.
+    pub audiences: Vec<String>,
+    /// `exp - iat`.
+    pub access_token_lifetime: Duration,
+    /// A session ends after this long without a refresh.
+    pub refresh_idle_lifetime: Duration,
+    /// A session ends this long after login.
+    pub refresh_absolute_lifetime: Duration,
+    /// The `max-age` the JWKS is served with.
+    pub jwks_cache_lifetime: Duration,
+}
+
+/// `aud`: a string for one audience, an array for several (RFC 7519 §4.1.3).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Audience<'a> {
+    One(&'a str),
+    Many(&'a [String]),
+}
+
+/// The claims of an access token (RFC 9068 §2.2). No secrets, no password data.
+#[derive(Debug, Serialize)]
+struct AccessClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: Audience<'a>,
+    exp: i64,
+    iat: i64,
+    nbf: i64,
+    jti: String,
+    client_id: &'a str,
+    sid: &'a str,
+    scope: &'a str,
+    roles: &'a [String],
+    preferred_username: &'a str,
+}
+
+/// The parts of an access token that vary per request.
+#[derive(Debug)]
+pub struct AccessGrant<'a> {
+    /// The user it is issued to.
+    pub user: &'a User,
+    /// The session (refresh-token family) it belongs to.
+    pub session_id: &'a str,
+    /// The OAuth client (`tessera` for `/login`).
+    pub client_id: &'a str,
+    /// Space-separated scopes.
+    pub scope: &'a str,
+}
+
+impl TokenSettings {
+    /// Signs an access token issued at `now` (Unix seconds).
+    pub fn sign_access(
+        &self,
+        signer: &tessera_keyring::Signer,
+        grant: &AccessGrant<'_>,
+        now: i64,
+    ) -> Result<String, SignError> {
+        let lifetime = i64::try_from(self.access_token_lifetime.as_secs()).unwrap_or(i64::MAX);
+        let aud = match self.audiences.as_slice() {
+            [one] => Audience::One(one),
+            many => Audience::Many(many),
+        };
+        let claims = AccessClaims {
+            iss: &self.issuer,
+            sub: &grant.user.id,
+            aud,
+            exp: now.saturating_add(lifetime),
+            iat: now,
+            nbf: now,
+            jti: random_token(16),
+            client_id: grant.client_id,
+            sid: grant.session_id,
+            scope: grant.scope,
+            roles: &grant.user.roles,
+            preferred_username: &grant.user.username,
+        };
+        let payload = serde_json::to_vec(&claims).map_err(|_| SignError::default())?;
+        signer.sign_jwt("at+jwt", &payload)
+    }
+}
+
+/// A new refresh token: 256 random bits, base64url, and the SHA-256 hash that is
+/// all the database ever stores.
+pub fn new_refresh_token() -> (String, [u8; 32]) {
+    let token = random_token(32);
+    let hash = refresh_token_hash(&token);
+    (token, hash)
+}
+
+/// The stored form of a refresh token.
+pub fn refresh_token_hash(token: &str) -> [u8; 32] {
+    sha256(token.as_bytes())
+}
+
+/// The body of a successful token response (RFC 6749 §5.1).
+#[derive(Serialize)]
+pub struct TokenResponse {
+    /// The signed access token.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// The opaque refresh token.
+    pub refresh_token: String,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A short, loggable fingerprint of a secret (first 8 characters of its hash),
+/// for correlating audit events without logging the secret.
+pub fn fingerprint(hash: &[u8; 32]) -> String {
+    b64url(&hash[..6])
+}
