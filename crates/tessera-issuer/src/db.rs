@@ -11,11 +11,18 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Row as _, Sqlite, Transaction};
 
 /// The embedded migrations, in order.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "users_sessions",
-    include_str!("../migrations/0001_users_sessions.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "users_sessions",
+        include_str!("../migrations/0001_users_sessions.sql"),
+    ),
+    (
+        2,
+        "refresh_retry",
+        include_str!("../migrations/0002_refresh_retry.sql"),
+    ),
+];
 
 /// A database error, with what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -319,17 +326,20 @@ impl Db {
     /// in one transaction. Only the token's hash is stored.
     pub async fn start_session(
         &self,
-        session_id: &str,
-        user_id: &str,
+        session: &NewSession<'_>,
         refresh_hash: &[u8],
         now: i64,
     ) -> Result<(), DbError> {
+        let session_id = session.id;
         let mut tx = self.begin().await?;
         sqlx::query(
-            "INSERT INTO sessions (id, user_id, created_at, last_used_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO sessions (id, user_id, client_id, scope, created_at, last_used_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
-        .bind(session_id)
-        .bind(user_id)
+        .bind(session.id)
+        .bind(session.user_id)
+        .bind(session.client_id)
+        .bind(session.scope)
         .bind(now)
         .bind(now)
         .execute(&mut *tx)
@@ -365,6 +375,259 @@ impl Db {
             .fetch_optional(&self.pool)
             .await
             .map_err(sql("reading a refresh token"))
+    }
+}
+
+/// A session to start.
+#[derive(Debug, Clone, Copy)]
+pub struct NewSession<'a> {
+    /// The session id (`sid`).
+    pub id: &'a str,
+    /// The user.
+    pub user_id: &'a str,
+    /// The client that logged in.
+    pub client_id: &'a str,
+    /// The scope granted.
+    pub scope: &'a str,
+}
+
+/// The session a refresh belongs to, as `issue` sees it.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    /// The session id (`sid`).
+    pub id: String,
+    /// The client that logged in.
+    pub client_id: String,
+    /// The scope granted.
+    pub scope: String,
+}
+
+/// What a refresh request came to.
+#[derive(Debug)]
+pub enum Refresh {
+    /// The token was current: here is the new pair (response JSON).
+    Rotated {
+        /// The session (refresh-token family).
+        session_id: String,
+        /// The user.
+        user_id: String,
+        /// The token response, ready to send.
+        response: Vec<u8>,
+    },
+    /// The same token again within the retry window: the same response as before.
+    Replayed {
+        /// The session.
+        session_id: String,
+        /// The token response first sent.
+        response: Vec<u8>,
+    },
+    /// An already used token, outside the retry window: the family is revoked.
+    Reused {
+        /// The revoked session.
+        session_id: String,
+        /// Its user.
+        user_id: String,
+    },
+    /// Unknown token, revoked or expired session, or disabled user.
+    Refused(&'static str),
+}
+
+/// The lifetimes a refresh is checked against, in seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshRules {
+    /// Now, Unix seconds.
+    pub now: i64,
+    /// Session idle lifetime.
+    pub idle: i64,
+    /// Session absolute lifetime.
+    pub absolute: i64,
+    /// How long after a rotation the same token is answered with the same pair.
+    pub retry_window: i64,
+}
+
+/// A freshly issued pair, built inside the refresh transaction.
+pub struct Issued {
+    /// The token response JSON.
+    pub response: Vec<u8>,
+    /// The hash of the new refresh token.
+    pub new_hash: [u8; 32],
+}
+
+impl Db {
+    /// Rotates a refresh token in one `BEGIN IMMEDIATE` transaction: exactly one
+    /// of any number of concurrent uses wins; the others see it used and get the
+    /// replay (within the window) or revoke the family (reuse).
+    ///
+    /// `issue` builds the new pair for the session's user; `seal` and `open`
+    /// protect the stored response for a replay.
+    pub async fn refresh(
+        &self,
+        old_hash: &[u8; 32],
+        rules: RefreshRules,
+        issue: impl FnOnce(&User, &SessionInfo) -> Result<Issued, String>,
+        seal: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
+        open: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
+    ) -> Result<Refresh, DbError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(sql("starting a refresh transaction"))?;
+        let row = sqlx::query(
+            "SELECT rt.session_id, rt.used_at, rt.retry_sealed,
+                    s.created_at, s.last_used_at, s.revoked_at, s.client_id, s.scope,
+                    u.id, u.username, u.roles, u.disabled, u.created_at AS user_created_at
+             FROM refresh_tokens rt
+             JOIN sessions s ON s.id = rt.session_id
+             JOIN users u ON u.id = s.user_id
+             WHERE rt.hash = ?",
+        )
+        .bind(&old_hash[..])
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(sql("reading a refresh token"))?;
+        let Some(row) = row else {
+            return Ok(Refresh::Refused("unknown_token"));
+        };
+        let read = |e| sql("reading a refresh token")(e);
+        let session_id: String = row.try_get("session_id").map_err(read)?;
+        let used_at: Option<i64> = row.try_get("used_at").map_err(read)?;
+        let retry_sealed: Option<Vec<u8>> = row.try_get("retry_sealed").map_err(read)?;
+        let created_at: i64 = row.try_get("created_at").map_err(read)?;
+        let last_used_at: i64 = row.try_get("last_used_at").map_err(read)?;
+        let revoked_at: Option<i64> = row.try_get("revoked_at").map_err(read)?;
+        let roles: String = row.try_get("roles").map_err(read)?;
+        let user = User {
+            id: row.try_get("id").map_err(read)?,
+            username: row.try_get("username").map_err(read)?,
+            roles: serde_json::from_str(&roles).unwrap_or_default(),
+            disabled: row.try_get("disabled").map_err(read)?,
+            created_at: row.try_get("user_created_at").map_err(read)?,
+        };
+        if revoked_at.is_some() {
+            return Ok(Refresh::Refused("session_revoked"));
+        }
+        if let Some(used_at) = used_at {
+            if rules.now - used_at <= rules.retry_window
+                && let Some(response) = retry_sealed.as_deref().and_then(open)
+            {
+                return Ok(Refresh::Replayed {
+                    session_id,
+                    response,
+                });
+            }
+            sqlx::query(
+                "UPDATE sessions SET revoked_at = ?, revoked_why = 'refresh_token_reuse'
+                 WHERE id = ? AND revoked_at IS NULL",
+            )
+            .bind(rules.now)
+            .bind(&session_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql("revoking a session"))?;
+            tx.commit().await.map_err(sql("committing a revocation"))?;
+            return Ok(Refresh::Reused {
+                session_id,
+                user_id: user.id,
+            });
+        }
+        if rules.now >= created_at.saturating_add(rules.absolute) {
+            return Ok(Refresh::Refused("session_expired"));
+        }
+        if rules.now >= last_used_at.saturating_add(rules.idle) {
+            return Ok(Refresh::Refused("session_idle"));
+        }
+        if user.disabled {
+            return Ok(Refresh::Refused("user_disabled"));
+        }
+        let info = SessionInfo {
+            id: session_id.clone(),
+            client_id: row.try_get("client_id").map_err(read)?,
+            scope: row.try_get("scope").map_err(read)?,
+        };
+        let issued = issue(&user, &info).map_err(|e| DbError::Sqlx {
+            action: "issuing tokens",
+            source: sqlx::Error::Protocol(e),
+        })?;
+        let sealed = seal(&issued.response);
+        let done = sqlx::query(
+            "UPDATE refresh_tokens SET used_at = ?, retry_sealed = ?
+             WHERE hash = ? AND used_at IS NULL",
+        )
+        .bind(rules.now)
+        .bind(sealed)
+        .bind(&old_hash[..])
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("marking a refresh token used"))?;
+        if done.rows_affected() != 1 {
+            // Impossible under BEGIN IMMEDIATE; refuse rather than fork the family.
+            return Ok(Refresh::Refused("concurrent_use"));
+        }
+        sqlx::query("INSERT INTO refresh_tokens (hash, session_id, issued_at) VALUES (?, ?, ?)")
+            .bind(&issued.new_hash[..])
+            .bind(&session_id)
+            .bind(rules.now)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql("storing a refresh token"))?;
+        sqlx::query("UPDATE sessions SET last_used_at = ? WHERE id = ?")
+            .bind(rules.now)
+            .bind(&session_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql("touching a session"))?;
+        tx.commit().await.map_err(sql("committing a refresh"))?;
+        Ok(Refresh::Rotated {
+            session_id,
+            user_id: user.id,
+            response: issued.response,
+        })
+    }
+
+    /// Revokes the session a refresh token belongs to. Returns the session id, or
+    /// `None` for an unknown token.
+    pub async fn revoke_by_refresh_token(
+        &self,
+        hash: &[u8; 32],
+        now: i64,
+        why: &str,
+    ) -> Result<Option<String>, DbError> {
+        let Some(session_id) = self.refresh_token_session(hash).await? else {
+            return Ok(None);
+        };
+        self.revoke_session(&session_id, now, why).await?;
+        Ok(Some(session_id))
+    }
+
+    /// Revokes a session (its whole refresh-token family). Idempotent.
+    pub async fn revoke_session(
+        &self,
+        session_id: &str,
+        now: i64,
+        why: &str,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE sessions SET revoked_at = ?, revoked_why = ? WHERE id = ? AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(why)
+        .bind(session_id)
+        .execute(&self.pool)
+        .await
+        .map_err(sql("revoking a session"))?;
+        Ok(())
+    }
+
+    /// Whether a session exists and is not revoked.
+    pub async fn session_active(&self, session_id: &str) -> Result<bool, DbError> {
+        let revoked: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT revoked_at FROM sessions WHERE id = ?")
+                .bind(session_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(sql("reading a session"))?;
+        Ok(matches!(revoked, Some(None)))
     }
 }
 

@@ -99,8 +99,12 @@ impl AppState {
         &self.inner.db
     }
 
-    fn now(&self) -> i64 {
+    pub(crate) fn now(&self) -> i64 {
         crate::unix_now(self.inner.clock.as_ref())
+    }
+
+    pub(crate) fn settings(&self) -> &TokenSettings {
+        &self.inner.settings
     }
 }
 
@@ -111,6 +115,9 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/oauth-authorization-server", get(discovery))
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/login", post(login))
+        .route("/token", post(crate::oauth::token))
+        .route("/revoke", post(crate::oauth::revoke))
+        .route("/logout", post(crate::oauth::logout))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
@@ -270,7 +277,7 @@ impl IntoResponse for ApiError {
 }
 
 /// RFC 6749 §5.1: token responses must not be cached.
-fn no_store() -> [(header::HeaderName, HeaderValue); 2] {
+pub(crate) fn no_store() -> [(header::HeaderName, HeaderValue); 2] {
     [
         (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         (header::PRAGMA, HeaderValue::from_static("no-cache")),
@@ -353,9 +360,15 @@ impl AppState {
         let now = self.now();
         let session_id = crate::passwords::random_token(16);
         let (refresh_token, refresh_hash) = new_refresh_token();
+        let session = crate::db::NewSession {
+            id: &session_id,
+            user_id: &user.id,
+            client_id,
+            scope,
+        };
         self.inner
             .db
-            .start_session(&session_id, &user.id, &refresh_hash, now)
+            .start_session(&session, &refresh_hash, now)
             .await?;
         let snapshot = self.keys().current();
         let grant = AccessGrant {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod keys;
+pub mod oauth;
 pub mod passwords;
 pub mod serve;
 pub mod tokens;

@@ -135,3 +135,63 @@ impl std::fmt::Debug for TokenResponse {
 pub fn fingerprint(hash: &[u8; 32]) -> String {
     b64url(&hash[..6])
 }
+
+/// What `/logout` needs from an access token the issuer itself signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnToken {
+    /// The session.
+    pub sid: String,
+    /// The user.
+    pub sub: String,
+}
+
+/// Checks an access token this issuer signed: RS256 with a key it publishes now,
+/// `typ` `at+jwt`, our `iss`, not expired (60 s leeway). Not a general-purpose
+/// validator: resource servers use the verifier crate.
+pub fn check_own_access_token(
+    jwks: &tessera_keyring::JwkSet,
+    issuer: &str,
+    token: &str,
+    now: i64,
+) -> Result<OwnToken, &'static str> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    const LEEWAY: i64 = 60;
+    if token.len() > 8 * 1024 {
+        return Err("token too large");
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err("malformed token");
+    };
+    let decode = |seg: &str| URL_SAFE_NO_PAD.decode(seg).map_err(|_| "malformed token");
+    let header: serde_json::Value =
+        serde_json::from_slice(&decode(h)?).map_err(|_| "malformed token")?;
+    if header["alg"] != tessera_keyring::ALG
+        || header["typ"] != "at+jwt"
+        || header.get("crit").is_some()
+    {
+        return Err("unacceptable header");
+    }
+    let kid = header["kid"].as_str().ok_or("no kid")?;
+    let jwk = jwks.find(kid).ok_or("unknown key")?;
+    let (n, e) = (decode(&jwk.n)?, decode(&jwk.e)?);
+    if !tessera_keyring::verify_rs256(&n, &e, format!("{h}.{p}").as_bytes(), &decode(s)?) {
+        return Err("bad signature");
+    }
+    let claims: serde_json::Value =
+        serde_json::from_slice(&decode(p)?).map_err(|_| "malformed claims")?;
+    if claims["iss"] != issuer {
+        return Err("wrong issuer");
+    }
+    let exp = claims["exp"].as_i64().ok_or("no exp")?;
+    if now > exp + LEEWAY {
+        return Err("expired");
+    }
+    Ok(OwnToken {
+        sid: claims["sid"].as_str().ok_or("no sid")?.to_owned(),
+        sub: claims["sub"].as_str().ok_or("no sub")?.to_owned(),
+    })
+}

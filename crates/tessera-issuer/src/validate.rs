@@ -34,6 +34,31 @@ pub fn role(role: &str) -> Result<(), String> {
     }
 }
 
+/// An OAuth `client_id`: 1 to 64 visible ASCII characters.
+pub fn client_id(id: &str) -> Result<(), String> {
+    if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err("a client_id is 1 to 64 visible ASCII characters".to_owned())
+    }
+}
+
+/// An OAuth `scope` (RFC 6749 §3.3): space-separated tokens of visible ASCII
+/// without `"` or `\`, at most 512 bytes.
+pub fn scope(scope: &str) -> Result<(), String> {
+    let ok = scope.len() <= 512
+        && scope.split(' ').all(|t| {
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err("not a valid scope".to_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

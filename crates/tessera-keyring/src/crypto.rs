@@ -42,21 +42,28 @@ pub struct SignError;
 pub(crate) struct RsaSigningKey {
     pair: RsaKeyPair,
     rng: backend::rand::SystemRandom,
+    /// Signature length in bytes. Computed once: ring deprecates
+    /// `public_modulus_len` and aws-lc-rs lacks ring's replacement.
+    modulus_len: usize,
 }
 
 impl RsaSigningKey {
     /// Parses a PKCS#8 DER private key. The backend checks the key's consistency.
     pub(crate) fn from_pkcs8_der(der: &[u8]) -> Result<Self, String> {
         let pair = RsaKeyPair::from_pkcs8(der).map_err(|e| e.to_string())?;
+        let modulus_len = RsaPublicKeyComponents::<Vec<u8>>::from(pair.public_key())
+            .n
+            .len();
         Ok(Self {
             pair,
             rng: backend::rand::SystemRandom::new(),
+            modulus_len,
         })
     }
 
     /// RSASSA-PKCS1-v1_5 with SHA-256 over `message`.
     pub(crate) fn sign_rs256(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
-        let mut signature = vec![0; self.pair.public_modulus_len()];
+        let mut signature = vec![0; self.modulus_len];
         self.pair
             .sign(
                 &backend::signature::RSA_PKCS1_SHA256,
@@ -77,7 +84,7 @@ impl RsaSigningKey {
 impl fmt::Debug for RsaSigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RsaSigningKey")
-            .field("bits", &(self.pair.public_modulus_len() * 8))
+            .field("bits", &(self.modulus_len * 8))
             .finish_non_exhaustive()
     }
 }
@@ -101,4 +108,77 @@ pub fn verify_rs256(n: &[u8], e: &[u8], message: &[u8], signature: &[u8]) -> boo
             signature,
         )
         .is_ok()
+}
+
+/// Encrypts `plaintext` (AES-256-GCM, random nonce) under a key derived from
+/// `secret` (SHA-256 of a domain label and the secret). Only a holder of the
+/// same secret can [`open_with_secret`] it. The issuer uses it to keep a
+/// refresh response for an idempotent retry, readable only by whoever presents
+/// the refresh token that produced it.
+pub fn seal_with_secret(secret: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, SignError> {
+    use backend::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+    use backend::rand::SecureRandom as _;
+    let key = LessSafeKey::new(
+        UnboundKey::new(&AES_256_GCM, &derive_key(secret)).map_err(|_| SignError)?,
+    );
+    let mut nonce = [0u8; NONCE_LEN];
+    backend::rand::SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| SignError)?;
+    let mut buffer = plaintext.to_vec();
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::empty(),
+        &mut buffer,
+    )
+    .map_err(|_| SignError)?;
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&buffer);
+    Ok(out)
+}
+
+/// Decrypts what [`seal_with_secret`] produced with the same secret; `None` if
+/// the secret is wrong or the data was altered.
+pub fn open_with_secret(secret: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    use backend::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+    if sealed.len() < NONCE_LEN {
+        return None;
+    }
+    let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &derive_key(secret)).ok()?);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let mut buffer = ciphertext.to_vec();
+    let plain = key.open_in_place(nonce, Aad::empty(), &mut buffer).ok()?;
+    Some(plain.to_vec())
+}
+
+fn derive_key(secret: &[u8]) -> [u8; 32] {
+    let mut input = b"tessera/sealed/v1\0".to_vec();
+    input.extend_from_slice(secret);
+    sha256(&input)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_data_opens_only_with_the_same_secret() {
+        let sealed = seal_with_secret(b"secret one", b"payload").unwrap();
+        assert_eq!(
+            open_with_secret(b"secret one", &sealed).unwrap(),
+            b"payload"
+        );
+        assert!(open_with_secret(b"secret two", &sealed).is_none());
+        let mut tampered = sealed.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert!(open_with_secret(b"secret one", &tampered).is_none());
+        assert!(open_with_secret(b"secret one", &sealed[..5]).is_none());
+        assert_ne!(
+            seal_with_secret(b"secret one", b"payload").unwrap(),
+            sealed,
+            "random nonce"
+        );
+    }
 }

@@ -36,7 +36,7 @@ mod manifest;
 mod policy;
 mod store;
 
-pub use crypto::{BACKEND, SignError, sha256, verify_rs256};
+pub use crypto::{BACKEND, SignError, open_with_secret, seal_with_secret, sha256, verify_rs256};
 pub use error::{KeyringError, Refusal};
 pub use jwk::{Jwk, JwkSet, b64url, rsa_thumbprint};
 pub use keys::{GENERATE_BITS, Signer};

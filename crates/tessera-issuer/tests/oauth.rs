@@ -1,0 +1,460 @@
+//! `/token`, `/revoke` and `/logout` through `oneshot`, with a clock the tests move:
+//! rotation, reuse detection, idempotent retry, one winner under concurrency,
+//! idle and absolute expiry, RFC 6749 errors, logout and revocation.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http_body_util::BodyExt as _;
+use serde_json::{Value, json};
+use tessera_issuer::db::Db;
+use tessera_issuer::http::{AppState, router};
+use tessera_issuer::keys::KeyHandle;
+use tessera_issuer::passwords::{Hasher, Password, random_token};
+use tessera_issuer::tokens::TokenSettings;
+use tessera_keyring::{Clock, DEFAULT_BITS, KeyDir};
+use tower::ServiceExt as _;
+
+const DAY: u64 = 86_400;
+const T0: u64 = 1_767_225_600;
+
+#[derive(Debug)]
+struct TestClock(Mutex<SystemTime>);
+
+impl Clock for TestClock {
+    fn now(&self) -> SystemTime {
+        *self.0.lock().unwrap()
+    }
+}
+
+impl TestClock {
+    fn advance(&self, secs: u64) {
+        *self.0.lock().unwrap() += Duration::from_secs(secs);
+    }
+}
+
+struct App {
+    _tmp: tempfile::TempDir,
+    state: AppState,
+    db: Db,
+    clock: Arc<TestClock>,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+    raw: Vec<u8>,
+}
+
+async fn app() -> App {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = KeyDir::new(tmp.path().join("keys"));
+    dir.init(DEFAULT_BITS).unwrap();
+    let keys = Arc::new(KeyHandle::load(dir).unwrap());
+    // A file database: concurrent requests get their own connections.
+    let db = Db::connect(&format!(
+        "sqlite://{}",
+        tmp.path().join("issuer.db").display()
+    ))
+    .await
+    .unwrap();
+    let hasher = Hasher::with_params(64, 1, 1, 4).unwrap();
+    let settings = TokenSettings {
+        issuer: "https://auth.example.test".to_owned(),
+        audiences: vec!["api".to_owned()],
+        access_token_lifetime: Duration::from_secs(900),
+        refresh_idle_lifetime: Duration::from_secs(14 * DAY),
+        refresh_absolute_lifetime: Duration::from_secs(30 * DAY),
+        jwks_cache_lifetime: Duration::from_secs(300),
+    };
+    let clock = Arc::new(TestClock(Mutex::new(
+        SystemTime::UNIX_EPOCH + Duration::from_secs(T0),
+    )));
+    let hash = hasher
+        .hash(&Password::new("correct horse".to_owned()))
+        .unwrap();
+    db.add_user(
+        &random_token(16),
+        "alice",
+        &hash,
+        &["user".to_owned()],
+        T0 as i64,
+    )
+    .await
+    .unwrap();
+    let state = AppState::new(keys, db.clone(), hasher, clock.clone(), settings);
+    App {
+        _tmp: tmp,
+        state,
+        db,
+        clock,
+    }
+}
+
+impl App {
+    async fn send(&self, request: Request<Body>) -> Reply {
+        let response = router(self.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let raw = response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+            raw,
+        }
+    }
+
+    async fn form(&self, path: &str, form: &str) -> Reply {
+        self.send(
+            Request::post(path)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(form.to_owned()))
+                .unwrap(),
+        )
+        .await
+    }
+
+    async fn login(&self) -> Value {
+        let reply = self
+            .send(
+                Request::post("/login")
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(
+                        json!({"username": "alice", "password": "correct horse"}).to_string(),
+                    ))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK);
+        reply.body
+    }
+
+    async fn refresh(&self, token: &str) -> Reply {
+        self.form(
+            "/token",
+            &format!("grant_type=refresh_token&refresh_token={token}"),
+        )
+        .await
+    }
+
+    async fn logout(&self, authorization: Option<&str>) -> Reply {
+        let mut request = Request::post("/logout");
+        if let Some(value) = authorization {
+            request = request.header(header::AUTHORIZATION, value);
+        }
+        self.send(request.body(Body::empty()).unwrap()).await
+    }
+}
+
+fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+fn refresh_of(body: &Value) -> String {
+    body["refresh_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn each_refresh_rotates_and_a_reused_token_revokes_the_family() {
+    let app = app().await;
+    let login = app.login().await;
+    let sid = claims(login["access_token"].as_str().unwrap())["sid"].clone();
+    let first = refresh_of(&login);
+
+    app.clock.advance(60);
+    let rotated = app.refresh(&first).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+    assert_eq!(
+        rotated.headers.get(header::CACHE_CONTROL).unwrap(),
+        "no-store"
+    );
+    let second = refresh_of(&rotated.body);
+    assert_ne!(second, first);
+    let access = claims(rotated.body["access_token"].as_str().unwrap());
+    assert_eq!(access["sid"], sid, "same session");
+    assert_eq!(access["iat"], T0 + 60);
+
+    // The old token again, after the retry window: theft is assumed.
+    app.clock.advance(11);
+    let reused = app.refresh(&first).await;
+    assert_eq!(reused.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reused.body, json!({"error": "invalid_grant"}));
+    // The whole family is dead, including the newest token.
+    let after = app.refresh(&second).await;
+    assert_eq!(after.body, json!({"error": "invalid_grant"}));
+}
+
+#[tokio::test]
+async fn a_retry_within_seconds_gets_the_very_same_pair() {
+    let app = app().await;
+    let first = refresh_of(&app.login().await);
+    let a = app.refresh(&first).await;
+    app.clock.advance(5);
+    let b = app.refresh(&first).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(b.status, StatusCode::OK);
+    assert_eq!(a.raw, b.raw, "byte-identical response");
+    // The retried pair works: the family is intact.
+    let next = app.refresh(&refresh_of(&b.body)).await;
+    assert_eq!(next.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_refreshes_have_exactly_one_winner() {
+    let app = app().await;
+    let first = refresh_of(&app.login().await);
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let state = app.state.clone();
+            let token = first.clone();
+            tokio::spawn(async move {
+                let request = Request::post("/token")
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(Body::from(format!(
+                        "grant_type=refresh_token&refresh_token={token}"
+                    )))
+                    .unwrap();
+                let response = router(state).oneshot(request).await.unwrap();
+                let status = response.status();
+                (
+                    status,
+                    response.into_body().collect().await.unwrap().to_bytes(),
+                )
+            })
+        })
+        .collect();
+    let mut bodies = Vec::new();
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        bodies.push(body);
+    }
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "every caller got the winner's pair"
+    );
+    // One rotation happened: the login token plus exactly one successor.
+    assert_eq!(app.db.count_sessions().await.unwrap(), (1, 2));
+}
+
+#[tokio::test]
+async fn sessions_end_after_the_idle_and_the_absolute_lifetime() {
+    let app = app().await;
+    let idle = refresh_of(&app.login().await);
+    app.clock.advance(14 * DAY);
+    assert_eq!(
+        app.refresh(&idle).await.body,
+        json!({"error": "invalid_grant"})
+    );
+
+    let mut token = refresh_of(&app.login().await);
+    for _ in 0..2 {
+        app.clock.advance(13 * DAY);
+        let reply = app.refresh(&token).await;
+        assert_eq!(reply.status, StatusCode::OK, "active sessions stay alive");
+        token = refresh_of(&reply.body);
+    }
+    app.clock.advance(4 * DAY); // 30 days after login
+    assert_eq!(
+        app.refresh(&token).await.body,
+        json!({"error": "invalid_grant"})
+    );
+}
+
+#[tokio::test]
+async fn a_disabled_user_cannot_refresh() {
+    let app = app().await;
+    let token = refresh_of(&app.login().await);
+    app.db.set_disabled("alice", true, T0 as i64).await.unwrap();
+    assert_eq!(
+        app.refresh(&token).await.body,
+        json!({"error": "invalid_grant"})
+    );
+}
+
+#[tokio::test]
+async fn the_password_grant_and_rfc6749_errors() {
+    let app = app().await;
+    let ok = app
+        .form("/token", "grant_type=password&username=alice&password=correct+horse&client_id=cli&scope=profile+email")
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    let access = claims(ok.body["access_token"].as_str().unwrap());
+    assert_eq!(access["client_id"], "cli");
+    assert_eq!(access["scope"], "profile email");
+    // The refreshed token keeps the session's client and scope.
+    let refreshed = app.refresh(&refresh_of(&ok.body)).await;
+    let access = claims(refreshed.body["access_token"].as_str().unwrap());
+    assert_eq!(
+        (access["client_id"].as_str(), access["scope"].as_str()),
+        (Some("cli"), Some("profile email"))
+    );
+
+    let cases = [
+        (
+            "grant_type=password&username=alice&password=wrong",
+            "invalid_grant",
+        ),
+        (
+            "grant_type=password&username=nobody&password=correct+horse",
+            "invalid_grant",
+        ),
+        (
+            "grant_type=password&password=correct+horse",
+            "invalid_request",
+        ),
+        ("username=alice&password=correct+horse", "invalid_request"),
+        (
+            "grant_type=authorization_code&code=x",
+            "unsupported_grant_type",
+        ),
+        ("grant_type=client_credentials", "unsupported_grant_type"),
+        ("grant_type=refresh_token", "invalid_request"),
+        (
+            "grant_type=refresh_token&refresh_token=not-a-token",
+            "invalid_grant",
+        ),
+        (
+            "grant_type=refresh_token&grant_type=password",
+            "invalid_request",
+        ),
+        (
+            "grant_type=password&username=alice&password=correct+horse&scope=%22bad%22",
+            "invalid_request",
+        ),
+    ];
+    for (form, error) in cases {
+        let reply = app.form("/token", form).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{form}");
+        assert_eq!(reply.body["error"], error, "{form}: {}", reply.body);
+        assert_eq!(
+            reply.headers.get(header::CACHE_CONTROL).unwrap(),
+            "no-store"
+        );
+    }
+    let json_body = app
+        .send(
+            Request::post("/token")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{\"grant_type\":\"password\"}"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(json_body.status, StatusCode::BAD_REQUEST);
+    assert_eq!(json_body.body["error"], "invalid_request");
+}
+
+#[tokio::test]
+async fn revoke_kills_the_family_and_answers_200_for_anything() {
+    let app = app().await;
+    let login = app.login().await;
+    let token = refresh_of(&login);
+    let reply = app
+        .form(
+            "/revoke",
+            &format!("token={token}&token_type_hint=refresh_token"),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        app.refresh(&token).await.body,
+        json!({"error": "invalid_grant"})
+    );
+    // Unknown tokens, access tokens, garbage: 200, nothing revealed.
+    for form in [
+        "token=unknown".to_owned(),
+        format!("token={}", login["access_token"].as_str().unwrap()),
+    ] {
+        assert_eq!(app.form("/revoke", &form).await.status, StatusCode::OK);
+    }
+    let missing = app.form("/revoke", "token_type_hint=refresh_token").await;
+    assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+    assert_eq!(missing.body["error"], "invalid_request");
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_of_the_access_token() {
+    let app = app().await;
+    let login = app.login().await;
+    let access = login["access_token"].as_str().unwrap();
+    let other = app.login().await;
+
+    let reply = app.logout(Some(&format!("Bearer {access}"))).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.refresh(&refresh_of(&login)).await.body,
+        json!({"error": "invalid_grant"})
+    );
+    // Another session of the same user is untouched.
+    assert_eq!(
+        app.refresh(&refresh_of(&other)).await.status,
+        StatusCode::OK
+    );
+    // Logging out twice is harmless.
+    assert_eq!(
+        app.logout(Some(&format!("Bearer {access}"))).await.status,
+        StatusCode::NO_CONTENT
+    );
+}
+
+#[tokio::test]
+async fn logout_without_a_valid_bearer_token_is_401_with_a_challenge() {
+    let app = app().await;
+    let login = app.login().await;
+    let access = login["access_token"].as_str().unwrap().to_owned();
+    let mut tampered = access.clone();
+    tampered.replace_range(tampered.len() - 4.., "AAAA");
+    let cases: Vec<(Option<String>, &str)> = vec![
+        (None, "Bearer"),
+        (
+            Some("Basic YWxpY2U6eA==".to_owned()),
+            "error=\"invalid_request\"",
+        ),
+        (
+            Some("Bearer not.a.token".to_owned()),
+            "error=\"invalid_token\"",
+        ),
+        (
+            Some(format!("Bearer {tampered}")),
+            "error=\"invalid_token\"",
+        ),
+    ];
+    for (authorization, challenge) in cases {
+        let reply = app.logout(authorization.as_deref()).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{authorization:?}");
+        let header = reply
+            .headers
+            .get(header::WWW_AUTHENTICATE)
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert!(
+            header.starts_with("Bearer") && header.contains(challenge),
+            "{header}"
+        );
+    }
+    // Expired (15 min + 60 s leeway later): refused, and the session lives on.
+    app.clock.advance(961);
+    let reply = app.logout(Some(&format!("Bearer {access}"))).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.refresh(&refresh_of(&login)).await.status,
+        StatusCode::OK
+    );
+}
