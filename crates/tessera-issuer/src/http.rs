@@ -30,6 +30,7 @@ pub struct AppState {
 
 #[derive(Debug)]
 struct Inner {
+    throttle: crate::throttle::Throttle,
     keys: Arc<KeyHandle>,
     db: Db,
     hasher: Hasher,
@@ -73,6 +74,7 @@ impl AppState {
         .unwrap_or(HeaderValue::from_static("public, max-age=300"));
         Self {
             inner: Arc::new(Inner {
+                throttle: crate::throttle::Throttle::default(),
                 keys,
                 db,
                 hasher,
@@ -221,6 +223,11 @@ pub enum ApiError {
     InvalidRequest(String),
     /// 401 `invalid_credentials`: wrong password, unknown or disabled user alike.
     InvalidCredentials,
+    /// 429 with `Retry-After`: too many failed logins for this username or IP.
+    Throttled {
+        /// Seconds to wait.
+        retry_after: i64,
+    },
     /// 413: the body is over [`MAX_BODY_BYTES`].
     PayloadTooLarge,
     /// 415: not `application/json`.
@@ -256,6 +263,20 @@ impl IntoResponse for ApiError {
                 StatusCode::UNAUTHORIZED,
                 json!({"error": "invalid_credentials"}),
             ),
+            Self::Throttled { retry_after } => {
+                let retry_after = retry_after.max(1);
+                let body = json!({
+                    "error": "too_many_attempts",
+                    "error_description": "too many failed logins; retry later",
+                });
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    no_store(),
+                    [(header::RETRY_AFTER, HeaderValue::from(retry_after))],
+                    Json(body),
+                )
+                    .into_response();
+            }
             Self::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 json!({"error": "invalid_request", "error_description": "request body too large"}),
@@ -291,34 +312,66 @@ struct LoginRequest {
     password: String,
 }
 
+/// The client's address, when the server was started with connection info.
+pub(crate) fn client_ip(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip())
+}
+
 /// `POST /login`: password → access token + refresh token.
 async fn login(
     State(state): State<AppState>,
+    extensions: axum::http::Extensions,
     body: Result<Json<LoginRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(request) = body?;
+    let login = Login {
+        username: &request.username,
+        client_ip: client_ip(&extensions),
+        client_id: "tessera",
+        scope: "profile",
+    };
     let tokens = state
-        .password_login(
-            &request.username,
-            Password::new(request.password),
-            "tessera",
-            "profile",
-        )
+        .password_login(&login, Password::new(request.password))
         .await?;
     Ok((no_store(), Json(tokens)).into_response())
+}
+
+/// Who is logging in, from where, for which client.
+#[derive(Debug, Clone, Copy)]
+pub struct Login<'a> {
+    /// The username given.
+    pub username: &'a str,
+    /// The client's IP address, if known.
+    pub client_ip: Option<std::net::IpAddr>,
+    /// The OAuth client.
+    pub client_id: &'a str,
+    /// The scope asked for.
+    pub scope: &'a str,
 }
 
 impl AppState {
     /// Checks a username and password and, if they are right and the user is
     /// enabled, starts a session. Unknown users, disabled users and wrong
-    /// passwords cost the same Argon2 work and get the same error.
+    /// passwords cost the same Argon2 work and get the same error. Throttled
+    /// usernames and IPs get 429 before any password work.
     pub async fn password_login(
         &self,
-        username: &str,
+        login: &Login<'_>,
         password: Password,
-        client_id: &str,
-        scope: &str,
     ) -> Result<TokenResponse, ApiError> {
+        let Login {
+            username,
+            client_ip,
+            client_id,
+            scope,
+        } = *login;
+        let throttle = &self.inner.throttle;
+        if let Some(retry_after) = throttle.check(username, client_ip, self.now()) {
+            tracing::info!(target: "audit", event = "login_throttled", ?client_ip, retry_after);
+            return Err(ApiError::Throttled { retry_after });
+        }
         let credentials = if crate::validate::username(username).is_ok() {
             self.inner.db.credentials(username).await?
         } else {
@@ -353,10 +406,13 @@ impl AppState {
                     event = "login_failure",
                     reason,
                     user_id = credentials.as_ref().map(|c| c.user.id.as_str()),
+                    ?client_ip,
                 );
+                throttle.failed(username, client_ip, self.now());
                 return Err(ApiError::InvalidCredentials);
             }
         };
+        throttle.succeeded(username);
         let now = self.now();
         let session_id = crate::passwords::random_token(16);
         let (refresh_token, refresh_hash) = new_refresh_token();

@@ -95,6 +95,7 @@ fn required<'a>(
 /// `POST /token`.
 pub(crate) async fn token(
     State(state): State<AppState>,
+    extensions: axum::http::Extensions,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, OAuthError> {
     let params = params(form)?;
@@ -113,8 +114,14 @@ pub(crate) async fn token(
             {
                 return Err(OAuthError::InvalidRequest("client_id or scope"));
             }
+            let login = crate::http::Login {
+                username,
+                client_ip: crate::http::client_ip(&extensions),
+                client_id,
+                scope,
+            };
             let tokens = state
-                .password_login(username, Password::new(password), client_id, scope)
+                .password_login(&login, Password::new(password))
                 .await?;
             serde_json::to_vec(&tokens)
                 .map_err(|e| OAuthError::Api(ApiError::Internal(e.to_string())))?

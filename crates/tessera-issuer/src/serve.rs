@@ -165,6 +165,7 @@ impl Prepared {
             let _ = watch_stop.wait_for(|stop| *stop).await;
         }));
         let app = router(self.state);
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(async move {
                 tokio::select! {

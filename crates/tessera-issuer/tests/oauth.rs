@@ -458,3 +458,90 @@ async fn logout_without_a_valid_bearer_token_is_401_with_a_challenge() {
         StatusCode::OK
     );
 }
+
+async fn login_as(app: &App, username: &str, password: &str, ip: Option<&str>) -> Reply {
+    let mut request = Request::post("/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            json!({"username": username, "password": password}).to_string(),
+        ))
+        .unwrap();
+    if let Some(ip) = ip {
+        let addr: std::net::SocketAddr = format!("{ip}:40000").parse().unwrap();
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(addr));
+    }
+    app.send(request).await
+}
+
+#[tokio::test]
+async fn failed_logins_are_throttled_per_username_with_growing_delays() {
+    let app = app().await;
+    for _ in 0..6 {
+        assert_eq!(
+            login_as(&app, "alice", "wrong", None).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // Blocked now: even the right password waits, and no Argon2 work is done.
+    let blocked = login_as(&app, "alice", "correct horse", None).await;
+    assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(blocked.headers.get(header::RETRY_AFTER).unwrap(), "1");
+    assert_eq!(blocked.body["error"], "too_many_attempts");
+    // The OAuth password grant is throttled the same way.
+    let grant = app
+        .form(
+            "/token",
+            "grant_type=password&username=alice&password=correct+horse",
+        )
+        .await;
+    assert_eq!(grant.status, StatusCode::TOO_MANY_REQUESTS);
+    // Other users are not affected.
+    assert_eq!(
+        login_as(&app, "bob", "wrong", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    app.clock.advance(1);
+    assert_eq!(
+        login_as(&app, "alice", "wrong", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let longer = login_as(&app, "alice", "correct horse", None).await;
+    assert_eq!(
+        longer.headers.get(header::RETRY_AFTER).unwrap(),
+        "2",
+        "the delay doubled"
+    );
+    app.clock.advance(2);
+    assert_eq!(
+        login_as(&app, "alice", "correct horse", None).await.status,
+        StatusCode::OK
+    );
+    // Success reset the username: five more mistakes are free again.
+    for _ in 0..5 {
+        assert_eq!(
+            login_as(&app, "alice", "wrong", None).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login_as(&app, "alice", "correct horse", None).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn failed_logins_are_throttled_per_client_ip_across_usernames() {
+    let app = app().await;
+    for i in 0..21 {
+        let reply = login_as(&app, &format!("guess{i}"), "x", Some("192.0.2.7")).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    let blocked = login_as(&app, "alice", "correct horse", Some("192.0.2.7")).await;
+    assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(blocked.headers.contains_key(header::RETRY_AFTER));
+    let elsewhere = login_as(&app, "alice", "correct horse", Some("198.51.100.1")).await;
+    assert_eq!(elsewhere.status, StatusCode::OK);
+}
