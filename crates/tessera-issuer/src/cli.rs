@@ -317,8 +317,8 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let prepared = tessera_issuer::serve::Prepared::new(config).await?;
-        // Scripts and tests read this line to learn the bound port.
+        let mut prepared = tessera_issuer::serve::Prepared::new(config).await?;
+        // Scripts and tests read the first line to learn the bound port.
         let mut out = std::io::stdout().lock();
         writeln!(
             out,
@@ -326,6 +326,20 @@ fn serve(config: Config) -> anyhow::Result<()> {
             prepared.addr()
         )?;
         writeln!(out, "issuer: {}", prepared.issuer())?;
+        if let Some(admin) = prepared.take_first_admin() {
+            // Printed once, to the terminal only: the one time this password
+            // exists outside its hash. Never logged.
+            writeln!(
+                out,
+                "first start: created user {:?} with role admin and password {}",
+                admin.username, admin.password
+            )?;
+            writeln!(
+                out,
+                "(shown once; change it with `tessera-issuer users reset-password {}`)",
+                admin.username
+            )?;
+        }
         out.flush()?;
         drop(out);
         prepared

@@ -87,6 +87,10 @@ impl std::fmt::Debug for Credentials {
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: SqlitePool,
+    /// Serialises this process's write transactions before they reach SQLite:
+    /// contention inside SQLite is resolved by its busy handler, which sleeps
+    /// for milliseconds at a time.
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Db {
@@ -99,6 +103,10 @@ impl Db {
             .map_err(sql("parsing the database URL"))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL: never corrupt, durable across process crashes
+            // (SIGKILL); a power cut may lose the last commits. FULL fsyncs every
+            // commit, which capped refreshes at a third of the signing rate.
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
@@ -107,7 +115,10 @@ impl Db {
             .connect_with(options)
             .await
             .map_err(sql("opening the database"))?;
-        let db = Self { pool };
+        let db = Self {
+            pool,
+            writer: std::sync::Arc::new(tokio::sync::Mutex::new(())),
+        };
         db.migrate().await?;
         Ok(db)
     }
@@ -445,7 +456,17 @@ pub struct RefreshRules {
     pub retry_window: i64,
 }
 
-/// A freshly issued pair, built inside the refresh transaction.
+/// A refresh token row with its session and user, read before any lock.
+struct FoundRefresh {
+    used: bool,
+    revoked: bool,
+    created_at: i64,
+    last_used_at: i64,
+    session: SessionInfo,
+    user: User,
+}
+
+/// A freshly issued pair, built before the refresh transaction.
 pub struct Issued {
     /// The token response JSON.
     pub response: Vec<u8>,
@@ -454,9 +475,15 @@ pub struct Issued {
 }
 
 impl Db {
-    /// Rotates a refresh token in one `BEGIN IMMEDIATE` transaction: exactly one
-    /// of any number of concurrent uses wins; the others see it used and get the
-    /// replay (within the window) or revoke the family (reuse).
+    /// Rotates a refresh token. Exactly one of any number of concurrent uses
+    /// wins: the old token is marked used by a conditional update inside a
+    /// `BEGIN IMMEDIATE` transaction, and only the use that flips it commits a
+    /// successor. The others see it used and get the replay (within the retry
+    /// window) or revoke the family (reuse).
+    ///
+    /// The new pair is built and signed *before* the write transaction, so the
+    /// database's write lock is never held during RSA signing; a use that loses
+    /// the race discards its pair unsent.
     ///
     /// `issue` builds the new pair for the session's user; `seal` and `open`
     /// protect the stored response for a replay.
@@ -468,89 +495,37 @@ impl Db {
         seal: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
         open: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
     ) -> Result<Refresh, DbError> {
+        let Some(found) = self.find_refresh(old_hash).await? else {
+            return Ok(Refresh::Refused("unknown_token"));
+        };
+        if found.revoked {
+            return Ok(Refresh::Refused("session_revoked"));
+        }
+        if found.used {
+            return self.used_refresh(old_hash, rules, open).await;
+        }
+        if rules.now >= found.created_at.saturating_add(rules.absolute) {
+            return Ok(Refresh::Refused("session_expired"));
+        }
+        if rules.now >= found.last_used_at.saturating_add(rules.idle) {
+            return Ok(Refresh::Refused("session_idle"));
+        }
+        if found.user.disabled {
+            return Ok(Refresh::Refused("user_disabled"));
+        }
+        let issued = issue(&found.user, &found.session).map_err(|e| DbError::Sqlx {
+            action: "issuing tokens",
+            source: sqlx::Error::Protocol(e),
+        })?;
+        let sealed = seal(&issued.response);
+
+        let writer = self.writer.lock().await;
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(sql("starting a refresh transaction"))?;
-        let row = sqlx::query(
-            "SELECT rt.session_id, rt.used_at, rt.retry_sealed,
-                    s.created_at, s.last_used_at, s.revoked_at, s.client_id, s.scope,
-                    u.id, u.username, u.roles, u.disabled, u.created_at AS user_created_at
-             FROM refresh_tokens rt
-             JOIN sessions s ON s.id = rt.session_id
-             JOIN users u ON u.id = s.user_id
-             WHERE rt.hash = ?",
-        )
-        .bind(&old_hash[..])
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(sql("reading a refresh token"))?;
-        let Some(row) = row else {
-            return Ok(Refresh::Refused("unknown_token"));
-        };
-        let read = |e| sql("reading a refresh token")(e);
-        let session_id: String = row.try_get("session_id").map_err(read)?;
-        let used_at: Option<i64> = row.try_get("used_at").map_err(read)?;
-        let retry_sealed: Option<Vec<u8>> = row.try_get("retry_sealed").map_err(read)?;
-        let created_at: i64 = row.try_get("created_at").map_err(read)?;
-        let last_used_at: i64 = row.try_get("last_used_at").map_err(read)?;
-        let revoked_at: Option<i64> = row.try_get("revoked_at").map_err(read)?;
-        let roles: String = row.try_get("roles").map_err(read)?;
-        let user = User {
-            id: row.try_get("id").map_err(read)?,
-            username: row.try_get("username").map_err(read)?,
-            roles: serde_json::from_str(&roles).unwrap_or_default(),
-            disabled: row.try_get("disabled").map_err(read)?,
-            created_at: row.try_get("user_created_at").map_err(read)?,
-        };
-        if revoked_at.is_some() {
-            return Ok(Refresh::Refused("session_revoked"));
-        }
-        if let Some(used_at) = used_at {
-            if rules.now - used_at <= rules.retry_window
-                && let Some(response) = retry_sealed.as_deref().and_then(open)
-            {
-                return Ok(Refresh::Replayed {
-                    session_id,
-                    response,
-                });
-            }
-            sqlx::query(
-                "UPDATE sessions SET revoked_at = ?, revoked_why = 'refresh_token_reuse'
-                 WHERE id = ? AND revoked_at IS NULL",
-            )
-            .bind(rules.now)
-            .bind(&session_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(sql("revoking a session"))?;
-            tx.commit().await.map_err(sql("committing a revocation"))?;
-            return Ok(Refresh::Reused {
-                session_id,
-                user_id: user.id,
-            });
-        }
-        if rules.now >= created_at.saturating_add(rules.absolute) {
-            return Ok(Refresh::Refused("session_expired"));
-        }
-        if rules.now >= last_used_at.saturating_add(rules.idle) {
-            return Ok(Refresh::Refused("session_idle"));
-        }
-        if user.disabled {
-            return Ok(Refresh::Refused("user_disabled"));
-        }
-        let info = SessionInfo {
-            id: session_id.clone(),
-            client_id: row.try_get("client_id").map_err(read)?,
-            scope: row.try_get("scope").map_err(read)?,
-        };
-        let issued = issue(&user, &info).map_err(|e| DbError::Sqlx {
-            action: "issuing tokens",
-            source: sqlx::Error::Protocol(e),
-        })?;
-        let sealed = seal(&issued.response);
-        let done = sqlx::query(
+        let flipped = sqlx::query(
             "UPDATE refresh_tokens SET used_at = ?, retry_sealed = ?
              WHERE hash = ? AND used_at IS NULL",
         )
@@ -559,29 +534,147 @@ impl Db {
         .bind(&old_hash[..])
         .execute(&mut *tx)
         .await
-        .map_err(sql("marking a refresh token used"))?;
-        if done.rows_affected() != 1 {
-            // Impossible under BEGIN IMMEDIATE; refuse rather than fork the family.
-            return Ok(Refresh::Refused("concurrent_use"));
+        .map_err(sql("marking a refresh token used"))?
+        .rows_affected();
+        if flipped != 1 {
+            // Another use won between our read and our write.
+            drop(tx);
+            drop(writer);
+            return self.used_refresh(old_hash, rules, open).await;
+        }
+        let live =
+            sqlx::query("UPDATE sessions SET last_used_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(rules.now)
+                .bind(&found.session.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(sql("touching a session"))?
+                .rows_affected();
+        if live != 1 {
+            // Revoked (logout, reuse elsewhere) since we looked: roll back.
+            return Ok(Refresh::Refused("session_revoked"));
         }
         sqlx::query("INSERT INTO refresh_tokens (hash, session_id, issued_at) VALUES (?, ?, ?)")
             .bind(&issued.new_hash[..])
-            .bind(&session_id)
+            .bind(&found.session.id)
             .bind(rules.now)
             .execute(&mut *tx)
             .await
             .map_err(sql("storing a refresh token"))?;
-        sqlx::query("UPDATE sessions SET last_used_at = ? WHERE id = ?")
-            .bind(rules.now)
-            .bind(&session_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(sql("touching a session"))?;
         tx.commit().await.map_err(sql("committing a refresh"))?;
+        drop(writer);
         Ok(Refresh::Rotated {
-            session_id,
-            user_id: user.id,
+            session_id: found.session.id,
+            user_id: found.user.id,
             response: issued.response,
+        })
+    }
+
+    async fn find_refresh(&self, hash: &[u8; 32]) -> Result<Option<FoundRefresh>, DbError> {
+        let row = sqlx::query(
+            "SELECT rt.session_id, rt.used_at,
+                    s.created_at, s.last_used_at, s.revoked_at, s.client_id, s.scope,
+                    u.id, u.username, u.roles, u.disabled, u.created_at AS user_created_at
+             FROM refresh_tokens rt
+             JOIN sessions s ON s.id = rt.session_id
+             JOIN users u ON u.id = s.user_id
+             WHERE rt.hash = ?",
+        )
+        .bind(&hash[..])
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sql("reading a refresh token"))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let read = |e| sql("reading a refresh token")(e);
+        let roles: String = row.try_get("roles").map_err(read)?;
+        Ok(Some(FoundRefresh {
+            used: row
+                .try_get::<Option<i64>, _>("used_at")
+                .map_err(read)?
+                .is_some(),
+            revoked: row
+                .try_get::<Option<i64>, _>("revoked_at")
+                .map_err(read)?
+                .is_some(),
+            created_at: row.try_get("created_at").map_err(read)?,
+            last_used_at: row.try_get("last_used_at").map_err(read)?,
+            session: SessionInfo {
+                id: row.try_get("session_id").map_err(read)?,
+                client_id: row.try_get("client_id").map_err(read)?,
+                scope: row.try_get("scope").map_err(read)?,
+            },
+            user: User {
+                id: row.try_get("id").map_err(read)?,
+                username: row.try_get("username").map_err(read)?,
+                roles: serde_json::from_str(&roles).unwrap_or_default(),
+                disabled: row.try_get("disabled").map_err(read)?,
+                created_at: row.try_get("user_created_at").map_err(read)?,
+            },
+        }))
+    }
+
+    /// A token that is already used: the same response again within the retry
+    /// window, otherwise reuse, and the family is revoked.
+    async fn used_refresh(
+        &self,
+        hash: &[u8; 32],
+        rules: RefreshRules,
+        open: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
+    ) -> Result<Refresh, DbError> {
+        let _writer = self.writer.lock().await;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(sql("starting a refresh transaction"))?;
+        let row = sqlx::query(
+            "SELECT rt.session_id, rt.used_at, rt.retry_sealed, s.revoked_at, s.user_id
+             FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id
+             WHERE rt.hash = ?",
+        )
+        .bind(&hash[..])
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(sql("reading a refresh token"))?;
+        let Some(row) = row else {
+            return Ok(Refresh::Refused("unknown_token"));
+        };
+        let read = |e| sql("reading a refresh token")(e);
+        let session_id: String = row.try_get("session_id").map_err(read)?;
+        let user_id: String = row.try_get("user_id").map_err(read)?;
+        let used_at: Option<i64> = row.try_get("used_at").map_err(read)?;
+        let sealed: Option<Vec<u8>> = row.try_get("retry_sealed").map_err(read)?;
+        if row
+            .try_get::<Option<i64>, _>("revoked_at")
+            .map_err(read)?
+            .is_some()
+        {
+            return Ok(Refresh::Refused("session_revoked"));
+        }
+        if let Some(used_at) = used_at
+            && rules.now - used_at <= rules.retry_window
+            && let Some(response) = sealed.as_deref().and_then(open)
+        {
+            return Ok(Refresh::Replayed {
+                session_id,
+                response,
+            });
+        }
+        sqlx::query(
+            "UPDATE sessions SET revoked_at = ?, revoked_why = 'refresh_token_reuse'
+             WHERE id = ? AND revoked_at IS NULL",
+        )
+        .bind(rules.now)
+        .bind(&session_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("revoking a session"))?;
+        tx.commit().await.map_err(sql("committing a revocation"))?;
+        Ok(Refresh::Reused {
+            session_id,
+            user_id,
         })
     }
 

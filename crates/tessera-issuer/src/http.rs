@@ -86,6 +86,24 @@ impl AppState {
         }
     }
 
+    /// The same state with other throttling limits (benchmarks flood logins on
+    /// purpose; tests of the limits use small ones).
+    pub fn with_throttle(self, throttle: crate::throttle::Throttle) -> Self {
+        let inner = Inner {
+            throttle,
+            keys: Arc::clone(&self.inner.keys),
+            db: self.inner.db.clone(),
+            hasher: self.inner.hasher.clone(),
+            clock: Arc::clone(&self.inner.clock),
+            settings: self.inner.settings.clone(),
+            jwks_cache_control: self.inner.jwks_cache_control.clone(),
+            discovery: self.inner.discovery.clone(),
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
     /// The live keyring.
     pub fn keys(&self) -> &Arc<KeyHandle> {
         &self.inner.keys
@@ -112,6 +130,22 @@ impl AppState {
 
 /// All routes, with the layers every request passes.
 pub fn router(state: AppState) -> Router {
+    with_edge_layers(routes(state))
+}
+
+/// The layers every request passes: request tracing, with `Authorization`
+/// marked sensitive first so a bearer token never reaches a log.
+pub fn with_edge_layers(routes: Router) -> Router {
+    routes
+        .layer(TraceLayer::new_for_http())
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+        ]))
+}
+
+/// The routes and their state, without the edge layers (benchmarks add a
+/// baseline route before layering, so both pay for the same layers).
+pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/.well-known/jwks.json", get(jwks))
         .route("/.well-known/oauth-authorization-server", get(discovery))
@@ -135,17 +169,15 @@ pub fn router(state: AppState) -> Router {
 /// `GET /.well-known/jwks.json`: bytes prepared at (re)load, a strong ETag, 304
 /// on `If-None-Match`.
 async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let snapshot = state.keys().current();
+    // A guard, not an Arc clone: no reference-count traffic on the hot path.
+    let snapshot = state.keys().current_guard();
     let etag = snapshot.etag();
     let cache = [
         (
             header::CACHE_CONTROL,
             state.inner.jwks_cache_control.clone(),
         ),
-        (
-            header::ETAG,
-            HeaderValue::from_str(etag).unwrap_or(HeaderValue::from_static("\"\"")),
-        ),
+        (header::ETAG, snapshot.etag_header().clone()),
     ];
     if if_none_match(&headers, etag) {
         return (StatusCode::NOT_MODIFIED, cache).into_response();

@@ -19,6 +19,7 @@ pub struct KeySnapshot {
     keyring: Keyring,
     jwks_json: Bytes,
     etag: String,
+    etag_header: axum::http::HeaderValue,
 }
 
 impl KeySnapshot {
@@ -30,10 +31,14 @@ impl KeySnapshot {
         })?;
         // A strong validator: it changes exactly when the served bytes change.
         let etag = format!("\"{}\"", b64url(&sha256(&json)[..16]));
+        // base64url and quotes: always a valid header value.
+        let etag_header = axum::http::HeaderValue::from_str(&etag)
+            .unwrap_or(axum::http::HeaderValue::from_static("\"\""));
         Ok(Self {
             keyring,
             jwks_json: Bytes::from(json),
             etag,
+            etag_header,
         })
     }
 
@@ -55,6 +60,11 @@ impl KeySnapshot {
     /// The JWKS document's strong ETag, quotes included.
     pub fn etag(&self) -> &str {
         &self.etag
+    }
+
+    /// The same ETag, ready to send.
+    pub fn etag_header(&self) -> &axum::http::HeaderValue {
+        &self.etag_header
     }
 }
 
@@ -92,6 +102,11 @@ impl KeyHandle {
     /// The current snapshot. Cheap: no lock, no copy.
     pub fn current(&self) -> Arc<KeySnapshot> {
         self.current.load_full()
+    }
+
+    /// The current snapshot, borrowed for the span of a request.
+    pub fn current_guard(&self) -> arc_swap::Guard<Arc<KeySnapshot>> {
+        self.current.load()
     }
 
     /// Why the last reload failed, while the keyring on disk stays broken.

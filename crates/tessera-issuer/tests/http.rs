@@ -324,6 +324,11 @@ fn the_binary_serves_on_port_0_picks_up_cli_rotations_and_stops_on_sigterm() {
         ])
         .arg("--keys-dir")
         .arg(&keys_dir)
+        .arg("--database")
+        .arg(format!(
+            "sqlite://{}",
+            tmp.path().join("issuer.db").display()
+        ))
         .env_remove("TESSERA_CONFIG")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -338,6 +343,12 @@ fn the_binary_serves_on_port_0_picks_up_cli_rotations_and_stops_on_sigterm() {
     assert_eq!(
         lines.next().unwrap().unwrap(),
         format!("issuer: http://{addr}")
+    );
+    // First start with an empty database: an admin with a password shown once.
+    let admin = lines.next().unwrap().unwrap();
+    assert!(
+        admin.starts_with("first start: created user \"admin\" with role admin and password "),
+        "{admin}"
     );
 
     // First start created the keyring.

@@ -1,0 +1,305 @@
+//! Issuer load benchmarks (issue #3), each against a baseline measured in the
+//! same run, over real HTTP on loopback:
+//!
+//! 1. `/token` refresh throughput with the server on one core, vs the raw RS256
+//!    signing rate of the same key on one core. Target >= 0.8.
+//! 2. `GET /.well-known/jwks.json` throughput vs a trivial route in the same
+//!    process. Target >= 0.9.
+//! 3. JWKS p99 latency while 64 clients flood `/login` with wrong passwords
+//!    (Argon2id, OWASP parameters). Target < 10 ms.
+//!
+//! Run: `cargo bench -p tessera-issuer --bench http`. Under `cargo test
+//! --benches` it runs each part for a moment, as a smoke test.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::disallowed_methods, // a benchmark reads the clock
+    missing_docs
+)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tessera_issuer::db::Db;
+use tessera_issuer::http::{AppState, routes, with_edge_layers};
+use tessera_issuer::keys::KeyHandle;
+use tessera_issuer::passwords::{Hasher, Password, random_token};
+use tessera_issuer::throttle::Throttle;
+use tessera_issuer::tokens::TokenSettings;
+use tessera_keyring::{DEFAULT_BITS, KeyDir, SystemClock};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+/// A minimal keep-alive HTTP/1.1 client: enough for small, sized responses.
+struct Client {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        Self {
+            stream,
+            buf: Vec::with_capacity(8192),
+        }
+    }
+
+    async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &str,
+    ) -> (u16, Vec<u8>) {
+        let head = if body.is_empty() {
+            format!("{method} {path} HTTP/1.1\r\nHost: bench\r\n\r\n")
+        } else {
+            format!(
+                "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        self.stream.write_all(head.as_bytes()).await.unwrap();
+        self.buf.clear();
+        let header_end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            self.fill().await;
+        };
+        let head = String::from_utf8_lossy(&self.buf[..header_end]).to_ascii_lowercase();
+        let status: u16 = head[9..12].parse().unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        while self.buf.len() < header_end + length {
+            self.fill().await;
+        }
+        (status, self.buf[header_end..header_end + length].to_vec())
+    }
+
+    async fn fill(&mut self) {
+        let mut chunk = [0u8; 8192];
+        let n = self.stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed");
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The issuer on a single-threaded runtime in its own OS thread: one core for
+/// the request path (SQLite and Argon2 run on their own worker threads, as in
+/// production).
+fn start_server(tmp: &std::path::Path) -> (SocketAddr, AppState) {
+    let dir = KeyDir::new(tmp.join("keys"));
+    dir.init(DEFAULT_BITS).unwrap();
+    let db_url = format!("sqlite://{}", tmp.join("bench.db").display());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let db = Db::connect(&db_url).await.unwrap();
+            let hasher = Hasher::new(2).unwrap();
+            let hash = hasher.hash(&Password::new("correct horse".into())).unwrap();
+            db.add_user(&random_token(16), "alice", &hash, &["user".into()], 0)
+                .await
+                .unwrap();
+            let settings = TokenSettings {
+                issuer: "http://bench".into(),
+                audiences: vec!["api".into()],
+                access_token_lifetime: Duration::from_secs(900),
+                refresh_idle_lifetime: Duration::from_secs(86400),
+                refresh_absolute_lifetime: Duration::from_secs(86400),
+                jwks_cache_lifetime: Duration::from_secs(300),
+            };
+            let keys = Arc::new(KeyHandle::load(dir).unwrap());
+            let state = AppState::new(keys, db, hasher, Arc::new(SystemClock), settings)
+                // The flood must reach Argon2, not the throttle.
+                .with_throttle(Throttle::new(u32::MAX, u32::MAX));
+            // The baseline route passes the same edge layers as the real ones.
+            let app = with_edge_layers(
+                routes(state.clone()).route("/trivial", axum::routing::get(|| async { "ok" })),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send((listener.local_addr().unwrap(), state)).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    rx.recv().unwrap()
+}
+
+/// Runs `connections` clients until `run_for` has passed; returns requests/s.
+async fn throughput<F, Fut>(addr: SocketAddr, connections: usize, f: F) -> f64
+where
+    F: Fn(Client) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = u64> + Send,
+{
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| {
+            let f = f.clone();
+            tokio::spawn(async move { f(Client::connect(addr).await).await })
+        })
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+fn refresh_token_of(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body).unwrap()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let run_for = Duration::from_secs_f64(if full { 5.0 } else { 0.3 });
+    let tmp = tempfile::tempdir().unwrap();
+    let (addr, state) = start_server(tmp.path());
+    // The clients: the other core.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // 1. The raw signing rate of the same key, one core, nothing else running.
+    let snapshot = state.keys().current();
+    let start = Instant::now();
+    let mut signed = 0u64;
+    while start.elapsed() < run_for {
+        std::hint::black_box(
+            snapshot
+                .signer()
+                .sign(b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJiIn0")
+                .unwrap(),
+        );
+        signed += 1;
+    }
+    let sign_rate = signed as f64 / start.elapsed().as_secs_f64();
+
+    // Refresh chains: one login per connection, then refresh after refresh.
+    let refresh_rate = rt.block_on(throughput(addr, 4, move |mut c| async move {
+        let (status, body) = c
+            .request(
+                "POST",
+                "/login",
+                "application/json",
+                r#"{"username":"alice","password":"correct horse"}"#,
+            )
+            .await;
+        assert_eq!(status, 200);
+        let mut token = refresh_token_of(&body);
+        let start = Instant::now();
+        let mut n = 0;
+        while start.elapsed() < run_for {
+            let form = format!("grant_type=refresh_token&refresh_token={token}");
+            let (status, body) = c
+                .request("POST", "/token", "application/x-www-form-urlencoded", &form)
+                .await;
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            token = refresh_token_of(&body);
+            n += 1;
+        }
+        n
+    }));
+
+    // 2. JWKS vs a trivial route, same process, 8 keep-alive connections; the
+    //    trivial route is measured before and after.
+    let get_loop = move |path: &'static str| {
+        move |mut c: Client| async move {
+            let start = Instant::now();
+            let mut n = 0;
+            while start.elapsed() < run_for {
+                let (status, _) = c.request("GET", path, "", "").await;
+                assert_eq!(status, 200);
+                n += 1;
+            }
+            n
+        }
+    };
+    let trivial_before = rt.block_on(throughput(addr, 8, get_loop("/trivial")));
+    let jwks_rate = rt.block_on(throughput(addr, 8, get_loop("/.well-known/jwks.json")));
+    let trivial_after = rt.block_on(throughput(addr, 8, get_loop("/trivial")));
+    let trivial = (trivial_before + trivial_after) / 2.0;
+
+    // 3. JWKS latency, idle and under a 64-client wrong-password login flood.
+    let latencies = |flooders: usize| {
+        rt.block_on(async move {
+            let stop = Arc::new(AtomicBool::new(false));
+            let flood: Vec<_> = (0..flooders)
+                .map(|i| {
+                    let stop = Arc::clone(&stop);
+                    tokio::spawn(async move {
+                        let mut c = Client::connect(addr).await;
+                        let body =
+                            format!(r#"{{"username":"user{i}","password":"wrong password"}}"#);
+                        let mut n = 0u64;
+                        while !stop.load(Ordering::Relaxed) {
+                            let (status, _) =
+                                c.request("POST", "/login", "application/json", &body).await;
+                            assert_eq!(status, 401);
+                            n += 1;
+                        }
+                        n
+                    })
+                })
+                .collect();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let mut c = Client::connect(addr).await;
+            let mut samples = Vec::new();
+            let start = Instant::now();
+            while start.elapsed() < run_for {
+                let t = Instant::now();
+                let (status, _) = c.request("GET", "/.well-known/jwks.json", "", "").await;
+                assert_eq!(status, 200);
+                samples.push(t.elapsed());
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            let elapsed = start.elapsed().as_secs_f64();
+            stop.store(true, Ordering::Relaxed);
+            let mut logins = 0;
+            for f in flood {
+                logins += f.await.unwrap();
+            }
+            samples.sort_unstable();
+            let q = |q: f64| {
+                samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)].as_secs_f64()
+                    * 1e3
+            };
+            (q(0.5), q(0.99), samples.len(), logins as f64 / elapsed)
+        })
+    };
+    let (idle_p50, idle_p99, _, _) = latencies(0);
+    let (flood_p50, flood_p99, samples, login_rate) = latencies(64);
+
+    println!(
+        "Issuer load benchmarks (loopback; server request path on one core; {:.1} s per measurement):",
+        run_for.as_secs_f64()
+    );
+    println!(
+        "  /token refresh  {refresh_rate:>8.0} req/s vs raw RS256 signing {sign_rate:>6.0}/s: ratio {:.3} (target >= 0.8)",
+        refresh_rate / sign_rate
+    );
+    println!(
+        "  JWKS            {jwks_rate:>8.0} req/s vs trivial route {trivial:>8.0} req/s ({trivial_before:.0} before, {trivial_after:.0} after): ratio {:.3} (target >= 0.9)",
+        jwks_rate / trivial
+    );
+    println!(
+        "  JWKS latency    idle p50 {idle_p50:.2} ms, p99 {idle_p99:.2} ms; during a 64-client wrong-password flood ({login_rate:.0} logins/s): p50 {flood_p50:.2} ms, p99 {flood_p99:.2} ms over {samples} requests (target p99 < 10 ms)"
+    );
+}
