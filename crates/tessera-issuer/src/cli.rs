@@ -95,59 +95,7 @@ enum Command {
     /// Manage users: add, list, set roles, reset passwords, disable, delete.
     Users {
         #[command(subcommand)]
-        verb: UsersVerb,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum UsersVerb {
-    /// Add a user. The password is read from a prompt, or from standard input with
-    /// --password-stdin; never from an argument.
-    Add {
-        /// Login name.
-        name: String,
-        /// A role (repeat for several), e.g. admin.
-        #[arg(long = "role", value_name = "ROLE")]
-        roles: Vec<String>,
-        /// Read the password from the first line of standard input.
-        #[arg(long)]
-        password_stdin: bool,
-    },
-    /// List users (never their password hashes).
-    List {
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Replace a user's roles (none clears them).
-    SetRoles {
-        /// Login name.
-        name: String,
-        /// The new roles.
-        roles: Vec<String>,
-    },
-    /// Set a new password.
-    ResetPassword {
-        /// Login name.
-        name: String,
-        /// Read the password from the first line of standard input.
-        #[arg(long)]
-        password_stdin: bool,
-    },
-    /// Stop a user from logging in or refreshing.
-    Disable {
-        /// Login name.
-        name: String,
-    },
-    /// Let a disabled user log in again.
-    Enable {
-        /// Login name.
-        name: String,
-    },
-    /// Delete a user and their sessions.
-    Delete {
-        /// Login name.
-        name: String,
+        verb: crate::users::UsersVerb,
     },
 }
 
@@ -268,44 +216,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load_config(&cli.global)?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config),
-        Command::Users { verb } => crate::users::run(&config, verb_to_op(verb)),
+        Command::Users { verb } => crate::users::run(&config, verb),
         Command::Keys { verb } => {
             let dir = KeyDir::new(&config.keys_dir).with_lock_wait(cli.global.lock_timeout);
             keys(&dir, &config, verb)
         }
-    }
-}
-
-fn verb_to_op(verb: UsersVerb) -> crate::users::Op {
-    use crate::users::Op;
-    match verb {
-        UsersVerb::Add {
-            name,
-            roles,
-            password_stdin,
-        } => Op::Add {
-            name,
-            roles,
-            password_stdin,
-        },
-        UsersVerb::List { json } => Op::List { json },
-        UsersVerb::SetRoles { name, roles } => Op::SetRoles { name, roles },
-        UsersVerb::ResetPassword {
-            name,
-            password_stdin,
-        } => Op::ResetPassword {
-            name,
-            password_stdin,
-        },
-        UsersVerb::Disable { name } => Op::SetDisabled {
-            name,
-            disabled: true,
-        },
-        UsersVerb::Enable { name } => Op::SetDisabled {
-            name,
-            disabled: false,
-        },
-        UsersVerb::Delete { name } => Op::Delete { name },
     }
 }
 

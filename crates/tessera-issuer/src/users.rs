@@ -3,36 +3,62 @@
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 
 use anyhow::{Context as _, bail};
+use clap::Subcommand;
 use tessera_issuer::config::Config;
 use tessera_issuer::db::Db;
 use tessera_issuer::passwords::{Hasher, Password, random_token};
 use tessera_issuer::validate;
 use tessera_keyring::SystemClock;
 
-/// One user operation, as parsed from the command line.
-#[derive(Debug)]
-pub(crate) enum Op {
+/// The `users` verbs, as parsed from the command line.
+#[derive(Debug, Subcommand)]
+pub(crate) enum UsersVerb {
+    /// Add a user. The password is read from a prompt, or from standard input with
+    /// --password-stdin; never from an argument.
     Add {
+        /// Login name.
         name: String,
+        /// A role (repeat for several), e.g. admin.
+        #[arg(long = "role", value_name = "ROLE")]
         roles: Vec<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
         password_stdin: bool,
     },
+    /// List users (never their password hashes).
     List {
+        /// Machine-readable output.
+        #[arg(long)]
         json: bool,
     },
+    /// Replace a user's roles (none clears them).
     SetRoles {
+        /// Login name.
         name: String,
+        /// The new roles.
         roles: Vec<String>,
     },
+    /// Set a new password.
     ResetPassword {
+        /// Login name.
         name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
         password_stdin: bool,
     },
-    SetDisabled {
+    /// Stop a user from logging in or refreshing.
+    Disable {
+        /// Login name.
         name: String,
-        disabled: bool,
     },
+    /// Let a disabled user log in again.
+    Enable {
+        /// Login name.
+        name: String,
+    },
+    /// Delete a user and their sessions.
     Delete {
+        /// Login name.
         name: String,
     },
 }
@@ -63,20 +89,20 @@ fn read_password(from_stdin: bool) -> anyhow::Result<Password> {
     Ok(password)
 }
 
-pub(crate) fn run(config: &Config, op: Op) -> anyhow::Result<()> {
+pub(crate) fn run(config: &Config, verb: UsersVerb) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(run_async(config, op))
+    runtime.block_on(run_async(config, verb))
 }
 
-async fn run_async(config: &Config, op: Op) -> anyhow::Result<()> {
+async fn run_async(config: &Config, verb: UsersVerb) -> anyhow::Result<()> {
     let db = Db::connect(&config.database_url).await?;
     let mut out = std::io::stdout().lock();
     let now = tessera_issuer::unix_now(&SystemClock);
-    match op {
-        Op::Add {
+    match verb {
+        UsersVerb::Add {
             name,
             roles,
             password_stdin,
@@ -98,7 +124,7 @@ async fn run_async(config: &Config, op: Op) -> anyhow::Result<()> {
                 roles_text(&user.roles)
             )?;
         }
-        Op::List { json } => {
+        UsersVerb::List { json } => {
             let users = db.list_users().await?;
             if json {
                 serde_json::to_writer_pretty(&mut out, &users)?;
@@ -122,14 +148,14 @@ async fn run_async(config: &Config, op: Op) -> anyhow::Result<()> {
                 }
             }
         }
-        Op::SetRoles { name, roles } => {
+        UsersVerb::SetRoles { name, roles } => {
             for role in &roles {
                 validate::role(role).map_err(anyhow::Error::msg)?;
             }
             db.set_roles(&name, &roles, now).await?;
             writeln!(out, "{name}: roles set to {}", roles_text(&roles))?;
         }
-        Op::ResetPassword {
+        UsersVerb::ResetPassword {
             name,
             password_stdin,
         } => {
@@ -142,12 +168,15 @@ async fn run_async(config: &Config, op: Op) -> anyhow::Result<()> {
             db.set_password_hash(&name, &hash, now).await?;
             writeln!(out, "{name}: password reset")?;
         }
-        Op::SetDisabled { name, disabled } => {
-            db.set_disabled(&name, disabled, now).await?;
-            let what = if disabled { "disabled" } else { "enabled" };
-            writeln!(out, "{name}: {what}")?;
+        UsersVerb::Disable { name } => {
+            db.set_disabled(&name, true, now).await?;
+            writeln!(out, "{name}: disabled")?;
         }
-        Op::Delete { name } => {
+        UsersVerb::Enable { name } => {
+            db.set_disabled(&name, false, now).await?;
+            writeln!(out, "{name}: enabled")?;
+        }
+        UsersVerb::Delete { name } => {
             db.delete_user(&name).await?;
             writeln!(out, "{name}: deleted")?;
         }
