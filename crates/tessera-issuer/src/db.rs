@@ -573,8 +573,9 @@ impl Db {
     async fn find_refresh(&self, hash: &[u8; 32]) -> Result<Option<FoundRefresh>, DbError> {
         let row = sqlx::query(
             "SELECT rt.session_id, rt.used_at,
-                    s.created_at, s.last_used_at, s.revoked_at, s.client_id, s.scope,
-                    u.id, u.username, u.roles, u.disabled, u.created_at AS user_created_at
+                    s.created_at AS session_created_at, s.last_used_at, s.revoked_at,
+                    s.client_id, s.scope,
+                    u.id, u.username, u.roles, u.disabled, u.created_at
              FROM refresh_tokens rt
              JOIN sessions s ON s.id = rt.session_id
              JOIN users u ON u.id = s.user_id
@@ -588,7 +589,6 @@ impl Db {
             return Ok(None);
         };
         let read = |e| sql("reading a refresh token")(e);
-        let roles: String = row.try_get("roles").map_err(read)?;
         Ok(Some(FoundRefresh {
             used: row
                 .try_get::<Option<i64>, _>("used_at")
@@ -598,20 +598,14 @@ impl Db {
                 .try_get::<Option<i64>, _>("revoked_at")
                 .map_err(read)?
                 .is_some(),
-            created_at: row.try_get("created_at").map_err(read)?,
+            created_at: row.try_get("session_created_at").map_err(read)?,
             last_used_at: row.try_get("last_used_at").map_err(read)?,
             session: SessionInfo {
                 id: row.try_get("session_id").map_err(read)?,
                 client_id: row.try_get("client_id").map_err(read)?,
                 scope: row.try_get("scope").map_err(read)?,
             },
-            user: User {
-                id: row.try_get("id").map_err(read)?,
-                username: row.try_get("username").map_err(read)?,
-                roles: serde_json::from_str(&roles).unwrap_or_default(),
-                disabled: row.try_get("disabled").map_err(read)?,
-                created_at: row.try_get("user_created_at").map_err(read)?,
-            },
+            user: user_from_row(&row).map_err(read)?,
         }))
     }
 
