@@ -67,8 +67,11 @@ impl Prepared {
     /// start if the directory holds none) and binds the listen address.
     pub async fn new(config: Config) -> Result<Self, ServeError> {
         let db = Db::connect(&config.database_url).await?;
+        // Argon2 at m = 19 MiB: a few hashes at once is what two cores sustain;
+        // more would only queue inside the CPU and starve other requests.
+        let hasher = Hasher::new(4)?;
         let first_admin = if db.count_users().await? == 0 {
-            Some(create_first_admin(&db).await?)
+            Some(create_first_admin(&db, &hasher).await?)
         } else {
             None
         };
@@ -119,9 +122,6 @@ impl Prepared {
             refresh_absolute_lifetime: config.refresh_absolute_lifetime,
             jwks_cache_lifetime: config.rotation.jwks_cache_lifetime,
         };
-        // Argon2 at m = 19 MiB: a few hashes at once is what two cores sustain;
-        // more would only queue inside the CPU and starve other requests.
-        let hasher = Hasher::new(4)?;
         let state = AppState::new(
             Arc::new(keys),
             db,
@@ -184,10 +184,11 @@ impl Prepared {
     }
 }
 
-async fn create_first_admin(db: &Db) -> Result<FirstAdmin, ServeError> {
+async fn create_first_admin(db: &Db, hasher: &Hasher) -> Result<FirstAdmin, ServeError> {
     let password = random_token(18);
     let secret = Password::new(password.clone());
-    let hash = tokio::task::spawn_blocking(move || Hasher::new(1)?.hash(&secret))
+    let hasher = hasher.clone();
+    let hash = tokio::task::spawn_blocking(move || hasher.hash(&secret))
         .await
         .map_err(|e| ServeError::Io {
             action: "hashing the first admin's password".to_owned(),
