@@ -112,6 +112,8 @@ impl Db {
         let pool = SqlitePoolOptions::new()
             // An in-memory database exists once per connection: keep exactly one.
             .max_connections(if url.contains(":memory:") { 1 } else { 8 })
+            // A local file does not go stale: no ping round trip per checkout.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(sql("opening the database"))?;
@@ -519,55 +521,82 @@ impl Db {
         })?;
         let sealed = seal(&issued.response);
 
-        let writer = self.writer.lock().await;
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(sql("starting a refresh transaction"))?;
-        let flipped = sqlx::query(
-            "UPDATE refresh_tokens SET used_at = ?, retry_sealed = ?
-             WHERE hash = ? AND used_at IS NULL",
-        )
-        .bind(rules.now)
-        .bind(sealed)
-        .bind(&old_hash[..])
-        .execute(&mut *tx)
-        .await
-        .map_err(sql("marking a refresh token used"))?
-        .rows_affected();
-        if flipped != 1 {
-            // Another use won between our read and our write.
-            drop(tx);
-            drop(writer);
+        let rotated = {
+            let _writer = self.writer.lock().await;
+            self.rotate(
+                old_hash,
+                &issued.new_hash,
+                &found.session.id,
+                sealed,
+                rules.now,
+            )
+            .await?
+        };
+        if !rotated {
+            // Another use won between our read and our write, or the session
+            // was revoked (logout, reuse elsewhere) since we looked.
             return self.used_refresh(old_hash, rules, open).await;
         }
-        let live =
-            sqlx::query("UPDATE sessions SET last_used_at = ? WHERE id = ? AND revoked_at IS NULL")
-                .bind(rules.now)
-                .bind(&found.session.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(sql("touching a session"))?
-                .rows_affected();
-        if live != 1 {
-            // Revoked (logout, reuse elsewhere) since we looked: roll back.
-            return Ok(Refresh::Refused("session_revoked"));
-        }
-        sqlx::query("INSERT INTO refresh_tokens (hash, session_id, issued_at) VALUES (?, ?, ?)")
-            .bind(&issued.new_hash[..])
-            .bind(&found.session.id)
-            .bind(rules.now)
-            .execute(&mut *tx)
-            .await
-            .map_err(sql("storing a refresh token"))?;
-        tx.commit().await.map_err(sql("committing a refresh"))?;
-        drop(writer);
         Ok(Refresh::Rotated {
             session_id: found.session.id,
             user_id: found.user.id,
             response: issued.response,
         })
+    }
+
+    /// The write half of a rotation, as one transaction in one round trip to
+    /// the SQLite worker: mark the old token used (only if it is unused and its
+    /// session live), touch the session, store the successor. Each statement
+    /// runs only if the one before changed exactly one row, so the transaction
+    /// either does all three or nothing. Returns whether it rotated.
+    ///
+    /// One round trip matters: the caller holds the writer lock across it, and
+    /// every hand-off to sqlx's worker thread and back is a pair of context
+    /// switches (eight per refresh before, capping refreshes at a third of the
+    /// signing rate).
+    async fn rotate(
+        &self,
+        old_hash: &[u8; 32],
+        new_hash: &[u8; 32],
+        session_id: &str,
+        sealed: Option<Vec<u8>>,
+        now: i64,
+    ) -> Result<bool, DbError> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(sql("starting a refresh transaction"))?;
+        let result = sqlx::query(
+            "BEGIN IMMEDIATE;
+             UPDATE refresh_tokens SET used_at = ?1, retry_sealed = ?2
+              WHERE hash = ?3 AND used_at IS NULL
+                AND EXISTS (SELECT 1 FROM sessions WHERE id = ?4 AND revoked_at IS NULL);
+             UPDATE sessions SET last_used_at = ?1 WHERE id = ?4 AND changes() = 1;
+             INSERT INTO refresh_tokens (hash, session_id, issued_at)
+              SELECT ?5, ?4, ?1 WHERE changes() = 1
+              RETURNING 1;
+             COMMIT;",
+        )
+        .bind(now)
+        .bind(sealed)
+        .bind(&old_hash[..])
+        .bind(session_id)
+        .bind(&new_hash[..])
+        .fetch_all(&mut *conn)
+        .await;
+        match result {
+            Ok(rows) => Ok(rows.len() == 1),
+            Err(err) => {
+                // A statement failed after BEGIN: nothing may stay half done on
+                // a connection that goes back to the pool. If the rollback fails
+                // too (SQLite may have rolled back already), drop the connection.
+                if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+                    conn.close_on_drop();
+                }
+                Err(sql("rotating a refresh token")(err))
+            }
+        }
     }
 
     async fn find_refresh(&self, hash: &[u8; 32]) -> Result<Option<FoundRefresh>, DbError> {
@@ -728,4 +757,75 @@ fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<User, sqlx::Error> {
         disabled: row.try_get("disabled")?,
         created_at: row.try_get("created_at")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A database with one user and one session whose refresh token is `old`.
+    async fn with_session() -> (Db, [u8; 32]) {
+        let db = Db::connect("sqlite::memory:").await.unwrap();
+        db.add_user("u1", "alice", "$argon2id$x", &[], 100)
+            .await
+            .unwrap();
+        let old = [1u8; 32];
+        let session = NewSession {
+            id: "s1",
+            user_id: "u1",
+            client_id: "tessera",
+            scope: "profile",
+        };
+        db.start_session(&session, &old, 100).await.unwrap();
+        (db, old)
+    }
+
+    async fn used_at(db: &Db, hash: &[u8; 32]) -> Option<i64> {
+        sqlx::query_scalar("SELECT used_at FROM refresh_tokens WHERE hash = ?")
+            .bind(&hash[..])
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_token_rotates_once_and_only_once() {
+        let (db, old) = with_session().await;
+        assert!(db.rotate(&old, &[2; 32], "s1", None, 200).await.unwrap());
+        assert_eq!(used_at(&db, &old).await, Some(200));
+        assert_eq!(
+            db.refresh_token_session(&[2; 32]).await.unwrap().as_deref(),
+            Some("s1")
+        );
+        // The same token again: nothing changes, no second successor.
+        assert!(!db.rotate(&old, &[3; 32], "s1", None, 201).await.unwrap());
+        assert_eq!(used_at(&db, &old).await, Some(200));
+        assert_eq!(db.refresh_token_session(&[3; 32]).await.unwrap(), None);
+        assert_eq!(db.count_sessions().await.unwrap(), (1, 2));
+    }
+
+    #[tokio::test]
+    async fn a_session_revoked_before_the_write_rotates_nothing() {
+        let (db, old) = with_session().await;
+        db.revoke_session("s1", 150, "logout").await.unwrap();
+        assert!(!db.rotate(&old, &[2; 32], "s1", None, 200).await.unwrap());
+        // The old token is not marked used and no successor exists.
+        assert_eq!(used_at(&db, &old).await, None);
+        assert_eq!(db.count_sessions().await.unwrap(), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_failing_rotation_leaves_nothing_half_done() {
+        let (db, old) = with_session().await;
+        // The successor's hash collides with an existing token: the INSERT
+        // fails after the old token was marked used, inside the transaction.
+        let err = db.rotate(&old, &old, "s1", None, 200).await;
+        assert!(err.is_err());
+        assert_eq!(used_at(&db, &old).await, None, "the mark was rolled back");
+        // The connection went back to the pool usable, outside any transaction.
+        assert!(db.rotate(&old, &[2; 32], "s1", None, 201).await.unwrap());
+        assert_eq!(used_at(&db, &old).await, Some(201));
+    }
 }
