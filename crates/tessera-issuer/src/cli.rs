@@ -78,6 +78,12 @@ struct GlobalArgs {
         value_name = "URL"
     )]
     database_url: Option<String>,
+    /// A session ends after this long without a refresh [default: 14days].
+    #[arg(long, global = true, env = "TESSERA_REFRESH_IDLE_LIFETIME", value_name = "DURATION", value_parser = parse_duration)]
+    refresh_idle_lifetime: Option<Duration>,
+    /// A session ends this long after login, however active [default: 30days].
+    #[arg(long, global = true, env = "TESSERA_REFRESH_ABSOLUTE_LIFETIME", value_name = "DURATION", value_parser = parse_duration)]
+    refresh_absolute_lifetime: Option<Duration>,
     /// How long to wait for another process's keyring lock.
     #[arg(long, global = true, env = "TESSERA_LOCK_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
     lock_timeout: Duration,
@@ -206,8 +212,8 @@ fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
         audiences: global.audiences.clone(),
         keys_reload_interval: global.keys_reload_interval,
         database_url: global.database_url.clone(),
-        refresh_idle_lifetime: None,
-        refresh_absolute_lifetime: None,
+        refresh_idle_lifetime: global.refresh_idle_lifetime,
+        refresh_absolute_lifetime: global.refresh_absolute_lifetime,
     };
     Ok(file.overlay(flags).validate()?)
 }

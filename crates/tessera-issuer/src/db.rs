@@ -7,8 +7,10 @@
 use std::str::FromStr as _;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::{Row as _, Sqlite, Transaction};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+};
+use sqlx::{ConnectOptions as _, Connection as _, Row as _, Sqlite, Transaction};
 
 /// The embedded migrations, in order.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -29,7 +31,9 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 #[non_exhaustive]
 pub enum DbError {
     /// The database URL is not one this build supports.
-    #[error("unsupported database URL {0:?} (expected sqlite://PATH or sqlite::memory:)")]
+    #[error(
+        "unsupported database URL {0:?} (expected sqlite://PATH; an in-memory database would lose every session at exit)"
+    )]
     UnsupportedUrl(String),
     /// No user has this name.
     #[error("no user named {0:?}")]
@@ -87,16 +91,72 @@ impl std::fmt::Debug for Credentials {
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: SqlitePool,
-    /// Serialises this process's write transactions before they reach SQLite:
-    /// contention inside SQLite is resolved by its busy handler, which sleeps
-    /// for milliseconds at a time.
-    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The one connection this process writes through (SQLite has one writer
+    /// at a time anyway). Holding it serialises this process's writes before
+    /// they reach SQLite, whose own busy handler sleeps for milliseconds at a
+    /// time; and, unlike a pool checkout, it costs no ping on release. Reads
+    /// go through the pool, in parallel.
+    writer: std::sync::Arc<tokio::sync::Mutex<SqliteConnection>>,
+    /// Where the refresh path's locked work runs: see [`WriterThread`].
+    writer_thread: std::sync::Arc<WriterThread>,
+}
+
+/// A thread of its own on which write transactions hold the writer lock.
+///
+/// A task holding the lock releases it only when it is polled again after its
+/// statement returns. On a request worker that poll can wait behind whatever
+/// the worker runs meanwhile (an RSA signature takes up to a millisecond), and
+/// every other writer waits with it: that coupling held refreshes at two
+/// thirds of the signing rate. This thread runs nothing but database futures,
+/// so the lock is released as soon as the database answers.
+#[derive(Debug)]
+struct WriterThread {
+    handle: tokio::runtime::Handle,
+    /// Dropped with the last `Db` clone: the thread then ends.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl WriterThread {
+    fn start() -> Result<Self, DbError> {
+        let failed = |e| DbError::Sqlx {
+            action: "starting the database writer thread",
+            source: sqlx::Error::Io(e),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(failed)?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("tessera-db-writer".into())
+            .spawn(move || {
+                // Ends when every `Db` clone is gone (the sender is dropped).
+                let _ = runtime.block_on(stopped);
+            })
+            .map_err(failed)?;
+        Ok(Self {
+            handle,
+            _stop: stop,
+        })
+    }
+
+    /// Runs `work` on the writer thread and waits for its result.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = Result<T, DbError>> + Send + 'static,
+    ) -> Result<T, DbError> {
+        self.handle.spawn(work).await.map_err(|e| DbError::Sqlx {
+            action: "running a write transaction",
+            source: sqlx::Error::Protocol(e.to_string()),
+        })?
+    }
 }
 
 impl Db {
     /// Opens (creating if needed) the database and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self, DbError> {
-        if !url.starts_with("sqlite:") {
+        if !url.starts_with("sqlite:") || url.contains(":memory:") || url.contains("mode=memory") {
             return Err(DbError::UnsupportedUrl(url.to_owned()));
         }
         let options = SqliteConnectOptions::from_str(url)
@@ -110,16 +170,20 @@ impl Db {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
-            // An in-memory database exists once per connection: keep exactly one.
-            .max_connections(if url.contains(":memory:") { 1 } else { 8 })
+            .max_connections(8)
             // A local file does not go stale: no ping round trip per checkout.
             .test_before_acquire(false)
-            .connect_with(options)
+            .connect_with(options.clone())
+            .await
+            .map_err(sql("opening the database"))?;
+        let writer = options
+            .connect()
             .await
             .map_err(sql("opening the database"))?;
         let db = Self {
             pool,
-            writer: std::sync::Arc::new(tokio::sync::Mutex::new(())),
+            writer: std::sync::Arc::new(tokio::sync::Mutex::new(writer)),
+            writer_thread: std::sync::Arc::new(WriterThread::start()?),
         };
         db.migrate().await?;
         Ok(db)
@@ -344,7 +408,11 @@ impl Db {
         now: i64,
     ) -> Result<(), DbError> {
         let session_id = session.id;
-        let mut tx = self.begin().await?;
+        let mut writer = self.writer.lock().await;
+        let mut tx = writer
+            .begin()
+            .await
+            .map_err(sql("starting a transaction"))?;
         sqlx::query(
             "INSERT INTO sessions (id, user_id, client_id, scope, created_at, last_used_at)
              VALUES (?, ?, ?, ?, ?, ?)",
@@ -497,7 +565,15 @@ impl Db {
         seal: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
         open: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
     ) -> Result<Refresh, DbError> {
-        let Some(found) = self.find_refresh(old_hash).await? else {
+        let found = {
+            let mut conn = self
+                .pool
+                .acquire()
+                .await
+                .map_err(sql("reading a refresh token"))?;
+            Db::find_refresh(&mut conn, old_hash).await?
+        };
+        let Some(found) = found else {
             return Ok(Refresh::Refused("unknown_token"));
         };
         if found.revoked {
@@ -522,15 +598,23 @@ impl Db {
         let sealed = seal(&issued.response);
 
         let rotated = {
-            let _writer = self.writer.lock().await;
-            self.rotate(
-                old_hash,
-                &issued.new_hash,
-                &found.session.id,
-                sealed,
-                rules.now,
-            )
-            .await?
+            let db = self.clone();
+            let (old_hash, new_hash) = (*old_hash, issued.new_hash);
+            let session_id = found.session.id.clone();
+            self.writer_thread
+                .run(async move {
+                    let mut writer = db.writer.lock().await;
+                    Db::rotate(
+                        &mut writer,
+                        &old_hash,
+                        &new_hash,
+                        &session_id,
+                        sealed,
+                        rules.now,
+                    )
+                    .await
+                })
+                .await?
         };
         if !rotated {
             // Another use won between our read and our write, or the session
@@ -555,18 +639,13 @@ impl Db {
     /// switches (eight per refresh before, capping refreshes at a third of the
     /// signing rate).
     async fn rotate(
-        &self,
+        conn: &mut SqliteConnection,
         old_hash: &[u8; 32],
         new_hash: &[u8; 32],
         session_id: &str,
         sealed: Option<Vec<u8>>,
         now: i64,
     ) -> Result<bool, DbError> {
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(sql("starting a refresh transaction"))?;
         let result = sqlx::query(
             "BEGIN IMMEDIATE;
              UPDATE refresh_tokens SET used_at = ?1, retry_sealed = ?2
@@ -589,17 +668,18 @@ impl Db {
             Ok(rows) => Ok(rows.len() == 1),
             Err(err) => {
                 // A statement failed after BEGIN: nothing may stay half done on
-                // a connection that goes back to the pool. If the rollback fails
-                // too (SQLite may have rolled back already), drop the connection.
-                if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
-                    conn.close_on_drop();
-                }
+                // the writer connection. The rollback fails harmlessly when
+                // SQLite has rolled back already, or BEGIN itself failed.
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
                 Err(sql("rotating a refresh token")(err))
             }
         }
     }
 
-    async fn find_refresh(&self, hash: &[u8; 32]) -> Result<Option<FoundRefresh>, DbError> {
+    async fn find_refresh(
+        conn: &mut SqliteConnection,
+        hash: &[u8; 32],
+    ) -> Result<Option<FoundRefresh>, DbError> {
         let row = sqlx::query(
             "SELECT rt.session_id, rt.used_at,
                     s.created_at AS session_created_at, s.last_used_at, s.revoked_at,
@@ -611,7 +691,7 @@ impl Db {
              WHERE rt.hash = ?",
         )
         .bind(&hash[..])
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(sql("reading a refresh token"))?;
         let Some(row) = row else {
@@ -646,9 +726,8 @@ impl Db {
         rules: RefreshRules,
         open: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
     ) -> Result<Refresh, DbError> {
-        let _writer = self.writer.lock().await;
-        let mut tx = self
-            .pool
+        let mut writer = self.writer.lock().await;
+        let mut tx = writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(sql("starting a refresh transaction"))?;
@@ -729,7 +808,7 @@ impl Db {
         .bind(now)
         .bind(why)
         .bind(session_id)
-        .execute(&self.pool)
+        .execute(&mut *self.writer.lock().await)
         .await
         .map_err(sql("revoking a session"))?;
         Ok(())
@@ -766,8 +845,10 @@ mod tests {
     use super::*;
 
     /// A database with one user and one session whose refresh token is `old`.
-    async fn with_session() -> (Db, [u8; 32]) {
-        let db = Db::connect("sqlite::memory:").await.unwrap();
+    async fn with_session() -> (Db, [u8; 32], tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let db = Db::connect(&url).await.unwrap();
         db.add_user("u1", "alice", "$argon2id$x", &[], 100)
             .await
             .unwrap();
@@ -779,7 +860,18 @@ mod tests {
             scope: "profile",
         };
         db.start_session(&session, &old, 100).await.unwrap();
-        (db, old)
+        (db, old, dir)
+    }
+
+    async fn rotate(
+        db: &Db,
+        old: &[u8; 32],
+        new: &[u8; 32],
+        session: &str,
+        sealed: Option<Vec<u8>>,
+        now: i64,
+    ) -> Result<bool, DbError> {
+        Db::rotate(&mut *db.writer.lock().await, old, new, session, sealed, now).await
     }
 
     async fn used_at(db: &Db, hash: &[u8; 32]) -> Option<i64> {
@@ -791,16 +883,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn in_memory_and_foreign_urls_are_refused() {
+        for url in [
+            "sqlite::memory:",
+            "sqlite://file:x?mode=memory",
+            "mysql://db/x",
+        ] {
+            assert!(
+                matches!(Db::connect(url).await, Err(DbError::UnsupportedUrl(_))),
+                "{url}"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn a_token_rotates_once_and_only_once() {
-        let (db, old) = with_session().await;
-        assert!(db.rotate(&old, &[2; 32], "s1", None, 200).await.unwrap());
+        let (db, old, _dir) = with_session().await;
+        assert!(rotate(&db, &old, &[2; 32], "s1", None, 200).await.unwrap());
         assert_eq!(used_at(&db, &old).await, Some(200));
         assert_eq!(
             db.refresh_token_session(&[2; 32]).await.unwrap().as_deref(),
             Some("s1")
         );
         // The same token again: nothing changes, no second successor.
-        assert!(!db.rotate(&old, &[3; 32], "s1", None, 201).await.unwrap());
+        assert!(!rotate(&db, &old, &[3; 32], "s1", None, 201).await.unwrap());
         assert_eq!(used_at(&db, &old).await, Some(200));
         assert_eq!(db.refresh_token_session(&[3; 32]).await.unwrap(), None);
         assert_eq!(db.count_sessions().await.unwrap(), (1, 2));
@@ -808,9 +914,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_session_revoked_before_the_write_rotates_nothing() {
-        let (db, old) = with_session().await;
+        let (db, old, _dir) = with_session().await;
         db.revoke_session("s1", 150, "logout").await.unwrap();
-        assert!(!db.rotate(&old, &[2; 32], "s1", None, 200).await.unwrap());
+        assert!(!rotate(&db, &old, &[2; 32], "s1", None, 200).await.unwrap());
         // The old token is not marked used and no successor exists.
         assert_eq!(used_at(&db, &old).await, None);
         assert_eq!(db.count_sessions().await.unwrap(), (1, 1));
@@ -818,14 +924,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_rotation_leaves_nothing_half_done() {
-        let (db, old) = with_session().await;
+        let (db, old, _dir) = with_session().await;
         // The successor's hash collides with an existing token: the INSERT
         // fails after the old token was marked used, inside the transaction.
-        let err = db.rotate(&old, &old, "s1", None, 200).await;
+        let err = rotate(&db, &old, &old, "s1", None, 200).await;
         assert!(err.is_err());
         assert_eq!(used_at(&db, &old).await, None, "the mark was rolled back");
         // The connection went back to the pool usable, outside any transaction.
-        assert!(db.rotate(&old, &[2; 32], "s1", None, 201).await.unwrap());
+        assert!(rotate(&db, &old, &[2; 32], "s1", None, 201).await.unwrap());
         assert_eq!(used_at(&db, &old).await, Some(201));
     }
 }

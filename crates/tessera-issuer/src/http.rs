@@ -164,7 +164,9 @@ pub fn routes(state: AppState) -> Router {
 
 /// `GET /.well-known/jwks.json`: bytes prepared at (re)load, a strong ETag, 304
 /// on `If-None-Match`.
-async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn jwks(State(state): State<AppState>, request: axum::extract::Request) -> Response {
+    // Borrowed from the request: a `HeaderMap` extractor would copy every header.
+    let headers = request.headers();
     // A guard, not an Arc clone: no reference-count traffic on the hot path.
     let snapshot = state.keys().current_guard();
     let etag = snapshot.etag();
@@ -175,7 +177,7 @@ async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {
         ),
         (header::ETAG, snapshot.etag_header().clone()),
     ];
-    if if_none_match(&headers, etag) {
+    if if_none_match(headers, etag) {
         return (StatusCode::NOT_MODIFIED, cache).into_response();
     }
     (

@@ -37,7 +37,12 @@ fn keyring() -> (tempfile::TempDir, KeyDir, Arc<KeyHandle>) {
 
 async fn fixture() -> Fixture {
     let (tmp, dir, keys) = keyring();
-    let db = Db::connect("sqlite::memory:").await.unwrap();
+    let db = Db::connect(&format!(
+        "sqlite://{}",
+        tmp.path().join("issuer.db").display()
+    ))
+    .await
+    .unwrap();
     let settings = TokenSettings {
         issuer: ISSUER.to_owned(),
         audiences: vec!["api".to_owned()],

@@ -379,6 +379,26 @@ fn config_errors_are_reported_before_anything_is_touched() {
 }
 
 #[test]
+fn refresh_lifetimes_are_read_from_the_environment_and_validated() {
+    let k = Keys::new();
+    // Idle longer than absolute is refused, naming the setting: proof that both
+    // environment variables reached the validation.
+    let out = k
+        .cmd(&["list"])
+        .env("TESSERA_REFRESH_IDLE_LIFETIME", "2days")
+        .env("TESSERA_REFRESH_ABSOLUTE_LIFETIME", "1day")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(one_error_line(&out).contains("refresh_idle_lifetime"));
+    let out = k
+        .cmd(&["list", "--refresh-absolute-lifetime", "forever"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+}
+
+#[test]
 fn two_concurrent_rotations_leave_exactly_one_active_key() {
     let k = Keys::new();
     k.ok(&["init"]);

@@ -37,7 +37,12 @@ async fn app() -> App {
     let dir = KeyDir::new(tmp.path().join("keys"));
     dir.init(DEFAULT_BITS).unwrap();
     let keys = Arc::new(KeyHandle::load(dir).unwrap());
-    let db = Db::connect("sqlite::memory:").await.unwrap();
+    let db = Db::connect(&format!(
+        "sqlite://{}",
+        tmp.path().join("issuer.db").display()
+    ))
+    .await
+    .unwrap();
     let hasher = Hasher::with_params(64, 1, 1, 2).unwrap();
     let settings = TokenSettings {
         issuer: ISSUER.to_owned(),
