@@ -1,0 +1,224 @@
+//! axum integration: the [`Authenticated`] extractor, the [`RequireRole`]
+//! guard, and RFC 6750 error responses.
+//!
+//! The router's state must give a [`Verifier`] through `FromRef` (a `Verifier`
+//! as the state itself works).
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | no `Authorization` header | `401`, `WWW-Authenticate: Bearer realm="…"` |
+//! | two `Authorization` headers, a token in the query string, a scheme other than `Bearer` | `400`, `error="invalid_request"` |
+//! | a token that fails verification | `401`, `error="invalid_token"` and a short `error_description` |
+//! | a valid token without the required role | `403`, `error="insufficient_scope"` |
+//! | no usable keys (issuer never reached, or stale past the limit) | `503` with `Retry-After` |
+
+use std::marker::PhantomData;
+
+use ::axum::Json;
+use ::axum::extract::{FromRef, FromRequestParts};
+use ::axum::http::request::Parts;
+use ::axum::http::{HeaderValue, StatusCode, header};
+use ::axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+
+use crate::{AccessClaims, Verified, Verifier, VerifyError};
+
+/// A request whose bearer token verified. Use it as a handler argument.
+#[derive(Debug, Clone)]
+pub struct Authenticated<C = AccessClaims>(pub Verified<C>);
+
+/// A role a [`RequireRole`] guard demands: declare one type per role.
+///
+/// ```
+/// struct Admin;
+/// impl tessera_verifier::axum::Role for Admin {
+///     const NAME: &'static str = "admin";
+/// }
+/// ```
+pub trait Role: Send + Sync + 'static {
+    /// The role's name in the token's `roles` claim.
+    const NAME: &'static str;
+}
+
+/// A request whose bearer token verified and carries role `R`; `403
+/// insufficient_scope` otherwise.
+#[derive(Debug, Clone)]
+pub struct RequireRole<R: Role>(pub Verified<AccessClaims>, PhantomData<R>);
+
+impl<R: Role> RequireRole<R> {
+    /// The verified token.
+    pub fn token(&self) -> &Verified<AccessClaims> {
+        &self.0
+    }
+}
+
+/// Why a request was refused, as an RFC 6750 response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No credentials: `401` with a bare challenge.
+    Missing {
+        /// The challenge's realm.
+        realm: String,
+    },
+    /// A malformed request: `400 invalid_request`.
+    InvalidRequest {
+        /// The challenge's realm.
+        realm: String,
+        /// What is wrong.
+        description: &'static str,
+    },
+    /// The token did not verify: `401 invalid_token` (or `503` when no keys are
+    /// usable, which is not the token's fault).
+    InvalidToken {
+        /// The challenge's realm.
+        realm: String,
+        /// Why.
+        error: VerifyError,
+    },
+    /// The token is valid but lacks a role: `403 insufficient_scope`.
+    InsufficientScope {
+        /// The challenge's realm.
+        realm: String,
+        /// The role required.
+        role: &'static str,
+    },
+}
+
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        let (status, challenge, error, description) = match &self {
+            Self::Missing { realm } => (
+                StatusCode::UNAUTHORIZED,
+                format!("Bearer realm=\"{realm}\""),
+                "invalid_request",
+                "a bearer token is required".to_owned(),
+            ),
+            Self::InvalidRequest { realm, description } => (
+                StatusCode::BAD_REQUEST,
+                format!("Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"{description}\""),
+                "invalid_request",
+                (*description).to_owned(),
+            ),
+            Self::InvalidToken {
+                error: VerifyError::KeysUnavailable,
+                ..
+            } => {
+                let body = serde_json::json!({
+                    "error": "temporarily_unavailable",
+                    "error_description": "token verification keys are unavailable",
+                });
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, HeaderValue::from_static("5"))],
+                    Json(body),
+                )
+                    .into_response();
+            }
+            Self::InvalidToken { realm, error } => (
+                StatusCode::UNAUTHORIZED,
+                format!("Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{error}\""),
+                "invalid_token",
+                error.to_string(),
+            ),
+            Self::InsufficientScope { realm, role } => (
+                StatusCode::FORBIDDEN,
+                format!("Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"role {role} required\""),
+                "insufficient_scope",
+                format!("role {role} required"),
+            ),
+        };
+        let challenge =
+            HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer"));
+        let body = serde_json::json!({"error": error, "error_description": description});
+        (status, [(header::WWW_AUTHENTICATE, challenge)], Json(body)).into_response()
+    }
+}
+
+/// The bearer token of a request (RFC 6750 §2.1): exactly one `Authorization`
+/// header, scheme `Bearer` in any case, a `b64token`. Tokens in the query
+/// string (§2.3) are refused: they end up in logs and browser histories.
+pub fn bearer_token<'a>(parts: &'a Parts, realm: &str) -> Result<&'a str, AuthError> {
+    let invalid = |description| AuthError::InvalidRequest {
+        realm: realm.to_owned(),
+        description,
+    };
+    if parts
+        .uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "access_token" || p.starts_with("access_token=")))
+    {
+        return Err(invalid("tokens in the query string are not accepted"));
+    }
+    let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Err(AuthError::Missing {
+            realm: realm.to_owned(),
+        });
+    };
+    if values.next().is_some() {
+        return Err(invalid("more than one Authorization header"));
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| invalid("malformed Authorization header"))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or_else(|| invalid("expected: Authorization: Bearer <token>"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(invalid("expected the Bearer scheme"));
+    }
+    let token = token.trim_matches(' ');
+    let b64token = |c: char| c.is_ascii_alphanumeric() || "-._~+/".contains(c);
+    let body = token.trim_end_matches('=');
+    if body.is_empty() || !body.chars().all(b64token) {
+        return Err(invalid("malformed bearer token"));
+    }
+    Ok(token)
+}
+
+impl<S, C> FromRequestParts<S> for Authenticated<C>
+where
+    Verifier: FromRef<S>,
+    S: Send + Sync,
+    C: DeserializeOwned + Send + Sync + 'static,
+{
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let verifier = Verifier::from_ref(state);
+        let token = bearer_token(parts, verifier.realm())?;
+        match verifier.verify::<C>(token).await {
+            Ok(verified) => Ok(Self(verified)),
+            Err(error) => {
+                tracing::debug!(reason = error.reason(), "bearer token refused");
+                Err(AuthError::InvalidToken {
+                    realm: verifier.realm().to_owned(),
+                    error,
+                })
+            }
+        }
+    }
+}
+
+impl<S, R> FromRequestParts<S> for RequireRole<R>
+where
+    Verifier: FromRef<S>,
+    S: Send + Sync,
+    R: Role,
+{
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Authenticated(verified) =
+            Authenticated::<AccessClaims>::from_request_parts(parts, state).await?;
+        if verified.has_role(R::NAME) {
+            Ok(Self(verified, PhantomData))
+        } else {
+            Err(AuthError::InsufficientScope {
+                realm: Verifier::from_ref(state).realm().to_owned(),
+                role: R::NAME,
+            })
+        }
+    }
+}

@@ -1,0 +1,588 @@
+//! The verifier: the validation pipeline and the JWKS cache behind it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use hyper::Uri;
+use serde::de::DeserializeOwned;
+
+use crate::claims::{Registered, Validation, Verified};
+use crate::clock::Clock;
+use crate::config::{JwksSource, VerifierConfig, secs};
+use crate::error::ConfigError;
+use crate::fetch::{self, FetchError};
+use crate::jwks::KeySet;
+use crate::jws::Jws;
+use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::token_cache::{Entry, TokenCache};
+use crate::VerifyError;
+
+/// The most unknown `kid`s remembered at once.
+const MAX_MISSES: usize = 1024;
+
+/// Verifies access tokens with the issuer's public keys. Cheap to clone; every
+/// clone shares the key cache, the token cache and the counters.
+///
+/// Requests with a known `kid` never wait: the key set is a lock-free snapshot,
+/// replaced whole by the background task or by an unknown-`kid` refetch.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    validation: Validation,
+    algorithms: Vec<String>,
+    required_typ: Option<String>,
+    max_token_bytes: usize,
+    realm: String,
+    clock: Arc<dyn Clock>,
+    metrics: Metrics,
+    token_cache: Option<TokenCache>,
+    keys: ArcSwapOption<KeysState>,
+    source: Source,
+    /// Single flight: held by whoever is fetching.
+    fetch_lock: tokio::sync::Mutex<()>,
+    /// When an unknown `kid` last caused a refetch (Unix seconds).
+    last_kid_refetch: AtomicI64,
+    /// Unknown `kid`s and when they were seen missing.
+    misses: Mutex<HashMap<String, i64>>,
+    health: Mutex<FetchHealth>,
+    timing: Timing,
+}
+
+#[derive(Debug)]
+enum Source {
+    Static,
+    Fetch {
+        /// Known, or found by discovery (then kept).
+        jwks_url: Mutex<Option<Uri>>,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    min_lifetime: i64,
+    max_lifetime: i64,
+    cooldown: i64,
+    stale_if_error: i64,
+    fetch_timeout: Duration,
+    check_interval: Duration,
+}
+
+/// One accepted key set.
+#[derive(Debug)]
+struct KeysState {
+    keys: Arc<KeySet>,
+    etag: Option<String>,
+    /// Usable without revalidation until then (Unix seconds).
+    fresh_until: i64,
+    /// Revalidated in the background from then on.
+    refresh_at: i64,
+    /// Bumped on every accepted fetch (200 or 304).
+    generation: u64,
+}
+
+#[derive(Debug, Default, Clone)]
+struct FetchHealth {
+    last_success_at: Option<i64>,
+    last_error: Option<String>,
+    last_error_at: Option<i64>,
+}
+
+/// What a resource server's health endpoint reports about its keys.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct KeysHealth {
+    /// A key set has been accepted at least once.
+    pub loaded: bool,
+    /// Tokens can be verified now (keys loaded, not past stale-if-error).
+    pub usable: bool,
+    /// The key set is past its lifetime and served stale (the issuer did not
+    /// answer a revalidation).
+    pub stale: bool,
+    /// Usable keys.
+    pub key_count: usize,
+    /// Until when the set is fresh (Unix seconds).
+    pub fresh_until: Option<i64>,
+    /// The last successful fetch or revalidation (Unix seconds).
+    pub last_success_at: Option<i64>,
+    /// The last failure, if any since the last success.
+    pub last_error: Option<String>,
+}
+
+impl Verifier {
+    /// Builds a verifier. Unless the keys are static, this spawns the
+    /// background task that fetches them at once (eagerly), refreshes them
+    /// ahead of expiry, and retries when the issuer is down; it must run inside
+    /// a tokio runtime. It ends when the last clone of the verifier is dropped.
+    pub fn start(config: VerifierConfig, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let (source, keys) = match &config.jwks {
+            JwksSource::Static(set) => {
+                if set.is_empty() {
+                    return Err(crate::error::invalid("jwks", "a static key set needs a key"));
+                }
+                let state = KeysState {
+                    keys: Arc::new(set.clone()),
+                    etag: None,
+                    fresh_until: i64::MAX,
+                    refresh_at: i64::MAX,
+                    generation: 1,
+                };
+                (Source::Static, Some(Arc::new(state)))
+            }
+            JwksSource::Url(url) => {
+                let uri = fetch::parse_url(url)
+                    .map_err(|e| crate::error::invalid("jwks", e.to_string()))?;
+                (
+                    Source::Fetch {
+                        jwks_url: Mutex::new(Some(uri)),
+                    },
+                    None,
+                )
+            }
+            JwksSource::Discover => {
+                fetch::parse_url(&config.issuer).map_err(|e| {
+                    crate::error::invalid("issuer", format!("cannot discover keys from it: {e}"))
+                })?;
+                (
+                    Source::Fetch {
+                        jwks_url: Mutex::new(None),
+                    },
+                    None,
+                )
+            }
+        };
+        let fetches = matches!(source, Source::Fetch { .. });
+        let runtime = if fetches {
+            Some(tokio::runtime::Handle::try_current().map_err(|_| {
+                crate::error::invalid("jwks", "fetching keys needs a tokio runtime")
+            })?)
+        } else {
+            None
+        };
+        let inner = Arc::new(Inner {
+            validation: Validation {
+                issuer: config.issuer.clone(),
+                audiences: config.audiences.clone(),
+                leeway: secs(config.leeway),
+                required: config.required_claims.clone(),
+            },
+            algorithms: config.algorithms.clone(),
+            required_typ: config.required_typ.clone(),
+            max_token_bytes: config.max_token_bytes,
+            realm: config.realm.clone(),
+            clock,
+            metrics: Metrics::default(),
+            token_cache: config
+                .token_cache
+                .map(|c| TokenCache::new(c.max_entries, c.max_bytes)),
+            keys: ArcSwapOption::new(keys),
+            source,
+            fetch_lock: tokio::sync::Mutex::new(()),
+            last_kid_refetch: AtomicI64::new(i64::MIN),
+            misses: Mutex::new(HashMap::new()),
+            health: Mutex::new(FetchHealth::default()),
+            timing: Timing {
+                min_lifetime: secs(config.min_cache_lifetime),
+                max_lifetime: secs(config.max_cache_lifetime),
+                cooldown: secs(config.unknown_kid_cooldown),
+                stale_if_error: secs(config.stale_if_error),
+                fetch_timeout: config.fetch_timeout,
+                check_interval: config.refresh_check_interval,
+            },
+        });
+        if let Some(runtime) = runtime {
+            runtime.spawn(background(Arc::downgrade(&inner)));
+        }
+        Ok(Self { inner })
+    }
+
+    /// Verifies `token` (the compact JWT, without `Bearer `) and types its
+    /// claims as `C`.
+    ///
+    /// The checks run in an order that never does crypto on garbage: size,
+    /// segments and base64url, header (`alg` allowlist, no `crit`, `typ`), key
+    /// by `kid`, signature, then claims (`iss`, `aud`, `exp`/`nbf`/`iat` with
+    /// leeway, JSON types). A token seen before (same bytes, key still
+    /// published) skips only the signature.
+    pub async fn verify<C: DeserializeOwned>(&self, token: &str) -> Result<Verified<C>, VerifyError> {
+        let result = self.verify_inner(token).await;
+        let metrics = &self.inner.metrics;
+        match &result {
+            Ok(_) => Metrics::bump(&metrics.verified),
+            Err(e) => Metrics::bump(&metrics.failed[e.index()]),
+        }
+        result
+    }
+
+    async fn verify_inner<C: DeserializeOwned>(&self, token: &str) -> Result<Verified<C>, VerifyError> {
+        let inner = &*self.inner;
+        if token.len() > inner.max_token_bytes {
+            return Err(VerifyError::TooLarge {
+                max: inner.max_token_bytes,
+            });
+        }
+        let now = inner.clock.now();
+        let cache_key = inner
+            .token_cache
+            .as_ref()
+            .map(|cache| (cache, crate::crypto::sha256(token.as_bytes())));
+        if let Some((cache, key)) = &cache_key
+            && let Some(hit) = cache.get(key)
+        {
+            let published = {
+                let guard = inner.keys.load();
+                let state = inner.usable(guard.as_deref(), now)?;
+                state.keys.get(&hit.kid).is_some()
+            };
+            if published {
+                inner.validation.check_times(&hit.registered, now)?;
+                Metrics::bump(&inner.metrics.token_cache_hits);
+                let claims = typed_claims(&hit.payload)?;
+                return Ok(Verified::new(claims, hit.registered, hit.kid));
+            }
+            // Its key left the JWKS: forget it, and verify from scratch (which
+            // will refuse it unless the key comes back).
+            cache.remove(key);
+        }
+
+        let jws = Jws::parse(token, inner.max_token_bytes)?;
+        jws.check_alg(&inner.algorithms)?;
+        if let Some(typ) = &inner.required_typ {
+            jws.check_typ(typ)?;
+        }
+        let kid = jws.header().kid.as_deref().ok_or(VerifyError::UnknownKey)?;
+        let checked = inner.check_signature(&jws, kid, now)?;
+        if let Some(generation) = checked {
+            // Unknown kid: maybe a rotation we have not seen yet.
+            self.refetch_for_unknown_kid(kid, generation, now).await;
+            if inner.check_signature(&jws, kid, now)?.is_some() {
+                inner.remember_miss(kid, now);
+                return Err(VerifyError::UnknownKey);
+            }
+        }
+        let registered = Arc::new(inner.validation.validate(jws.payload(), now)?);
+        let kid: Arc<str> = Arc::from(kid);
+        let payload: Arc<[u8]> = jws.into_payload().into();
+        let claims = typed_claims(&payload)?;
+        if let Some((cache, key)) = cache_key {
+            let entry = Entry {
+                kid: Arc::clone(&kid),
+                registered: Arc::clone(&registered),
+                payload,
+            };
+            cache.insert(key, entry, now.saturating_sub(inner.validation.leeway));
+        }
+        Ok(Verified::new(claims, registered, kid))
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let cached = self.inner.token_cache.as_ref().map_or(0, TokenCache::len);
+        self.inner.metrics.snapshot(cached)
+    }
+
+    /// The state of the key set, for health and readiness endpoints.
+    pub fn health(&self) -> KeysHealth {
+        let inner = &*self.inner;
+        let now = inner.clock.now();
+        let guard = inner.keys.load();
+        let state = guard.as_deref();
+        let fetch = inner.health.lock().map(|h| h.clone()).unwrap_or_default();
+        KeysHealth {
+            loaded: state.is_some(),
+            usable: inner.usable(state, now).is_ok(),
+            stale: state.is_some_and(|s| now >= s.fresh_until),
+            key_count: state.map_or(0, |s| s.keys.len()),
+            fresh_until: state.map(|s| s.fresh_until).filter(|&t| t != i64::MAX),
+            last_success_at: fetch.last_success_at,
+            last_error: fetch.last_error,
+        }
+    }
+
+    /// Waits (up to `timeout`) until keys are usable; true if they are.
+    pub async fn ready(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.health().usable {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The `realm` for `WWW-Authenticate` challenges.
+    pub fn realm(&self) -> &str {
+        &self.inner.realm
+    }
+
+    /// The kids of the current key set (for diagnostics).
+    pub fn kids(&self) -> Vec<String> {
+        let guard = self.inner.keys.load();
+        let mut kids: Vec<String> = guard
+            .as_deref()
+            .map(|s| s.keys.kids().map(str::to_owned).collect())
+            .unwrap_or_default();
+        kids.sort_unstable();
+        kids
+    }
+
+    /// One refetch for an unknown `kid`, subject to the cooldown; waits for a
+    /// refetch already in flight instead of starting another.
+    async fn refetch_for_unknown_kid(&self, kid: &str, generation: u64, now: i64) {
+        let inner = &*self.inner;
+        if !matches!(inner.source, Source::Fetch { .. }) {
+            return;
+        }
+        let cooldown = inner.timing.cooldown;
+        let remembered = inner
+            .misses
+            .lock()
+            .ok()
+            .and_then(|m| m.get(kid).copied())
+            .is_some_and(|at| now.saturating_sub(at) < cooldown);
+        if remembered {
+            return;
+        }
+        let last = inner.last_kid_refetch.load(Ordering::SeqCst);
+        let may_fetch = now.saturating_sub(last) >= cooldown
+            && inner
+                .last_kid_refetch
+                .compare_exchange(last, now, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok();
+        if may_fetch {
+            Metrics::bump(&inner.metrics.unknown_kid_refetches);
+            let _ = inner.refresh(Some(generation)).await;
+        } else if inner.fetch_lock.try_lock().is_err() {
+            // A fetch is in flight (probably for this very rotation): wait for
+            // it, bounded by its timeout, then look again.
+            let _ = tokio::time::timeout(inner.timing.fetch_timeout, inner.fetch_lock.lock()).await;
+        }
+    }
+}
+
+fn typed_claims<C: DeserializeOwned>(payload: &[u8]) -> Result<C, VerifyError> {
+    serde_json::from_slice(payload).map_err(|_| VerifyError::InvalidClaim("application claims"))
+}
+
+impl Inner {
+    /// The key set if tokens may be verified with it now.
+    fn usable<'a>(&self, state: Option<&'a KeysState>, now: i64) -> Result<&'a KeysState, VerifyError> {
+        let state = state.ok_or(VerifyError::KeysUnavailable)?;
+        if now >= state.fresh_until {
+            if now >= state.fresh_until.saturating_add(self.timing.stale_if_error) {
+                return Err(VerifyError::KeysUnavailable);
+            }
+            Metrics::bump(&self.metrics.stale_verifications);
+        }
+        Ok(state)
+    }
+
+    /// Verifies the signature with the current key set. `Ok(Some(generation))`
+    /// when the set has no such `kid`.
+    fn check_signature(&self, jws: &Jws<'_>, kid: &str, now: i64) -> Result<Option<u64>, VerifyError> {
+        let guard = self.keys.load();
+        let state = self.usable(guard.as_deref(), now)?;
+        match state.keys.get(kid) {
+            Some(key) => jws.verify_signature(key).map(|()| None),
+            None => Ok(Some(state.generation)),
+        }
+    }
+
+    fn remember_miss(&self, kid: &str, now: i64) {
+        let Ok(mut misses) = self.misses.lock() else {
+            return;
+        };
+        if misses.len() >= MAX_MISSES {
+            let cooldown = self.timing.cooldown;
+            misses.retain(|_, at| now.saturating_sub(*at) < cooldown);
+            if misses.len() >= MAX_MISSES {
+                misses.clear();
+            }
+        }
+        misses.insert(kid.chars().take(128).collect(), now);
+    }
+
+    fn lifetime(&self, max_age: Option<u64>) -> i64 {
+        let max_age = max_age.map_or(0, |s| i64::try_from(s).unwrap_or(i64::MAX));
+        max_age.clamp(self.timing.min_lifetime, self.timing.max_lifetime)
+    }
+
+    /// Fetches the JWKS (revalidating with the ETag) and installs it. With
+    /// `observed`, does nothing if another fetch installed a newer set while
+    /// this one waited for the lock.
+    async fn refresh(&self, observed: Option<u64>) -> Result<(), FetchError> {
+        let _flight = self.fetch_lock.lock().await;
+        let current = self.keys.load_full();
+        if let Some(generation) = observed
+            && current.as_ref().is_some_and(|s| s.generation != generation)
+        {
+            return Ok(());
+        }
+        let result = self.fetch_and_install(current.as_deref()).await;
+        let now = self.clock.now();
+        if let Ok(mut health) = self.health.lock() {
+            match &result {
+                Ok(()) => {
+                    health.last_success_at = Some(now);
+                    health.last_error = None;
+                }
+                Err(e) => {
+                    health.last_error = Some(e.to_string());
+                    health.last_error_at = Some(now);
+                }
+            }
+        }
+        if let Err(e) = &result {
+            Metrics::bump(&self.metrics.jwks_fetch_errors);
+            let serving = current.as_ref().map_or(0, |s| s.keys.len());
+            tracing::warn!(error = %e, serving_keys = serving, "JWKS refresh failed; keeping the last good key set");
+        }
+        result
+    }
+
+    async fn fetch_and_install(&self, current: Option<&KeysState>) -> Result<(), FetchError> {
+        let url = self.jwks_url().await?;
+        let etag = current.and_then(|s| s.etag.as_deref());
+        Metrics::bump(&self.metrics.jwks_fetches);
+        let fetched = fetch::get(&url, etag, self.timing.fetch_timeout).await?;
+        let now = self.clock.now();
+        let lifetime = self.lifetime(fetched.max_age);
+        let generation = current.map_or(1, |s| s.generation + 1);
+        let state = match (fetched.status.as_u16(), current) {
+            (304, Some(current)) => {
+                Metrics::bump(&self.metrics.jwks_not_modified);
+                KeysState {
+                    keys: Arc::clone(&current.keys),
+                    etag: fetched.etag.or_else(|| current.etag.clone()),
+                    fresh_until: now.saturating_add(lifetime),
+                    refresh_at: now.saturating_add(lifetime - lifetime / 5),
+                    generation,
+                }
+            }
+            (200, _) => {
+                let algs: Vec<&str> = self.algorithms.iter().map(String::as_str).collect();
+                let (keys, skipped) = KeySet::from_jwks_json(&fetched.body, &algs)
+                    .map_err(|e| FetchError::Invalid(format!("JWKS from {url} refused: {e}")))?;
+                for skip in &skipped {
+                    tracing::warn!(kid = ?skip.kid, reason = %skip.reason, "JWKS key skipped");
+                }
+                if current.is_none_or(|c| {
+                    let mut old: Vec<&str> = c.keys.kids().collect();
+                    let mut new: Vec<&str> = keys.kids().collect();
+                    old.sort_unstable();
+                    new.sort_unstable();
+                    old != new
+                }) {
+                    tracing::info!(keys = keys.len(), "JWKS loaded");
+                }
+                if let Ok(mut misses) = self.misses.lock() {
+                    misses.clear();
+                }
+                KeysState {
+                    keys: Arc::new(keys),
+                    etag: fetched.etag,
+                    fresh_until: now.saturating_add(lifetime),
+                    refresh_at: now.saturating_add(lifetime - lifetime / 5),
+                    generation,
+                }
+            }
+            (status, _) => {
+                return Err(FetchError::Status {
+                    url: url.to_string(),
+                    status,
+                });
+            }
+        };
+        self.keys.store(Some(Arc::new(state)));
+        Ok(())
+    }
+
+    /// The JWKS URL, discovering it from the issuer's metadata the first time.
+    async fn jwks_url(&self) -> Result<Uri, FetchError> {
+        let Source::Fetch { jwks_url } = &self.source else {
+            return Err(FetchError::Invalid("static keys are never fetched".to_owned()));
+        };
+        if let Some(url) = jwks_url.lock().ok().and_then(|u| u.clone()) {
+            return Ok(url);
+        }
+        let issuer = &self.validation.issuer;
+        let mut last = None;
+        for path in ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"] {
+            let meta_url = fetch::parse_url(&format!("{}{path}", issuer.trim_end_matches('/')))?;
+            let fetched = fetch::get(&meta_url, None, self.timing.fetch_timeout).await?;
+            if fetched.status.as_u16() != 200 {
+                last = Some(FetchError::Status {
+                    url: meta_url.to_string(),
+                    status: fetched.status.as_u16(),
+                });
+                continue;
+            }
+            let meta: serde_json::Value = serde_json::from_slice(&fetched.body)
+                .map_err(|_| FetchError::Invalid(format!("{meta_url}: not JSON")))?;
+            // RFC 8414 §3.3: the metadata's issuer must be the one configured.
+            if meta.get("issuer").and_then(|v| v.as_str()) != Some(issuer.as_str()) {
+                return Err(FetchError::Invalid(format!(
+                    "{meta_url}: `issuer` does not match the configured {issuer:?}"
+                )));
+            }
+            let jwks_uri = meta
+                .get("jwks_uri")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| FetchError::Invalid(format!("{meta_url}: no jwks_uri")))?;
+            let url = fetch::parse_url(jwks_uri)?;
+            if let Ok(mut slot) = jwks_url.lock() {
+                *slot = Some(url.clone());
+            }
+            return Ok(url);
+        }
+        Err(last.unwrap_or_else(|| FetchError::Invalid("no metadata".to_owned())))
+    }
+}
+
+/// Fetches keys at once, then keeps them fresh: revalidates at 80 % of their
+/// lifetime, and after a failure retries with a growing delay (1 s … 60 s).
+async fn background(weak: Weak<Inner>) {
+    let mut failures: u32 = 0;
+    let mut retry_at = tokio::time::Instant::now();
+    loop {
+        let Some(inner) = weak.upgrade() else {
+            return;
+        };
+        let now = inner.clock.now();
+        let due = inner
+            .keys
+            .load()
+            .as_deref()
+            .is_none_or(|s| now >= s.refresh_at);
+        if due && tokio::time::Instant::now() >= retry_at {
+            match inner.refresh(None).await {
+                Ok(()) => failures = 0,
+                Err(_) => {
+                    failures = failures.saturating_add(1);
+                    let delay = Duration::from_secs(1 << failures.min(6).saturating_sub(1)).min(Duration::from_secs(60));
+                    retry_at = tokio::time::Instant::now() + delay;
+                }
+            }
+        }
+        let interval = inner.timing.check_interval;
+        drop(inner);
+        tokio::time::sleep(interval).await;
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Verifier>();
+    check::<Registered>();
+}
