@@ -96,7 +96,9 @@ impl IntoResponse for AuthError {
             ),
             Self::InvalidRequest { realm, description } => (
                 StatusCode::BAD_REQUEST,
-                format!("Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"{description}\""),
+                format!(
+                    "Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"{description}\""
+                ),
                 "invalid_request",
                 (*description).to_owned(),
             ),
@@ -117,13 +119,17 @@ impl IntoResponse for AuthError {
             }
             Self::InvalidToken { realm, error } => (
                 StatusCode::UNAUTHORIZED,
-                format!("Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{error}\""),
+                format!(
+                    "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{error}\""
+                ),
                 "invalid_token",
                 error.to_string(),
             ),
             Self::InsufficientScope { realm, role } => (
                 StatusCode::FORBIDDEN,
-                format!("Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"role {role} required\""),
+                format!(
+                    "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"role {role} required\""
+                ),
                 "insufficient_scope",
                 format!("role {role} required"),
             ),
@@ -143,11 +149,10 @@ pub fn bearer_token<'a>(parts: &'a Parts, realm: &str) -> Result<&'a str, AuthEr
         realm: realm.to_owned(),
         description,
     };
-    if parts
-        .uri
-        .query()
-        .is_some_and(|q| q.split('&').any(|p| p == "access_token" || p.starts_with("access_token=")))
-    {
+    if parts.uri.query().is_some_and(|q| {
+        q.split('&')
+            .any(|p| p == "access_token" || p.starts_with("access_token="))
+    }) {
         return Err(invalid("tokens in the query string are not accepted"));
     }
     let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();

@@ -43,7 +43,8 @@ impl Claim {
 }
 
 /// The claims an access token must carry by default (RFC 9068 §2.2).
-pub const DEFAULT_REQUIRED: [Claim; 5] = [Claim::Iss, Claim::Sub, Claim::Aud, Claim::Exp, Claim::Iat];
+pub const DEFAULT_REQUIRED: [Claim; 5] =
+    [Claim::Iss, Claim::Sub, Claim::Aud, Claim::Exp, Claim::Iat];
 
 /// What claims are checked against. A present claim is always checked, required
 /// or not: `required` only decides whether its absence is an error.
@@ -119,6 +120,9 @@ impl Validation {
     pub fn validate(&self, payload: &[u8], now: i64) -> Result<Registered, VerifyError> {
         if !crate::jws::is_json_object(payload) {
             return Err(VerifyError::Malformed("payload is not a JSON object"));
+        }
+        if crate::jws::too_deep(payload) {
+            return Err(VerifyError::Malformed("payload nests too deeply"));
         }
         let raw: RawClaims<'_> = serde_json::from_slice(payload)
             .map_err(|_| VerifyError::Malformed("payload is not valid"))?;
@@ -210,7 +214,11 @@ pub struct Verified<C = AccessClaims> {
 }
 
 impl<C> Verified<C> {
-    pub(crate) fn new(claims: C, registered: std::sync::Arc<Registered>, kid: std::sync::Arc<str>) -> Self {
+    pub(crate) fn new(
+        claims: C,
+        registered: std::sync::Arc<Registered>,
+        kid: std::sync::Arc<str>,
+    ) -> Self {
         Self {
             claims,
             registered,

@@ -87,7 +87,10 @@ pub struct VerifierConfig {
 impl VerifierConfig {
     /// A configuration for tokens from `issuer` for any of `audiences`, with
     /// every other setting at its default.
-    pub fn new(issuer: impl Into<String>, audiences: impl IntoIterator<Item = impl Into<String>>) -> Self {
+    pub fn new(
+        issuer: impl Into<String>,
+        audiences: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
         Self {
             issuer: issuer.into(),
             audiences: audiences.into_iter().map(Into::into).collect(),
@@ -119,7 +122,10 @@ impl VerifierConfig {
             return Err(invalid("issuer", "must be set"));
         }
         if self.audiences.is_empty() || self.audiences.iter().any(String::is_empty) {
-            return Err(invalid("audiences", "at least one non-empty audience is required"));
+            return Err(invalid(
+                "audiences",
+                "at least one non-empty audience is required",
+            ));
         }
         if self.algorithms.is_empty() {
             return Err(invalid("algorithms", "at least one algorithm is required"));
@@ -148,12 +154,18 @@ impl VerifierConfig {
             return Err(invalid("unknown_kid_cooldown", "at least 1 s"));
         }
         if self.fetch_timeout.is_zero() || self.refresh_check_interval.is_zero() {
-            return Err(invalid("fetch_timeout", "fetch_timeout and refresh_check_interval must be positive"));
+            return Err(invalid(
+                "fetch_timeout",
+                "fetch_timeout and refresh_check_interval must be positive",
+            ));
         }
         if let Some(c) = self.token_cache
             && (c.max_entries == 0 || c.max_bytes == 0)
         {
-            return Err(invalid("token_cache", "bounds must be positive (use None to turn it off)"));
+            return Err(invalid(
+                "token_cache",
+                "bounds must be positive (use None to turn it off)",
+            ));
         }
         if self.realm.contains('"') || self.realm.contains('\\') {
             return Err(invalid("realm", "may not contain quotes or backslashes"));

@@ -180,7 +180,12 @@ mod tests {
     #[test]
     fn only_http_urls_with_a_host_are_accepted() {
         assert!(parse_url("http://127.0.0.1:8080/.well-known/jwks.json").is_ok());
-        for bad in ["https://example.com/jwks", "ftp://x/y", "/jwks.json", "http://"] {
+        for bad in [
+            "https://example.com/jwks",
+            "ftp://x/y",
+            "/jwks.json",
+            "http://",
+        ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
     }

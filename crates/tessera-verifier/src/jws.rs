@@ -56,6 +56,41 @@ fn b64(segment: &str, what: &'static str) -> Result<Vec<u8>, VerifyError> {
         .map_err(|_| VerifyError::Malformed(what))
 }
 
+/// The deepest JSON nesting accepted in a header or payload. serde_json skips
+/// unknown members without recursion, but a deeply nested token is never
+/// legitimate, and callers may type claims as `serde_json::Value`.
+pub(crate) const MAX_JSON_DEPTH: usize = 32;
+
+/// Whether the JSON text nests arrays and objects deeper than [`MAX_JSON_DEPTH`]
+/// (brackets inside strings do not count).
+pub(crate) fn too_deep(json: &[u8]) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in json {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Whether `bytes` is a JSON object (serde would also read a struct from an array).
 pub(crate) fn is_json_object(bytes: &[u8]) -> bool {
     bytes
@@ -76,12 +111,17 @@ impl<'a> Jws<'a> {
         else {
             return Err(VerifyError::Malformed("not three segments"));
         };
-        if h.is_empty() || p.is_empty() || s.is_empty() {
+        // An empty signature parses (and then fails as a bad signature): so that
+        // `alg: none` tokens are refused for their `alg`, which says more.
+        if h.is_empty() || p.is_empty() {
             return Err(VerifyError::Malformed("empty segment"));
         }
         let header_json = b64(h, "header is not base64url")?;
         if !is_json_object(&header_json) {
             return Err(VerifyError::Malformed("header is not a JSON object"));
+        }
+        if too_deep(&header_json) {
+            return Err(VerifyError::Malformed("header nests too deeply"));
         }
         let raw: RawHeader = serde_json::from_slice(&header_json)
             .map_err(|_| VerifyError::Malformed("header is not valid"))?;
@@ -116,7 +156,9 @@ impl<'a> Jws<'a> {
             return Ok(());
         }
         // Bounded: the untrusted value only goes to logs and errors.
-        Err(VerifyError::AlgorithmNotAllowed(alg.chars().take(16).collect()))
+        Err(VerifyError::AlgorithmNotAllowed(
+            alg.chars().take(16).collect(),
+        ))
     }
 
     /// Checks `typ` case-insensitively, with or without `application/`

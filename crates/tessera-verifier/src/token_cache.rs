@@ -152,11 +152,7 @@ mod tests {
         for i in 0..2_000 {
             cache.insert(key(i), entry(1_000, 4096), 0);
         }
-        let bytes: usize = cache
-            .shards
-            .iter()
-            .map(|s| s.lock().unwrap().bytes)
-            .sum();
+        let bytes: usize = cache.shards.iter().map(|s| s.lock().unwrap().bytes).sum();
         assert!(bytes <= 8 * 64 * 1024, "{bytes}");
         // An entry bigger than a shard is never kept.
         cache.insert(key(99_999), entry(1_000, 100 * 1024), 0);
@@ -166,7 +162,10 @@ mod tests {
     #[test]
     fn expired_entries_go_first_when_a_shard_is_full() {
         let cache = TokenCache::new(8, 1 << 30); // one entry per shard
-        let (old, new) = (key(1), (2..).map(key).find(|k| k[0] % 8 == key(1)[0] % 8).unwrap());
+        let (old, new) = (
+            key(1),
+            (2..).map(key).find(|k| k[0] % 8 == key(1)[0] % 8).unwrap(),
+        );
         cache.insert(old, entry(100, 10), 0);
         cache.insert(new, entry(10_000, 10), 200);
         assert!(cache.get(&old).is_none());

@@ -9,6 +9,7 @@ use arc_swap::ArcSwapOption;
 use hyper::Uri;
 use serde::de::DeserializeOwned;
 
+use crate::VerifyError;
 use crate::claims::{Registered, Validation, Verified};
 use crate::clock::Clock;
 use crate::config::{JwksSource, VerifierConfig, secs};
@@ -18,7 +19,6 @@ use crate::jwks::KeySet;
 use crate::jws::Jws;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::token_cache::{Entry, TokenCache};
-use crate::VerifyError;
 
 /// The most unknown `kid`s remembered at once.
 const MAX_MISSES: usize = 1024;
@@ -125,7 +125,10 @@ impl Verifier {
         let (source, keys) = match &config.jwks {
             JwksSource::Static(set) => {
                 if set.is_empty() {
-                    return Err(crate::error::invalid("jwks", "a static key set needs a key"));
+                    return Err(crate::error::invalid(
+                        "jwks",
+                        "a static key set needs a key",
+                    ));
                 }
                 let state = KeysState {
                     keys: Arc::new(set.clone()),
@@ -211,7 +214,10 @@ impl Verifier {
     /// by `kid`, signature, then claims (`iss`, `aud`, `exp`/`nbf`/`iat` with
     /// leeway, JSON types). A token seen before (same bytes, key still
     /// published) skips only the signature.
-    pub async fn verify<C: DeserializeOwned>(&self, token: &str) -> Result<Verified<C>, VerifyError> {
+    pub async fn verify<C: DeserializeOwned>(
+        &self,
+        token: &str,
+    ) -> Result<Verified<C>, VerifyError> {
         let result = self.verify_inner(token).await;
         let metrics = &self.inner.metrics;
         match &result {
@@ -221,7 +227,10 @@ impl Verifier {
         result
     }
 
-    async fn verify_inner<C: DeserializeOwned>(&self, token: &str) -> Result<Verified<C>, VerifyError> {
+    async fn verify_inner<C: DeserializeOwned>(
+        &self,
+        token: &str,
+    ) -> Result<Verified<C>, VerifyError> {
         let inner = &*self.inner;
         if token.len() > inner.max_token_bytes {
             return Err(VerifyError::TooLarge {
@@ -376,7 +385,11 @@ fn typed_claims<C: DeserializeOwned>(payload: &[u8]) -> Result<C, VerifyError> {
 
 impl Inner {
     /// The key set if tokens may be verified with it now.
-    fn usable<'a>(&self, state: Option<&'a KeysState>, now: i64) -> Result<&'a KeysState, VerifyError> {
+    fn usable<'a>(
+        &self,
+        state: Option<&'a KeysState>,
+        now: i64,
+    ) -> Result<&'a KeysState, VerifyError> {
         let state = state.ok_or(VerifyError::KeysUnavailable)?;
         if now >= state.fresh_until {
             if now >= state.fresh_until.saturating_add(self.timing.stale_if_error) {
@@ -389,7 +402,12 @@ impl Inner {
 
     /// Verifies the signature with the current key set. `Ok(Some(generation))`
     /// when the set has no such `kid`.
-    fn check_signature(&self, jws: &Jws<'_>, kid: &str, now: i64) -> Result<Option<u64>, VerifyError> {
+    fn check_signature(
+        &self,
+        jws: &Jws<'_>,
+        kid: &str,
+        now: i64,
+    ) -> Result<Option<u64>, VerifyError> {
         let guard = self.keys.load();
         let state = self.usable(guard.as_deref(), now)?;
         match state.keys.get(kid) {
@@ -510,14 +528,19 @@ impl Inner {
     /// The JWKS URL, discovering it from the issuer's metadata the first time.
     async fn jwks_url(&self) -> Result<Uri, FetchError> {
         let Source::Fetch { jwks_url } = &self.source else {
-            return Err(FetchError::Invalid("static keys are never fetched".to_owned()));
+            return Err(FetchError::Invalid(
+                "static keys are never fetched".to_owned(),
+            ));
         };
         if let Some(url) = jwks_url.lock().ok().and_then(|u| u.clone()) {
             return Ok(url);
         }
         let issuer = &self.validation.issuer;
         let mut last = None;
-        for path in ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"] {
+        for path in [
+            "/.well-known/oauth-authorization-server",
+            "/.well-known/openid-configuration",
+        ] {
             let meta_url = fetch::parse_url(&format!("{}{path}", issuer.trim_end_matches('/')))?;
             let fetched = fetch::get(&meta_url, None, self.timing.fetch_timeout).await?;
             if fetched.status.as_u16() != 200 {
@@ -569,7 +592,8 @@ async fn background(weak: Weak<Inner>) {
                 Ok(()) => failures = 0,
                 Err(_) => {
                     failures = failures.saturating_add(1);
-                    let delay = Duration::from_secs(1 << failures.min(6).saturating_sub(1)).min(Duration::from_secs(60));
+                    let delay = Duration::from_secs(1 << failures.min(6).saturating_sub(1))
+                        .min(Duration::from_secs(60));
                     retry_at = tokio::time::Instant::now() + delay;
                 }
             }

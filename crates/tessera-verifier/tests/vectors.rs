@@ -165,3 +165,64 @@ fn a_set_with_no_usable_key_is_an_error_not_an_empty_set() {
     let err = KeySet::from_jwks_json(jwks.as_bytes(), &["ES256"]).unwrap_err();
     assert!(matches!(err, JwksError::NoUsableKeys { .. }), "{err}");
 }
+
+#[test]
+fn rfc7515_a2_verifies_through_the_layers_with_its_2011_exp_on_an_injected_clock() {
+    use tessera_verifier::{Claim, Jws, Validation, VerifyError};
+    let vector = fixture("rfc7515_A2.json");
+    let key = key_from_jwk(&vector["jwk"]);
+    let token = vector["token"].as_str().unwrap();
+    let jws = Jws::parse(token, 8192).unwrap();
+    assert_eq!(jws.header().alg, "RS256");
+    jws.check_alg(&["RS256".to_owned()]).unwrap();
+    jws.verify_signature(&key).unwrap();
+    // The example has no aud, sub or iat: a validation asking for what it has.
+    let validation = Validation {
+        issuer: "joe".to_owned(),
+        audiences: Vec::new(),
+        leeway: 0,
+        required: vec![Claim::Iss, Claim::Exp],
+    };
+    const EXP: i64 = 1_300_819_380; // 2011-03-22T18:43:00Z
+    let claims = validation.validate(jws.payload(), EXP - 10).unwrap();
+    assert_eq!(claims.exp, Some(EXP));
+    assert_eq!(claims.iss.as_deref(), Some("joe"));
+    assert_eq!(
+        validation.validate(jws.payload(), EXP).unwrap_err(),
+        VerifyError::Expired { exp: EXP }
+    );
+    assert_eq!(
+        validation
+            .validate(jws.payload(), 1_767_225_600)
+            .unwrap_err(),
+        VerifyError::Expired { exp: EXP }
+    );
+    // Every derived negative fails at the JWS layer.
+    for neg in vector["negative"].as_array().unwrap() {
+        let token = neg["token"].as_str().unwrap();
+        let refused = Jws::parse(token, 8192).and_then(|jws| {
+            jws.check_alg(&["RS256".to_owned()])?;
+            jws.verify_signature(&key)
+        });
+        assert!(refused.is_err(), "{} must fail", neg["name"]);
+    }
+}
+
+#[test]
+fn rfc7520_4_1_is_a_valid_jws_but_not_a_jwt() {
+    use tessera_verifier::{Jws, Validation, VerifyError};
+    let vector = fixture("rfc7520_4_1.json");
+    let key = key_from_jwk(&vector["jwk"]);
+    let jws = Jws::parse(vector["token"].as_str().unwrap(), 8192).unwrap();
+    jws.verify_signature(&key).unwrap();
+    let validation = Validation {
+        issuer: "x".to_owned(),
+        audiences: vec!["x".to_owned()],
+        leeway: 0,
+        required: tessera_verifier::DEFAULT_REQUIRED.to_vec(),
+    };
+    assert!(matches!(
+        validation.validate(jws.payload(), 0),
+        Err(VerifyError::Malformed(_))
+    ));
+}
