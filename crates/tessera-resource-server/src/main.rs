@@ -1,0 +1,128 @@
+//! `tessera-resource-server`: see the library's documentation.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use tessera_verifier::{JwksSource, SystemClock, TokenCacheConfig, Verifier, VerifierConfig};
+
+/// Tessera's demo resource server: /profile and /admin, protected by tokens
+/// from a Tessera issuer, verified with its published keys only.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// The issuer URL (the `iss` claim); its JWKS is discovered from its
+    /// RFC 8414 metadata unless --jwks-url is given.
+    #[arg(long, env = "TESSERA_RS_ISSUER", value_name = "URL")]
+    issuer: String,
+    /// Accepted audience; repeat or comma-separate for several.
+    #[arg(
+        long = "audience",
+        env = "TESSERA_RS_AUDIENCE",
+        value_name = "AUD",
+        value_delimiter = ',',
+        default_value = "tessera"
+    )]
+    audiences: Vec<String>,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(
+        long,
+        env = "TESSERA_RS_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8081"
+    )]
+    listen: SocketAddr,
+    /// The JWKS URL, instead of discovering it.
+    #[arg(long, env = "TESSERA_RS_JWKS_URL", value_name = "URL")]
+    jwks_url: Option<String>,
+    /// At most one JWKS refetch per this long for unknown key ids.
+    #[arg(
+        long,
+        env = "TESSERA_RS_UNKNOWN_KID_COOLDOWN",
+        value_name = "SECONDS",
+        default_value_t = 30
+    )]
+    unknown_kid_cooldown: u64,
+    /// Turn the verified-token cache off.
+    #[arg(long, env = "TESSERA_RS_NO_TOKEN_CACHE")]
+    no_token_cache: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            #[allow(clippy::print_stderr)] // the binary's one error line
+            {
+                eprintln!("tessera-resource-server: {err:#}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let mut config = VerifierConfig::new(args.issuer.trim_end_matches('/'), args.audiences);
+    if let Some(url) = args.jwks_url {
+        config = config.with_jwks(JwksSource::Url(url));
+    }
+    config.unknown_kid_cooldown = Duration::from_secs(args.unknown_kid_cooldown);
+    // On in the demo (and by default in the library): see docs/benchmarks.md.
+    config.token_cache = (!args.no_token_cache).then(TokenCacheConfig::default);
+    let verifier =
+        Verifier::start(config, Arc::new(SystemClock)).context("configuring the verifier")?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    #[allow(clippy::print_stdout)] // scripts and tests read the bound address here
+    {
+        println!("tessera-resource-server listening on http://{addr}");
+    }
+    tracing::info!(%addr, "listening");
+    axum::serve(listener, tessera_resource_server::app(verifier))
+        .with_graceful_shutdown(shutdown())
+        .await
+        .context("serving")?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+async fn shutdown() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

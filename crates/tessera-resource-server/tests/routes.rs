@@ -1,0 +1,243 @@
+//! The demo resource server: routes through `oneshot`, and the real binary on
+//! port 0 against a local issuer stand-in (metadata + JWKS from a real keyring).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt as _;
+use serde_json::{Value, json};
+use tessera_keyring::{DEFAULT_BITS, KeyDir, Keyring};
+use tessera_verifier::{JwksSource, KeySet, ManualClock, Verifier, VerifierConfig};
+use tower::ServiceExt as _;
+
+const NOW: i64 = 1_767_225_600;
+
+struct Issuer {
+    _tmp: tempfile::TempDir,
+    keyring: Keyring,
+}
+
+impl Issuer {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = KeyDir::new(tmp.path().join("keys"));
+        dir.init(DEFAULT_BITS).unwrap();
+        let keyring = dir.load().unwrap();
+        Self { _tmp: tmp, keyring }
+    }
+
+    fn jwks(&self) -> Value {
+        serde_json::to_value(self.keyring.jwks()).unwrap()
+    }
+
+    fn token(&self, iss: &str, roles: &[&str], exp: i64) -> String {
+        let claims = json!({
+            "iss": iss, "sub": "u-42", "aud": "tessera", "exp": exp, "iat": exp - 900,
+            "nbf": exp - 900, "jti": "j", "client_id": "tessera", "sid": "s", "scope": "profile",
+            "roles": roles, "preferred_username": "alice",
+        });
+        self.keyring
+            .signer()
+            .sign_jwt("at+jwt", &serde_json::to_vec(&claims).unwrap())
+            .unwrap()
+    }
+}
+
+fn verifier(issuer: &Issuer) -> Verifier {
+    let (set, _) =
+        KeySet::from_jwks_json(issuer.jwks().to_string().as_bytes(), &["RS256"]).unwrap();
+    let config =
+        VerifierConfig::new("http://issuer.test", ["tessera"]).with_jwks(JwksSource::Static(set));
+    Verifier::start(config, Arc::new(ManualClock::new(NOW))).unwrap()
+}
+
+async fn get(
+    verifier: &Verifier,
+    path: &str,
+    token: Option<&str>,
+) -> (StatusCode, Value, Option<String>) {
+    let mut request = Request::get(path);
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let response = tessera_resource_server::app(verifier.clone())
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let challenge = response
+        .headers()
+        .get(header::WWW_AUTHENTICATE)
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+        challenge,
+    )
+}
+
+#[tokio::test]
+async fn profile_returns_the_callers_claims() {
+    let issuer = Issuer::new();
+    let v = verifier(&issuer);
+    let t = issuer.token("http://issuer.test", &["user"], NOW + 900);
+    let (status, body, _) = get(&v, "/profile", Some(&t)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"sub": "u-42", "preferred_username": "alice", "roles": ["user"], "scope": "profile", "exp": NOW + 900})
+    );
+}
+
+#[tokio::test]
+async fn admin_needs_the_admin_role() {
+    let issuer = Issuer::new();
+    let v = verifier(&issuer);
+    let user = issuer.token("http://issuer.test", &["user"], NOW + 900);
+    let admin = issuer.token("http://issuer.test", &["admin"], NOW + 900);
+    let (status, body, challenge) = get(&v, "/admin", Some(&user)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"], "insufficient_scope");
+    assert!(challenge.unwrap().contains("insufficient_scope"));
+    let (status, body, _) = get(&v, "/admin", Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["sub"], "u-42");
+}
+
+#[tokio::test]
+async fn bad_or_missing_tokens_are_401_and_health_is_open() {
+    let issuer = Issuer::new();
+    let v = verifier(&issuer);
+    let (status, _, challenge) = get(&v, "/profile", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(challenge.as_deref(), Some("Bearer realm=\"tessera\""));
+    let wrong_iss = issuer.token("http://elsewhere.test", &["admin"], NOW + 900);
+    let (status, body, challenge) = get(&v, "/admin", Some(&wrong_iss)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "invalid_token");
+    assert!(challenge.unwrap().contains("wrong issuer"));
+    let expired = issuer.token("http://issuer.test", &["user"], NOW - 3600);
+    assert_eq!(
+        get(&v, "/profile", Some(&expired)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, body, _) = get(&v, "/healthz", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["keys"]["usable"], true);
+    assert_eq!(get(&v, "/readyz", None).await.0, StatusCode::OK);
+    let (_, metrics, _) = get(&v, "/metrics", None).await;
+    assert_eq!(metrics["verified"], 0);
+    assert_eq!(get(&v, "/nope", None).await.0, StatusCode::NOT_FOUND);
+}
+
+/// A stand-in issuer: RFC 8414 metadata and the keyring's JWKS.
+async fn serve_issuer(jwks: Value) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let meta = json!({"issuer": base, "jwks_uri": format!("{base}/.well-known/jwks.json")});
+    let app = axum::Router::new()
+        .route(
+            "/.well-known/oauth-authorization-server",
+            axum::routing::get(move || async move { axum::Json(meta) }),
+        )
+        .route(
+            "/.well-known/jwks.json",
+            axum::routing::get(move || async move { axum::Json(jwks) }),
+        );
+    let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, task)
+}
+
+#[tokio::test]
+async fn the_binary_serves_on_port_0_and_stops_cleanly_on_sigterm() {
+    use std::io::BufRead as _;
+    let issuer = Issuer::new();
+    let (base, _server) = serve_issuer(issuer.jwks()).await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tessera-resource-server"))
+        .args(["--issuer", &base, "--listen", "127.0.0.1:0"])
+        .env_remove("TESSERA_RS_AUDIENCE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("tessera-resource-server listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    // Ready once the keys are fetched; then a real token works end to end.
+    let mut ready = false;
+    for _ in 0..100 {
+        if http_get(&addr, "/readyz", None).await.0 == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ready, "never ready");
+    #[allow(clippy::disallowed_methods)] // a real process verifies with the real clock
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let t = issuer.token(&base, &["admin"], now + 900);
+    let (status, body) = http_get(&addr, "/profile", Some(&t)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"sub\":\"u-42\""), "{body}");
+    assert_eq!(http_get(&addr, "/admin", Some(&t)).await.0, 200);
+    assert_eq!(http_get(&addr, "/admin", None).await.0, 401);
+    // SIGTERM: a clean exit, and the token never reached the log.
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("shut down cleanly"), "{log}");
+    assert!(!log.contains(&t[..40]), "a token reached the log");
+}
+
+/// A one-shot HTTP/1.1 GET over a fresh connection: (status, body).
+async fn http_get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return (0, String::new());
+    };
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).await.unwrap();
+    let status = response
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
