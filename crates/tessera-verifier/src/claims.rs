@@ -2,8 +2,7 @@
 //! the configured issuer and audiences and an injected time, then typed.
 
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
-use serde_json::value::RawValue;
+use std::borrow::Cow;
 
 use crate::VerifyError;
 
@@ -79,66 +78,303 @@ pub struct Registered {
     pub jti: Option<String>,
 }
 
-/// The registered members as raw JSON: duplicates are refused by serde, and
-/// each value's type is checked on its own so the error names the claim.
+/// A registered member as found: absent (or `null`), a value of the right
+/// JSON type, or a value of the wrong type. Read in one pass, strings borrowed
+/// from the payload where possible, so a wrong type names its claim without a
+/// second parse.
+enum Field<T> {
+    Absent,
+    Value(T),
+    WrongType,
+}
+
+// By hand: a derive would demand `T: Default`, which the payloads' types lack.
+#[allow(clippy::derivable_impls)]
+impl<T> Default for Field<T> {
+    fn default() -> Self {
+        Self::Absent
+    }
+}
+
+impl<T> Field<T> {
+    fn get(self, claim: Claim) -> Result<Option<T>, VerifyError> {
+        match self {
+            Self::Absent => Ok(None),
+            Self::Value(v) => Ok(Some(v)),
+            Self::WrongType => Err(VerifyError::InvalidClaim(claim.name())),
+        }
+    }
+}
+
+/// Consumes whatever value a visitor did not want, so parsing goes on.
+macro_rules! wrong_type_otherwise {
+    () => {
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(Field::WrongType)
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(Field::WrongType)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Field::Absent)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Field::Absent)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            while map
+                .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                .is_some()
+            {}
+            Ok(Field::WrongType)
+        }
+    };
+}
+
+struct StrVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for StrVisitor<'a> {
+    type Value = Field<Cow<'a, str>>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Field::Value(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Field::Value(Cow::Owned(v.to_owned())))
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Field::WrongType)
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Field::WrongType)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Field::WrongType)
+    }
+    wrong_type_otherwise!();
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Field<Cow<'a, str>> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrVisitor(std::marker::PhantomData))
+    }
+}
+
+/// NumericDate: integers only (a float or a string `exp` is refused).
+struct DateVisitor;
+
+impl<'de> serde::de::Visitor<'de> for DateVisitor {
+    type Value = Field<i64>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an integer")
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Field::Value(v))
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(i64::try_from(v).map_or(Field::WrongType, Field::Value))
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Field::WrongType)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Field::WrongType)
+    }
+    wrong_type_otherwise!();
+}
+
+impl<'de> Deserialize<'de> for Field<i64> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(DateVisitor)
+    }
+}
+
+/// `aud`: a string or an array of strings, owned (it is kept).
+struct Audiences<'a>(Vec<String>, std::marker::PhantomData<&'a ()>);
+
+struct AudVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for AudVisitor<'a> {
+    type Value = Field<Audiences<'a>>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string or an array of strings")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Field::Value(Audiences(
+            vec![v.to_owned()],
+            std::marker::PhantomData,
+        )))
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Field::WrongType)
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Field::WrongType)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut all = Vec::new();
+        let mut wrong = false;
+        while let Some(item) = seq.next_element::<Field<Cow<'a, str>>>()? {
+            match item {
+                Field::Value(a) => all.push(a.into_owned()),
+                _ => wrong = true,
+            }
+        }
+        Ok(if wrong {
+            Field::WrongType
+        } else {
+            Field::Value(Audiences(all, std::marker::PhantomData))
+        })
+    }
+    wrong_type_otherwise!();
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Field<Audiences<'a>> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(AudVisitor(std::marker::PhantomData))
+    }
+}
+
+/// The registered members, one pass; duplicates are refused by serde.
 #[derive(Deserialize)]
 struct RawClaims<'a> {
     #[serde(borrow, default)]
-    iss: Option<&'a RawValue>,
+    iss: Field<Cow<'a, str>>,
     #[serde(borrow, default)]
-    sub: Option<&'a RawValue>,
+    sub: Field<Cow<'a, str>>,
     #[serde(borrow, default)]
-    aud: Option<&'a RawValue>,
+    aud: Field<Audiences<'a>>,
+    #[serde(default)]
+    exp: Field<i64>,
+    #[serde(default)]
+    nbf: Field<i64>,
+    #[serde(default)]
+    iat: Field<i64>,
     #[serde(borrow, default)]
-    exp: Option<&'a RawValue>,
+    jti: Field<Cow<'a, str>>,
+    // The members of [`AccessClaims`], read in the same pass so the default
+    // claims type costs no second parse. Their type errors matter only when
+    // the caller asked for `AccessClaims`.
     #[serde(borrow, default)]
-    nbf: Option<&'a RawValue>,
+    client_id: Field<Cow<'a, str>>,
     #[serde(borrow, default)]
-    iat: Option<&'a RawValue>,
+    sid: Field<Cow<'a, str>>,
     #[serde(borrow, default)]
-    jti: Option<&'a RawValue>,
+    scope: Field<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    preferred_username: Field<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    roles: Field<Strings<'a>>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
+/// An array of strings (and nothing else), owned.
+struct Strings<'a>(Vec<String>, std::marker::PhantomData<&'a ()>);
+
+struct StringsVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for StringsVisitor<'a> {
+    type Value = Field<Strings<'a>>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of strings")
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Field::WrongType)
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Field::WrongType)
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Field::WrongType)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut all = Vec::new();
+        let mut wrong = false;
+        while let Some(item) = seq.next_element::<Field<Cow<'a, str>>>()? {
+            match item {
+                Field::Value(a) => all.push(a.into_owned()),
+                _ => wrong = true,
+            }
+        }
+        Ok(if wrong {
+            Field::WrongType
+        } else {
+            Field::Value(Strings(all, std::marker::PhantomData))
+        })
+    }
+    wrong_type_otherwise!();
 }
 
-fn typed<T: DeserializeOwned>(
-    raw: Option<&RawValue>,
-    claim: Claim,
-) -> Result<Option<T>, VerifyError> {
-    raw.map(|v| serde_json::from_str(v.get()))
-        .transpose()
-        .map_err(|_| VerifyError::InvalidClaim(claim.name()))
+impl<'de: 'a, 'a> Deserialize<'de> for Field<Strings<'a>> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StringsVisitor(std::marker::PhantomData))
+    }
+}
+
+fn owned(field: Field<Cow<'_, str>>, name: &'static str) -> Result<Option<String>, VerifyError> {
+    match field {
+        Field::Absent => Ok(None),
+        Field::Value(v) => Ok(Some(v.into_owned())),
+        Field::WrongType => Err(VerifyError::InvalidClaim(name)),
+    }
 }
 
 impl Validation {
     /// Checks the registered claims of a payload at time `now` (Unix seconds).
     pub fn validate(&self, payload: &[u8], now: i64) -> Result<Registered, VerifyError> {
+        self.validate_all(payload, now)
+            .map(|(registered, ..)| registered)
+    }
+
+    /// [`Validation::validate`], also returning the payload as text and the
+    /// [`AccessClaims`] read in the same pass (or why they could not be).
+    pub(crate) fn validate_all<'p>(
+        &self,
+        payload: &'p [u8],
+        now: i64,
+    ) -> Result<(Registered, &'p str, Result<AccessClaims, VerifyError>), VerifyError> {
         if !crate::jws::is_json_object(payload) {
             return Err(VerifyError::Malformed("payload is not a JSON object"));
         }
         if crate::jws::too_deep(payload) {
             return Err(VerifyError::Malformed("payload nests too deeply"));
         }
-        let raw: RawClaims<'_> = serde_json::from_slice(payload)
+        // UTF-8 checked once here (vectorised), not string by string by serde.
+        let text = std::str::from_utf8(payload)
+            .map_err(|_| VerifyError::Malformed("payload is not UTF-8"))?;
+        let raw: RawClaims<'_> = serde_json::from_str(text)
             .map_err(|_| VerifyError::Malformed("payload is not valid"))?;
-        // NumericDate: integers only (a float or a string `exp` is refused).
+        let access = (|| {
+            Ok(AccessClaims {
+                client_id: owned(raw.client_id, "client_id")?,
+                sid: owned(raw.sid, "sid")?,
+                scope: owned(raw.scope, "scope")?,
+                preferred_username: owned(raw.preferred_username, "preferred_username")?,
+                roles: match raw.roles {
+                    Field::Absent => Vec::new(),
+                    Field::Value(r) => r.0,
+                    Field::WrongType => return Err(VerifyError::InvalidClaim("roles")),
+                },
+            })
+        })();
+        let iss = raw.iss.get(Claim::Iss)?;
+        let sub = raw.sub.get(Claim::Sub)?;
+        let aud = raw.aud.get(Claim::Aud)?;
+        let has_aud = aud.is_some();
         let claims = Registered {
-            iss: typed(raw.iss, Claim::Iss)?,
-            sub: typed(raw.sub, Claim::Sub)?,
-            aud: match typed::<OneOrMany>(raw.aud, Claim::Aud)? {
-                None => Vec::new(),
-                Some(OneOrMany::One(a)) => vec![a],
-                Some(OneOrMany::Many(a)) => a,
-            },
-            exp: typed(raw.exp, Claim::Exp)?,
-            nbf: typed(raw.nbf, Claim::Nbf)?,
-            iat: typed(raw.iat, Claim::Iat)?,
-            jti: typed(raw.jti, Claim::Jti)?,
+            iss: iss.map(Cow::into_owned),
+            sub: sub.map(Cow::into_owned),
+            aud: aud.map_or_else(Vec::new, |a| a.0),
+            exp: raw.exp.get(Claim::Exp)?,
+            nbf: raw.nbf.get(Claim::Nbf)?,
+            iat: raw.iat.get(Claim::Iat)?,
+            jti: raw.jti.get(Claim::Jti)?.map(Cow::into_owned),
         };
         for &claim in &self.required {
             let present = match claim {
@@ -159,11 +395,11 @@ impl Validation {
         {
             return Err(VerifyError::WrongIssuer);
         }
-        if raw.aud.is_some() && !claims.aud.iter().any(|a| self.audiences.contains(a)) {
+        if has_aud && !claims.aud.iter().any(|a| self.audiences.contains(a)) {
             return Err(VerifyError::WrongAudience);
         }
         self.check_times(&claims, now)?;
-        Ok(claims)
+        Ok((claims, text, access))
     }
 
     /// The time checks alone, also run on every token-cache hit.

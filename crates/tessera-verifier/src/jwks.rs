@@ -14,7 +14,7 @@ const RS256: &str = "RS256";
 /// Verification keys by `kid`, built from a JWKS document.
 #[derive(Debug, Clone, Default)]
 pub struct KeySet {
-    keys: HashMap<String, VerifyingKey>,
+    keys: HashMap<std::sync::Arc<str>, VerifyingKey>,
 }
 
 /// A JWK that was left out of the set, and why.
@@ -85,7 +85,7 @@ impl KeySet {
                 .map_err(|e| format!("malformed JWK ({e})"))
                 .and_then(|jwk| usable(jwk, allowed_algs));
             match key {
-                Ok((kid, key)) => match keys.entry(kid) {
+                Ok((kid, key)) => match keys.entry(std::sync::Arc::from(kid)) {
                     std::collections::hash_map::Entry::Occupied(_) => {
                         skipped.push(skip("duplicate kid".to_owned()));
                     }
@@ -107,6 +107,11 @@ impl KeySet {
         self.keys.get(kid)
     }
 
+    /// The key with this `kid`, and the `kid` as shared (no allocation to keep it).
+    pub(crate) fn entry(&self, kid: &str) -> Option<(&std::sync::Arc<str>, &VerifyingKey)> {
+        self.keys.get_key_value(kid)
+    }
+
     /// How many usable keys the set holds.
     pub fn len(&self) -> usize {
         self.keys.len()
@@ -119,7 +124,7 @@ impl KeySet {
 
     /// The `kid`s in the set, in no particular order.
     pub fn kids(&self) -> impl Iterator<Item = &str> {
-        self.keys.keys().map(String::as_str)
+        self.keys.keys().map(|k| &**k)
     }
 }
 

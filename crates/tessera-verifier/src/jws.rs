@@ -17,9 +17,16 @@ use crate::crypto::VerifyingKey;
 #[derive(Debug)]
 pub struct Jws<'a> {
     header: Header,
-    signing_input: &'a str,
-    payload: Vec<u8>,
-    signature: Vec<u8>,
+    parts: Parts<'a>,
+}
+
+impl std::fmt::Debug for Parts<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parts")
+            .field("payload_len", &self.payload.len())
+            .field("signature_len", &self.signature_len)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The header members the verifier reads.
@@ -34,12 +41,14 @@ pub struct Header {
 }
 
 #[derive(Deserialize)]
-struct RawHeader {
-    alg: String,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    typ: Option<String>,
+struct RawHeader<'a> {
+    // Borrowed from the decoded header unless escaped: no allocation per token.
+    #[serde(borrow)]
+    alg: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    kid: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    typ: Option<std::borrow::Cow<'a, str>>,
     /// Present at all (whatever its value) means refused.
     #[serde(default, deserialize_with = "present")]
     crit: bool,
@@ -64,6 +73,10 @@ pub(crate) const MAX_JSON_DEPTH: usize = 32;
 /// Whether the JSON text nests arrays and objects deeper than [`MAX_JSON_DEPTH`]
 /// (brackets inside strings do not count).
 pub(crate) fn too_deep(json: &[u8]) -> bool {
+    // Fast path: too few brackets to nest that deep (a vectorised count).
+    if json.iter().filter(|&&b| b == b'[' || b == b'{').count() <= MAX_JSON_DEPTH {
+        return false;
+    }
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for &b in json {
         if in_string {
@@ -99,47 +112,171 @@ pub(crate) fn is_json_object(bytes: &[u8]) -> bool {
         .is_some_and(|&b| b == b'{')
 }
 
-impl<'a> Jws<'a> {
-    /// Parses `token`, refusing anything over `max_len` bytes before looking at it.
-    pub fn parse(token: &'a str, max_len: usize) -> Result<Self, VerifyError> {
-        if token.len() > max_len {
-            return Err(VerifyError::TooLarge { max: max_len });
+/// The largest RSA signature accepted (an 8192-bit key).
+const MAX_SIGNATURE: usize = crate::MAX_RSA_BITS / 8;
+
+/// The segments of a compact JWS after decoding, borrowed from the token where
+/// possible; the signature sits in a fixed buffer (no allocation).
+pub(crate) struct Parts<'t> {
+    pub(crate) signing_input: &'t str,
+    pub(crate) payload: Vec<u8>,
+    signature: [u8; MAX_SIGNATURE],
+    signature_len: usize,
+}
+
+impl Parts<'_> {
+    pub(crate) fn verify(&self, key: &VerifyingKey) -> Result<(), VerifyError> {
+        let signature = &self.signature[..self.signature_len];
+        if key.verify_rs256(self.signing_input.as_bytes(), signature) {
+            Ok(())
+        } else {
+            Err(VerifyError::BadSignature)
         }
-        let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(VerifyError::Malformed("not three segments"));
-        };
-        // An empty signature parses (and then fails as a bad signature): so that
-        // `alg: none` tokens are refused for their `alg`, which says more.
-        if h.is_empty() || p.is_empty() {
-            return Err(VerifyError::Malformed("empty segment"));
-        }
-        let header_json = b64(h, "header is not base64url")?;
-        if !is_json_object(&header_json) {
-            return Err(VerifyError::Malformed("header is not a JSON object"));
-        }
-        if too_deep(&header_json) {
-            return Err(VerifyError::Malformed("header nests too deeply"));
-        }
-        let raw: RawHeader = serde_json::from_slice(&header_json)
-            .map_err(|_| VerifyError::Malformed("header is not valid"))?;
-        if raw.crit {
-            return Err(VerifyError::CriticalHeader);
-        }
-        let payload = b64(p, "payload is not base64url")?;
-        let signature = b64(s, "signature is not base64url")?;
-        Ok(Self {
-            header: Header {
-                alg: raw.alg,
-                kid: raw.kid,
-                typ: raw.typ,
-            },
+    }
+}
+
+/// The header as parsed, borrowed.
+pub(crate) struct HeaderRef<'h> {
+    pub(crate) alg: &'h str,
+    pub(crate) kid: Option<&'h str>,
+    pub(crate) typ: Option<&'h str>,
+}
+
+/// The structural parse shared by [`Jws::parse`] and the verifier: size,
+/// segments, header (a JSON object, not too deep, no duplicates, no `crit`).
+/// `inspect` sees the borrowed header before the payload and signature are
+/// decoded, so a refused header costs nothing more.
+pub(crate) fn parse_with<'t, T>(
+    token: &'t str,
+    max_len: usize,
+    inspect: impl FnOnce(&HeaderRef<'_>) -> Result<T, VerifyError>,
+) -> Result<(T, Parts<'t>), VerifyError> {
+    parse_with_known(token, max_len, |_| None, inspect)
+}
+
+/// [`parse_with`], where `known` may answer for a header segment already
+/// inspected before (the same bytes always give the same answer), skipping its
+/// decoding and parsing.
+pub(crate) fn parse_with_known<'t, T>(
+    token: &'t str,
+    max_len: usize,
+    known: impl FnOnce(&str) -> Option<T>,
+    inspect: impl FnOnce(&HeaderRef<'_>) -> Result<T, VerifyError>,
+) -> Result<(T, Parts<'t>), VerifyError> {
+    if token.len() > max_len {
+        return Err(VerifyError::TooLarge { max: max_len });
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(VerifyError::Malformed("not three segments"));
+    };
+    // An empty signature parses (and then fails as a bad signature): so that
+    // `alg: none` tokens are refused for their `alg`, which says more.
+    if h.is_empty() || p.is_empty() {
+        return Err(VerifyError::Malformed("empty segment"));
+    }
+    let inspected = match known(h) {
+        Some(known) => known,
+        None => inspect_header(h, inspect)?,
+    };
+    let payload = b64(p, "payload is not base64url")?;
+    let mut signature = [0u8; MAX_SIGNATURE];
+    let signature_len = URL_SAFE_NO_PAD
+        .decode_slice(s, &mut signature)
+        .map_err(|e| match e {
+            base64::DecodeSliceError::OutputSliceTooSmall => VerifyError::BadSignature,
+            base64::DecodeSliceError::DecodeError(_) => {
+                VerifyError::Malformed("signature is not base64url")
+            }
+        })?;
+    Ok((
+        inspected,
+        Parts {
             signing_input: &token[..h.len() + 1 + p.len()],
             payload,
             signature,
-        })
+            signature_len,
+        },
+    ))
+}
+
+fn inspect_header<T>(
+    h: &str,
+    inspect: impl FnOnce(&HeaderRef<'_>) -> Result<T, VerifyError>,
+) -> Result<T, VerifyError> {
+    // Headers are small: decoded on the stack unless unusually large.
+    let mut header_buf = [0u8; 256];
+    let header_vec;
+    let header_json: &[u8] = match URL_SAFE_NO_PAD.decode_slice(h, &mut header_buf) {
+        Ok(n) => &header_buf[..n],
+        Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+            header_vec = b64(h, "header is not base64url")?;
+            &header_vec
+        }
+        Err(base64::DecodeSliceError::DecodeError(_)) => {
+            return Err(VerifyError::Malformed("header is not base64url"));
+        }
+    };
+    if !is_json_object(header_json) {
+        return Err(VerifyError::Malformed("header is not a JSON object"));
+    }
+    if too_deep(header_json) {
+        return Err(VerifyError::Malformed("header nests too deeply"));
+    }
+    // UTF-8 checked once (vectorised), then parsed as text.
+    let header_text = std::str::from_utf8(header_json)
+        .map_err(|_| VerifyError::Malformed("header is not valid"))?;
+    let raw: RawHeader<'_> = serde_json::from_str(header_text)
+        .map_err(|_| VerifyError::Malformed("header is not valid"))?;
+    if raw.crit {
+        return Err(VerifyError::CriticalHeader);
+    }
+    inspect(&HeaderRef {
+        alg: &raw.alg,
+        kid: raw.kid.as_deref(),
+        typ: raw.typ.as_deref(),
+    })
+}
+
+/// `alg` against an allowlist from configuration: the token's own `alg` can
+/// only be refused by it, never widen it. Only RS256 is implemented.
+pub(crate) fn check_alg(alg: &str, allowed: &[String]) -> Result<(), VerifyError> {
+    if alg == crate::RS256 && allowed.iter().any(|a| a == alg) {
+        return Ok(());
+    }
+    // Bounded: the untrusted value only goes to logs and errors.
+    Err(VerifyError::AlgorithmNotAllowed(
+        alg.chars().take(16).collect(),
+    ))
+}
+
+/// `typ`, case-insensitively, with or without `application/` (RFC 7515 §4.1.9).
+pub(crate) fn check_typ(typ: Option<&str>, required: &str) -> Result<(), VerifyError> {
+    let typ = typ.ok_or(VerifyError::WrongType)?;
+    let typ = match typ.get(..12) {
+        Some(prefix) if typ.len() > 12 && prefix.eq_ignore_ascii_case("application/") => &typ[12..],
+        _ => typ,
+    };
+    if typ.eq_ignore_ascii_case(required) {
+        Ok(())
+    } else {
+        Err(VerifyError::WrongType)
+    }
+}
+
+impl<'a> Jws<'a> {
+    /// Parses `token`, refusing anything over `max_len` bytes before looking at it.
+    pub fn parse(token: &'a str, max_len: usize) -> Result<Self, VerifyError> {
+        let (header, parts) = parse_with(token, max_len, |h| {
+            Ok(Header {
+                alg: h.alg.to_owned(),
+                kid: h.kid.map(str::to_owned),
+                typ: h.typ.map(str::to_owned),
+            })
+        })?;
+        Ok(Self { header, parts })
     }
 
     /// The checked header.
@@ -151,49 +288,23 @@ impl<'a> Jws<'a> {
     /// token's own `alg` can only be refused by it, never widen it. Only RS256
     /// is implemented.
     pub fn check_alg(&self, allowed: &[String]) -> Result<(), VerifyError> {
-        let alg = &self.header.alg;
-        if alg == crate::RS256 && allowed.iter().any(|a| a == alg) {
-            return Ok(());
-        }
-        // Bounded: the untrusted value only goes to logs and errors.
-        Err(VerifyError::AlgorithmNotAllowed(
-            alg.chars().take(16).collect(),
-        ))
+        check_alg(&self.header.alg, allowed)
     }
 
     /// Checks `typ` case-insensitively, with or without `application/`
     /// (RFC 7515 §4.1.9).
     pub fn check_typ(&self, required: &str) -> Result<(), VerifyError> {
-        let typ = self.header.typ.as_deref().ok_or(VerifyError::WrongType)?;
-        let typ = if typ.len() > 12 && typ[..12].eq_ignore_ascii_case("application/") {
-            &typ[12..]
-        } else {
-            typ
-        };
-        if typ.eq_ignore_ascii_case(required) {
-            Ok(())
-        } else {
-            Err(VerifyError::WrongType)
-        }
+        check_typ(self.header.typ.as_deref(), required)
     }
 
     /// Verifies the RS256 signature under `key`.
     pub fn verify_signature(&self, key: &VerifyingKey) -> Result<(), VerifyError> {
-        if key.verify_rs256(self.signing_input.as_bytes(), &self.signature) {
-            Ok(())
-        } else {
-            Err(VerifyError::BadSignature)
-        }
+        self.parts.verify(key)
     }
 
     /// The decoded payload. Unauthenticated until [`Jws::verify_signature`]
     /// succeeded.
     pub fn payload(&self) -> &[u8] {
-        &self.payload
-    }
-
-    /// The decoded payload, taken.
-    pub(crate) fn into_payload(self) -> Vec<u8> {
-        self.payload
+        &self.parts.payload
     }
 }

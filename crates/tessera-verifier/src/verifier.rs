@@ -10,15 +10,25 @@ use hyper::Uri;
 use serde::de::DeserializeOwned;
 
 use crate::VerifyError;
-use crate::claims::{Registered, Validation, Verified};
+use crate::claims::{AccessClaims, Registered, Validation, Verified};
 use crate::clock::Clock;
 use crate::config::{JwksSource, VerifierConfig, secs};
 use crate::error::ConfigError;
 use crate::fetch::{self, FetchError};
 use crate::jwks::KeySet;
-use crate::jws::Jws;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::token_cache::{Entry, TokenCache};
+
+/// What the header's `kid` found in the key set.
+enum Lookup {
+    Found(Arc<str>),
+    Unknown(String, u64),
+}
+
+/// Header segments remembered as checked (a few per signing key in use).
+const MAX_HEADERS: usize = 16;
+/// Longer header segments are not remembered.
+const MAX_REMEMBERED_HEADER: usize = 512;
 
 /// The most unknown `kid`s remembered at once.
 const MAX_MISSES: usize = 1024;
@@ -49,6 +59,9 @@ struct Inner {
     fetch_lock: tokio::sync::Mutex<()>,
     /// When an unknown `kid` last caused a refetch (Unix seconds).
     last_kid_refetch: AtomicI64,
+    /// Header segments that passed the header checks, newest first, with their
+    /// kid: the same bytes need no second decoding.
+    headers: arc_swap::ArcSwap<Vec<(Box<str>, Arc<str>)>>,
     /// Unknown `kid`s and when they were seen missing.
     misses: Mutex<HashMap<String, i64>>,
     health: Mutex<FetchHealth>,
@@ -189,6 +202,7 @@ impl Verifier {
             source,
             fetch_lock: tokio::sync::Mutex::new(()),
             last_kid_refetch: AtomicI64::new(i64::MIN),
+            headers: arc_swap::ArcSwap::from_pointee(Vec::new()),
             misses: Mutex::new(HashMap::new()),
             health: Mutex::new(FetchHealth::default()),
             timing: Timing {
@@ -214,7 +228,7 @@ impl Verifier {
     /// by `kid`, signature, then claims (`iss`, `aud`, `exp`/`nbf`/`iat` with
     /// leeway, JSON types). A token seen before (same bytes, key still
     /// published) skips only the signature.
-    pub async fn verify<C: DeserializeOwned>(
+    pub async fn verify<C: DeserializeOwned + 'static>(
         &self,
         token: &str,
     ) -> Result<Verified<C>, VerifyError> {
@@ -227,7 +241,7 @@ impl Verifier {
         result
     }
 
-    async fn verify_inner<C: DeserializeOwned>(
+    async fn verify_inner<C: DeserializeOwned + 'static>(
         &self,
         token: &str,
     ) -> Result<Verified<C>, VerifyError> {
@@ -261,30 +275,75 @@ impl Verifier {
             cache.remove(key);
         }
 
-        let jws = Jws::parse(token, inner.max_token_bytes)?;
-        jws.check_alg(&inner.algorithms)?;
-        if let Some(typ) = &inner.required_typ {
-            jws.check_typ(typ)?;
-        }
-        let kid = jws.header().kid.as_deref().ok_or(VerifyError::UnknownKey)?;
-        let checked = inner.check_signature(&jws, kid, now)?;
-        if let Some(generation) = checked {
-            // Unknown kid: maybe a rotation we have not seen yet.
-            self.refetch_for_unknown_kid(kid, generation, now).await;
-            if inner.check_signature(&jws, kid, now)?.is_some() {
-                inner.remember_miss(kid, now);
-                return Err(VerifyError::UnknownKey);
+        // Header checks, then the key by kid, all on the borrowed header and one
+        // load of the key set; the payload and signature are decoded only after.
+        let guard = inner.keys.load();
+        let lookup = |kid: &str| -> Result<Lookup, VerifyError> {
+            let state = inner.usable(guard.as_deref(), now)?;
+            Ok(match state.keys.entry(kid) {
+                Some((kid, _)) => Lookup::Found(Arc::clone(kid)),
+                None => Lookup::Unknown(kid.to_owned(), state.generation),
+            })
+        };
+        let headers = inner.headers.load();
+        let mut inspected = None;
+        let (found, parts) = crate::jws::parse_with_known(
+            token,
+            inner.max_token_bytes,
+            // A header segment that passed these checks before passes again:
+            // only its kid is looked up.
+            |segment| {
+                let kid = headers.iter().find(|(s, _)| **s == *segment)?.1.clone();
+                Some(lookup(&kid))
+            },
+            |h| {
+                crate::jws::check_alg(h.alg, &inner.algorithms)?;
+                if let Some(typ) = &inner.required_typ {
+                    crate::jws::check_typ(h.typ, typ)?;
+                }
+                let kid = h.kid.ok_or(VerifyError::UnknownKey)?;
+                inspected = Some(());
+                Ok(lookup(kid))
+            },
+        )?;
+        let found = found?;
+        let kid = match found {
+            Lookup::Found(kid) => {
+                // The same snapshot the lookup used (already checked usable).
+                let state = guard.as_deref().ok_or(VerifyError::KeysUnavailable)?;
+                let key = state.keys.get(&kid).ok_or(VerifyError::UnknownKey)?;
+                parts.verify(key)?;
+                kid
             }
+            Lookup::Unknown(kid, generation) => {
+                drop(guard);
+                // Maybe a rotation we have not seen yet.
+                self.refetch_for_unknown_kid(&kid, generation, now).await;
+                let guard = inner.keys.load();
+                let state = inner.usable(guard.as_deref(), now)?;
+                let Some((kid_arc, key)) = state.keys.entry(&kid) else {
+                    inner.remember_miss(&kid, now);
+                    return Err(VerifyError::UnknownKey);
+                };
+                parts.verify(key)?;
+                Arc::clone(kid_arc)
+            }
+        };
+        // Only headers of genuinely signed tokens are remembered (a flood of
+        // forged headers must not churn the memo).
+        if inspected.is_some()
+            && let Some(segment) = token.split('.').next()
+        {
+            inner.remember_header(segment, &kid);
         }
-        let registered = Arc::new(inner.validation.validate(jws.payload(), now)?);
-        let kid: Arc<str> = Arc::from(kid);
-        let payload: Arc<[u8]> = jws.into_payload().into();
-        let claims = typed_claims(&payload)?;
+        let (registered, text, access) = inner.validation.validate_all(&parts.payload, now)?;
+        let claims = typed_claims_from(text, access)?;
+        let registered = Arc::new(registered);
         if let Some((cache, key)) = cache_key {
             let entry = Entry {
                 kid: Arc::clone(&kid),
                 registered: Arc::clone(&registered),
-                payload,
+                payload: parts.payload.into(),
             };
             cache.insert(key, entry, now.saturating_sub(inner.validation.leeway));
         }
@@ -383,6 +442,23 @@ fn typed_claims<C: DeserializeOwned>(payload: &[u8]) -> Result<C, VerifyError> {
     serde_json::from_slice(payload).map_err(|_| VerifyError::InvalidClaim("application claims"))
 }
 
+/// The caller's claims type: the [`AccessClaims`] already read when that is
+/// what was asked for (no second parse), otherwise a parse of the payload.
+fn typed_claims_from<C: DeserializeOwned + 'static>(
+    text: &str,
+    access: Result<AccessClaims, VerifyError>,
+) -> Result<C, VerifyError> {
+    let mut slot = Some(access);
+    if let Some(access) =
+        (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<Result<C, VerifyError>>>()
+    {
+        return access
+            .take()
+            .unwrap_or(Err(VerifyError::InvalidClaim("application claims")));
+    }
+    serde_json::from_str(text).map_err(|_| VerifyError::InvalidClaim("application claims"))
+}
+
 impl Inner {
     /// The key set if tokens may be verified with it now.
     fn usable<'a>(
@@ -400,20 +476,21 @@ impl Inner {
         Ok(state)
     }
 
-    /// Verifies the signature with the current key set. `Ok(Some(generation))`
-    /// when the set has no such `kid`.
-    fn check_signature(
-        &self,
-        jws: &Jws<'_>,
-        kid: &str,
-        now: i64,
-    ) -> Result<Option<u64>, VerifyError> {
-        let guard = self.keys.load();
-        let state = self.usable(guard.as_deref(), now)?;
-        match state.keys.get(kid) {
-            Some(key) => jws.verify_signature(key).map(|()| None),
-            None => Ok(Some(state.generation)),
+    /// Remembers a header segment that passed the header checks, and its kid.
+    fn remember_header(&self, segment: &str, kid: &str) {
+        if segment.len() > MAX_REMEMBERED_HEADER {
+            return;
         }
+        self.headers.rcu(|headers| {
+            let mut next: Vec<(Box<str>, Arc<str>)> = headers
+                .iter()
+                .filter(|(s, _)| **s != *segment)
+                .take(MAX_HEADERS - 1)
+                .cloned()
+                .collect();
+            next.insert(0, (Box::from(segment), Arc::from(kid)));
+            next
+        });
     }
 
     fn remember_miss(&self, kid: &str, now: i64) {

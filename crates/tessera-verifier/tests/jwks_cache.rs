@@ -67,7 +67,7 @@ async fn a_rotation_is_picked_up_by_an_unknown_kid_refetch() {
     let ours = TestKey::load("ours");
     let next = TestKey::load("attacker"); // plays the newly activated key here
     let server = JwksServer::start(jwks_of(&[&ours])).await;
-    let (verifier, _clock) = fetching_verifier(&server.jwks_url(), |_| {});
+    let (verifier, clock) = fetching_verifier(&server.jwks_url(), |_| {});
     assert!(verifier.ready(Duration::from_secs(5)).await);
     verifier
         .verify::<AccessClaims>(&token(&ours))
@@ -91,6 +91,24 @@ async fn a_rotation_is_picked_up_by_an_unknown_kid_refetch() {
         .await
         .unwrap();
     assert_eq!(server.jwks_requests(), 2);
+    // The old key is withdrawn (revoked): once the set is refreshed, its tokens
+    // fail, though the token and its header were cached and remembered.
+    let old_token = token(&ours);
+    verifier.verify::<AccessClaims>(&old_token).await.unwrap();
+    server.set_jwks(jwks_of(&[&next]));
+    clock.advance(300);
+    eventually("the old key gone", || verifier.kids() == ["test-attacker"]).await;
+    assert_eq!(
+        verifier
+            .verify::<AccessClaims>(&old_token)
+            .await
+            .unwrap_err(),
+        VerifyError::UnknownKey
+    );
+    verifier
+        .verify::<AccessClaims>(&token(&next))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

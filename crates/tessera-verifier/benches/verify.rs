@@ -1,0 +1,180 @@
+//! Verifying a typical access token through the [`Verifier`] (keys cached),
+//! beside the raw aws-lc-rs RSA verification of the same signature with the
+//! same parsed key, interleaved in one run. Also: the same token repeated, which
+//! the verified-token cache answers without RSA.
+//!
+//! Run: `cargo bench -p tessera-verifier --bench verify`. Target: full
+//! verification >= 0.9 x the primitive. Under `cargo test --benches` it runs a
+//! few rounds as a smoke test.
+//!
+//! [`Verifier`]: tessera_verifier::Verifier
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::disallowed_methods, // a benchmark reads the clock
+    missing_docs
+)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Instant;
+
+use aws_lc_rs::signature::{
+    RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256, RsaKeyPair, RsaPublicKeyComponents,
+};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use tessera_verifier::{
+    AccessClaims, JwksSource, KeySet, ManualClock, TokenCacheConfig, Verifier, VerifierConfig,
+};
+
+const NOW: i64 = 1_767_225_600;
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let der = std::fs::read(format!("{fixtures}/test_ours.pk8.der")).unwrap();
+    let jwks: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{fixtures}/test_keys.jwk.json")).unwrap())
+            .unwrap();
+    let jwk = &jwks["ours"];
+    let pair = RsaKeyPair::from_pkcs8(&der).unwrap();
+
+    // A typical Tessera access token (RFC 9068 header and claims).
+    let header = r#"{"alg":"RS256","typ":"at+jwt","kid":"test-ours"}"#;
+    let token_with = |jti: usize| {
+        let claims = format!(
+            r#"{{"iss":"https://auth.example.com","sub":"8f14e45f-ceea-467a-9af0-0c1e6d6e1c2a","aud":"https://api.example.com","exp":{},"iat":{NOW},"nbf":{NOW},"jti":"{jti:032x}","client_id":"tessera","sid":"5d41402abc4b2a76b9719d911017c592","scope":"profile","roles":["user"],"preferred_username":"alice"}}"#,
+            NOW + 900
+        );
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        let mut sig = vec![0; pair.public_modulus_len()];
+        pair.sign(
+            &RSA_PKCS1_SHA256,
+            &aws_lc_rs::rand::SystemRandom::new(),
+            input.as_bytes(),
+            &mut sig,
+        )
+        .unwrap();
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+    };
+    let token = token_with(0);
+
+    // The primitive: the same key parsed once into aws-lc-rs, verifying the
+    // same signing input and signature (hashing included, as in the verifier).
+    let b = |k: &str| URL_SAFE_NO_PAD.decode(jwk[k].as_str().unwrap()).unwrap();
+    let raw = RsaPublicKeyComponents {
+        n: b("n"),
+        e: b("e"),
+    }
+    .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256)
+    .unwrap();
+    let (input, sig) = token.rsplit_once('.').unwrap();
+    let sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+
+    let verifier = |cache: Option<TokenCacheConfig>| {
+        let (set, _) = KeySet::from_jwks_json(
+            serde_json::json!({"keys": [jwk]}).to_string().as_bytes(),
+            &["RS256"],
+        )
+        .unwrap();
+        let mut config =
+            VerifierConfig::new("https://auth.example.com", ["https://api.example.com"])
+                .with_jwks(JwksSource::Static(set));
+        config.token_cache = cache;
+        Verifier::start(config, Arc::new(ManualClock::new(NOW))).unwrap()
+    };
+    let uncached = verifier(None);
+    let cached = verifier(Some(TokenCacheConfig::default()));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+
+    let (rounds, batch) = if full { (60, 400) } else { (2, 5) };
+    let primitive = || {
+        let start = Instant::now();
+        for _ in 0..batch {
+            raw.verify_sig(black_box(input.as_bytes()), black_box(&sig))
+                .unwrap();
+        }
+        start.elapsed().as_secs_f64()
+    };
+    let through = |v: &Verifier, token: &str| {
+        rt.block_on(async {
+            let start = Instant::now();
+            for _ in 0..batch {
+                black_box(v.verify::<AccessClaims>(black_box(token)).await.unwrap());
+            }
+            start.elapsed().as_secs_f64()
+        })
+    };
+    // Interleaved A/B: alternate which side runs first; the median of the
+    // per-round ratios cancels a shared machine's drift.
+    let mut samples: Vec<[f64; 3]> = Vec::new();
+    for round in 0..rounds {
+        let (p, f, r) = if round % 2 == 0 {
+            let p = primitive();
+            (p, through(&uncached, &token), through(&cached, &token))
+        } else {
+            let r = through(&cached, &token);
+            let f = through(&uncached, &token);
+            (primitive(), f, r)
+        };
+        samples.push([p, f, r]);
+    }
+    let median = |f: &dyn Fn(&[f64; 3]) -> f64| {
+        let mut v: Vec<f64> = samples.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let rate = |i: usize| {
+        let total: f64 = samples.iter().map(|s| s[i]).sum();
+        (rounds * batch) as f64 / total
+    };
+    let full_ratio = median(&|s| s[0] / s[1]);
+    let cached_ratio = median(&|s| s[0] / s[2]);
+    assert!(cached.metrics().token_cache_hits > 0);
+    assert_eq!(uncached.metrics().token_cache_hits, 0);
+    println!(
+        "RS256 verification of a typical access token, 2048-bit key, one core ({} backend, interleaved A/B, {rounds} rounds of {batch}):",
+        tessera_verifier::BACKEND
+    );
+    println!(
+        "  aws-lc-rs primitive (parsed key)   {:>9.0} verifications/s",
+        rate(0)
+    );
+    println!(
+        "  Verifier, every check, no cache    {:>9.0} verifications/s: median ratio {full_ratio:.3} x the primitive (target >= 0.9)",
+        rate(1)
+    );
+    println!(
+        "  Verifier, repeated token (cached)  {:>9.0} verifications/s: median ratio {cached_ratio:.3} x the primitive",
+        rate(2)
+    );
+    // Fresh tokens through the cache: the cost of hashing and inserting when
+    // every token is new (the cache's overhead on a miss).
+    let fresh: Vec<String> = (1..=if full { 2000 } else { 5 }).map(token_with).collect();
+    let start = Instant::now();
+    rt.block_on(async {
+        for t in &fresh {
+            black_box(cached.verify::<AccessClaims>(t).await.unwrap());
+        }
+    });
+    let miss_rate = fresh.len() as f64 / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    for _ in 0..fresh.len() {
+        raw.verify_sig(black_box(input.as_bytes()), black_box(&sig))
+            .unwrap();
+    }
+    let raw_rate = fresh.len() as f64 / start.elapsed().as_secs_f64();
+    println!(
+        "  Verifier, fresh tokens, cache on   {miss_rate:>9.0} verifications/s: ratio {:.3} x the primitive ({raw_rate:.0}/s, measured right after)",
+        miss_rate / raw_rate
+    );
+}
