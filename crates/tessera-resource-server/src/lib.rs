@@ -48,15 +48,26 @@ pub fn routes(verifier: Verifier) -> Router {
         .with_state(verifier)
 }
 
-async fn profile(Authenticated(token): Authenticated) -> Json<serde_json::Value> {
+/// `GET /profile`'s answer.
+#[derive(Debug, serde::Serialize)]
+struct Profile<'a> {
+    sub: &'a str,
+    preferred_username: Option<&'a str>,
+    roles: &'a [String],
+    scope: Option<&'a str>,
+    exp: Option<i64>,
+}
+
+async fn profile(Authenticated(token): Authenticated) -> Response {
     let claims = token.claims();
-    Json(json!({
-        "sub": token.subject(),
-        "preferred_username": claims.preferred_username,
-        "roles": claims.roles,
-        "scope": claims.scope,
-        "exp": token.expires_at(),
-    }))
+    Json(Profile {
+        sub: token.subject(),
+        preferred_username: claims.preferred_username.as_deref(),
+        roles: &claims.roles,
+        scope: claims.scope.as_deref(),
+        exp: token.expires_at(),
+    })
+    .into_response()
 }
 
 async fn admin(admin: RequireRole<Admin>) -> Json<serde_json::Value> {

@@ -164,22 +164,41 @@ pub fn bearer_token<'a>(parts: &'a Parts, realm: &str) -> Result<&'a str, AuthEr
     if values.next().is_some() {
         return Err(invalid("more than one Authorization header"));
     }
-    let value = value
-        .to_str()
-        .map_err(|_| invalid("malformed Authorization header"))?;
-    let (scheme, token) = value
-        .split_once(' ')
+    // Validated as bytes in one branch-free pass (it vectorises; a token is
+    // ~1 KiB), instead of `to_str` and a second scan.
+    let value = value.as_bytes();
+    let space = value
+        .iter()
+        .position(|&b| b == b' ')
         .ok_or_else(|| invalid("expected: Authorization: Bearer <token>"))?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    if !value[..space].eq_ignore_ascii_case(b"bearer") {
         return Err(invalid("expected the Bearer scheme"));
     }
-    let token = token.trim_matches(' ');
-    let b64token = |c: char| c.is_ascii_alphanumeric() || "-._~+/".contains(c);
-    let body = token.trim_end_matches('=');
-    if body.is_empty() || !body.chars().all(b64token) {
+    let mut token = &value[space..];
+    while let [b' ', rest @ ..] = token {
+        token = rest;
+    }
+    while let [rest @ .., b' '] = token {
+        token = rest;
+    }
+    let mut body = token;
+    while let [rest @ .., b'='] = body {
+        body = rest;
+    }
+    let b64token = |b: u8| {
+        b.is_ascii_alphanumeric()
+            | (b == b'-')
+            | (b == b'.')
+            | (b == b'_')
+            | (b == b'~')
+            | (b == b'+')
+            | (b == b'/')
+    };
+    if body.is_empty() || !body.iter().fold(true, |ok, &b| ok & b64token(b)) {
         return Err(invalid("malformed bearer token"));
     }
-    Ok(token)
+    // All ASCII now: this cannot fail.
+    std::str::from_utf8(token).map_err(|_| invalid("malformed bearer token"))
 }
 
 impl<S, C> FromRequestParts<S> for Authenticated<C>

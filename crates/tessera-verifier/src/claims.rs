@@ -442,16 +442,27 @@ pub struct AccessClaims {
 
 /// A token that passed every check: only this crate can construct one, so a
 /// handler that takes a `Verified` cannot be reached with unchecked claims.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Verified<C = AccessClaims> {
-    claims: C,
+    // Shared: a cached token's claims are handed out without copying.
+    claims: std::sync::Arc<C>,
     registered: std::sync::Arc<Registered>,
     kid: std::sync::Arc<str>,
 }
 
+impl<C> Clone for Verified<C> {
+    fn clone(&self) -> Self {
+        Self {
+            claims: std::sync::Arc::clone(&self.claims),
+            registered: std::sync::Arc::clone(&self.registered),
+            kid: std::sync::Arc::clone(&self.kid),
+        }
+    }
+}
+
 impl<C> Verified<C> {
     pub(crate) fn new(
-        claims: C,
+        claims: std::sync::Arc<C>,
         registered: std::sync::Arc<Registered>,
         kid: std::sync::Arc<str>,
     ) -> Self {
@@ -488,8 +499,11 @@ impl<C> Verified<C> {
     }
 
     /// The claims, taken.
-    pub fn into_claims(self) -> C {
-        self.claims
+    pub fn into_claims(self) -> C
+    where
+        C: Clone,
+    {
+        std::sync::Arc::unwrap_or_clone(self.claims)
     }
 }
 

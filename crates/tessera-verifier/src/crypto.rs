@@ -116,14 +116,3 @@ fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
     let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
     &bytes[first..]
 }
-
-/// SHA-256 of `data` (the verified-token cache's key).
-pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
-    #[cfg(feature = "aws-lc-rs")]
-    use aws_lc_rs::digest;
-    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
-    use ring::digest;
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest::digest(&digest::SHA256, data).as_ref());
-    out
-}

@@ -228,7 +228,7 @@ impl Verifier {
     /// by `kid`, signature, then claims (`iss`, `aud`, `exp`/`nbf`/`iat` with
     /// leeway, JSON types). A token seen before (same bytes, key still
     /// published) skips only the signature.
-    pub async fn verify<C: DeserializeOwned + 'static>(
+    pub async fn verify<C: DeserializeOwned + Send + Sync + 'static>(
         &self,
         token: &str,
     ) -> Result<Verified<C>, VerifyError> {
@@ -241,7 +241,7 @@ impl Verifier {
         result
     }
 
-    async fn verify_inner<C: DeserializeOwned + 'static>(
+    async fn verify_inner<C: DeserializeOwned + Send + Sync + 'static>(
         &self,
         token: &str,
     ) -> Result<Verified<C>, VerifyError> {
@@ -255,9 +255,9 @@ impl Verifier {
         let cache_key = inner
             .token_cache
             .as_ref()
-            .map(|cache| (cache, crate::crypto::sha256(token.as_bytes())));
-        if let Some((cache, key)) = &cache_key
-            && let Some(hit) = cache.get(key)
+            .map(|cache| (cache, cache.key(token)));
+        if let Some((cache, key)) = cache_key
+            && let Some(hit) = cache.get(key, token)
         {
             let published = {
                 let guard = inner.keys.load();
@@ -267,12 +267,12 @@ impl Verifier {
             if published {
                 inner.validation.check_times(&hit.registered, now)?;
                 Metrics::bump(&inner.metrics.token_cache_hits);
-                let claims = typed_claims(&hit.payload)?;
+                let claims = cached_claims(&hit)?;
                 return Ok(Verified::new(claims, hit.registered, hit.kid));
             }
             // Its key left the JWKS: forget it, and verify from scratch (which
             // will refuse it unless the key comes back).
-            cache.remove(key);
+            cache.remove(key, token);
         }
 
         // Header checks, then the key by kid, all on the borrowed header and one
@@ -337,13 +337,16 @@ impl Verifier {
             inner.remember_header(segment, &kid);
         }
         let (registered, text, access) = inner.validation.validate_all(&parts.payload, now)?;
-        let claims = typed_claims_from(text, access)?;
+        let access = access.map(Arc::new);
+        let claims = typed_claims_from(text, &access)?;
         let registered = Arc::new(registered);
         if let Some((cache, key)) = cache_key {
             let entry = Entry {
+                token: Arc::from(token),
                 kid: Arc::clone(&kid),
                 registered: Arc::clone(&registered),
-                payload: parts.payload.into(),
+                payload: Arc::from(text),
+                access,
             };
             cache.insert(key, entry, now.saturating_sub(inner.validation.leeway));
         }
@@ -438,25 +441,32 @@ impl Verifier {
     }
 }
 
-fn typed_claims<C: DeserializeOwned>(payload: &[u8]) -> Result<C, VerifyError> {
-    serde_json::from_slice(payload).map_err(|_| VerifyError::InvalidClaim("application claims"))
+/// The caller's claims type: the [`AccessClaims`] already read when that is
+/// what was asked for (no second parse, no copy), otherwise a parse of the
+/// payload.
+fn typed_claims_from<C: DeserializeOwned + Send + Sync + 'static>(
+    text: &str,
+    access: &Result<Arc<AccessClaims>, VerifyError>,
+) -> Result<Arc<C>, VerifyError> {
+    let shared: Result<Arc<dyn std::any::Any + Send + Sync>, VerifyError> = match access {
+        Ok(a) => Ok(Arc::clone(a) as Arc<dyn std::any::Any + Send + Sync>),
+        Err(e) => Err(e.clone()),
+    };
+    if std::any::TypeId::of::<C>() == std::any::TypeId::of::<AccessClaims>() {
+        return shared?
+            .downcast::<C>()
+            .map_err(|_| VerifyError::InvalidClaim("application claims"));
+    }
+    serde_json::from_str(text)
+        .map(Arc::new)
+        .map_err(|_| VerifyError::InvalidClaim("application claims"))
 }
 
-/// The caller's claims type: the [`AccessClaims`] already read when that is
-/// what was asked for (no second parse), otherwise a parse of the payload.
-fn typed_claims_from<C: DeserializeOwned + 'static>(
-    text: &str,
-    access: Result<AccessClaims, VerifyError>,
-) -> Result<C, VerifyError> {
-    let mut slot = Some(access);
-    if let Some(access) =
-        (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<Result<C, VerifyError>>>()
-    {
-        return access
-            .take()
-            .unwrap_or(Err(VerifyError::InvalidClaim("application claims")));
-    }
-    serde_json::from_str(text).map_err(|_| VerifyError::InvalidClaim("application claims"))
+/// [`typed_claims_from`] for a cached token.
+fn cached_claims<C: DeserializeOwned + Send + Sync + 'static>(
+    hit: &Entry,
+) -> Result<Arc<C>, VerifyError> {
+    typed_claims_from(&hit.payload, &hit.access)
 }
 
 impl Inner {

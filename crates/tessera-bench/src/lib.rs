@@ -1,0 +1,149 @@
+//! Load generation for Tessera's HTTP benchmarks: a minimal keep-alive
+//! HTTP/1.1 client (enough for small, sized responses), a throughput runner
+//! and percentiles. Loopback only; every loop is bounded by time.
+
+#![allow(clippy::disallowed_methods)] // a load generator reads the clock
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+/// Why a request failed (the benchmarks treat any as fatal).
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// One keep-alive connection.
+#[derive(Debug)]
+pub struct Client {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    addr: SocketAddr,
+}
+
+impl Client {
+    /// Connects to `addr` (a loopback address).
+    pub async fn connect(addr: SocketAddr) -> Result<Self, Error> {
+        if !addr.ip().is_loopback() {
+            return Err("the load generator only targets loopback addresses".into());
+        }
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            buf: Vec::with_capacity(8192),
+            addr,
+        })
+    }
+
+    /// Sends one request and reads the whole response: `(status, body)`.
+    /// `headers` are extra header lines, each without its CRLF.
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[&str],
+        content_type: &str,
+        body: &str,
+    ) -> Result<(u16, Vec<u8>), Error> {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.addr);
+        for h in headers {
+            head.push_str(h);
+            head.push_str("\r\n");
+        }
+        if !body.is_empty() {
+            head.push_str(&format!(
+                "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        head.push_str("\r\n");
+        head.push_str(body);
+        self.stream.write_all(head.as_bytes()).await?;
+        self.buf.clear();
+        let header_end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            self.fill().await?;
+        };
+        let head = String::from_utf8_lossy(&self.buf[..header_end]).to_ascii_lowercase();
+        let status: u16 = head.get(9..12).ok_or("short status line")?.parse()?;
+        let length: usize = match head.lines().find_map(|l| l.strip_prefix("content-length:")) {
+            Some(v) => v.trim().parse()?,
+            None => 0,
+        };
+        while self.buf.len() < header_end + length {
+            self.fill().await?;
+        }
+        Ok((status, self.buf[header_end..header_end + length].to_vec()))
+    }
+
+    /// `GET path` with extra header lines.
+    pub async fn get(&mut self, path: &str, headers: &[&str]) -> Result<(u16, Vec<u8>), Error> {
+        self.request("GET", path, headers, "", "").await
+    }
+
+    async fn fill(&mut self) -> Result<(), Error> {
+        let mut chunk = [0u8; 8192];
+        let n = self.stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err("connection closed".into());
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+}
+
+/// Runs `connections` clients at once, each running `f` on its own
+/// connection; returns requests per second (the sum of what each `f` returns,
+/// over the wall time).
+pub async fn throughput<F, Fut>(addr: SocketAddr, connections: usize, f: F) -> Result<f64, Error>
+where
+    F: Fn(Client) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<u64, Error>> + Send,
+{
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move {
+            f(Client::connect(addr).await?).await
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await??;
+    }
+    Ok(total as f64 / start.elapsed().as_secs_f64())
+}
+
+/// A request loop for [`throughput`]: `GET path` with `headers` until
+/// `run_for` has passed, every answer `expect`; returns the count.
+pub async fn get_loop(
+    mut client: Client,
+    path: &str,
+    headers: &[&str],
+    expect: u16,
+    run_for: Duration,
+) -> Result<u64, Error> {
+    let start = Instant::now();
+    let mut n = 0;
+    while start.elapsed() < run_for {
+        let (status, body) = client.get(path, headers).await?;
+        if status != expect {
+            return Err(format!("{path}: {status} {}", String::from_utf8_lossy(&body)).into());
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// The `q` quantile (0..=1) of sorted samples, in milliseconds.
+pub fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 * q) as usize).min(sorted.len() - 1);
+    sorted[i].as_secs_f64() * 1e3
+}
