@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use tessera_bench::{Client, get_loop, quantile_ms, throughput};
 use tessera_issuer::db::Db;
 use tessera_issuer::http::{AppState, routes, with_edge_layers};
 use tessera_issuer::keys::KeyHandle;
@@ -33,70 +34,9 @@ use tessera_issuer::passwords::{Hasher, Password, random_token};
 use tessera_issuer::throttle::Throttle;
 use tessera_issuer::tokens::TokenSettings;
 use tessera_keyring::{DEFAULT_BITS, KeyDir, SystemClock};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
 
 /// Concurrent refresh chains (connections) in the refresh measurement.
 const REFRESH_CHAINS: usize = 16;
-
-/// A minimal keep-alive HTTP/1.1 client: enough for small, sized responses.
-struct Client {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Client {
-    async fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).await.unwrap();
-        stream.set_nodelay(true).unwrap();
-        Self {
-            stream,
-            buf: Vec::with_capacity(8192),
-        }
-    }
-
-    async fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        content_type: &str,
-        body: &str,
-    ) -> (u16, Vec<u8>) {
-        let head = if body.is_empty() {
-            format!("{method} {path} HTTP/1.1\r\nHost: bench\r\n\r\n")
-        } else {
-            format!(
-                "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-        };
-        self.stream.write_all(head.as_bytes()).await.unwrap();
-        self.buf.clear();
-        let header_end = loop {
-            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            self.fill().await;
-        };
-        let head = String::from_utf8_lossy(&self.buf[..header_end]).to_ascii_lowercase();
-        let status: u16 = head[9..12].parse().unwrap();
-        let length: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .map_or(0, |v| v.trim().parse().unwrap());
-        while self.buf.len() < header_end + length {
-            self.fill().await;
-        }
-        (status, self.buf[header_end..header_end + length].to_vec())
-    }
-
-    async fn fill(&mut self) {
-        let mut chunk = [0u8; 8192];
-        let n = self.stream.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "connection closed");
-        self.buf.extend_from_slice(&chunk[..n]);
-    }
-}
 
 /// The issuer on a single-threaded runtime in its own OS thread: one core for
 /// the request path (SQLite and Argon2 run on their own worker threads, as in
@@ -142,26 +82,6 @@ fn start_server(tmp: &std::path::Path) -> (SocketAddr, AppState) {
     rx.recv().unwrap()
 }
 
-/// Runs `connections` clients until `run_for` has passed; returns requests/s.
-async fn throughput<F, Fut>(addr: SocketAddr, connections: usize, f: F) -> f64
-where
-    F: Fn(Client) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = u64> + Send,
-{
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..connections)
-        .map(|_| {
-            let f = f.clone();
-            tokio::spawn(async move { f(Client::connect(addr).await).await })
-        })
-        .collect();
-    let mut total = 0;
-    for task in tasks {
-        total += task.await.unwrap();
-    }
-    total as f64 / start.elapsed().as_secs_f64()
-}
-
 fn refresh_token_of(body: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(body).unwrap()["refresh_token"]
         .as_str()
@@ -202,30 +122,39 @@ fn main() {
 
     // Refresh chains: one login per connection, then refresh after refresh.
     // 16 chains keep the request core busy while others wait on the database.
-    let refresh_rate = rt.block_on(throughput(addr, REFRESH_CHAINS, move |mut c| async move {
-        let (status, body) = c
-            .request(
-                "POST",
-                "/login",
-                "application/json",
-                r#"{"username":"alice","password":"correct horse"}"#,
-            )
-            .await;
-        assert_eq!(status, 200);
-        let mut token = refresh_token_of(&body);
-        let start = Instant::now();
-        let mut n = 0;
-        while start.elapsed() < run_for {
-            let form = format!("grant_type=refresh_token&refresh_token={token}");
+    let refresh_rate = rt
+        .block_on(throughput(addr, REFRESH_CHAINS, move |mut c| async move {
             let (status, body) = c
-                .request("POST", "/token", "application/x-www-form-urlencoded", &form)
-                .await;
-            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-            token = refresh_token_of(&body);
-            n += 1;
-        }
-        n
-    }));
+                .request(
+                    "POST",
+                    "/login",
+                    &[],
+                    "application/json",
+                    r#"{"username":"alice","password":"correct horse"}"#,
+                )
+                .await?;
+            assert_eq!(status, 200);
+            let mut token = refresh_token_of(&body);
+            let start = Instant::now();
+            let mut n = 0;
+            while start.elapsed() < run_for {
+                let form = format!("grant_type=refresh_token&refresh_token={token}");
+                let (status, body) = c
+                    .request(
+                        "POST",
+                        "/token",
+                        &[],
+                        "application/x-www-form-urlencoded",
+                        &form,
+                    )
+                    .await?;
+                assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+                token = refresh_token_of(&body);
+                n += 1;
+            }
+            Ok(n)
+        }))
+        .unwrap();
     let sign_after = sign_rate();
     let sign_rate = (sign_before + sign_after) / 2.0;
 
@@ -240,21 +169,15 @@ fn main() {
 
     // 2. JWKS vs a trivial route, same process, 8 keep-alive connections; the
     //    trivial route is measured before and after.
-    let get_loop = move |path: &'static str| {
-        move |mut c: Client| async move {
-            let start = Instant::now();
-            let mut n = 0;
-            while start.elapsed() < run_for {
-                let (status, _) = c.request("GET", path, "", "").await;
-                assert_eq!(status, 200);
-                n += 1;
-            }
-            n
-        }
+    let measure = |path: &'static str| {
+        rt.block_on(throughput(addr, 8, move |c| {
+            get_loop(c, path, &[], 200, run_for)
+        }))
+        .unwrap()
     };
-    let trivial_before = rt.block_on(throughput(addr, 8, get_loop("/trivial")));
-    let jwks_rate = rt.block_on(throughput(addr, 8, get_loop("/.well-known/jwks.json")));
-    let trivial_after = rt.block_on(throughput(addr, 8, get_loop("/trivial")));
+    let trivial_before = measure("/trivial");
+    let jwks_rate = measure("/.well-known/jwks.json");
+    let trivial_after = measure("/trivial");
     let trivial = (trivial_before + trivial_after) / 2.0;
 
     // 3. JWKS latency, idle and under a 64-client wrong-password login flood.
@@ -265,13 +188,15 @@ fn main() {
                 .map(|i| {
                     let stop = Arc::clone(&stop);
                     tokio::spawn(async move {
-                        let mut c = Client::connect(addr).await;
+                        let mut c = Client::connect(addr).await.unwrap();
                         let body =
                             format!(r#"{{"username":"user{i}","password":"wrong password"}}"#);
                         let mut n = 0u64;
                         while !stop.load(Ordering::Relaxed) {
-                            let (status, _) =
-                                c.request("POST", "/login", "application/json", &body).await;
+                            let (status, _) = c
+                                .request("POST", "/login", &[], "application/json", &body)
+                                .await
+                                .unwrap();
                             assert_eq!(status, 401);
                             n += 1;
                         }
@@ -280,12 +205,12 @@ fn main() {
                 })
                 .collect();
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let mut c = Client::connect(addr).await;
+            let mut c = Client::connect(addr).await.unwrap();
             let mut samples = Vec::new();
             let start = Instant::now();
             while start.elapsed() < run_for {
                 let t = Instant::now();
-                let (status, _) = c.request("GET", "/.well-known/jwks.json", "", "").await;
+                let (status, _) = c.get("/.well-known/jwks.json", &[]).await.unwrap();
                 assert_eq!(status, 200);
                 samples.push(t.elapsed());
                 tokio::time::sleep(Duration::from_millis(2)).await;
@@ -297,11 +222,12 @@ fn main() {
                 logins += f.await.unwrap();
             }
             samples.sort_unstable();
-            let q = |q: f64| {
-                samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)].as_secs_f64()
-                    * 1e3
-            };
-            (q(0.5), q(0.99), samples.len(), logins as f64 / elapsed)
+            (
+                quantile_ms(&samples, 0.5),
+                quantile_ms(&samples, 0.99),
+                samples.len(),
+                logins as f64 / elapsed,
+            )
         })
     };
     let (idle_p50, idle_p99, _, _) = latencies(0);

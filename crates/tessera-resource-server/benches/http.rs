@@ -125,9 +125,8 @@ fn main() {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let mean = |f: &dyn Fn(&Round) -> f64| {
-        samples.iter().map(f).sum::<f64>() / samples.len() as f64
-    };
+    let mean =
+        |f: &dyn Fn(&Round) -> f64| samples.iter().map(f).sum::<f64>() / samples.len() as f64;
     let fresh_ratio = median(&|s| s.2 / s.1);
     let repeated_ratio = median(&|s| s.3 / s.0);
     println!(
