@@ -196,21 +196,27 @@ impl<'de> Deserialize<'de> for Field<i64> {
     }
 }
 
-/// `aud`: a string or an array of strings, owned (it is kept).
-struct Audiences<'a>(Vec<String>, std::marker::PhantomData<&'a ()>);
+/// An array of strings, owned (it is kept); with `SINGLE`, a lone string too
+/// (`aud`), otherwise only an array (`roles`).
+struct StringList<const SINGLE: bool>(Vec<String>);
 
-struct AudVisitor<'a>(std::marker::PhantomData<&'a ()>);
+struct StringListVisitor<const SINGLE: bool>;
 
-impl<'de: 'a, 'a> serde::de::Visitor<'de> for AudVisitor<'a> {
-    type Value = Field<Audiences<'a>>;
+impl<'de, const SINGLE: bool> serde::de::Visitor<'de> for StringListVisitor<SINGLE> {
+    type Value = Field<StringList<SINGLE>>;
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a string or an array of strings")
+        f.write_str(if SINGLE {
+            "a string or an array of strings"
+        } else {
+            "an array of strings"
+        })
     }
     fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Field::Value(Audiences(
-            vec![v.to_owned()],
-            std::marker::PhantomData,
-        )))
+        Ok(if SINGLE {
+            Field::Value(StringList(vec![v.to_owned()]))
+        } else {
+            Field::WrongType
+        })
     }
     fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
         Ok(Field::WrongType)
@@ -221,7 +227,7 @@ impl<'de: 'a, 'a> serde::de::Visitor<'de> for AudVisitor<'a> {
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut all = Vec::new();
         let mut wrong = false;
-        while let Some(item) = seq.next_element::<Field<Cow<'a, str>>>()? {
+        while let Some(item) = seq.next_element::<Field<Cow<'de, str>>>()? {
             match item {
                 Field::Value(a) => all.push(a.into_owned()),
                 _ => wrong = true,
@@ -230,15 +236,15 @@ impl<'de: 'a, 'a> serde::de::Visitor<'de> for AudVisitor<'a> {
         Ok(if wrong {
             Field::WrongType
         } else {
-            Field::Value(Audiences(all, std::marker::PhantomData))
+            Field::Value(StringList(all))
         })
     }
     wrong_type_otherwise!();
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for Field<Audiences<'a>> {
+impl<'de, const SINGLE: bool> Deserialize<'de> for Field<StringList<SINGLE>> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(AudVisitor(std::marker::PhantomData))
+        d.deserialize_any(StringListVisitor::<SINGLE>)
     }
 }
 
@@ -249,8 +255,8 @@ struct RawClaims<'a> {
     iss: Field<Cow<'a, str>>,
     #[serde(borrow, default)]
     sub: Field<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    aud: Field<Audiences<'a>>,
+    #[serde(default)]
+    aud: Field<StringList<true>>,
     #[serde(default)]
     exp: Field<i64>,
     #[serde(default)]
@@ -270,51 +276,8 @@ struct RawClaims<'a> {
     scope: Field<Cow<'a, str>>,
     #[serde(borrow, default)]
     preferred_username: Field<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    roles: Field<Strings<'a>>,
-}
-
-/// An array of strings (and nothing else), owned.
-struct Strings<'a>(Vec<String>, std::marker::PhantomData<&'a ()>);
-
-struct StringsVisitor<'a>(std::marker::PhantomData<&'a ()>);
-
-impl<'de: 'a, 'a> serde::de::Visitor<'de> for StringsVisitor<'a> {
-    type Value = Field<Strings<'a>>;
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("an array of strings")
-    }
-    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Field::WrongType)
-    }
-    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Field::WrongType)
-    }
-    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Field::WrongType)
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut all = Vec::new();
-        let mut wrong = false;
-        while let Some(item) = seq.next_element::<Field<Cow<'a, str>>>()? {
-            match item {
-                Field::Value(a) => all.push(a.into_owned()),
-                _ => wrong = true,
-            }
-        }
-        Ok(if wrong {
-            Field::WrongType
-        } else {
-            Field::Value(Strings(all, std::marker::PhantomData))
-        })
-    }
-    wrong_type_otherwise!();
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Field<Strings<'a>> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(StringsVisitor(std::marker::PhantomData))
-    }
+    #[serde(default)]
+    roles: Field<StringList<false>>,
 }
 
 fn owned(field: Field<Cow<'_, str>>, name: &'static str) -> Result<Option<String>, VerifyError> {
