@@ -82,6 +82,9 @@ pub struct VerifierConfig {
     pub token_cache: Option<TokenCacheConfig>,
     /// The `realm` of `WWW-Authenticate` challenges. Default `"tessera"`.
     pub realm: String,
+    /// Root certificates (DER) trusted for HTTPS fetches besides Mozilla's,
+    /// e.g. an internal CA. Default none.
+    pub extra_root_certificates: Vec<Vec<u8>>,
 }
 
 impl VerifierConfig {
@@ -108,6 +111,7 @@ impl VerifierConfig {
             refresh_check_interval: Duration::from_secs(1),
             token_cache: Some(TokenCacheConfig::default()),
             realm: "tessera".to_owned(),
+            extra_root_certificates: Vec::new(),
         }
     }
 

@@ -66,6 +66,7 @@ struct Inner {
     misses: Mutex<HashMap<String, i64>>,
     health: Mutex<FetchHealth>,
     timing: Timing,
+    connector: fetch::Connector,
 }
 
 #[derive(Debug)]
@@ -155,6 +156,7 @@ impl Verifier {
             JwksSource::Url(url) => {
                 let uri = fetch::parse_url(url)
                     .map_err(|e| crate::error::invalid("jwks", e.to_string()))?;
+                warn_if_insecure(&uri);
                 (
                     Source::Fetch {
                         jwks_url: Mutex::new(Some(uri)),
@@ -163,9 +165,10 @@ impl Verifier {
                 )
             }
             JwksSource::Discover => {
-                fetch::parse_url(&config.issuer).map_err(|e| {
+                let issuer = fetch::parse_url(&config.issuer).map_err(|e| {
                     crate::error::invalid("issuer", format!("cannot discover keys from it: {e}"))
                 })?;
+                warn_if_insecure(&issuer);
                 (
                     Source::Fetch {
                         jwks_url: Mutex::new(None),
@@ -213,6 +216,8 @@ impl Verifier {
                 fetch_timeout: config.fetch_timeout,
                 check_interval: config.refresh_check_interval,
             },
+            connector: fetch::Connector::new(&config.extra_root_certificates)
+                .map_err(|e| crate::error::invalid("extra_root_certificates", e.to_string()))?,
         });
         if let Some(runtime) = runtime {
             runtime.spawn(background(Arc::downgrade(&inner)));
@@ -559,7 +564,7 @@ impl Inner {
         let url = self.jwks_url().await?;
         let etag = current.and_then(|s| s.etag.as_deref());
         Metrics::bump(&self.metrics.jwks_fetches);
-        let fetched = fetch::get(&url, etag, self.timing.fetch_timeout).await?;
+        let fetched = fetch::get(&self.connector, &url, etag, self.timing.fetch_timeout).await?;
         let now = self.clock.now();
         let lifetime = self.lifetime(fetched.max_age);
         let generation = current.map_or(1, |s| s.generation + 1);
@@ -629,7 +634,8 @@ impl Inner {
             "/.well-known/openid-configuration",
         ] {
             let meta_url = fetch::parse_url(&format!("{}{path}", issuer.trim_end_matches('/')))?;
-            let fetched = fetch::get(&meta_url, None, self.timing.fetch_timeout).await?;
+            let fetched =
+                fetch::get(&self.connector, &meta_url, None, self.timing.fetch_timeout).await?;
             if fetched.status.as_u16() != 200 {
                 last = Some(FetchError::Status {
                     url: meta_url.to_string(),
@@ -650,12 +656,24 @@ impl Inner {
                 .and_then(|v| v.as_str())
                 .ok_or_else(|| FetchError::Invalid(format!("{meta_url}: no jwks_uri")))?;
             let url = fetch::parse_url(jwks_uri)?;
+            warn_if_insecure(&url);
             if let Ok(mut slot) = jwks_url.lock() {
                 *slot = Some(url.clone());
             }
             return Ok(url);
         }
         Err(last.unwrap_or_else(|| FetchError::Invalid("no metadata".to_owned())))
+    }
+}
+
+/// Plain HTTP beyond loopback lets anyone on the path substitute the keys.
+fn warn_if_insecure(uri: &Uri) {
+    if fetch::is_insecure(uri) {
+        tracing::warn!(
+            url = %uri,
+            "verification keys are fetched over plain HTTP from a non-loopback host: \
+             anyone on the network path could substitute them; use https://"
+        );
     }
 }
 

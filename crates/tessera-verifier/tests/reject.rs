@@ -654,7 +654,10 @@ fn unsafe_configurations_are_refused() {
         "leeway"
     );
     // Discovery needs an http:// issuer, and fetching needs a runtime.
-    assert_eq!(key(start(&|_| {})), "issuer");
+    assert_eq!(
+        key(start(&|c| c.issuer = "ftp://issuer.test".into())),
+        "issuer"
+    );
     assert_eq!(
         key(start(&|c| c.issuer = "http://127.0.0.1:9".into())),
         "jwks"
