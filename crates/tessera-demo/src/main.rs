@@ -1,0 +1,258 @@
+//! `tessera-demo`: the issuer and the demo resource server on loopback, in one
+//! process, with a demo admin and a demo user (fresh random passwords on every
+//! start), and the `curl` commands to try the whole flow. Ctrl-C stops both.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use tessera_issuer::config::RawConfig;
+use tessera_issuer::db::Db;
+use tessera_issuer::passwords::{Hasher, Password, random_token};
+use tessera_issuer::serve::Prepared;
+use tessera_verifier::{SystemClock, Verifier, VerifierConfig};
+
+/// Run Tessera's issuer and demo resource server on loopback, with demo users.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Where the issuer listens (port 0 picks one).
+    #[arg(
+        long,
+        env = "TESSERA_DEMO_ISSUER_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    issuer_listen: SocketAddr,
+    /// Where the resource server listens (port 0 picks one).
+    #[arg(
+        long,
+        env = "TESSERA_DEMO_RESOURCE_LISTEN",
+        default_value = "127.0.0.1:8081"
+    )]
+    resource_listen: SocketAddr,
+    /// The issuer's keyring directory.
+    #[arg(long, env = "TESSERA_KEYS_DIR", default_value = "keys")]
+    keys_dir: PathBuf,
+    /// The issuer's database.
+    #[arg(
+        long = "database",
+        env = "TESSERA_DATABASE",
+        default_value = "sqlite://issuer.db"
+    )]
+    database_url: String,
+}
+
+/// The demo's users: name and roles.
+const USERS: [(&str, &[&str]); 2] = [("demo-admin", &["admin", "user"]), ("demo-user", &["user"])];
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            #[allow(clippy::print_stderr)] // the binary's one error line
+            {
+                eprintln!("tessera-demo: {err:#}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::WARN)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(demo(args))
+}
+
+async fn demo(args: Args) -> anyhow::Result<()> {
+    let config = RawConfig {
+        keys_dir: Some(args.keys_dir),
+        database_url: Some(args.database_url.clone()),
+        listen: Some(args.issuer_listen),
+        ..RawConfig::default()
+    }
+    .validate()?;
+    let mut prepared = Prepared::new(config).await.context("starting the issuer")?;
+    let first_admin = prepared.take_first_admin();
+    let issuer_url = prepared.issuer().to_owned();
+    let passwords = demo_users(&args.database_url).await?;
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let issuer = tokio::spawn(prepared.run(wait(stopped.clone())));
+
+    let verifier = Verifier::start(
+        VerifierConfig::new(issuer_url.clone(), ["tessera"]),
+        Arc::new(SystemClock),
+    )?;
+    let listener = tokio::net::TcpListener::bind(args.resource_listen)
+        .await
+        .with_context(|| format!("binding {}", args.resource_listen))?;
+    let resource_url = format!("http://{}", listener.local_addr()?);
+    let app = tessera_resource_server::app(verifier.clone());
+    let resource = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(wait(stopped.clone()))
+            .into_future(),
+    );
+    if !verifier.ready(Duration::from_secs(10)).await {
+        anyhow::bail!(
+            "the resource server could not fetch the issuer's keys: {:?}",
+            verifier.health()
+        );
+    }
+
+    let mut out = std::io::stdout().lock();
+    print_guide(
+        &mut out,
+        &issuer_url,
+        &resource_url,
+        &passwords,
+        first_admin.as_ref(),
+    )?;
+    out.flush()?;
+    drop(out);
+
+    tessera_issuer::serve::shutdown_signal().await;
+    let _ = stop.send(true);
+    issuer.await.context("the issuer task")??;
+    resource.await.context("the resource server task")??;
+    #[allow(clippy::print_stdout)]
+    {
+        println!("tessera-demo: stopped cleanly");
+    }
+    Ok(())
+}
+
+/// Creates the demo users, or gives them fresh passwords and their roles back.
+async fn demo_users(database_url: &str) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let db = Db::connect(database_url).await?;
+    let hasher = Hasher::new(1)?;
+    let now = tessera_issuer::unix_now(&tessera_keyring::SystemClock);
+    let mut passwords = Vec::new();
+    for (name, roles) in USERS {
+        let password = random_token(12);
+        let secret = Password::new(password.clone());
+        let h = hasher.clone();
+        let hash = tokio::task::spawn_blocking(move || h.hash(&secret)).await??;
+        let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+        if db.credentials(name).await?.is_some() {
+            db.set_password_hash(name, &hash, now).await?;
+            db.set_roles(name, &roles, now).await?;
+            db.set_disabled(name, false, now).await?;
+        } else {
+            db.add_user(&random_token(16), name, &hash, &roles, now)
+                .await?;
+        }
+        passwords.push((name, password));
+    }
+    Ok(passwords)
+}
+
+fn print_guide(
+    out: &mut impl std::io::Write,
+    issuer: &str,
+    resource: &str,
+    passwords: &[(&str, String)],
+    first_admin: Option<&tessera_issuer::serve::FirstAdmin>,
+) -> std::io::Result<()> {
+    let login = |name: &str, password: &str, var: &str| {
+        format!(
+            "{var}=$(curl -s {issuer}/login -H 'Content-Type: application/json' -d '{{\"username\":\"{name}\",\"password\":\"{password}\"}}')\n\
+             {var}_TOKEN=$(printf '%s' \"${var}\" | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')\n\
+             {var}_REFRESH=$(printf '%s' \"${var}\" | sed -E 's/.*\"refresh_token\":\"([^\"]+)\".*/\\1/')"
+        )
+    };
+    let status = "-s -o /dev/null -w '%{http_code}\\n'";
+    writeln!(
+        out,
+        "tessera-demo: issuer {issuer}, resource server {resource}"
+    )?;
+    for (name, password) in passwords {
+        writeln!(out, "demo user {name}: password {password}")?;
+    }
+    if let Some(admin) = first_admin {
+        writeln!(
+            out,
+            "first start: created user {:?} with role admin and password {} (shown once)",
+            admin.username, admin.password
+        )?;
+    }
+    let (admin, user) = (&passwords[0], &passwords[1]);
+    writeln!(out)?;
+    writeln!(
+        out,
+        "# Paste into a shell (needs curl and sed). Each status line should read as commented."
+    )?;
+    writeln!(out, "# ---- begin ----")?;
+    writeln!(out, "# Log in as the admin and as the user:")?;
+    writeln!(out, "{}", login(admin.0, &admin.1, "ADMIN"))?;
+    writeln!(out, "{}", login(user.0, &user.1, "USER"))?;
+    writeln!(
+        out,
+        "# /profile with the admin's token (200, the caller's claims):"
+    )?;
+    writeln!(
+        out,
+        "curl -s -H \"Authorization: Bearer $ADMIN_TOKEN\" {resource}/profile; echo"
+    )?;
+    writeln!(out, "# /admin: 200 for the admin, 403 for the user:")?;
+    writeln!(
+        out,
+        "curl {status} -H \"Authorization: Bearer $ADMIN_TOKEN\" {resource}/admin"
+    )?;
+    writeln!(
+        out,
+        "curl {status} -H \"Authorization: Bearer $USER_TOKEN\" {resource}/admin"
+    )?;
+    writeln!(
+        out,
+        "# Refresh the user's tokens (a new pair; the old refresh token is used up):"
+    )?;
+    writeln!(
+        out,
+        "USER2=$(curl -s {issuer}/token -d grant_type=refresh_token -d \"refresh_token=$USER_REFRESH\")"
+    )?;
+    writeln!(
+        out,
+        "USER2_TOKEN=$(printf '%s' \"$USER2\" | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')"
+    )?;
+    writeln!(
+        out,
+        "USER2_REFRESH=$(printf '%s' \"$USER2\" | sed -E 's/.*\"refresh_token\":\"([^\"]+)\".*/\\1/')"
+    )?;
+    writeln!(
+        out,
+        "curl {status} -H \"Authorization: Bearer $USER2_TOKEN\" {resource}/profile"
+    )?;
+    writeln!(
+        out,
+        "# Log the user out (204); the session's refresh token is refused afterwards (400):"
+    )?;
+    writeln!(
+        out,
+        "curl {status} -X POST -H \"Authorization: Bearer $USER2_TOKEN\" {issuer}/logout"
+    )?;
+    writeln!(
+        out,
+        "curl {status} {issuer}/token -d grant_type=refresh_token -d \"refresh_token=$USER2_REFRESH\""
+    )?;
+    writeln!(out, "# The issuer's public keys (JWKS):")?;
+    writeln!(out, "curl -s {issuer}/.well-known/jwks.json; echo")?;
+    writeln!(out, "# ---- end ----")?;
+    writeln!(out, "Ctrl-C stops both servers.")?;
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! The one-command demo, as a person would use it: start it, paste the printed
+//! commands into a shell, read the statuses, press Ctrl-C.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn the_printed_commands_walk_the_whole_flow_and_ctrl_c_stops_both() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera-demo"))
+        .args([
+            "--issuer-listen",
+            "127.0.0.1:0",
+            "--resource-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--keys-dir")
+        .arg(tmp.path().join("keys"))
+        .arg("--database")
+        .arg(format!("sqlite://{}", tmp.path().join("demo.db").display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        let line = lines.next().expect("the demo exited early").unwrap();
+        let done = line.starts_with("Ctrl-C stops");
+        printed.push(line);
+        if done {
+            break;
+        }
+    }
+    let text = printed.join("\n");
+    assert!(text.contains("demo user demo-admin: password "), "{text}");
+    assert!(text.contains("demo user demo-user: password "), "{text}");
+    let begin = printed
+        .iter()
+        .position(|l| l.contains("---- begin ----"))
+        .unwrap();
+    let end = printed
+        .iter()
+        .position(|l| l.contains("---- end ----"))
+        .unwrap();
+    let script = printed[begin..=end].join("\n");
+
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let results: Vec<&str> = stdout.lines().collect();
+    // /profile JSON, then the statuses in order, then the JWKS.
+    assert!(
+        results[0].contains("\"preferred_username\":\"demo-admin\""),
+        "{stdout}"
+    );
+    assert_eq!(
+        &results[1..6],
+        ["200", "403", "200", "204", "400"],
+        "{stdout}"
+    );
+    assert!(results[6].starts_with("{\"keys\":["), "{stdout}");
+
+    // Ctrl-C: both servers stop cleanly.
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(child.wait().unwrap().success());
+    assert!(
+        rest.iter().any(|l| l == "tessera-demo: stopped cleanly"),
+        "{rest:?}"
+    );
+}
