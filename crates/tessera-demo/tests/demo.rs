@@ -5,7 +5,6 @@
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 #[test]
 fn the_printed_commands_walk_the_whole_flow_and_ctrl_c_stops_both() {
@@ -27,8 +26,8 @@ fn the_printed_commands_walk_the_whole_flow_and_ctrl_c_stops_both() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut printed = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline {
+    // The guide is a few dozen lines; reading stops at its last one.
+    for _ in 0..200 {
         let line = lines.next().expect("the demo exited early").unwrap();
         let done = line.starts_with("Ctrl-C stops");
         printed.push(line);
