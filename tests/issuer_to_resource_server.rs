@@ -10,8 +10,6 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tessera_bench::Client;
-use tessera_issuer::config::RawConfig;
-use tessera_issuer::serve::Prepared;
 use tessera_verifier::{SystemClock, Verifier, VerifierConfig};
 
 struct System {
@@ -24,24 +22,10 @@ struct System {
 
 async fn start() -> System {
     let tmp = tempfile::tempdir().unwrap();
-    let database_url = format!("sqlite://{}", tmp.path().join("issuer.db").display());
-    let config = RawConfig {
-        keys_dir: Some(tmp.path().join("keys")),
-        database_url: Some(database_url.clone()),
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        ..RawConfig::default()
-    }
-    .validate()
-    .unwrap();
-    let mut prepared = Prepared::new(config).await.unwrap();
-    let admin_password = prepared.take_first_admin().unwrap().password;
-    let issuer = prepared.addr();
-    let issuer_url = prepared.issuer().to_owned();
-    tokio::spawn(prepared.run(std::future::pending()));
-
+    let issuer = tessera_tests::start_issuer(tmp.path()).await;
     // The resource server knows only the issuer's URL.
     let verifier = Verifier::start(
-        VerifierConfig::new(issuer_url, ["tessera"]),
+        VerifierConfig::new(issuer.url.clone(), ["tessera"]),
         Arc::new(SystemClock),
     )
     .unwrap();
@@ -59,10 +43,10 @@ async fn start() -> System {
     });
     System {
         _tmp: tmp,
-        issuer,
+        issuer: issuer.addr,
         resource,
-        admin_password,
-        database_url,
+        admin_password: issuer.admin_password,
+        database_url: issuer.database_url,
     }
 }
 

@@ -1,0 +1,160 @@
+//! Interoperability with Python's PyJWT, the usual JWT library of Python
+//! services: it verifies our access tokens through our `jwks_uri`, and our
+//! verifier accepts tokens from a PyJWT-based issuer when configured for it.
+//!
+//! Needs a Python with PyJWT[crypto] (tests/interop/requirements.txt), named by
+//! `TESSERA_INTEROP_PYTHON`; `.ci/run` makes one. Without that variable these
+//! tests say so and pass, like the PostgreSQL tests without their URL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tessera_bench::Client;
+use tessera_tests::workspace_root;
+use tessera_verifier::{AccessClaims, SystemClock, Verifier, VerifierConfig, VerifyError};
+
+fn python() -> Option<String> {
+    let python = std::env::var("TESSERA_INTEROP_PYTHON").ok();
+    if python.is_none() {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!(
+                "TESSERA_INTEROP_PYTHON is not set: skipping the PyJWT interoperability checks"
+            );
+        }
+    }
+    python
+}
+
+fn script(name: &str) -> std::path::PathBuf {
+    workspace_root().join("tests/interop").join(name)
+}
+
+async fn login(issuer: std::net::SocketAddr, password: &str) -> String {
+    let mut c = Client::connect(issuer).await.unwrap();
+    let body = serde_json::json!({"username": "admin", "password": password}).to_string();
+    let (status, body) = c
+        .request("POST", "/login", &[], "application/json", &body)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    serde_json::from_slice::<Value>(&body).unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyjwt_verifies_our_tokens_through_our_jwks_uri() {
+    let Some(python) = python() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let issuer = tessera_tests::start_issuer(tmp.path()).await;
+    let token = login(issuer.addr, &issuer.admin_password).await;
+    let jwks_uri = format!("{}/.well-known/jwks.json", issuer.url);
+    let run = |issuer_url: String, audience: &'static str, token: String| {
+        let python = python.clone();
+        let jwks_uri = jwks_uri.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(python)
+                .arg(script("pyjwt_verify.py"))
+                .args([&jwks_uri, &issuer_url, audience, &token])
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run(issuer.url.clone(), "tessera", token.clone())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "PyJWT refused our token: {stdout}");
+    let claims: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(claims["preferred_username"], "admin");
+    assert_eq!(claims["iss"], issuer.url.as_str());
+    // And it refuses them where it should: another audience, another issuer.
+    let out = run(issuer.url.clone(), "someone-else", token.clone())
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("InvalidAudience"));
+    let out = run("http://elsewhere.test".to_owned(), "tessera", token)
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("InvalidIssuer"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_verifier_accepts_a_pyjwt_issuer_only_when_configured_for_it() {
+    let Some(python) = python() else { return };
+    let mut child = Command::new(python)
+        .arg(script("pyjwt_issuer.py"))
+        .arg("orders-api")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let foreign: Value = serde_json::from_str(&line).unwrap();
+    let (foreign_url, token) = (
+        foreign["issuer"].as_str().unwrap().to_owned(),
+        foreign["token"].as_str().unwrap().to_owned(),
+    );
+
+    // Configured for it (keys discovered from its metadata): accepted.
+    let verifier = Verifier::start(
+        VerifierConfig::new(foreign_url.clone(), ["orders-api"]),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    assert!(
+        verifier.ready(Duration::from_secs(10)).await,
+        "{:?}",
+        verifier.health()
+    );
+    let verified = verifier.verify::<AccessClaims>(&token).await.unwrap();
+    assert_eq!(verified.subject(), "py-user");
+    assert!(verified.has_role("admin"));
+
+    // Another audience: refused.
+    let other_audience = Verifier::start(
+        VerifierConfig::new(foreign_url.clone(), ["billing-api"]),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    assert!(other_audience.ready(Duration::from_secs(10)).await);
+    assert_eq!(
+        other_audience
+            .verify::<AccessClaims>(&token)
+            .await
+            .unwrap_err(),
+        VerifyError::WrongAudience
+    );
+
+    // A verifier for our own issuer does not know the foreign key at all.
+    let tmp = tempfile::tempdir().unwrap();
+    let ours = tessera_tests::start_issuer(tmp.path()).await;
+    let ours_verifier = Verifier::start(
+        VerifierConfig::new(ours.url, ["orders-api"]),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    assert!(ours_verifier.ready(Duration::from_secs(10)).await);
+    assert_eq!(
+        ours_verifier
+            .verify::<AccessClaims>(&token)
+            .await
+            .unwrap_err(),
+        VerifyError::UnknownKey
+    );
+
+    drop(child.stdin.take()); // the foreign issuer stops when its input closes
+    assert!(child.wait().unwrap().success());
+}
