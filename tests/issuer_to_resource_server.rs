@@ -79,6 +79,22 @@ async fn login(s: &System, username: &str, password: &str) -> Value {
     tokens
 }
 
+/// `POST /token` with the refresh token of a token response.
+async fn refresh(s: &System, tokens: &Value) -> (u16, Value) {
+    let form = format!(
+        "grant_type=refresh_token&refresh_token={}",
+        tokens["refresh_token"].as_str().unwrap()
+    );
+    post(
+        s.issuer,
+        "/token",
+        "application/x-www-form-urlencoded",
+        &form,
+        &[],
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_profile_admin_refresh_logout() {
     let s = start().await;
@@ -115,18 +131,7 @@ async fn login_profile_admin_refresh_logout() {
     );
 
     // Refresh: a new pair; the new access token works at the resource server.
-    let form = format!(
-        "grant_type=refresh_token&refresh_token={}",
-        bob["refresh_token"].as_str().unwrap()
-    );
-    let (status, refreshed) = post(
-        s.issuer,
-        "/token",
-        "application/x-www-form-urlencoded",
-        &form,
-        &[],
-    )
-    .await;
+    let (status, refreshed) = refresh(&s, &bob).await;
     assert_eq!(status, 200, "{refreshed}");
     let new_access = refreshed["access_token"].as_str().unwrap();
     assert_ne!(new_access, bob_access);
@@ -136,18 +141,7 @@ async fn login_profile_admin_refresh_logout() {
     let auth = format!("Authorization: Bearer {new_access}");
     let (status, _) = post(s.issuer, "/logout", "application/json", "", &[&auth]).await;
     assert_eq!(status, 204);
-    let form = format!(
-        "grant_type=refresh_token&refresh_token={}",
-        refreshed["refresh_token"].as_str().unwrap()
-    );
-    let (status, body) = post(
-        s.issuer,
-        "/token",
-        "application/x-www-form-urlencoded",
-        &form,
-        &[],
-    )
-    .await;
+    let (status, body) = refresh(&s, &refreshed).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("invalid_grant"))
