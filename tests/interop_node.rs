@@ -1,0 +1,82 @@
+//! Interoperability with Node's JWT clients: `jose` (createRemoteJWKSet +
+//! jwtVerify, with `typ: at+jwt`) and `jsonwebtoken` + `jwks-rsa` (the usual
+//! Express stack) verify our access tokens through our `jwks_uri`.
+//!
+//! Needs `npm ci --prefix tests/interop` and `TESSERA_INTEROP_NODE` naming the
+//! `node` binary; `.ci/run` does both. Without the variable the test says so
+//! and passes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Command;
+
+use serde_json::Value;
+use tessera_bench::Client;
+use tessera_tests::workspace_root;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jose_and_jsonwebtoken_verify_our_tokens_through_our_jwks_uri() {
+    let Ok(node) = std::env::var("TESSERA_INTEROP_NODE") else {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("TESSERA_INTEROP_NODE is not set: skipping the Node interoperability checks");
+        }
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let issuer = tessera_tests::start_issuer(tmp.path()).await;
+    let mut c = Client::connect(issuer.addr).await.unwrap();
+    let body = serde_json::json!({"username": "admin", "password": issuer.admin_password});
+    let (status, body) = c
+        .request("POST", "/login", &[], "application/json", &body.to_string())
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let token = serde_json::from_slice::<Value>(&body).unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let jwks_uri = format!("{}/.well-known/jwks.json", issuer.url);
+    let run = |issuer_url: String, audience: &'static str| {
+        let (node, jwks_uri, token) = (node.clone(), jwks_uri.clone(), token.clone());
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new(node)
+                .arg(workspace_root().join("tests/interop/node_verify.mjs"))
+                .args([&jwks_uri, &issuer_url, audience, &token])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice::<Value>(&out.stdout).unwrap()
+        })
+    };
+    let accepted = run(issuer.url.clone(), "tessera").await.unwrap();
+    for client in ["jose", "jsonwebtoken"] {
+        assert_eq!(
+            accepted[client]["preferred_username"], "admin",
+            "{client}: {accepted}"
+        );
+        assert_eq!(accepted[client]["iss"], issuer.url.as_str(), "{client}");
+    }
+    let refused = run(issuer.url.clone(), "someone-else").await.unwrap();
+    for client in ["jose", "jsonwebtoken"] {
+        let error = refused[client]["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("aud"),
+            "{client} must refuse another audience: {refused}"
+        );
+    }
+    let refused = run("http://elsewhere.test".to_owned(), "tessera")
+        .await
+        .unwrap();
+    for client in ["jose", "jsonwebtoken"] {
+        let error = refused[client]["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("iss"),
+            "{client} must refuse another issuer: {refused}"
+        );
+    }
+}
