@@ -1,8 +1,9 @@
-//! Interoperability with Python's PyJWT, the usual JWT library of Python
-//! services: it verifies our access tokens through our `jwks_uri`, and our
-//! verifier accepts tokens from a PyJWT-based issuer when configured for it.
+//! Interoperability with Python: PyJWT, the usual JWT library of Python
+//! services, verifies our access tokens through our `jwks_uri`; our verifier
+//! accepts tokens from a PyJWT-based issuer when configured for it; Authlib
+//! reads and validates our RFC 8414 metadata.
 //!
-//! Needs a Python with PyJWT[crypto] (tests/interop/requirements.txt), named by
+//! Needs a Python with tests/interop/requirements.txt installed, named by
 //! `TESSERA_INTEROP_PYTHON`; `.ci/run` makes one. Without that variable these
 //! tests say so and pass, like the PostgreSQL tests without their URL.
 
@@ -157,4 +158,27 @@ async fn our_verifier_accepts_a_pyjwt_issuer_only_when_configured_for_it() {
 
     drop(child.stdin.take()); // the foreign issuer stops when its input closes
     assert!(child.wait().unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authlib_reads_and_validates_our_rfc8414_metadata() {
+    let Some(python) = python() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let issuer = tessera_tests::start_issuer(tmp.path()).await;
+    let url = issuer.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script("rfc8414_metadata.py"))
+            .arg(&url)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "Authlib refused our metadata: {stdout}"
+    );
+    assert_eq!(stdout.trim(), "ok");
 }

@@ -61,7 +61,10 @@ impl AppState {
             "token_endpoint": format!("{issuer}/token"),
             "revocation_endpoint": format!("{issuer}/revoke"),
             "grant_types_supported": ["password", "refresh_token"],
-            "response_types_supported": [],
+            // REQUIRED by RFC 8414, and consumers (authlib) refuse an empty list.
+            // Tessera has no authorization endpoint; `none` is the one response
+            // type that promises nothing from one.
+            "response_types_supported": ["none"],
             "token_endpoint_auth_methods_supported": ["none"],
             "revocation_endpoint_auth_methods_supported": ["none"],
             // Not an RFC 8414 field: the algorithm of the access tokens (RFC 9068).
