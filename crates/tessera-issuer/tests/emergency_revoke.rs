@@ -1,0 +1,154 @@
+//! Emergency: an operator revokes the active key with the CLI while the issuer
+//! and a resource server run. Tokens signed with it are refused by the resource
+//! server within one unknown-kid cooldown; new logins work with the promoted key.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::Value;
+use tessera_bench::Client;
+use tessera_issuer::config::RawConfig;
+use tessera_issuer::serve::Prepared;
+use tessera_verifier::{SystemClock, Verifier, VerifierConfig};
+
+fn kid_of(token: &str) -> String {
+    let header = token.split('.').next().unwrap();
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
+    serde_json::from_slice::<Value>(&header).unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn login(issuer: SocketAddr, password: &str) -> String {
+    let mut c = Client::connect(issuer).await.unwrap();
+    let body = serde_json::json!({"username": "admin", "password": password}).to_string();
+    let (status, body) = c
+        .request("POST", "/login", &[], "application/json", &body)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice::<Value>(&body).unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn profile(resource: SocketAddr, token: &str) -> u16 {
+    let mut c = Client::connect(resource).await.unwrap();
+    let auth = format!("Authorization: Bearer {token}");
+    c.get("/profile", &[&auth]).await.unwrap().0
+}
+
+async fn published_kids(issuer: SocketAddr) -> Vec<String> {
+    let mut c = Client::connect(issuer).await.unwrap();
+    let (_, body) = c.get("/.well-known/jwks.json", &[]).await.unwrap();
+    serde_json::from_slice::<Value>(&body).unwrap()["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_the_active_key_cuts_its_tokens_off_and_logins_go_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys_dir = tmp.path().join("keys");
+    let config = RawConfig {
+        keys_dir: Some(keys_dir.clone()),
+        database_url: Some(format!(
+            "sqlite://{}",
+            tmp.path().join("issuer.db").display()
+        )),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        keys_reload_interval: Some(Duration::from_millis(100)),
+        jwks_cache_lifetime: Some(Duration::from_secs(1)),
+        ..RawConfig::default()
+    }
+    .validate()
+    .unwrap();
+    let mut prepared = Prepared::new(config).await.unwrap();
+    let password = prepared.take_first_admin().unwrap().password;
+    let issuer = prepared.addr();
+    let issuer_url = prepared.issuer().to_owned();
+    tokio::spawn(prepared.run(std::future::pending()));
+
+    let mut vconfig = VerifierConfig::new(issuer_url, ["tessera"]);
+    vconfig.unknown_kid_cooldown = Duration::from_secs(1);
+    vconfig.min_cache_lifetime = Duration::from_secs(1);
+    vconfig.refresh_check_interval = Duration::from_millis(50);
+    let verifier = Verifier::start(vconfig, Arc::new(SystemClock)).unwrap();
+    assert!(verifier.ready(Duration::from_secs(10)).await);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let resource = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, tessera_resource_server::app(verifier))
+            .await
+            .unwrap();
+    });
+
+    let old = login(issuer, &password).await;
+    let old_kid = kid_of(&old);
+    assert_eq!(profile(resource, &old).await, 200);
+    assert_eq!(
+        profile(resource, &old).await,
+        200,
+        "and from the token cache"
+    );
+
+    // The operator's emergency command.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessera-issuer"))
+        .args(["keys", "revoke", &old_kid, "--keys-dir"])
+        .arg(&keys_dir)
+        .env_remove("TESSERA_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The running issuer drops the key from its JWKS (reload ≤ 100 ms)...
+    let mut gone = false;
+    for _ in 0..100 {
+        if !published_kids(issuer).await.contains(&old_kid) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the issuer still publishes the revoked key");
+    let revoked_at = tokio::time::Instant::now();
+
+    // ...new logins are signed with the promoted key and accepted at once...
+    let new = login(issuer, &password).await;
+    assert_ne!(kid_of(&new), old_kid);
+    assert_eq!(profile(resource, &new).await, 200);
+
+    // ...and the revoked key's tokens are refused within one cooldown.
+    let mut refused = false;
+    while revoked_at.elapsed() < Duration::from_secs(5) {
+        if profile(resource, &old).await == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused, "a token of the revoked key is still accepted");
+    // One cooldown (1 s), plus room for the login and requests in between on a
+    // busy machine.
+    assert!(
+        revoked_at.elapsed() <= Duration::from_secs(3),
+        "refused only after {:?} (cooldown 1 s)",
+        revoked_at.elapsed()
+    );
+    assert_eq!(profile(resource, &new).await, 200);
+}
