@@ -97,11 +97,12 @@ impl<T> Default for Field<T> {
 }
 
 impl<T> Field<T> {
-    fn get(self, claim: Claim) -> Result<Option<T>, VerifyError> {
+    /// The value, if present; a wrong type is an error naming the claim.
+    fn get(self, name: &'static str) -> Result<Option<T>, VerifyError> {
         match self {
             Self::Absent => Ok(None),
             Self::Value(v) => Ok(Some(v)),
-            Self::WrongType => Err(VerifyError::InvalidClaim(claim.name())),
+            Self::WrongType => Err(VerifyError::InvalidClaim(name)),
         }
     }
 }
@@ -280,14 +281,6 @@ struct RawClaims<'a> {
     roles: Field<StringList<false>>,
 }
 
-fn owned(field: Field<Cow<'_, str>>, name: &'static str) -> Result<Option<String>, VerifyError> {
-    match field {
-        Field::Absent => Ok(None),
-        Field::Value(v) => Ok(Some(v.into_owned())),
-        Field::WrongType => Err(VerifyError::InvalidClaim(name)),
-    }
-}
-
 impl Validation {
     /// Checks the registered claims of a payload at time `now` (Unix seconds).
     pub fn validate(&self, payload: &[u8], now: i64) -> Result<Registered, VerifyError> {
@@ -315,29 +308,28 @@ impl Validation {
             .map_err(|_| VerifyError::Malformed("payload is not valid"))?;
         let access = (|| {
             Ok(AccessClaims {
-                client_id: owned(raw.client_id, "client_id")?,
-                sid: owned(raw.sid, "sid")?,
-                scope: owned(raw.scope, "scope")?,
-                preferred_username: owned(raw.preferred_username, "preferred_username")?,
-                roles: match raw.roles {
-                    Field::Absent => Vec::new(),
-                    Field::Value(r) => r.0,
-                    Field::WrongType => return Err(VerifyError::InvalidClaim("roles")),
-                },
+                client_id: raw.client_id.get("client_id")?.map(Cow::into_owned),
+                sid: raw.sid.get("sid")?.map(Cow::into_owned),
+                scope: raw.scope.get("scope")?.map(Cow::into_owned),
+                preferred_username: raw
+                    .preferred_username
+                    .get("preferred_username")?
+                    .map(Cow::into_owned),
+                roles: raw.roles.get("roles")?.map_or_else(Vec::new, |r| r.0),
             })
         })();
-        let iss = raw.iss.get(Claim::Iss)?;
-        let sub = raw.sub.get(Claim::Sub)?;
-        let aud = raw.aud.get(Claim::Aud)?;
+        let iss = raw.iss.get(Claim::Iss.name())?;
+        let sub = raw.sub.get(Claim::Sub.name())?;
+        let aud = raw.aud.get(Claim::Aud.name())?;
         let has_aud = aud.is_some();
         let claims = Registered {
             iss: iss.map(Cow::into_owned),
             sub: sub.map(Cow::into_owned),
             aud: aud.map_or_else(Vec::new, |a| a.0),
-            exp: raw.exp.get(Claim::Exp)?,
-            nbf: raw.nbf.get(Claim::Nbf)?,
-            iat: raw.iat.get(Claim::Iat)?,
-            jti: raw.jti.get(Claim::Jti)?.map(Cow::into_owned),
+            exp: raw.exp.get(Claim::Exp.name())?,
+            nbf: raw.nbf.get(Claim::Nbf.name())?,
+            iat: raw.iat.get(Claim::Iat.name())?,
+            jti: raw.jti.get(Claim::Jti.name())?.map(Cow::into_owned),
         };
         for &claim in &self.required {
             let present = match claim {
