@@ -20,8 +20,10 @@ use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::token_cache::{Entry, TokenCache};
 
 /// What the header's `kid` found in the key set.
-enum Lookup {
-    Found(Arc<str>),
+enum Lookup<'k> {
+    /// The kid (shared) and its key, from the snapshot the lookup used.
+    Found(Arc<str>, &'k crate::crypto::VerifyingKey),
+    /// No such kid in the set of this generation.
     Unknown(String, u64),
 }
 
@@ -283,15 +285,16 @@ impl Verifier {
         // Header checks, then the key by kid, all on the borrowed header and one
         // load of the key set; the payload and signature are decoded only after.
         let guard = inner.keys.load();
-        let lookup = |kid: &str| -> Result<Lookup, VerifyError> {
-            let state = inner.usable(guard.as_deref(), now)?;
+        let snapshot = guard.as_deref();
+        let lookup = |kid: &str| -> Result<Lookup<'_>, VerifyError> {
+            let state = inner.usable(snapshot, now)?;
             Ok(match state.keys.entry(kid) {
-                Some((kid, _)) => Lookup::Found(Arc::clone(kid)),
+                Some((kid, key)) => Lookup::Found(Arc::clone(kid), key),
                 None => Lookup::Unknown(kid.to_owned(), state.generation),
             })
         };
         let headers = inner.headers.load();
-        let mut inspected = None;
+        let mut inspected = false;
         let (found, parts) = crate::jws::parse_with_known(
             token,
             inner.max_token_bytes,
@@ -307,16 +310,12 @@ impl Verifier {
                     crate::jws::check_typ(h.typ, typ)?;
                 }
                 let kid = h.kid.ok_or(VerifyError::UnknownKey)?;
-                inspected = Some(());
+                inspected = true;
                 Ok(lookup(kid))
             },
         )?;
-        let found = found?;
-        let kid = match found {
-            Lookup::Found(kid) => {
-                // The same snapshot the lookup used (already checked usable).
-                let state = guard.as_deref().ok_or(VerifyError::KeysUnavailable)?;
-                let key = state.keys.get(&kid).ok_or(VerifyError::UnknownKey)?;
+        let kid = match found? {
+            Lookup::Found(kid, key) => {
                 parts.verify(key)?;
                 kid
             }
@@ -336,9 +335,7 @@ impl Verifier {
         };
         // Only headers of genuinely signed tokens are remembered (a flood of
         // forged headers must not churn the memo).
-        if inspected.is_some()
-            && let Some(segment) = token.split('.').next()
-        {
+        if inspected && let Some(segment) = token.split('.').next() {
             inner.remember_header(segment, &kid);
         }
         let (registered, text, access) = inner.validation.validate_all(&parts.payload, now)?;
