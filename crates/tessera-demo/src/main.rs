@@ -169,11 +169,17 @@ fn print_guide(
     passwords: &[(&str, String)],
     first_admin: Option<&tessera_issuer::serve::FirstAdmin>,
 ) -> std::io::Result<()> {
+    // `VAR_TOKEN` and `VAR_REFRESH` from the token response held in `$VAR`.
+    let keep_tokens = |var: &str| {
+        format!(
+            "{var}_TOKEN=$(printf '%s' \"${var}\" | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')\n\
+             {var}_REFRESH=$(printf '%s' \"${var}\" | sed -E 's/.*\"refresh_token\":\"([^\"]+)\".*/\\1/')"
+        )
+    };
     let login = |name: &str, password: &str, var: &str| {
         format!(
-            "{var}=$(curl -s {issuer}/login -H 'Content-Type: application/json' -d '{{\"username\":\"{name}\",\"password\":\"{password}\"}}')\n\
-             {var}_TOKEN=$(printf '%s' \"${var}\" | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')\n\
-             {var}_REFRESH=$(printf '%s' \"${var}\" | sed -E 's/.*\"refresh_token\":\"([^\"]+)\".*/\\1/')"
+            "{var}=$(curl -s {issuer}/login -H 'Content-Type: application/json' -d '{{\"username\":\"{name}\",\"password\":\"{password}\"}}')\n{}",
+            keep_tokens(var)
         )
     };
     let status = "-s -o /dev/null -w '%{http_code}\\n'";
@@ -226,14 +232,7 @@ fn print_guide(
         out,
         "USER2=$(curl -s {issuer}/token -d grant_type=refresh_token -d \"refresh_token=$USER_REFRESH\")"
     )?;
-    writeln!(
-        out,
-        "USER2_TOKEN=$(printf '%s' \"$USER2\" | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')"
-    )?;
-    writeln!(
-        out,
-        "USER2_REFRESH=$(printf '%s' \"$USER2\" | sed -E 's/.*\"refresh_token\":\"([^\"]+)\".*/\\1/')"
-    )?;
+    writeln!(out, "{}", keep_tokens("USER2"))?;
     writeln!(
         out,
         "curl {status} -H \"Authorization: Bearer $USER2_TOKEN\" {resource}/profile"
