@@ -11,7 +11,6 @@
 use std::process::Command;
 
 use serde_json::Value;
-use tessera_bench::Client;
 use tessera_tests::workspace_root;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,17 +24,11 @@ async fn jose_and_jsonwebtoken_verify_our_tokens_through_our_jwks_uri() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let issuer = tessera_tests::start_issuer(tmp.path()).await;
-    let mut c = Client::connect(issuer.addr).await.unwrap();
-    let body = serde_json::json!({"username": "admin", "password": issuer.admin_password});
-    let (status, body) = c
-        .request("POST", "/login", &[], "application/json", &body.to_string())
-        .await
-        .unwrap();
-    assert_eq!(status, 200);
-    let token = serde_json::from_slice::<Value>(&body).unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token =
+        tessera_tests::login(issuer.addr, "admin", &issuer.admin_password).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
     let jwks_uri = format!("{}/.well-known/jwks.json", issuer.url);
     let run = |issuer_url: String, audience: &'static str| {
         let (node, jwks_uri, token) = (node.clone(), jwks_uri.clone(), token.clone());

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tessera_bench::Client;
 use tessera_tests::workspace_root;
 use tessera_verifier::{AccessClaims, SystemClock, Verifier, VerifierConfig, VerifyError};
 
@@ -37,14 +36,7 @@ fn script(name: &str) -> std::path::PathBuf {
 }
 
 async fn login(issuer: std::net::SocketAddr, password: &str) -> String {
-    let mut c = Client::connect(issuer).await.unwrap();
-    let body = serde_json::json!({"username": "admin", "password": password}).to_string();
-    let (status, body) = c
-        .request("POST", "/login", &[], "application/json", &body)
-        .await
-        .unwrap();
-    assert_eq!(status, 200);
-    serde_json::from_slice::<Value>(&body).unwrap()["access_token"]
+    tessera_tests::login(issuer, "admin", password).await["access_token"]
         .as_str()
         .unwrap()
         .to_owned()

@@ -12,43 +12,14 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tessera_bench::Client;
-use tessera_issuer::config::RawConfig;
-use tessera_issuer::serve::Prepared;
 use tessera_verifier::{SystemClock, Verifier, VerifierConfig};
 
-/// Starts the issuer in `dir` on `listen`; returns its address, the first
-/// admin's password (first start only), and the switch that stops it.
-async fn issuer(
-    dir: &Path,
-    listen: SocketAddr,
-) -> (
-    SocketAddr,
-    Option<String>,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    let config = RawConfig {
-        keys_dir: Some(dir.join("keys")),
-        database_url: Some(format!("sqlite://{}", dir.join("issuer.db").display())),
-        listen: Some(listen),
-        jwks_cache_lifetime: Some(Duration::from_secs(1)),
-        ..RawConfig::default()
-    }
-    .validate()
-    .unwrap();
-    let mut prepared = Prepared::new(config).await.unwrap();
-    let password = prepared.take_first_admin().map(|a| a.password);
-    let addr = prepared.addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        prepared
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
-    (addr, password, stop, task)
+/// The issuer in `dir` on `listen`, with a one-second JWKS cache lifetime.
+async fn issuer(dir: &Path, listen: SocketAddr) -> tessera_tests::RunningIssuer {
+    tessera_tests::start_issuer_on(dir, listen, |raw| {
+        raw.jwks_cache_lifetime = Some(Duration::from_secs(1));
+    })
+    .await
 }
 
 async fn post_json(addr: SocketAddr, path: &str, content_type: &str, body: &str) -> (u16, Value) {
@@ -69,34 +40,27 @@ async fn profile(resource: SocketAddr, token: &str) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_keep_working_through_an_issuer_outage_and_sessions_survive_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
-    let (addr, password, stop, task) = issuer(tmp.path(), "127.0.0.1:0".parse().unwrap()).await;
-    let password = password.unwrap();
-    let issuer_url = format!("http://{addr}");
+    let first = issuer(tmp.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let (addr, issuer_url) = (first.addr, first.url.clone());
+    assert!(
+        !first.admin_password.is_empty(),
+        "the first start creates the admin"
+    );
 
     let mut vconfig = VerifierConfig::new(issuer_url, ["tessera"]);
     vconfig.min_cache_lifetime = Duration::from_secs(1);
     vconfig.refresh_check_interval = Duration::from_millis(50);
     vconfig.fetch_timeout = Duration::from_millis(500);
     let verifier = Verifier::start(vconfig, Arc::new(SystemClock)).unwrap();
-    assert!(verifier.ready(Duration::from_secs(10)).await);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let resource = listener.local_addr().unwrap();
     let health = verifier.clone();
-    tokio::spawn(async move {
-        axum::serve(listener, tessera_resource_server::app(verifier))
-            .await
-            .unwrap();
-    });
+    let resource = tessera_tests::serve_resource(verifier).await;
 
-    let body = serde_json::json!({"username": "admin", "password": password}).to_string();
-    let (status, tokens) = post_json(addr, "/login", "application/json", &body).await;
-    assert_eq!(status, 200);
+    let tokens = tessera_tests::login(addr, "admin", &first.admin_password).await;
     let access = tokens["access_token"].as_str().unwrap().to_owned();
     assert_eq!(profile(resource, &access).await, 200);
 
     // The issuer goes down.
-    stop.send(()).unwrap();
-    task.await.unwrap();
+    first.stop().await;
     assert!(
         Client::connect(addr).await.is_err(),
         "the issuer is really down"
@@ -119,9 +83,9 @@ async fn tokens_keep_working_through_an_issuer_outage_and_sessions_survive_a_res
 
     // Back, on the same address with the same database and keys: the session
     // and its refresh token survived the restart.
-    let (again, first_admin, _stop, _task) = issuer(tmp.path(), addr).await;
-    assert_eq!(again, addr);
-    assert!(first_admin.is_none(), "no new admin on a restart");
+    let again = issuer(tmp.path(), addr).await;
+    assert_eq!(again.addr, addr);
+    assert!(again.admin_password.is_empty(), "no new admin on a restart");
     let form = format!(
         "grant_type=refresh_token&refresh_token={}",
         tokens["refresh_token"].as_str().unwrap()

@@ -6,7 +6,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::Value;
 use tessera_bench::Client;
@@ -29,18 +28,7 @@ async fn start() -> System {
         Arc::new(SystemClock),
     )
     .unwrap();
-    assert!(
-        verifier.ready(Duration::from_secs(10)).await,
-        "{:?}",
-        verifier.health()
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let resource = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, tessera_resource_server::app(verifier))
-            .await
-            .unwrap();
-    });
+    let resource = tessera_tests::serve_resource(verifier).await;
     System {
         _tmp: tmp,
         issuer: issuer.addr,
@@ -73,10 +61,7 @@ async fn get(addr: SocketAddr, path: &str, token: &str) -> (u16, Value) {
 }
 
 async fn login(s: &System, username: &str, password: &str) -> Value {
-    let body = serde_json::json!({"username": username, "password": password}).to_string();
-    let (status, tokens) = post(s.issuer, "/login", "application/json", &body, &[]).await;
-    assert_eq!(status, 200, "{tokens}");
-    tokens
+    tessera_tests::login(s.issuer, username, password).await
 }
 
 /// `POST /token` with the refresh token of a token response.

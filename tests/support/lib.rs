@@ -38,32 +38,55 @@ pub fn verify_signature(set: &KeySet, token: &str) -> Result<serde_json::Value, 
     serde_json::from_slice(&decode(payload)?).map_err(|e| e.to_string())
 }
 
-/// An issuer running in this process on 127.0.0.1 (port 0), with its SQLite
-/// database and keyring in `dir` (embedded defaults otherwise).
+/// An issuer running in this process on 127.0.0.1, with its SQLite database
+/// and keyring in a directory (embedded defaults otherwise).
 #[derive(Debug)]
 pub struct RunningIssuer {
     /// Where it listens.
     pub addr: std::net::SocketAddr,
     /// Its issuer URL (`iss`), `http://<addr>`.
     pub url: String,
-    /// The first start's `admin` password.
+    /// The `admin` password if this start created the first admin, else empty.
     pub admin_password: String,
     /// Its database URL.
     pub database_url: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
 }
 
-/// Starts an issuer in `dir` and returns once it listens. It runs until the
-/// test's runtime ends.
+impl RunningIssuer {
+    /// Shuts it down (in-flight requests finish) and waits until it has.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        if let Err(e) = self.task.await {
+            panic!("the issuer task failed: {e}");
+        }
+    }
+}
+
+/// Starts an issuer in `dir` on a free port and returns once it listens.
 pub async fn start_issuer(dir: &std::path::Path) -> RunningIssuer {
+    start_issuer_on(dir, std::net::SocketAddr::from(([127, 0, 0, 1], 0)), |_| {}).await
+}
+
+/// Starts an issuer in `dir` on `listen`, its configuration changed by
+/// `tweak`, and returns once it listens.
+pub async fn start_issuer_on(
+    dir: &std::path::Path,
+    listen: std::net::SocketAddr,
+    tweak: impl FnOnce(&mut tessera_issuer::config::RawConfig),
+) -> RunningIssuer {
     let database_url = format!("sqlite://{}", dir.join("issuer.db").display());
-    let config = tessera_issuer::config::RawConfig {
+    let mut raw = tessera_issuer::config::RawConfig {
         keys_dir: Some(dir.join("keys")),
         database_url: Some(database_url.clone()),
-        listen: "127.0.0.1:0".parse().ok(),
+        listen: Some(listen),
         ..tessera_issuer::config::RawConfig::default()
-    }
-    .validate()
-    .unwrap_or_else(|e| panic!("issuer config: {e}"));
+    };
+    tweak(&mut raw);
+    let config = raw
+        .validate()
+        .unwrap_or_else(|e| panic!("issuer config: {e}"));
     let mut prepared = tessera_issuer::serve::Prepared::new(config)
         .await
         .unwrap_or_else(|e| panic!("starting the issuer: {e}"));
@@ -73,11 +96,64 @@ pub async fn start_issuer(dir: &std::path::Path) -> RunningIssuer {
         .unwrap_or_default();
     let addr = prepared.addr();
     let url = prepared.issuer().to_owned();
-    tokio::spawn(prepared.run(std::future::pending()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        // Only `stop()` stops it: dropping the handle leaves it running until
+        // the test's runtime ends.
+        let shutdown = async {
+            if stopped.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        if let Err(e) = prepared.run(shutdown).await {
+            panic!("the issuer failed: {e}");
+        }
+    });
     RunningIssuer {
         addr,
         url,
         admin_password,
         database_url,
+        stop,
+        task,
     }
+}
+
+/// `POST /login` as `username`: the token response (asserts `200`).
+pub async fn login(
+    issuer: std::net::SocketAddr,
+    username: &str,
+    password: &str,
+) -> serde_json::Value {
+    let body = serde_json::json!({"username": username, "password": password}).to_string();
+    let mut client = tessera_bench::Client::connect(issuer)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to the issuer: {e}"));
+    let (status, body) = client
+        .request("POST", "/login", &[], "application/json", &body)
+        .await
+        .unwrap_or_else(|e| panic!("logging in: {e}"));
+    assert_eq!(status, 200, "login: {}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap_or_else(|e| panic!("login response: {e}"))
+}
+
+/// The demo resource server on a free port, once `verifier` has its keys.
+pub async fn serve_resource(verifier: tessera_verifier::Verifier) -> std::net::SocketAddr {
+    assert!(
+        verifier.ready(std::time::Duration::from_secs(10)).await,
+        "the verifier never loaded keys: {:?}",
+        verifier.health()
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("binding the resource server: {e}"));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("resource server address: {e}"));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, tessera_resource_server::app(verifier)).await {
+            panic!("the resource server failed: {e}");
+        }
+    });
+    addr
 }
