@@ -4,57 +4,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::SocketAddr;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-use serde_json::Value;
-use tessera_bench::Client;
+use common::{kid_of, profile, published_kids};
 use tessera_issuer::config::RawConfig;
 use tessera_issuer::serve::Prepared;
 use tessera_verifier::{SystemClock, Verifier, VerifierConfig};
 
-fn kid_of(token: &str) -> String {
-    let header = token.split('.').next().unwrap();
-    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(header)
-        .unwrap();
-    serde_json::from_slice::<Value>(&header).unwrap()["kid"]
+async fn login(issuer: std::net::SocketAddr, password: &str) -> String {
+    common::login(issuer, "admin", password).await["access_token"]
         .as_str()
         .unwrap()
         .to_owned()
-}
-
-async fn login(issuer: SocketAddr, password: &str) -> String {
-    let mut c = Client::connect(issuer).await.unwrap();
-    let body = serde_json::json!({"username": "admin", "password": password}).to_string();
-    let (status, body) = c
-        .request("POST", "/login", &[], "application/json", &body)
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    serde_json::from_slice::<Value>(&body).unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-async fn profile(resource: SocketAddr, token: &str) -> u16 {
-    let mut c = Client::connect(resource).await.unwrap();
-    let auth = format!("Authorization: Bearer {token}");
-    c.get("/profile", &[&auth]).await.unwrap().0
-}
-
-async fn published_kids(issuer: SocketAddr) -> Vec<String> {
-    let mut c = Client::connect(issuer).await.unwrap();
-    let (_, body) = c.get("/.well-known/jwks.json", &[]).await.unwrap();
-    serde_json::from_slice::<Value>(&body).unwrap()["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,14 +49,7 @@ async fn revoking_the_active_key_cuts_its_tokens_off_and_logins_go_on() {
     vconfig.min_cache_lifetime = Duration::from_secs(1);
     vconfig.refresh_check_interval = Duration::from_millis(50);
     let verifier = Verifier::start(vconfig, Arc::new(SystemClock)).unwrap();
-    assert!(verifier.ready(Duration::from_secs(10)).await);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let resource = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, tessera_resource_server::app(verifier))
-            .await
-            .unwrap();
-    });
+    let resource = common::serve_resource(verifier).await;
 
     let old = login(issuer, &password).await;
     let old_kid = kid_of(&old);
@@ -104,12 +61,7 @@ async fn revoking_the_active_key_cuts_its_tokens_off_and_logins_go_on() {
     );
 
     // The operator's emergency command.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessera-issuer"))
-        .args(["keys", "revoke", &old_kid, "--keys-dir"])
-        .arg(&keys_dir)
-        .env_remove("TESSERA_CONFIG")
-        .output()
-        .unwrap();
+    let out = common::keys(&keys_dir, &["revoke", &old_kid]);
     assert!(
         out.status.success(),
         "{}",

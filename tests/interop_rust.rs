@@ -1,0 +1,74 @@
+//! Interoperability with a Rust service's usual JWKS client: `jwks_client_rs`
+//! (reqwest + jsonwebtoken) fetches our `jwks_uri` and decodes our access
+//! tokens, and refuses them for another audience or issuer, or when forged.
+//!
+//! The client lives outside the workspace (`tests/interop/rust`, its own lock
+//! file) so its dependency tree stays out of Tessera's builds. `.ci/run` builds
+//! it and sets `TESSERA_INTEROP_RUST` to the binary; without the variable the
+//! test says so and passes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Command;
+
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_client_rs_decodes_our_tokens_through_our_jwks_uri() {
+    let Ok(binary) = std::env::var("TESSERA_INTEROP_RUST") else {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("TESSERA_INTEROP_RUST is not set: skipping the jwks_client_rs checks");
+        }
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let issuer = tessera_tests::start_issuer(tmp.path()).await;
+    let token =
+        tessera_tests::login(issuer.addr, "admin", &issuer.admin_password).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let jwks_uri = format!("{}/.well-known/jwks.json", issuer.url);
+    let run = |issuer_url: String, audience: &'static str, token: String| {
+        let (binary, jwks_uri) = (binary.clone(), jwks_uri.clone());
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new(binary)
+                .args([&jwks_uri, &issuer_url, audience, &token])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice::<Value>(&out.stdout).unwrap()["jwks_client_rs"].clone()
+        })
+    };
+    let error = |v: &Value| v["error"].as_str().unwrap_or_default().to_lowercase();
+
+    let accepted = run(issuer.url.clone(), "tessera", token.clone())
+        .await
+        .unwrap();
+    assert_eq!(accepted["preferred_username"], "admin", "{accepted}");
+    assert_eq!(accepted["iss"], issuer.url.as_str());
+
+    let refused = run(issuer.url.clone(), "someone-else", token.clone())
+        .await
+        .unwrap();
+    assert!(error(&refused).contains("audience"), "{refused}");
+
+    let refused = run("http://elsewhere.test".to_owned(), "tessera", token.clone())
+        .await
+        .unwrap();
+    assert!(error(&refused).contains("iss"), "{refused}");
+
+    // The last signature byte changed (a base64url character that is not the
+    // final, partly-padding one).
+    let mut forged = token.into_bytes();
+    let i = forged.len() - 2;
+    forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    let refused = run(issuer.url.clone(), "tessera", forged).await.unwrap();
+    assert!(error(&refused).contains("signature"), "{refused}");
+}
