@@ -79,6 +79,18 @@ impl Client {
         Ok((status, self.buf[header_end..header_end + length].to_vec()))
     }
 
+    /// A header of the last response (the name compared case-insensitively).
+    pub fn last_header(&self, name: &str) -> Option<String> {
+        let end = self.buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = std::str::from_utf8(&self.buf[..end]).ok()?;
+        head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    }
+
     /// `GET path` with extra header lines.
     pub async fn get(&mut self, path: &str, headers: &[&str]) -> Result<(u16, Vec<u8>), Error> {
         self.request("GET", path, headers, "", "").await

@@ -3,10 +3,9 @@
 
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rand_core::{OsRng, RngCore as _};
-use tokio::sync::Semaphore;
 
 /// OWASP's Argon2id parameters: m = 19 MiB, t = 2, p = 1.
 pub const OWASP_PARAMS: (u32, u32, u32) = (19 * 1024, 2, 1);
@@ -66,13 +65,63 @@ pub enum Checked {
 }
 
 /// Hashes and verifies passwords.
+///
+/// Request-path checks run on a fixed set of `tessera-argon2` threads, each with
+/// one Argon2 work area it keeps and reuses. Before this, each check ran on a
+/// `spawn_blocking` thread and allocated its 19 MiB afresh: the blocking pool
+/// grows threads on demand and glibc gives each thread its own arena that keeps
+/// freed memory, so a login flood pushed the issuer's RSS to ~800 MiB. Now the
+/// peak is `concurrency` × m plus the rest.
 #[derive(Debug, Clone)]
 pub struct Hasher {
+    inner: Arc<Inner>,
+    pool: Arc<Pool>,
+}
+
+#[derive(Debug)]
+struct Inner {
     argon2: Argon2<'static>,
     /// A hash of a random password, verified when the user does not exist so
     /// that unknown users cost the same time as wrong passwords.
-    dummy: Arc<str>,
-    permits: Arc<Semaphore>,
+    dummy: String,
+}
+
+/// A check queued for the Argon2 threads; it gets the thread's work area.
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+
+/// The Argon2 threads: they take jobs from one queue and end when the last
+/// [`Hasher`] clone is gone.
+#[derive(Debug)]
+struct Pool {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl Pool {
+    fn start(threads: usize) -> Result<Self, HashError> {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for _ in 0..threads.max(1) {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name("tessera-argon2".into())
+                .spawn(move || {
+                    let mut memory = Vec::new();
+                    loop {
+                        // The lock is held only while waiting for the next job.
+                        let job = match queue.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(&mut memory),
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .map_err(|e| HashError(format!("starting an Argon2 thread: {e}")))?;
+        }
+        Ok(Self { jobs })
+    }
 }
 
 /// Hashing failed (bad parameters or an internal Argon2 error).
@@ -81,8 +130,12 @@ pub struct Hasher {
 #[non_exhaustive]
 pub struct HashError(String);
 
+/// The largest Argon2 work area a stored hash may ask for (m = 256 MiB); a hash
+/// asking for more is treated as unreadable.
+const MAX_BLOCKS: usize = 256 * 1024;
+
 impl Hasher {
-    /// A hasher with OWASP parameters allowing `concurrency` hashes at once.
+    /// A hasher with OWASP parameters running up to `concurrency` checks at once.
     pub fn new(concurrency: usize) -> Result<Self, HashError> {
         let (m, t, p) = OWASP_PARAMS;
         Self::with_params(m, t, p, concurrency)
@@ -100,14 +153,39 @@ impl Hasher {
             .map_err(|e| HashError(e.to_string()))?
             .to_string();
         Ok(Self {
-            argon2,
-            dummy: dummy.into(),
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            inner: Arc::new(Inner { argon2, dummy }),
+            pool: Arc::new(Pool::start(concurrency)?),
         })
     }
 
     /// Hashes a password (blocking; call from `spawn_blocking` or a CLI).
     pub fn hash(&self, password: &Password) -> Result<String, HashError> {
+        self.inner.hash(password)
+    }
+
+    /// Verifies a password against a stored hash, or against the dummy hash when
+    /// there is none (unknown user): same work either way. Blocking.
+    pub fn check(&self, password: &Password, stored: Option<&str>) -> Checked {
+        self.inner.check(password, stored, &mut Vec::new())
+    }
+
+    /// [`Hasher::check`] on one of the Argon2 threads, so a login flood cannot
+    /// starve the async workers that serve the JWKS, nor grow memory.
+    pub async fn check_async(&self, password: Password, stored: Option<String>) -> Checked {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let inner = Arc::clone(&self.inner);
+        let job: Job = Box::new(move |memory| {
+            let _ = answer.send(inner.check(&password, stored.as_deref(), memory));
+        });
+        if self.pool.jobs.send(job).is_err() {
+            return Checked::Mismatch;
+        }
+        answered.await.unwrap_or(Checked::Mismatch)
+    }
+}
+
+impl Inner {
+    fn hash(&self, password: &Password) -> Result<String, HashError> {
         let salt = SaltString::generate(&mut OsRng);
         self.argon2
             .hash_password(password.bytes(), &salt)
@@ -115,20 +193,15 @@ impl Hasher {
             .map_err(|e| HashError(e.to_string()))
     }
 
-    /// Verifies a password against a stored hash, or against the dummy hash when
-    /// there is none (unknown user): same work either way. Blocking.
-    pub fn check(&self, password: &Password, stored: Option<&str>) -> Checked {
+    fn check(&self, password: &Password, stored: Option<&str>, memory: &mut Vec<Block>) -> Checked {
         let target = stored.unwrap_or(&self.dummy);
         let Ok(parsed) = PasswordHash::new(target) else {
             // Unreadable stored hash: spend the same time, then refuse.
-            let _ = self.check(password, None);
+            let _ = self.check(password, None, memory);
             return Checked::Mismatch;
         };
         let ok = password.bytes().len() <= MAX_PASSWORD_BYTES
-            && self
-                .argon2
-                .verify_password(password.bytes(), &parsed)
-                .is_ok();
+            && verify(&parsed, password.bytes(), memory);
         if !ok || stored.is_none() {
             return Checked::Mismatch;
         }
@@ -151,18 +224,44 @@ impl Hasher {
             && params.t_cost() == current.t_cost()
             && params.p_cost() == current.p_cost()
     }
+}
 
-    /// [`Hasher::check`] on a blocking thread, at most `concurrency` at a time,
-    /// so a login flood cannot starve the async workers that serve the JWKS.
-    pub async fn check_async(&self, password: Password, stored: Option<String>) -> Checked {
-        let Ok(_permit) = self.permits.clone().acquire_owned().await else {
-            return Checked::Mismatch;
-        };
-        let hasher = self.clone();
-        tokio::task::spawn_blocking(move || hasher.check(&password, stored.as_deref()))
-            .await
-            .unwrap_or(Checked::Mismatch)
+/// `PasswordHash::verify_password` for Argon2, computed in `memory` (grown as
+/// needed, kept by the caller) instead of a fresh allocation; the comparison is
+/// `Output`'s constant-time one.
+fn verify(parsed: &PasswordHash<'_>, password: &[u8], memory: &mut Vec<Block>) -> bool {
+    let (Ok(algorithm), Ok(params), Some(salt), Some(expected)) = (
+        Algorithm::try_from(parsed.algorithm),
+        Params::try_from(parsed),
+        parsed.salt,
+        parsed.hash,
+    ) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let blocks = params.block_count();
+    if blocks > MAX_BLOCKS {
+        return false;
     }
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::new());
+    }
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let mut out = [0u8; 64];
+    let Some(out) = out.get_mut(..expected.len()) else {
+        return false;
+    };
+    let argon2 = Argon2::new(algorithm, version, params);
+    argon2
+        .hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
+        .is_ok()
+        && argon2::password_hash::Output::new(out).is_ok_and(|computed| computed == expected)
 }
 
 /// A random identifier or secret: `bytes` random bytes, base64url.
@@ -224,13 +323,55 @@ mod tests {
         );
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checks_on_the_argon2_threads_match_the_blocking_ones() {
+        let h = cheap();
+        let hash = h.hash(&Password::new("correct horse".into())).unwrap();
+        let mut checks = Vec::new();
+        for i in 0..8 {
+            let (h, hash) = (h.clone(), hash.clone());
+            checks.push(tokio::spawn(async move {
+                let password = if i % 2 == 0 {
+                    "correct horse"
+                } else {
+                    "wrong horse"
+                };
+                let stored = (i % 4 != 3).then_some(hash);
+                (
+                    i,
+                    h.check_async(Password::new(password.into()), stored).await,
+                )
+            }));
+        }
+        for check in checks {
+            let (i, checked) = check.await.unwrap();
+            let expected = if i % 2 == 0 && i % 4 != 3 {
+                Checked::Match { rehash: None }
+            } else {
+                Checked::Mismatch
+            };
+            assert_eq!(checked, expected, "check {i}");
+        }
+    }
+
+    #[test]
+    fn a_stored_hash_asking_for_too_much_memory_is_refused() {
+        let h = cheap();
+        // m = 1 GiB: over MAX_BLOCKS, refused without allocating it.
+        let huge = "$argon2id$v=19$m=1048576,t=1,p=1$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc";
+        assert_eq!(
+            h.check(&Password::new("password".into()), Some(huge)),
+            Checked::Mismatch
+        );
+    }
+
     #[test]
     fn the_production_parameters_are_owasps() {
         let h = Hasher::new(1).unwrap();
         assert!(
-            h.dummy.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            h.inner.dummy.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
             "{}",
-            h.dummy
+            h.inner.dummy
         );
     }
 

@@ -67,9 +67,11 @@ impl Prepared {
     /// start if the directory holds none) and binds the listen address.
     pub async fn new(config: Config) -> Result<Self, ServeError> {
         let db = Db::connect(&config.database_url).await?;
-        // Argon2 at m = 19 MiB: a few hashes at once is what two cores sustain;
-        // more would only queue inside the CPU and starve other requests.
-        let hasher = Hasher::new(4)?;
+        // Argon2 is CPU-bound: one thread per core (at most 4) is all the
+        // cores sustain; more would only queue inside the CPU, starve other
+        // requests and hold another 19 MiB work area each.
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let hasher = Hasher::new(cores.min(4))?;
         let first_admin = if db.count_users().await? == 0 {
             Some(create_first_admin(&db, &hasher).await?)
         } else {
