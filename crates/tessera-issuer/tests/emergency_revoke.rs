@@ -10,8 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{kid_of, profile, published_kids};
-use tessera_issuer::config::RawConfig;
-use tessera_issuer::serve::Prepared;
 use tessera_verifier::{SystemClock, Verifier, VerifierConfig};
 
 async fn login(issuer: std::net::SocketAddr, password: &str) -> String {
@@ -25,24 +23,11 @@ async fn login(issuer: std::net::SocketAddr, password: &str) -> String {
 async fn revoking_the_active_key_cuts_its_tokens_off_and_logins_go_on() {
     let tmp = tempfile::tempdir().unwrap();
     let keys_dir = tmp.path().join("keys");
-    let config = RawConfig {
-        keys_dir: Some(keys_dir.clone()),
-        database_url: Some(format!(
-            "sqlite://{}",
-            tmp.path().join("issuer.db").display()
-        )),
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        keys_reload_interval: Some(Duration::from_millis(100)),
-        jwks_cache_lifetime: Some(Duration::from_secs(1)),
-        ..RawConfig::default()
-    }
-    .validate()
-    .unwrap();
-    let mut prepared = Prepared::new(config).await.unwrap();
-    let password = prepared.take_first_admin().unwrap().password;
-    let issuer = prepared.addr();
-    let issuer_url = prepared.issuer().to_owned();
-    tokio::spawn(prepared.run(std::future::pending()));
+    let started = common::start_issuer(tmp.path(), |raw| {
+        raw.jwks_cache_lifetime = Some(Duration::from_secs(1));
+    })
+    .await;
+    let (issuer, issuer_url, password) = (started.addr, started.url, started.admin_password);
 
     let mut vconfig = VerifierConfig::new(issuer_url, ["tessera"]);
     vconfig.unknown_kid_cooldown = Duration::from_secs(1);

@@ -20,8 +20,6 @@ use std::time::Duration;
 
 use common::{claims_of, key_list, keys, kid_in_state, kid_of, login, profile, published_kids};
 use tessera_bench::Client;
-use tessera_issuer::config::RawConfig;
-use tessera_issuer::serve::Prepared;
 use tessera_verifier::{SystemClock, Verifier, VerifierConfig};
 use tokio::time::Instant;
 
@@ -169,26 +167,13 @@ async fn first_token_of(issuer: SocketAddr, password: &str, kid: &str, traffic: 
 async fn rotating_twice_and_pruning_under_traffic_refuses_no_valid_token() {
     let tmp = tempfile::tempdir().unwrap();
     let keys_dir = tmp.path().join("keys");
-    let config = RawConfig {
-        keys_dir: Some(keys_dir.clone()),
-        database_url: Some(format!(
-            "sqlite://{}",
-            tmp.path().join("issuer.db").display()
-        )),
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        keys_reload_interval: Some(Duration::from_millis(100)),
-        access_token_lifetime: Some(Duration::from_secs(4)),
-        jwks_cache_lifetime: Some(Duration::from_secs(2)),
-        clock_leeway: Some(Duration::ZERO),
-        ..RawConfig::default()
-    }
-    .validate()
-    .unwrap();
-    let mut prepared = Prepared::new(config).await.unwrap();
-    let password = prepared.take_first_admin().unwrap().password;
-    let issuer = prepared.addr();
-    let issuer_url = prepared.issuer().to_owned();
-    tokio::spawn(prepared.run(std::future::pending()));
+    let started = common::start_issuer(tmp.path(), |raw| {
+        raw.access_token_lifetime = Some(Duration::from_secs(4));
+        raw.jwks_cache_lifetime = Some(Duration::from_secs(2));
+        raw.clock_leeway = Some(Duration::ZERO);
+    })
+    .await;
+    let (issuer, issuer_url, password) = (started.addr, started.url, started.admin_password);
     let k0 = kid_in_state(&keys_dir, "active");
     let k1 = kid_in_state(&keys_dir, "pending");
 

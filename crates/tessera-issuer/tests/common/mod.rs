@@ -194,3 +194,37 @@ impl Drop for IssuerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// An issuer running in this process, its database and keyring in `dir`.
+pub struct InProcessIssuer {
+    pub addr: SocketAddr,
+    pub url: String,
+    /// The first admin's password (this start created it).
+    pub admin_password: String,
+}
+
+/// Starts an issuer in `dir` on a free port, reloading its keyring every
+/// 100 ms, its configuration changed by `tweak`.
+pub async fn start_issuer(
+    dir: &Path,
+    tweak: impl FnOnce(&mut tessera_issuer::config::RawConfig),
+) -> InProcessIssuer {
+    let mut raw = tessera_issuer::config::RawConfig {
+        keys_dir: Some(dir.join("keys")),
+        database_url: Some(format!("sqlite://{}", dir.join("issuer.db").display())),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        keys_reload_interval: Some(std::time::Duration::from_millis(100)),
+        ..tessera_issuer::config::RawConfig::default()
+    };
+    tweak(&mut raw);
+    let mut prepared = tessera_issuer::serve::Prepared::new(raw.validate().unwrap())
+        .await
+        .unwrap();
+    let issuer = InProcessIssuer {
+        addr: prepared.addr(),
+        url: prepared.issuer().to_owned(),
+        admin_password: prepared.take_first_admin().unwrap().password,
+    };
+    tokio::spawn(prepared.run(std::future::pending()));
+    issuer
+}
