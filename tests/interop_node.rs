@@ -8,18 +8,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Command;
-
-use serde_json::Value;
 use tessera_tests::workspace_root;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jose_and_jsonwebtoken_verify_our_tokens_through_our_jwks_uri() {
-    let Ok(node) = std::env::var("TESSERA_INTEROP_NODE") else {
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("TESSERA_INTEROP_NODE is not set: skipping the Node interoperability checks");
-        }
+    let Some(node) =
+        tessera_tests::interop_tool("TESSERA_INTEROP_NODE", "Node interoperability checks")
+    else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -30,23 +25,18 @@ async fn jose_and_jsonwebtoken_verify_our_tokens_through_our_jwks_uri() {
             .unwrap()
             .to_owned();
     let jwks_uri = format!("{}/.well-known/jwks.json", issuer.url);
-    let run = |issuer_url: String, audience: &'static str| {
-        let (node, jwks_uri, token) = (node.clone(), jwks_uri.clone(), token.clone());
-        tokio::task::spawn_blocking(move || {
-            let out = Command::new(node)
-                .arg(workspace_root().join("tests/interop/node_verify.mjs"))
-                .args([&jwks_uri, &issuer_url, audience, &token])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            serde_json::from_slice::<Value>(&out.stdout).unwrap()
-        })
+    let script = workspace_root().join("tests/interop/node_verify.mjs");
+    let run = |issuer_url: String, audience: &str| {
+        let args = vec![
+            script.display().to_string(),
+            jwks_uri.clone(),
+            issuer_url,
+            audience.to_owned(),
+            token.clone(),
+        ];
+        tessera_tests::run_verifier(node.clone(), args)
     };
-    let accepted = run(issuer.url.clone(), "tessera").await.unwrap();
+    let accepted = run(issuer.url.clone(), "tessera").await;
     for client in ["jose", "jsonwebtoken"] {
         assert_eq!(
             accepted[client]["preferred_username"], "admin",
@@ -54,7 +44,7 @@ async fn jose_and_jsonwebtoken_verify_our_tokens_through_our_jwks_uri() {
         );
         assert_eq!(accepted[client]["iss"], issuer.url.as_str(), "{client}");
     }
-    let refused = run(issuer.url.clone(), "someone-else").await.unwrap();
+    let refused = run(issuer.url.clone(), "someone-else").await;
     for client in ["jose", "jsonwebtoken"] {
         let error = refused[client]["error"].as_str().unwrap_or_default();
         assert!(
@@ -62,9 +52,7 @@ async fn jose_and_jsonwebtoken_verify_our_tokens_through_our_jwks_uri() {
             "{client} must refuse another audience: {refused}"
         );
     }
-    let refused = run("http://elsewhere.test".to_owned(), "tessera")
-        .await
-        .unwrap();
+    let refused = run("http://elsewhere.test".to_owned(), "tessera").await;
     for client in ["jose", "jsonwebtoken"] {
         let error = refused[client]["error"].as_str().unwrap_or_default();
         assert!(

@@ -19,16 +19,7 @@ use tessera_tests::workspace_root;
 use tessera_verifier::{AccessClaims, SystemClock, Verifier, VerifierConfig, VerifyError};
 
 fn python() -> Option<String> {
-    let python = std::env::var("TESSERA_INTEROP_PYTHON").ok();
-    if python.is_none() {
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!(
-                "TESSERA_INTEROP_PYTHON is not set: skipping the PyJWT interoperability checks"
-            );
-        }
-    }
-    python
+    tessera_tests::interop_tool("TESSERA_INTEROP_PYTHON", "PyJWT interoperability checks")
 }
 
 fn script(name: &str) -> std::path::PathBuf {

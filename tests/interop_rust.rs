@@ -9,17 +9,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Command;
-
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwks_client_rs_decodes_our_tokens_through_our_jwks_uri() {
-    let Ok(binary) = std::env::var("TESSERA_INTEROP_RUST") else {
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("TESSERA_INTEROP_RUST is not set: skipping the jwks_client_rs checks");
-        }
+    let Some(binary) = tessera_tests::interop_tool("TESSERA_INTEROP_RUST", "jwks_client_rs checks")
+    else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -30,37 +25,21 @@ async fn jwks_client_rs_decodes_our_tokens_through_our_jwks_uri() {
             .unwrap()
             .to_owned();
     let jwks_uri = format!("{}/.well-known/jwks.json", issuer.url);
-    let run = |issuer_url: String, audience: &'static str, token: String| {
-        let (binary, jwks_uri) = (binary.clone(), jwks_uri.clone());
-        tokio::task::spawn_blocking(move || {
-            let out = Command::new(binary)
-                .args([&jwks_uri, &issuer_url, audience, &token])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            serde_json::from_slice::<Value>(&out.stdout).unwrap()["jwks_client_rs"].clone()
-        })
+    let run = |issuer_url: String, audience: &str, token: String| {
+        let args = vec![jwks_uri.clone(), issuer_url, audience.to_owned(), token];
+        let output = tessera_tests::run_verifier(binary.clone(), args);
+        async move { output.await["jwks_client_rs"].clone() }
     };
     let error = |v: &Value| v["error"].as_str().unwrap_or_default().to_lowercase();
 
-    let accepted = run(issuer.url.clone(), "tessera", token.clone())
-        .await
-        .unwrap();
+    let accepted = run(issuer.url.clone(), "tessera", token.clone()).await;
     assert_eq!(accepted["preferred_username"], "admin", "{accepted}");
     assert_eq!(accepted["iss"], issuer.url.as_str());
 
-    let refused = run(issuer.url.clone(), "someone-else", token.clone())
-        .await
-        .unwrap();
+    let refused = run(issuer.url.clone(), "someone-else", token.clone()).await;
     assert!(error(&refused).contains("audience"), "{refused}");
 
-    let refused = run("http://elsewhere.test".to_owned(), "tessera", token.clone())
-        .await
-        .unwrap();
+    let refused = run("http://elsewhere.test".to_owned(), "tessera", token.clone()).await;
     assert!(error(&refused).contains("iss"), "{refused}");
 
     // The last signature byte changed (a base64url character that is not the
@@ -69,6 +48,6 @@ async fn jwks_client_rs_decodes_our_tokens_through_our_jwks_uri() {
     let i = forged.len() - 2;
     forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
     let forged = String::from_utf8(forged).unwrap();
-    let refused = run(issuer.url.clone(), "tessera", forged).await.unwrap();
+    let refused = run(issuer.url.clone(), "tessera", forged).await;
     assert!(error(&refused).contains("signature"), "{refused}");
 }

@@ -157,3 +157,36 @@ pub async fn serve_resource(verifier: tessera_verifier::Verifier) -> std::net::S
     });
     addr
 }
+
+/// The third-party tool `var` names (a `TESSERA_INTEROP_*` variable that
+/// `.ci/run` sets), or `None` after saying that `checks` are skipped.
+pub fn interop_tool(var: &str, checks: &str) -> Option<String> {
+    let tool = std::env::var(var).ok();
+    if tool.is_none() {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("{var} is not set: skipping the {checks}");
+        }
+    }
+    tool
+}
+
+/// Runs a third-party verifier, `program [args] JWKS_URI ISSUER AUDIENCE TOKEN`,
+/// off the runtime; returns the JSON it prints (asserts it exits 0).
+pub async fn run_verifier(program: String, mut args: Vec<String>) -> serde_json::Value {
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(&program)
+            .args(args.drain(..))
+            .output()
+            .unwrap_or_else(|e| panic!("running {program}: {e}"));
+        assert!(
+            out.status.success(),
+            "{program}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{program} printed no JSON: {e}"))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("the verifier task failed: {e}"))
+}
