@@ -76,7 +76,8 @@ pub async fn start_issuer_on(
     listen: std::net::SocketAddr,
     tweak: impl FnOnce(&mut tessera_issuer::config::RawConfig),
 ) -> RunningIssuer {
-    let database_url = format!("sqlite://{}", dir.join("issuer.db").display());
+    let database_url = tessera_issuer::db::scratch::test_database_url(dir)
+        .unwrap_or_else(|e| panic!("the test database: {e}"));
     let mut raw = tessera_issuer::config::RawConfig {
         keys_dir: Some(dir.join("keys")),
         database_url: Some(database_url.clone()),

@@ -70,7 +70,7 @@ struct GlobalArgs {
     /// How often the service checks the keyring for CLI changes [default: 1s].
     #[arg(long, global = true, env = "TESSERA_KEYS_RELOAD_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
     keys_reload_interval: Option<Duration>,
-    /// Database URL, e.g. sqlite://path/issuer.db [default: sqlite://issuer.db].
+    /// Database URL: sqlite://path/issuer.db or postgres://user@host/db [default: sqlite://issuer.db].
     #[arg(
         long = "database",
         global = true,
@@ -78,6 +78,14 @@ struct GlobalArgs {
         value_name = "URL"
     )]
     database_url: Option<String>,
+    /// Most connections to PostgreSQL per process [default: 10].
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_DATABASE_MAX_CONNECTIONS",
+        value_name = "N"
+    )]
+    database_max_connections: Option<u32>,
     /// A session ends after this long without a refresh [default: 14days].
     #[arg(long, global = true, env = "TESSERA_REFRESH_IDLE_LIFETIME", value_name = "DURATION", value_parser = parse_duration)]
     refresh_idle_lifetime: Option<Duration>,
@@ -212,6 +220,7 @@ fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
         audiences: global.audiences.clone(),
         keys_reload_interval: global.keys_reload_interval,
         database_url: global.database_url.clone(),
+        database_max_connections: global.database_max_connections,
         refresh_idle_lifetime: global.refresh_idle_lifetime,
         refresh_absolute_lifetime: global.refresh_absolute_lifetime,
     };
@@ -248,26 +257,47 @@ fn serve(config: Config) -> anyhow::Result<()> {
         )?;
         writeln!(out, "issuer: {}", prepared.issuer())?;
         if let Some(admin) = prepared.take_first_admin() {
-            // Printed once, to the terminal only: the one time this password
-            // exists outside its hash. Never logged.
-            writeln!(
-                out,
-                "first start: created user {:?} with role admin and password {}",
-                admin.username, admin.password
-            )?;
-            writeln!(
-                out,
-                "(shown once; change it with `tessera-issuer users reset-password {}`)",
-                admin.username
-            )?;
+            print_first_admin_to(&mut out, &admin)?;
         }
         out.flush()?;
         drop(out);
+        if let Some(late) = prepared.take_late_first_admin() {
+            // The database was down at start; the admin is created (and shown)
+            // once it answers, if it holds no user by then.
+            tokio::spawn(async move {
+                if let Ok(admin) = late.await {
+                    let _ = print_first_admin(&admin);
+                }
+            });
+        }
         prepared
             .run(tessera_issuer::serve::shutdown_signal())
             .await?;
         anyhow::Ok(())
     })
+}
+
+/// Printed once, to the terminal only: the one time this password exists
+/// outside its hash. Never logged.
+fn print_first_admin_to(
+    out: &mut impl std::io::Write,
+    admin: &tessera_issuer::serve::FirstAdmin,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "first start: created user {:?} with role admin and password {}",
+        admin.username, admin.password
+    )?;
+    writeln!(
+        out,
+        "(shown once; change it with `tessera-issuer users reset-password {}`)",
+        admin.username
+    )?;
+    out.flush()
+}
+
+fn print_first_admin(admin: &tessera_issuer::serve::FirstAdmin) -> std::io::Result<()> {
+    print_first_admin_to(&mut std::io::stdout().lock(), admin)
 }
 
 /// Structured logs on stderr; `RUST_LOG` (e.g. `info`, `warn,audit=info`) filters.

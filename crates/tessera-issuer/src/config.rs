@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::db::PoolSettings;
 use serde::Deserialize;
 use tessera_keyring::{DEFAULT_BITS, GENERATE_BITS, RotationPolicy};
 
@@ -27,8 +28,11 @@ pub struct Config {
     /// How often the service checks the keyring for changes made by the CLI.
     /// Default 1 s; at most 5 s.
     pub keys_reload_interval: Duration,
-    /// The database. Default `sqlite://issuer.db` (created on first start).
+    /// The database. Default `sqlite://issuer.db` (created on first start);
+    /// `postgres://...` for several instances sharing one database.
     pub database_url: String,
+    /// PostgreSQL pool bounds (SQLite ignores them).
+    pub database_pool: PoolSettings,
     /// A session ends after this long without a refresh. Default 14 days.
     pub refresh_idle_lifetime: Duration,
     /// A session ends this long after login, however active. Default 30 days.
@@ -61,8 +65,10 @@ pub struct RawConfig {
     /// `keys_reload_interval = "1s"`
     #[serde(default, deserialize_with = "duration")]
     pub keys_reload_interval: Option<Duration>,
-    /// `database_url = "sqlite://issuer.db"`
+    /// `database_url = "sqlite://issuer.db"` or `"postgres://host/db"`
     pub database_url: Option<String>,
+    /// `database_max_connections = 10` (PostgreSQL only)
+    pub database_max_connections: Option<u32>,
     /// `refresh_idle_lifetime = "14days"`
     #[serde(default, deserialize_with = "duration")]
     pub refresh_idle_lifetime: Option<Duration>,
@@ -140,6 +146,9 @@ impl RawConfig {
             audiences: over.audiences.or(self.audiences),
             keys_reload_interval: over.keys_reload_interval.or(self.keys_reload_interval),
             database_url: over.database_url.or(self.database_url),
+            database_max_connections: over
+                .database_max_connections
+                .or(self.database_max_connections),
             refresh_idle_lifetime: over.refresh_idle_lifetime.or(self.refresh_idle_lifetime),
             refresh_absolute_lifetime: over
                 .refresh_absolute_lifetime
@@ -226,6 +235,17 @@ impl RawConfig {
             Duration::from_millis(10),
             Duration::from_secs(5),
         )?;
+        let max_connections = self.database_max_connections.unwrap_or(10);
+        if !(1..=1000).contains(&max_connections) {
+            return Err(ConfigError::Invalid {
+                key: "database_max_connections",
+                problem: format!("{max_connections} is outside 1 ..= 1000"),
+            });
+        }
+        let database_pool = PoolSettings {
+            max_connections,
+            ..PoolSettings::default()
+        };
         Ok(Config {
             keys_dir: self.keys_dir.unwrap_or_else(|| PathBuf::from("keys")),
             rotation,
@@ -239,6 +259,7 @@ impl RawConfig {
             database_url: self
                 .database_url
                 .unwrap_or_else(|| "sqlite://issuer.db".to_owned()),
+            database_pool,
             refresh_idle_lifetime,
             refresh_absolute_lifetime,
         })
@@ -288,6 +309,8 @@ mod tests {
         assert_eq!(c.keys_reload_interval, Duration::from_secs(1));
         assert_eq!(c.refresh_idle_lifetime, Duration::from_secs(14 * 86400));
         assert_eq!(c.refresh_absolute_lifetime, Duration::from_secs(30 * 86400));
+        assert_eq!(c.database_url, "sqlite://issuer.db");
+        assert_eq!(c.database_pool.max_connections, 10);
     }
 
     #[test]

@@ -1,30 +1,21 @@
-//! The issuer's database: users now; sessions and refresh tokens with the token
-//! endpoints. SQLite by default (a file, created with its schema on first start).
+//! The issuer's database: users, sessions (refresh-token families) and refresh
+//! tokens. SQLite by default (a file, created with its schema on first start);
+//! PostgreSQL when the URL says `postgres://`, for several issuer instances
+//! sharing one database.
 //!
-//! Migrations are embedded SQL files applied in order inside one transaction each,
-//! recorded in `schema_migrations`.
+//! One data-access layer for both: every query is written once, with `$N`
+//! placeholders (which sqlx's SQLite driver reads as numbered parameters), and
+//! the [`on_pool!`] / [`in_transaction!`] macros expand it once per backend.
+//! What differs lives in [`sqlite`] and [`postgres`]: connecting, migrations
+//! (each backend has its own embedded SQL, since types differ), and the two
+//! writes where concurrency control is engine-specific: the refresh rotation
+//! and the reuse check.
 
-use std::str::FromStr as _;
+mod postgres;
+pub mod scratch;
+mod sqlite;
+
 use std::time::Duration;
-
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-};
-use sqlx::{ConnectOptions as _, Connection as _, Row as _, Sqlite, Transaction};
-
-/// The embedded migrations, in order.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "users_sessions",
-        include_str!("../migrations/0001_users_sessions.sql"),
-    ),
-    (
-        2,
-        "refresh_retry",
-        include_str!("../migrations/0002_refresh_retry.sql"),
-    ),
-];
 
 /// A database error, with what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +23,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 pub enum DbError {
     /// The database URL is not one this build supports.
     #[error(
-        "unsupported database URL {0:?} (expected sqlite://PATH; an in-memory database would lose every session at exit)"
+        "unsupported database URL {0:?} (expected sqlite://PATH or postgres://...; an in-memory database would lose every session at exit)"
     )]
     UnsupportedUrl(String),
     /// No user has this name.
@@ -41,6 +32,10 @@ pub enum DbError {
     /// A user with this name exists already.
     #[error("a user named {0:?} exists already")]
     UserExists(String),
+    /// The schema has not been migrated yet (the database was unreachable
+    /// when the service started).
+    #[error("the database schema is not migrated yet")]
+    NotMigrated,
     /// The database failed.
     #[error("{action}: {source}")]
     Sqlx {
@@ -49,6 +44,30 @@ pub enum DbError {
         /// The driver's error.
         source: sqlx::Error,
     },
+}
+
+impl DbError {
+    /// Whether the database could not be reached (down, restarting, pool
+    /// exhausted) rather than refusing what was asked: worth a 503 and a retry.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Sqlx { source, .. } => {
+                matches!(
+                    source,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::Tls(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::WorkerCrashed
+                ) || matches!(source, sqlx::Error::Database(e)
+                // PostgreSQL shutting down or restarting: admin_shutdown,
+                // crash_shutdown, cannot_connect_now.
+                if matches!(e.code().as_deref(), Some("57P01" | "57P02" | "57P03")))
+            }
+            Self::NotMigrated => true,
+            _ => false,
+        }
+    }
 }
 
 fn sql(action: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
@@ -87,167 +106,171 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// Connection settings that matter only for a server database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// The most connections this process opens to PostgreSQL. Default 10.
+    pub max_connections: u32,
+    /// How long a request waits for a connection before it is answered 503
+    /// (the database is down, or every connection is busy). Default 3 s.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
 /// A connection pool to the issuer's database.
 #[derive(Debug, Clone)]
 pub struct Db {
-    pool: SqlitePool,
-    /// The one connection this process writes through (SQLite has one writer
-    /// at a time anyway). Holding it serialises this process's writes before
-    /// they reach SQLite, whose own busy handler sleeps for milliseconds at a
-    /// time; and, unlike a pool checkout, it costs no ping on release. Reads
-    /// go through the pool, in parallel.
-    writer: std::sync::Arc<tokio::sync::Mutex<SqliteConnection>>,
-    /// Where the refresh path's locked work runs: see [`WriterThread`].
-    writer_thread: std::sync::Arc<WriterThread>,
+    backend: Backend,
+    /// Set once this process has seen the schema migrated: until then the
+    /// service is not ready (its database may have been down at start).
+    migrated: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// A thread of its own on which write transactions hold the writer lock.
-///
-/// A task holding the lock releases it only when it is polled again after its
-/// statement returns. On a request worker that poll can wait behind whatever
-/// the worker runs meanwhile (an RSA signature takes up to a millisecond), and
-/// every other writer waits with it: that coupling held refreshes at two
-/// thirds of the signing rate. This thread runs nothing but database futures,
-/// so the lock is released as soon as the database answers.
-#[derive(Debug)]
-struct WriterThread {
-    handle: tokio::runtime::Handle,
-    /// Dropped with the last `Db` clone: the thread then ends.
-    _stop: tokio::sync::oneshot::Sender<()>,
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(sqlite::Sqlite),
+    Postgres(postgres::Postgres),
 }
 
-impl WriterThread {
-    fn start() -> Result<Self, DbError> {
-        let failed = |e| DbError::Sqlx {
-            action: "starting the database writer thread",
-            source: sqlx::Error::Io(e),
-        };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(failed)?;
-        let handle = runtime.handle().clone();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name("tessera-db-writer".into())
-            .spawn(move || {
-                // Ends when every `Db` clone is gone (the sender is dropped).
-                let _ = runtime.block_on(stopped);
-            })
-            .map_err(failed)?;
-        Ok(Self {
-            handle,
-            _stop: stop,
-        })
-    }
+/// Runs `$body` with `$pool` bound to the backend's connection pool (a
+/// different type in each arm, so the body is type-checked once per backend).
+macro_rules! on_pool {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match &$db.backend {
+            Backend::Sqlite(backend) => {
+                let $pool = &backend.pool;
+                $body
+            }
+            Backend::Postgres(backend) => {
+                let $pool = &backend.pool;
+                $body
+            }
+        }
+    };
+}
 
-    /// Runs `work` on the writer thread and waits for its result.
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl Future<Output = Result<T, DbError>> + Send + 'static,
-    ) -> Result<T, DbError> {
-        self.handle.spawn(work).await.map_err(|e| DbError::Sqlx {
-            action: "running a write transaction",
-            source: sqlx::Error::Protocol(e.to_string()),
-        })?
-    }
+/// Runs `$body` inside a write transaction `$tx` (on SQLite, through the one
+/// writer connection), committing if it returns `Ok`.
+macro_rules! in_transaction {
+    ($db:expr, $action:literal, |$tx:ident| $body:expr) => {
+        match &$db.backend {
+            Backend::Sqlite(backend) => {
+                use sqlx::Connection as _;
+                let mut writer = backend.writer.lock().await;
+                let mut $tx = writer.begin().await.map_err(sql($action))?;
+                let value = $body;
+                $tx.commit().await.map_err(sql($action))?;
+                value
+            }
+            Backend::Postgres(backend) => {
+                let mut $tx = backend.pool.begin().await.map_err(sql($action))?;
+                let value = $body;
+                $tx.commit().await.map_err(sql($action))?;
+                value
+            }
+        }
+    };
+}
+
+/// Runs `$body` with `$conn` bound to a connection that writes (on SQLite, the
+/// writer connection; on PostgreSQL, the pool).
+macro_rules! on_writer {
+    ($db:expr, |$conn:ident| $body:expr) => {
+        match &$db.backend {
+            Backend::Sqlite(backend) => {
+                let mut writer = backend.writer.lock().await;
+                let $conn = &mut *writer;
+                $body
+            }
+            Backend::Postgres(backend) => {
+                let $conn = &backend.pool;
+                $body
+            }
+        }
+    };
 }
 
 impl Db {
-    /// Opens (creating if needed) the database and applies pending migrations.
+    /// Opens the database and applies pending migrations (creating a SQLite
+    /// file if needed). For operator commands and tests; the service uses
+    /// [`Db::open`] and [`Db::migrate`] so that it can start while PostgreSQL
+    /// is down.
     pub async fn connect(url: &str) -> Result<Self, DbError> {
-        if !url.starts_with("sqlite:") || url.contains(":memory:") || url.contains("mode=memory") {
-            return Err(DbError::UnsupportedUrl(url.to_owned()));
-        }
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(sql("parsing the database URL"))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // WAL + NORMAL: never corrupt, durable across process crashes
-            // (SIGKILL); a power cut may lose the last commits. FULL fsyncs every
-            // commit, which capped refreshes at a third of the signing rate.
-            .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            // A local file does not go stale: no ping round trip per checkout.
-            .test_before_acquire(false)
-            .connect_with(options.clone())
-            .await
-            .map_err(sql("opening the database"))?;
-        let writer = options
-            .connect()
-            .await
-            .map_err(sql("opening the database"))?;
-        let db = Self {
-            pool,
-            writer: std::sync::Arc::new(tokio::sync::Mutex::new(writer)),
-            writer_thread: std::sync::Arc::new(WriterThread::start()?),
-        };
+        let db = Self::open(url, PoolSettings::default()).await?;
         db.migrate().await?;
         Ok(db)
     }
 
-    async fn migrate(&self) -> Result<(), DbError> {
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                 version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-        )
-        .execute(&self.pool)
-        .await
-        .map_err(sql("creating schema_migrations"))?;
-        for (version, name, script) in MIGRATIONS {
-            let mut tx = self.begin().await?;
-            let applied: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
-                    .bind(version)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(sql("reading schema_migrations"))?;
-            if applied.is_some() {
-                continue;
-            }
-            sqlx::raw_sql(script)
-                .execute(&mut *tx)
-                .await
-                .map_err(sql("applying a migration"))?;
-            sqlx::query(
-                "INSERT INTO schema_migrations (version, name, applied_at)
-                 VALUES (?, ?, CAST(strftime('%s', 'now') AS INTEGER))",
-            )
-            .bind(version)
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(sql("recording a migration"))?;
-            tx.commit().await.map_err(sql("committing a migration"))?;
+    /// Opens the database without migrating. SQLite: opens (creating) the
+    /// file. PostgreSQL: a pool that connects on first use, so this succeeds
+    /// while the server is unreachable.
+    pub async fn open(url: &str, settings: PoolSettings) -> Result<Self, DbError> {
+        let backend = if postgres::handles(url) {
+            Backend::Postgres(postgres::Postgres::open(url, settings)?)
+        } else if sqlite::handles(url) {
+            Backend::Sqlite(sqlite::Sqlite::open(url).await?)
+        } else {
+            return Err(DbError::UnsupportedUrl(url.to_owned()));
+        };
+        Ok(Self {
+            backend,
+            migrated: std::sync::Arc::default(),
+        })
+    }
+
+    /// Applies the embedded migrations this database has not seen. Safe to run
+    /// from several instances at once.
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        match &self.backend {
+            Backend::Sqlite(backend) => backend.migrate().await?,
+            Backend::Postgres(backend) => backend.migrate().await?,
         }
+        self.migrated
+            .store(true, std::sync::atomic::Ordering::Release);
         Ok(())
     }
 
-    async fn begin(&self) -> Result<Transaction<'static, Sqlite>, DbError> {
-        self.pool
-            .begin()
-            .await
-            .map_err(sql("starting a transaction"))
+    /// Ready to serve: migrated, and answering now (for `/readyz`).
+    pub async fn ready(&self) -> Result<(), DbError> {
+        if !self.migrated.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(DbError::NotMigrated);
+        }
+        self.ping().await
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        match &self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
     }
 
     /// Checks the database answers (for `/readyz`).
     pub async fn ping(&self) -> Result<(), DbError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
+        on_pool!(self, |pool| sqlx::query("SELECT 1")
+            .execute(pool)
             .await
             .map(|_| ())
-            .map_err(sql("pinging the database"))
+            .map_err(sql("pinging the database")))
     }
 
     /// How many users exist.
     pub async fn count_users(&self) -> Result<i64, DbError> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(sql("counting users"))
+        on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM users"
+        )
+        .fetch_one(pool)
+        .await
+        .map_err(sql("counting users")))
     }
 
     /// Adds a user with an already computed password hash.
@@ -260,20 +283,23 @@ impl Db {
         now: i64,
     ) -> Result<User, DbError> {
         let roles_json = serde_json::to_string(roles).unwrap_or_else(|_| "[]".to_owned());
-        let result = sqlx::query(
+        let result = on_pool!(self, |pool| {
+            sqlx::query(
             "INSERT INTO users (id, username, password_hash, roles, disabled, created_at, updated_at)
-             VALUES (?, ?, ?, ?, 0, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $6)",
         )
         .bind(id)
         .bind(username)
         .bind(password_hash)
         .bind(&roles_json)
+        .bind(false)
         .bind(now)
-        .bind(now)
-        .execute(&self.pool)
-        .await;
+        .execute(pool)
+        .await
+        .map(|_| ())
+        });
         match result {
-            Ok(_) => Ok(User {
+            Ok(()) => Ok(User {
                 id: id.to_owned(),
                 username: username.to_owned(),
                 roles: roles.to_vec(),
@@ -289,36 +315,41 @@ impl Db {
 
     /// Every user, by name.
     pub async fn list_users(&self) -> Result<Vec<User>, DbError> {
-        let rows = sqlx::query(
-            "SELECT id, username, roles, disabled, created_at FROM users ORDER BY username",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(sql("listing users"))?;
-        rows.iter()
-            .map(user_from_row)
-            .collect::<Result<_, _>>()
-            .map_err(sql("reading users"))
+        on_pool!(self, |pool| {
+            let rows = sqlx::query(
+                "SELECT id, username, roles, disabled, created_at FROM users ORDER BY username",
+            )
+            .fetch_all(pool)
+            .await
+            .map_err(sql("listing users"))?;
+            rows.iter()
+                .map(user_from_row)
+                .collect::<Result<_, _>>()
+                .map_err(sql("reading users"))
+        })
     }
 
     /// The user and password hash for a login name, if it exists.
     pub async fn credentials(&self, username: &str) -> Result<Option<Credentials>, DbError> {
-        let row = sqlx::query(
-            "SELECT id, username, roles, disabled, created_at, password_hash
-             FROM users WHERE username = ?",
-        )
-        .bind(username)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(sql("reading a user"))?;
-        row.map(|row| {
-            Ok(Credentials {
-                user: user_from_row(&row)?,
-                password_hash: row.try_get("password_hash")?,
+        on_pool!(self, |pool| {
+            use sqlx::Row as _;
+            let row = sqlx::query(
+                "SELECT id, username, roles, disabled, created_at, password_hash
+                 FROM users WHERE username = $1",
+            )
+            .bind(username)
+            .fetch_optional(pool)
+            .await
+            .map_err(sql("reading a user"))?;
+            row.map(|row| {
+                Ok(Credentials {
+                    user: user_from_row(&row)?,
+                    password_hash: row.try_get("password_hash")?,
+                })
             })
+            .transpose()
+            .map_err(sql("reading a user"))
         })
-        .transpose()
-        .map_err(sql("reading a user"))
     }
 
     /// Replaces a user's roles.
@@ -329,14 +360,16 @@ impl Db {
         now: i64,
     ) -> Result<(), DbError> {
         let roles_json = serde_json::to_string(roles).unwrap_or_else(|_| "[]".to_owned());
-        self.update(
-            username,
-            sqlx::query("UPDATE users SET roles = ?, updated_at = ? WHERE username = ?")
-                .bind(roles_json)
-                .bind(now)
-                .bind(username),
+        let changed = on_pool!(self, |pool| sqlx::query(
+            "UPDATE users SET roles = $1, updated_at = $2 WHERE username = $3"
         )
+        .bind(&roles_json)
+        .bind(now)
+        .bind(username)
+        .execute(pool)
         .await
+        .map(|done| done.rows_affected()));
+        user_changed(username, changed)
     }
 
     /// Replaces a user's password hash (password reset, or a rehash on login).
@@ -346,14 +379,16 @@ impl Db {
         hash: &str,
         now: i64,
     ) -> Result<(), DbError> {
-        self.update(
-            username,
-            sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE username = ?")
-                .bind(hash)
-                .bind(now)
-                .bind(username),
+        let changed = on_pool!(self, |pool| sqlx::query(
+            "UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3"
         )
+        .bind(hash)
+        .bind(now)
+        .bind(username)
+        .execute(pool)
         .await
+        .map(|done| done.rows_affected()));
+        user_changed(username, changed)
     }
 
     /// Disables or re-enables a user.
@@ -363,38 +398,35 @@ impl Db {
         disabled: bool,
         now: i64,
     ) -> Result<(), DbError> {
-        self.update(
-            username,
-            sqlx::query("UPDATE users SET disabled = ?, updated_at = ? WHERE username = ?")
-                .bind(disabled)
-                .bind(now)
-                .bind(username),
+        let changed = on_pool!(self, |pool| sqlx::query(
+            "UPDATE users SET disabled = $1, updated_at = $2 WHERE username = $3"
         )
+        .bind(disabled)
+        .bind(now)
+        .bind(username)
+        .execute(pool)
         .await
+        .map(|done| done.rows_affected()));
+        user_changed(username, changed)
     }
 
     /// Deletes a user (and, by cascade, their sessions and refresh tokens).
     pub async fn delete_user(&self, username: &str) -> Result<(), DbError> {
-        self.update(
-            username,
-            sqlx::query("DELETE FROM users WHERE username = ?").bind(username),
+        let changed = on_pool!(self, |pool| sqlx::query(
+            "DELETE FROM users WHERE username = $1"
         )
+        .bind(username)
+        .execute(pool)
         .await
+        .map(|done| done.rows_affected()));
+        user_changed(username, changed)
     }
+}
 
-    async fn update<'q>(
-        &self,
-        username: &str,
-        query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-    ) -> Result<(), DbError> {
-        let done = query
-            .execute(&self.pool)
-            .await
-            .map_err(sql("updating a user"))?;
-        if done.rows_affected() == 0 {
-            return Err(DbError::NoSuchUser(username.to_owned()));
-        }
-        Ok(())
+fn user_changed(username: &str, changed: Result<u64, sqlx::Error>) -> Result<(), DbError> {
+    match changed.map_err(sql("updating a user"))? {
+        0 => Err(DbError::NoSuchUser(username.to_owned())),
+        _ => Ok(()),
     }
 }
 
@@ -407,55 +439,56 @@ impl Db {
         refresh_hash: &[u8],
         now: i64,
     ) -> Result<(), DbError> {
-        let session_id = session.id;
-        let mut writer = self.writer.lock().await;
-        let mut tx = writer
-            .begin()
+        in_transaction!(self, "committing a session", |tx| {
+            sqlx::query(
+                "INSERT INTO sessions (id, user_id, client_id, scope, created_at, last_used_at)
+                 VALUES ($1, $2, $3, $4, $5, $5)",
+            )
+            .bind(session.id)
+            .bind(session.user_id)
+            .bind(session.client_id)
+            .bind(session.scope)
+            .bind(now)
+            .execute(&mut *tx)
             .await
-            .map_err(sql("starting a transaction"))?;
-        sqlx::query(
-            "INSERT INTO sessions (id, user_id, client_id, scope, created_at, last_used_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(session.id)
-        .bind(session.user_id)
-        .bind(session.client_id)
-        .bind(session.scope)
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(sql("starting a session"))?;
-        sqlx::query("INSERT INTO refresh_tokens (hash, session_id, issued_at) VALUES (?, ?, ?)")
+            .map_err(sql("starting a session"))?;
+            sqlx::query(
+                "INSERT INTO refresh_tokens (hash, session_id, issued_at) VALUES ($1, $2, $3)",
+            )
             .bind(refresh_hash)
-            .bind(session_id)
+            .bind(session.id)
             .bind(now)
             .execute(&mut *tx)
             .await
             .map_err(sql("storing a refresh token"))?;
-        tx.commit().await.map_err(sql("committing a session"))
+        });
+        Ok(())
     }
 
     /// How many sessions and refresh tokens exist (for tests and operators).
     pub async fn count_sessions(&self) -> Result<(i64, i64), DbError> {
-        let sessions = sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(sql("counting sessions"))?;
-        let tokens = sqlx::query_scalar("SELECT COUNT(*) FROM refresh_tokens")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(sql("counting refresh tokens"))?;
-        Ok((sessions, tokens))
+        on_pool!(self, |pool| {
+            let sessions = sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
+                .fetch_one(pool)
+                .await
+                .map_err(sql("counting sessions"))?;
+            let tokens = sqlx::query_scalar("SELECT COUNT(*) FROM refresh_tokens")
+                .fetch_one(pool)
+                .await
+                .map_err(sql("counting refresh tokens"))?;
+            Ok((sessions, tokens))
+        })
     }
 
     /// The session a refresh token hash belongs to, if it is stored.
     pub async fn refresh_token_session(&self, hash: &[u8]) -> Result<Option<String>, DbError> {
-        sqlx::query_scalar("SELECT session_id FROM refresh_tokens WHERE hash = ?")
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(sql("reading a refresh token"))
+        on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT session_id FROM refresh_tokens WHERE hash = $1"
+        )
+        .bind(hash)
+        .fetch_optional(pool)
+        .await
+        .map_err(sql("reading a refresh token")))
     }
 }
 
@@ -544,16 +577,35 @@ pub struct Issued {
     pub new_hash: [u8; 32],
 }
 
+/// The write half of a rotation; see [`Db::refresh`].
+struct Rotation {
+    old_hash: [u8; 32],
+    new_hash: [u8; 32],
+    session_id: String,
+    sealed: Option<Vec<u8>>,
+    now: i64,
+}
+
+/// A used token's row, read under the lock that decides replay or reuse.
+struct UsedToken {
+    session_id: String,
+    user_id: String,
+    used_at: Option<i64>,
+    sealed: Option<Vec<u8>>,
+    revoked: bool,
+}
+
 impl Db {
-    /// Rotates a refresh token. Exactly one of any number of concurrent uses
-    /// wins: the old token is marked used by a conditional update inside a
-    /// `BEGIN IMMEDIATE` transaction, and only the use that flips it commits a
-    /// successor. The others see it used and get the replay (within the retry
-    /// window) or revoke the family (reuse).
+    /// Rotates a refresh token. Exactly one of any number of concurrent uses,
+    /// in this process or any other sharing the database, wins: the old token
+    /// is marked used by a conditional update (`used_at IS NULL`) in one
+    /// transaction with its successor, and only the use that flips it commits.
+    /// The others see it used and get the replay (within the retry window) or
+    /// revoke the family (reuse).
     ///
-    /// The new pair is built and signed *before* the write transaction, so the
-    /// database's write lock is never held during RSA signing; a use that loses
-    /// the race discards its pair unsent.
+    /// The new pair is built and signed *before* the write transaction, so no
+    /// database lock is ever held during RSA signing; a use that loses the race
+    /// discards its pair unsent.
     ///
     /// `issue` builds the new pair for the session's user; `seal` and `open`
     /// protect the stored response for a replay.
@@ -565,15 +617,7 @@ impl Db {
         seal: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
         open: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
     ) -> Result<Refresh, DbError> {
-        let found = {
-            let mut conn = self
-                .pool
-                .acquire()
-                .await
-                .map_err(sql("reading a refresh token"))?;
-            Db::find_refresh(&mut conn, old_hash).await?
-        };
-        let Some(found) = found else {
+        let Some(found) = self.find_refresh(old_hash).await? else {
             return Ok(Refresh::Refused("unknown_token"));
         };
         if found.revoked {
@@ -595,26 +639,16 @@ impl Db {
             action: "issuing tokens",
             source: sqlx::Error::Protocol(e),
         })?;
-        let sealed = seal(&issued.response);
-
-        let rotated = {
-            let db = self.clone();
-            let (old_hash, new_hash) = (*old_hash, issued.new_hash);
-            let session_id = found.session.id.clone();
-            self.writer_thread
-                .run(async move {
-                    let mut writer = db.writer.lock().await;
-                    Db::rotate(
-                        &mut writer,
-                        &old_hash,
-                        &new_hash,
-                        &session_id,
-                        sealed,
-                        rules.now,
-                    )
-                    .await
-                })
-                .await?
+        let rotation = Rotation {
+            old_hash: *old_hash,
+            new_hash: issued.new_hash,
+            session_id: found.session.id.clone(),
+            sealed: seal(&issued.response),
+            now: rules.now,
+        };
+        let rotated = match &self.backend {
+            Backend::Sqlite(backend) => backend.rotate(rotation).await?,
+            Backend::Postgres(backend) => backend.rotate(&rotation).await?,
         };
         if !rotated {
             // Another use won between our read and our write, or the session
@@ -628,155 +662,130 @@ impl Db {
         })
     }
 
-    /// The write half of a rotation, as one transaction in one round trip to
-    /// the SQLite worker: mark the old token used (only if it is unused and its
-    /// session live), touch the session, store the successor. Each statement
-    /// runs only if the one before changed exactly one row, so the transaction
-    /// either does all three or nothing. Returns whether it rotated.
-    ///
-    /// One round trip matters: the caller holds the writer lock across it, and
-    /// every hand-off to sqlx's worker thread and back is a pair of context
-    /// switches (eight per refresh before, capping refreshes at a third of the
-    /// signing rate).
-    async fn rotate(
-        conn: &mut SqliteConnection,
-        old_hash: &[u8; 32],
-        new_hash: &[u8; 32],
-        session_id: &str,
-        sealed: Option<Vec<u8>>,
-        now: i64,
-    ) -> Result<bool, DbError> {
-        let result = sqlx::query(
-            "BEGIN IMMEDIATE;
-             UPDATE refresh_tokens SET used_at = ?1, retry_sealed = ?2
-              WHERE hash = ?3 AND used_at IS NULL
-                AND EXISTS (SELECT 1 FROM sessions WHERE id = ?4 AND revoked_at IS NULL);
-             UPDATE sessions SET last_used_at = ?1 WHERE id = ?4 AND changes() = 1;
-             INSERT INTO refresh_tokens (hash, session_id, issued_at)
-              SELECT ?5, ?4, ?1 WHERE changes() = 1
-              RETURNING 1;
-             COMMIT;",
-        )
-        .bind(now)
-        .bind(sealed)
-        .bind(&old_hash[..])
-        .bind(session_id)
-        .bind(&new_hash[..])
-        .fetch_all(&mut *conn)
-        .await;
-        match result {
-            Ok(rows) => Ok(rows.len() == 1),
-            Err(err) => {
-                // A statement failed after BEGIN: nothing may stay half done on
-                // the writer connection. The rollback fails harmlessly when
-                // SQLite has rolled back already, or BEGIN itself failed.
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                Err(sql("rotating a refresh token")(err))
-            }
-        }
-    }
-
-    async fn find_refresh(
-        conn: &mut SqliteConnection,
-        hash: &[u8; 32],
-    ) -> Result<Option<FoundRefresh>, DbError> {
-        let row = sqlx::query(
-            "SELECT rt.session_id, rt.used_at,
-                    s.created_at AS session_created_at, s.last_used_at, s.revoked_at,
-                    s.client_id, s.scope,
-                    u.id, u.username, u.roles, u.disabled, u.created_at
-             FROM refresh_tokens rt
-             JOIN sessions s ON s.id = rt.session_id
-             JOIN users u ON u.id = s.user_id
-             WHERE rt.hash = ?",
-        )
-        .bind(&hash[..])
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(sql("reading a refresh token"))?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let read = |e| sql("reading a refresh token")(e);
-        Ok(Some(FoundRefresh {
-            used: row
-                .try_get::<Option<i64>, _>("used_at")
-                .map_err(read)?
-                .is_some(),
-            revoked: row
-                .try_get::<Option<i64>, _>("revoked_at")
-                .map_err(read)?
-                .is_some(),
-            created_at: row.try_get("session_created_at").map_err(read)?,
-            last_used_at: row.try_get("last_used_at").map_err(read)?,
-            session: SessionInfo {
-                id: row.try_get("session_id").map_err(read)?,
-                client_id: row.try_get("client_id").map_err(read)?,
-                scope: row.try_get("scope").map_err(read)?,
-            },
-            user: user_from_row(&row).map_err(read)?,
-        }))
+    async fn find_refresh(&self, hash: &[u8; 32]) -> Result<Option<FoundRefresh>, DbError> {
+        on_pool!(self, |pool| {
+            use sqlx::Row as _;
+            let row = sqlx::query(
+                "SELECT rt.session_id, rt.used_at,
+                        s.created_at AS session_created_at, s.last_used_at, s.revoked_at,
+                        s.client_id, s.scope,
+                        u.id, u.username, u.roles, u.disabled, u.created_at
+                 FROM refresh_tokens rt
+                 JOIN sessions s ON s.id = rt.session_id
+                 JOIN users u ON u.id = s.user_id
+                 WHERE rt.hash = $1",
+            )
+            .bind(&hash[..])
+            .fetch_optional(pool)
+            .await
+            .map_err(sql("reading a refresh token"))?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let found = || -> Result<FoundRefresh, sqlx::Error> {
+                Ok(FoundRefresh {
+                    used: row.try_get::<Option<i64>, _>("used_at")?.is_some(),
+                    revoked: row.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
+                    created_at: row.try_get("session_created_at")?,
+                    last_used_at: row.try_get("last_used_at")?,
+                    session: SessionInfo {
+                        id: row.try_get("session_id")?,
+                        client_id: row.try_get("client_id")?,
+                        scope: row.try_get("scope")?,
+                    },
+                    user: user_from_row(&row)?,
+                })
+            };
+            found().map(Some).map_err(sql("reading a refresh token"))
+        })
     }
 
     /// A token that is already used: the same response again within the retry
-    /// window, otherwise reuse, and the family is revoked.
+    /// window, otherwise reuse, and the family is revoked. The row is read
+    /// under a lock (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: `FOR UPDATE` on the
+    /// session), so two reuses revoke once and a replay never races a revoke.
     async fn used_refresh(
         &self,
         hash: &[u8; 32],
         rules: RefreshRules,
         open: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
     ) -> Result<Refresh, DbError> {
-        let mut writer = self.writer.lock().await;
-        let mut tx = writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(sql("starting a refresh transaction"))?;
-        let row = sqlx::query(
-            "SELECT rt.session_id, rt.used_at, rt.retry_sealed, s.revoked_at, s.user_id
-             FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id
-             WHERE rt.hash = ?",
-        )
-        .bind(&hash[..])
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(sql("reading a refresh token"))?;
-        let Some(row) = row else {
-            return Ok(Refresh::Refused("unknown_token"));
+        macro_rules! decide {
+            ($tx:ident, $lock_suffix:literal) => {{
+                use sqlx::Row as _;
+                let row = sqlx::query(concat!(
+                    "SELECT rt.session_id, rt.used_at, rt.retry_sealed, s.revoked_at, s.user_id
+                     FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id
+                     WHERE rt.hash = $1",
+                    $lock_suffix
+                ))
+                .bind(&hash[..])
+                .fetch_optional(&mut *$tx)
+                .await
+                .map_err(sql("reading a refresh token"))?;
+                let Some(row) = row else {
+                    return Ok(Refresh::Refused("unknown_token"));
+                };
+                let used = (|| -> Result<UsedToken, sqlx::Error> {
+                    Ok(UsedToken {
+                        session_id: row.try_get("session_id")?,
+                        user_id: row.try_get("user_id")?,
+                        used_at: row.try_get("used_at")?,
+                        sealed: row.try_get("retry_sealed")?,
+                        revoked: row.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
+                    })
+                })()
+                .map_err(sql("reading a refresh token"))?;
+                if used.revoked {
+                    return Ok(Refresh::Refused("session_revoked"));
+                }
+                if let Some(used_at) = used.used_at
+                    && rules.now - used_at <= rules.retry_window
+                    && let Some(response) = used.sealed.as_deref().and_then(open)
+                {
+                    return Ok(Refresh::Replayed {
+                        session_id: used.session_id,
+                        response,
+                    });
+                }
+                sqlx::query(
+                    "UPDATE sessions SET revoked_at = $1, revoked_why = 'refresh_token_reuse'
+                     WHERE id = $2 AND revoked_at IS NULL",
+                )
+                .bind(rules.now)
+                .bind(&used.session_id)
+                .execute(&mut *$tx)
+                .await
+                .map_err(sql("revoking a session"))?;
+                used
+            }};
+        }
+        let used = match &self.backend {
+            Backend::Sqlite(backend) => {
+                use sqlx::Connection as _;
+                let mut writer = backend.writer.lock().await;
+                let mut tx = writer
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(sql("starting a refresh transaction"))?;
+                let used = decide!(tx, "");
+                tx.commit().await.map_err(sql("committing a revocation"))?;
+                used
+            }
+            Backend::Postgres(backend) => {
+                let mut tx = backend
+                    .pool
+                    .begin()
+                    .await
+                    .map_err(sql("starting a refresh transaction"))?;
+                let used = decide!(tx, " FOR UPDATE OF s");
+                tx.commit().await.map_err(sql("committing a revocation"))?;
+                used
+            }
         };
-        let read = |e| sql("reading a refresh token")(e);
-        let session_id: String = row.try_get("session_id").map_err(read)?;
-        let user_id: String = row.try_get("user_id").map_err(read)?;
-        let used_at: Option<i64> = row.try_get("used_at").map_err(read)?;
-        let sealed: Option<Vec<u8>> = row.try_get("retry_sealed").map_err(read)?;
-        if row
-            .try_get::<Option<i64>, _>("revoked_at")
-            .map_err(read)?
-            .is_some()
-        {
-            return Ok(Refresh::Refused("session_revoked"));
-        }
-        if let Some(used_at) = used_at
-            && rules.now - used_at <= rules.retry_window
-            && let Some(response) = sealed.as_deref().and_then(open)
-        {
-            return Ok(Refresh::Replayed {
-                session_id,
-                response,
-            });
-        }
-        sqlx::query(
-            "UPDATE sessions SET revoked_at = ?, revoked_why = 'refresh_token_reuse'
-             WHERE id = ? AND revoked_at IS NULL",
-        )
-        .bind(rules.now)
-        .bind(&session_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(sql("revoking a session"))?;
-        tx.commit().await.map_err(sql("committing a revocation"))?;
         Ok(Refresh::Reused {
-            session_id,
-            user_id,
+            session_id: used.session_id,
+            user_id: used.user_id,
         })
     }
 
@@ -802,31 +811,41 @@ impl Db {
         now: i64,
         why: &str,
     ) -> Result<(), DbError> {
-        sqlx::query(
-            "UPDATE sessions SET revoked_at = ?, revoked_why = ? WHERE id = ? AND revoked_at IS NULL",
+        on_writer!(self, |conn| sqlx::query(
+            "UPDATE sessions SET revoked_at = $1, revoked_why = $2
+             WHERE id = $3 AND revoked_at IS NULL",
         )
         .bind(now)
         .bind(why)
         .bind(session_id)
-        .execute(&mut *self.writer.lock().await)
+        .execute(conn)
         .await
-        .map_err(sql("revoking a session"))?;
+        .map(|_| ())
+        .map_err(sql("revoking a session")))?;
         Ok(())
     }
 
     /// Whether a session exists and is not revoked.
     pub async fn session_active(&self, session_id: &str) -> Result<bool, DbError> {
-        let revoked: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT revoked_at FROM sessions WHERE id = ?")
-                .bind(session_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(sql("reading a session"))?;
+        let revoked: Option<Option<i64>> = on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT revoked_at FROM sessions WHERE id = $1"
+        )
+        .bind(session_id)
+        .fetch_optional(pool)
+        .await
+        .map_err(sql("reading a session")))?;
         Ok(matches!(revoked, Some(None)))
     }
 }
 
-fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<User, sqlx::Error> {
+fn user_from_row<'r, R>(row: &'r R) -> Result<User, sqlx::Error>
+where
+    R: sqlx::Row,
+    &'static str: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
     let roles: String = row.try_get("roles")?;
     Ok(User {
         id: row.try_get("id")?,
@@ -839,99 +858,4 @@ fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<User, sqlx::Error> {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    /// A database with one user and one session whose refresh token is `old`.
-    async fn with_session() -> (Db, [u8; 32], tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let db = Db::connect(&url).await.unwrap();
-        db.add_user("u1", "alice", "$argon2id$x", &[], 100)
-            .await
-            .unwrap();
-        let old = [1u8; 32];
-        let session = NewSession {
-            id: "s1",
-            user_id: "u1",
-            client_id: "tessera",
-            scope: "profile",
-        };
-        db.start_session(&session, &old, 100).await.unwrap();
-        (db, old, dir)
-    }
-
-    async fn rotate(
-        db: &Db,
-        old: &[u8; 32],
-        new: &[u8; 32],
-        session: &str,
-        sealed: Option<Vec<u8>>,
-        now: i64,
-    ) -> Result<bool, DbError> {
-        Db::rotate(&mut *db.writer.lock().await, old, new, session, sealed, now).await
-    }
-
-    async fn used_at(db: &Db, hash: &[u8; 32]) -> Option<i64> {
-        sqlx::query_scalar("SELECT used_at FROM refresh_tokens WHERE hash = ?")
-            .bind(&hash[..])
-            .fetch_one(&db.pool)
-            .await
-            .unwrap()
-    }
-
-    #[tokio::test]
-    async fn in_memory_and_foreign_urls_are_refused() {
-        for url in [
-            "sqlite::memory:",
-            "sqlite://file:x?mode=memory",
-            "mysql://db/x",
-        ] {
-            assert!(
-                matches!(Db::connect(url).await, Err(DbError::UnsupportedUrl(_))),
-                "{url}"
-            );
-        }
-    }
-
-    #[tokio::test]
-    async fn a_token_rotates_once_and_only_once() {
-        let (db, old, _dir) = with_session().await;
-        assert!(rotate(&db, &old, &[2; 32], "s1", None, 200).await.unwrap());
-        assert_eq!(used_at(&db, &old).await, Some(200));
-        assert_eq!(
-            db.refresh_token_session(&[2; 32]).await.unwrap().as_deref(),
-            Some("s1")
-        );
-        // The same token again: nothing changes, no second successor.
-        assert!(!rotate(&db, &old, &[3; 32], "s1", None, 201).await.unwrap());
-        assert_eq!(used_at(&db, &old).await, Some(200));
-        assert_eq!(db.refresh_token_session(&[3; 32]).await.unwrap(), None);
-        assert_eq!(db.count_sessions().await.unwrap(), (1, 2));
-    }
-
-    #[tokio::test]
-    async fn a_session_revoked_before_the_write_rotates_nothing() {
-        let (db, old, _dir) = with_session().await;
-        db.revoke_session("s1", 150, "logout").await.unwrap();
-        assert!(!rotate(&db, &old, &[2; 32], "s1", None, 200).await.unwrap());
-        // The old token is not marked used and no successor exists.
-        assert_eq!(used_at(&db, &old).await, None);
-        assert_eq!(db.count_sessions().await.unwrap(), (1, 1));
-    }
-
-    #[tokio::test]
-    async fn a_failing_rotation_leaves_nothing_half_done() {
-        let (db, old, _dir) = with_session().await;
-        // The successor's hash collides with an existing token: the INSERT
-        // fails after the old token was marked used, inside the transaction.
-        let err = rotate(&db, &old, &old, "s1", None, 200).await;
-        assert!(err.is_err());
-        assert_eq!(used_at(&db, &old).await, None, "the mark was rolled back");
-        // The connection went back to the pool usable, outside any transaction.
-        assert!(rotate(&db, &old, &[2; 32], "s1", None, 201).await.unwrap());
-        assert_eq!(used_at(&db, &old).await, Some(201));
-    }
-}
+mod tests;

@@ -122,6 +122,11 @@ impl AppState {
         &self.inner.db
     }
 
+    /// The password hasher.
+    pub fn hasher(&self) -> &Hasher {
+        &self.inner.hasher
+    }
+
     pub(crate) fn now(&self) -> i64 {
         crate::unix_now(self.inner.clock.as_ref())
     }
@@ -225,7 +230,7 @@ async fn healthz() -> Json<serde_json::Value> {
 /// keeps signing with the last good keys.
 async fn readyz(State(state): State<AppState>) -> Response {
     let snapshot = state.keys().current();
-    let database = state.inner.db.ping().await;
+    let database = state.inner.db.ready().await;
     if let Err(err) = &database {
         tracing::error!(error = %err, "readiness: database unavailable");
     }
@@ -265,13 +270,21 @@ pub enum ApiError {
     PayloadTooLarge,
     /// 415: not `application/json`.
     UnsupportedMediaType,
+    /// 503 `temporarily_unavailable` with `Retry-After`: the database cannot
+    /// be reached (down, restarting, every connection busy). The cause goes
+    /// to the log only.
+    Unavailable(String),
     /// 500 `server_error`; the cause goes to the log only.
     Internal(String),
 }
 
 impl From<DbError> for ApiError {
     fn from(err: DbError) -> Self {
-        Self::Internal(err.to_string())
+        if err.is_unavailable() {
+            Self::Unavailable(err.to_string())
+        } else {
+            Self::Internal(err.to_string())
+        }
     }
 }
 
@@ -318,6 +331,20 @@ impl IntoResponse for ApiError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 json!({"error": "invalid_request", "error_description": "expected application/json"}),
             ),
+            Self::Unavailable(cause) => {
+                tracing::error!(error = %cause, "request failed: database unavailable");
+                let body = json!({
+                    "error": "temporarily_unavailable",
+                    "error_description": "the service cannot reach its database; retry later",
+                });
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    no_store(),
+                    [(header::RETRY_AFTER, HeaderValue::from_static("1"))],
+                    Json(body),
+                )
+                    .into_response();
+            }
             Self::Internal(cause) => {
                 tracing::error!(error = %cause, "request failed");
                 (

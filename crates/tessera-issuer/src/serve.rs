@@ -43,6 +43,10 @@ pub struct Prepared {
     state: AppState,
     config: Config,
     first_admin: Option<FirstAdmin>,
+    /// The database was unreachable at start: `run` keeps trying to migrate
+    /// it, and sends the first admin here if it creates one then.
+    late_bootstrap: Option<tokio::sync::oneshot::Sender<FirstAdmin>>,
+    late_first_admin: Option<tokio::sync::oneshot::Receiver<FirstAdmin>>,
 }
 
 /// The `admin` user created on a first start with an empty database.
@@ -65,17 +69,30 @@ impl Prepared {
     /// Opens the database (creating it and its schema on first start, and an
     /// `admin` user if there is none), loads the keyring (creating it on first
     /// start if the directory holds none) and binds the listen address.
+    ///
+    /// A PostgreSQL server that cannot be reached does not stop the start: the
+    /// service comes up not ready (`/readyz` 503, requests that need the
+    /// database 503) and [`Prepared::run`] migrates as soon as it answers.
     pub async fn new(config: Config) -> Result<Self, ServeError> {
-        let db = Db::connect(&config.database_url).await?;
+        let db = Db::open(&config.database_url, config.database_pool).await?;
         // Argon2 is CPU-bound: one thread per core (at most 4) is all the
         // cores sustain; more would only queue inside the CPU, starve other
         // requests and hold another 19 MiB work area each.
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let hasher = Hasher::new(cores.min(4))?;
-        let first_admin = if db.count_users().await? == 0 {
-            Some(create_first_admin(&db, &hasher).await?)
-        } else {
-            None
+        let (mut late_bootstrap, mut late_first_admin) = (None, None);
+        let first_admin = match bootstrap(&db, &hasher).await {
+            Ok(admin) => admin,
+            Err(ServeError::Db(err)) if err.is_unavailable() => {
+                tracing::warn!(
+                    error = %err,
+                    "the database is unreachable: starting not ready, retrying in the background"
+                );
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                (late_bootstrap, late_first_admin) = (Some(tx), Some(rx));
+                None
+            }
+            Err(other) => return Err(other),
         };
         let dir = KeyDir::new(&config.keys_dir);
         let bits = config.key_bits;
@@ -137,12 +154,20 @@ impl Prepared {
             state,
             config,
             first_admin,
+            late_bootstrap,
+            late_first_admin,
         })
     }
 
     /// The admin created on this first start, if any: print its password once.
     pub fn take_first_admin(&mut self) -> Option<FirstAdmin> {
         self.first_admin.take()
+    }
+
+    /// When the database was unreachable at start: where the first admin
+    /// arrives if `run` creates one once the database answers (print it then).
+    pub fn take_late_first_admin(&mut self) -> Option<tokio::sync::oneshot::Receiver<FirstAdmin>> {
+        self.late_first_admin.take()
     }
 
     /// The bound address (useful with port 0).
@@ -166,6 +191,16 @@ impl Prepared {
         let watcher = tokio::spawn(keys.watch(self.config.keys_reload_interval, async move {
             let _ = watch_stop.wait_for(|stop| *stop).await;
         }));
+        let late = self.late_bootstrap.map(|admin_tx| {
+            let (db, hasher) = (self.state.db().clone(), self.state.hasher().clone());
+            let mut stop = stop_tx.subscribe();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = bootstrap_until_done(&db, &hasher, admin_tx) => {}
+                    _ = stop.wait_for(|stop| *stop) => {}
+                }
+            })
+        });
         let app = router(self.state);
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(self.listener, app)
@@ -179,10 +214,57 @@ impl Prepared {
             .await;
         let _ = stop_tx.send(true);
         let _ = watcher.await;
+        if let Some(late) = late {
+            let _ = late.await;
+        }
         result.map_err(|source| ServeError::Io {
             action: "serving".to_owned(),
             source,
         })
+    }
+}
+
+/// Migrates the database and, if it holds no user, creates the first admin.
+/// Several instances starting on one empty database create one admin: the
+/// others find the name taken and create none.
+async fn bootstrap(db: &Db, hasher: &Hasher) -> Result<Option<FirstAdmin>, ServeError> {
+    db.migrate().await?;
+    if db.count_users().await? != 0 {
+        return Ok(None);
+    }
+    match create_first_admin(db, hasher).await {
+        Ok(admin) => Ok(Some(admin)),
+        Err(ServeError::Db(DbError::UserExists(_))) => Ok(None),
+        Err(other) => Err(other),
+    }
+}
+
+/// [`bootstrap`] until it succeeds, waiting between tries (0.25 s doubling to
+/// 5 s). Ends with the service (the caller selects on its stop signal).
+async fn bootstrap_until_done(
+    db: &Db,
+    hasher: &Hasher,
+    admin_tx: tokio::sync::oneshot::Sender<FirstAdmin>,
+) {
+    let mut wait = std::time::Duration::from_millis(250);
+    loop {
+        tokio::time::sleep(wait).await;
+        match bootstrap(db, hasher).await {
+            Ok(admin) => {
+                tracing::info!(
+                    backend = db.backend_name(),
+                    "database reachable and migrated: ready"
+                );
+                if let Some(admin) = admin {
+                    let _ = admin_tx.send(admin);
+                }
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, retry_in = ?wait, "database still not ready");
+            }
+        }
+        wait = (wait * 2).min(std::time::Duration::from_secs(5));
     }
 }
 

@@ -11,6 +11,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use tessera_issuer::db::Db;
+use tessera_issuer::db::scratch::test_database_url;
 use tessera_issuer::http::{AppState, router};
 use tessera_issuer::keys::KeyHandle;
 use tessera_issuer::passwords::Hasher;
@@ -37,12 +38,9 @@ fn keyring() -> (tempfile::TempDir, KeyDir, Arc<KeyHandle>) {
 
 async fn fixture() -> Fixture {
     let (tmp, dir, keys) = keyring();
-    let db = Db::connect(&format!(
-        "sqlite://{}",
-        tmp.path().join("issuer.db").display()
-    ))
-    .await
-    .unwrap();
+    let db = Db::connect(&test_database_url(tmp.path()).unwrap())
+        .await
+        .unwrap();
     let settings = TokenSettings {
         issuer: ISSUER.to_owned(),
         audiences: vec!["api".to_owned()],
@@ -330,10 +328,7 @@ fn the_binary_serves_on_port_0_picks_up_cli_rotations_and_stops_on_sigterm() {
         .arg("--keys-dir")
         .arg(&keys_dir)
         .arg("--database")
-        .arg(format!(
-            "sqlite://{}",
-            tmp.path().join("issuer.db").display()
-        ))
+        .arg(test_database_url(tmp.path()).unwrap())
         .env_remove("TESSERA_CONFIG")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

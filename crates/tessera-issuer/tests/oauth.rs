@@ -14,6 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tessera_issuer::db::Db;
+use tessera_issuer::db::scratch::test_database_url;
 use tessera_issuer::http::{AppState, router};
 use tessera_issuer::keys::KeyHandle;
 use tessera_issuer::passwords::{Hasher, Password, random_token};
@@ -59,12 +60,9 @@ async fn app() -> App {
     dir.init(DEFAULT_BITS).unwrap();
     let keys = Arc::new(KeyHandle::load(dir).unwrap());
     // A file database: concurrent requests get their own connections.
-    let db = Db::connect(&format!(
-        "sqlite://{}",
-        tmp.path().join("issuer.db").display()
-    ))
-    .await
-    .unwrap();
+    let db = Db::connect(&test_database_url(tmp.path()).unwrap())
+        .await
+        .unwrap();
     let hasher = Hasher::with_params(64, 1, 1, 4).unwrap();
     let settings = TokenSettings {
         issuer: "https://auth.example.test".to_owned(),

@@ -1,5 +1,5 @@
 //! Restart safety: the issuer is killed with SIGKILL in the middle of refresh
-//! traffic. The database it leaves passes SQLite's integrity checks, no refresh
+//! traffic. The database it leaves passes SQLite's integrity checks (on SQLite), no refresh
 //! family is half-rotated (each live session has exactly one unused refresh
 //! token), and after a restart every client's last refresh token either works
 //! or gets a clean `invalid_grant`: never a 500, never a token that is neither.
@@ -61,10 +61,30 @@ async fn client(issuer: SocketAddr, mut token: String, done: Arc<AtomicU64>) -> 
     token
 }
 
-/// The database as the killed process left it: integrity, foreign keys, and
-/// the refresh invariant. Returns the number of live sessions.
+/// Sessions that are live but do not have exactly one unused refresh token:
+/// a rotation writes both halves (used + new) or neither.
+const HALF_ROTATED: &str = "SELECT s.id FROM sessions s
+     LEFT JOIN refresh_tokens r ON r.session_id = s.id
+     WHERE s.revoked_at IS NULL GROUP BY s.id
+     HAVING SUM(CASE WHEN r.hash IS NOT NULL AND r.used_at IS NULL THEN 1 ELSE 0 END) <> 1";
+const LIVE: &str = "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL";
+
+/// The database as the killed process left it: integrity and foreign keys
+/// (SQLite; PostgreSQL enforces both itself), and the refresh invariant.
+/// Returns the number of live sessions.
 async fn check_database(dir: &Path) -> i64 {
-    let url = format!("sqlite://{}", dir.join("issuer.db").display());
+    let url = tessera_issuer::db::scratch::test_database_url(dir).unwrap();
+    if !url.starts_with("sqlite:") {
+        let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+        let half_rotated: Vec<String> = sqlx::query_scalar(HALF_ROTATED)
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+        assert!(half_rotated.is_empty(), "half-rotated: {half_rotated:?}");
+        let live = sqlx::query_scalar(LIVE).fetch_one(&mut db).await.unwrap();
+        db.close().await.unwrap();
+        return live;
+    }
     let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
     let integrity: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
         .fetch_all(&mut db)
@@ -76,22 +96,12 @@ async fn check_database(dir: &Path) -> i64 {
         .await
         .unwrap();
     assert!(fk_problems.is_empty(), "{fk_problems:?}");
-    // A live session has exactly one refresh token that was never used: the
-    // rotation wrote both halves (used + new) or neither.
-    let half_rotated: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT s.id, SUM(r.hash IS NOT NULL AND r.used_at IS NULL) FROM sessions s
-         LEFT JOIN refresh_tokens r ON r.session_id = s.id
-         WHERE s.revoked_at IS NULL GROUP BY s.id
-         HAVING SUM(r.hash IS NOT NULL AND r.used_at IS NULL) IS NOT 1",
-    )
-    .fetch_all(&mut db)
-    .await
-    .unwrap();
-    assert!(half_rotated.is_empty(), "half-rotated: {half_rotated:?}");
-    let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL")
-        .fetch_one(&mut db)
+    let half_rotated: Vec<String> = sqlx::query_scalar(HALF_ROTATED)
+        .fetch_all(&mut db)
         .await
         .unwrap();
+    assert!(half_rotated.is_empty(), "half-rotated: {half_rotated:?}");
+    let live = sqlx::query_scalar(LIVE).fetch_one(&mut db).await.unwrap();
     db.close().await.unwrap();
     live
 }

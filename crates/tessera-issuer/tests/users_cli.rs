@@ -20,7 +20,7 @@ impl Users {
     }
 
     fn url(&self) -> String {
-        format!("sqlite://{}", self.tmp.path().join("issuer.db").display())
+        tessera_issuer::db::scratch::test_database_url(self.tmp.path()).unwrap()
     }
 
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {

@@ -151,7 +151,7 @@ impl IssuerProcess {
             .arg("--keys-dir")
             .arg(dir.join("keys"))
             .arg("--database")
-            .arg(format!("sqlite://{}", dir.join("issuer.db").display()))
+            .arg(tessera_issuer::db::scratch::test_database_url(dir).unwrap())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -211,7 +211,7 @@ pub async fn start_issuer(
 ) -> InProcessIssuer {
     let mut raw = tessera_issuer::config::RawConfig {
         keys_dir: Some(dir.join("keys")),
-        database_url: Some(format!("sqlite://{}", dir.join("issuer.db").display())),
+        database_url: Some(tessera_issuer::db::scratch::test_database_url(dir).unwrap()),
         listen: Some("127.0.0.1:0".parse().unwrap()),
         keys_reload_interval: Some(std::time::Duration::from_millis(100)),
         ..tessera_issuer::config::RawConfig::default()

@@ -1,0 +1,224 @@
+//! SQLite: one file, one machine. Reads go through a pool, in parallel; writes
+//! through one connection this process holds (SQLite has one writer at a time
+//! anyway), so they queue here rather than in SQLite's sleeping busy handler.
+
+use std::str::FromStr as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::ConnectOptions as _;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+};
+
+use super::{DbError, Rotation, sql};
+
+/// The embedded migrations, in order.
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "users_sessions",
+        include_str!("../../migrations/sqlite/0001_users_sessions.sql"),
+    ),
+    (
+        2,
+        "refresh_retry",
+        include_str!("../../migrations/sqlite/0002_refresh_retry.sql"),
+    ),
+];
+
+/// Whether `url` names a SQLite database this build accepts (a file: an
+/// in-memory database would lose every session at exit).
+pub(super) fn handles(url: &str) -> bool {
+    url.starts_with("sqlite:") && !url.contains(":memory:") && !url.contains("mode=memory")
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Sqlite {
+    pub(super) pool: SqlitePool,
+    /// The one connection this process writes through. Holding it serialises
+    /// this process's writes before they reach SQLite, whose own busy handler
+    /// sleeps for milliseconds at a time; and, unlike a pool checkout, it
+    /// costs no ping on release. Reads go through the pool, in parallel.
+    pub(super) writer: Arc<tokio::sync::Mutex<SqliteConnection>>,
+    /// Where the refresh path's locked work runs: see [`WriterThread`].
+    writer_thread: Arc<WriterThread>,
+}
+
+impl Sqlite {
+    pub(super) async fn open(url: &str) -> Result<Self, DbError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(sql("parsing the database URL"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL: never corrupt, durable across process crashes
+            // (SIGKILL); a power cut may lose the last commits. FULL fsyncs every
+            // commit, which capped refreshes at a third of the signing rate.
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            // A local file does not go stale: no ping round trip per checkout.
+            .test_before_acquire(false)
+            .connect_with(options.clone())
+            .await
+            .map_err(sql("opening the database"))?;
+        let writer = options
+            .connect()
+            .await
+            .map_err(sql("opening the database"))?;
+        Ok(Self {
+            pool,
+            writer: Arc::new(tokio::sync::Mutex::new(writer)),
+            writer_thread: Arc::new(WriterThread::start()?),
+        })
+    }
+
+    /// Each migration in a transaction of its own on the writer connection
+    /// (SQLite serialises writers, so two processes cannot both apply one).
+    pub(super) async fn migrate(&self) -> Result<(), DbError> {
+        use sqlx::Connection as _;
+        let mut writer = self.writer.lock().await;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+        )
+        .execute(&mut *writer)
+        .await
+        .map_err(sql("creating schema_migrations"))?;
+        for (version, name, script) in MIGRATIONS {
+            let mut tx = writer
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(sql("starting a migration"))?;
+            let applied: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(sql("reading schema_migrations"))?;
+            if applied.is_some() {
+                continue;
+            }
+            // Not `raw_sql(..).execute(..)`, whose future is not `Send`
+            // (its executor bound is not general enough), which would make
+            // every caller's future un-spawnable.
+            sqlx::Executor::execute(&mut *tx, sqlx::raw_sql(script))
+                .await
+                .map_err(sql("applying a migration"))?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, applied_at)
+                 VALUES ($1, $2, CAST(strftime('%s', 'now') AS INTEGER))",
+            )
+            .bind(version)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql("recording a migration"))?;
+            tx.commit().await.map_err(sql("committing a migration"))?;
+        }
+        Ok(())
+    }
+
+    /// Runs [`rotate_on`] on the writer thread, holding the writer connection.
+    pub(super) async fn rotate(&self, rotation: Rotation) -> Result<bool, DbError> {
+        let writer = Arc::clone(&self.writer);
+        self.writer_thread
+            .run(async move { rotate_on(&mut *writer.lock().await, &rotation).await })
+            .await
+    }
+}
+
+/// The write half of a rotation, as one transaction in one round trip to the
+/// SQLite worker: mark the old token used (only if it is unused and its session
+/// live), touch the session, store the successor. Each statement runs only if
+/// the one before changed exactly one row, so the transaction either does all
+/// three or nothing. Returns whether it rotated.
+///
+/// One round trip matters: the caller holds the writer lock across it, and
+/// every hand-off to sqlx's worker thread and back is a pair of context
+/// switches (eight per refresh before, capping refreshes at a third of the
+/// signing rate).
+async fn rotate_on(conn: &mut SqliteConnection, rotation: &Rotation) -> Result<bool, DbError> {
+    let result = sqlx::query(
+        "BEGIN IMMEDIATE;
+         UPDATE refresh_tokens SET used_at = ?1, retry_sealed = ?2
+          WHERE hash = ?3 AND used_at IS NULL
+            AND EXISTS (SELECT 1 FROM sessions WHERE id = ?4 AND revoked_at IS NULL);
+         UPDATE sessions SET last_used_at = ?1 WHERE id = ?4 AND changes() = 1;
+         INSERT INTO refresh_tokens (hash, session_id, issued_at)
+          SELECT ?5, ?4, ?1 WHERE changes() = 1
+          RETURNING 1;
+         COMMIT;",
+    )
+    .bind(rotation.now)
+    .bind(rotation.sealed.as_deref())
+    .bind(&rotation.old_hash[..])
+    .bind(&rotation.session_id)
+    .bind(&rotation.new_hash[..])
+    .fetch_all(&mut *conn)
+    .await;
+    match result {
+        Ok(rows) => Ok(rows.len() == 1),
+        Err(err) => {
+            // A statement failed after BEGIN: nothing may stay half done on
+            // the writer connection. The rollback fails harmlessly when
+            // SQLite has rolled back already, or BEGIN itself failed.
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            Err(sql("rotating a refresh token")(err))
+        }
+    }
+}
+
+/// A thread of its own on which write transactions hold the writer lock.
+///
+/// A task holding the lock releases it only when it is polled again after its
+/// statement returns. On a request worker that poll can wait behind whatever
+/// the worker runs meanwhile (an RSA signature takes up to a millisecond), and
+/// every other writer waits with it: that coupling held refreshes at two
+/// thirds of the signing rate. This thread runs nothing but database futures,
+/// so the lock is released as soon as the database answers.
+#[derive(Debug)]
+struct WriterThread {
+    handle: tokio::runtime::Handle,
+    /// Dropped with the last `Db` clone: the thread then ends.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl WriterThread {
+    fn start() -> Result<Self, DbError> {
+        let failed = |e| DbError::Sqlx {
+            action: "starting the database writer thread",
+            source: sqlx::Error::Io(e),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(failed)?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("tessera-db-writer".into())
+            .spawn(move || {
+                // Ends when every `Db` clone is gone (the sender is dropped).
+                let _ = runtime.block_on(stopped);
+            })
+            .map_err(failed)?;
+        Ok(Self {
+            handle,
+            _stop: stop,
+        })
+    }
+
+    /// Runs `work` on the writer thread and waits for its result.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = Result<T, DbError>> + Send + 'static,
+    ) -> Result<T, DbError> {
+        self.handle.spawn(work).await.map_err(|e| DbError::Sqlx {
+            action: "running a write transaction",
+            source: sqlx::Error::Protocol(e.to_string()),
+        })?
+    }
+}
