@@ -31,8 +31,10 @@ impl ParsedKey {
     }
 }
 
-/// A key ready to be written to the keyring.
-pub(crate) struct NewKey {
+/// A key ready to be stored in a keyring: generated, or imported and checked
+/// (parsed by the crypto backend and self-tested). Its `Debug` shows the kid
+/// and size only.
+pub struct NewKey {
     pub(crate) kid: String,
     pub(crate) bits: u32,
     /// PKCS#8 PEM, wiped from memory on drop.
@@ -49,6 +51,38 @@ impl fmt::Debug for NewKey {
 }
 
 impl NewKey {
+    /// Generates a new RSA key (2048, 3072 or 4096 bits).
+    pub fn generate(bits: usize) -> Result<Self, KeyringError> {
+        generate(bits)
+    }
+
+    /// Reads an operator's RSA private key (PKCS#8 or PKCS#1 PEM), converted to
+    /// PKCS#8.
+    pub fn import_file(pem_path: &std::path::Path) -> Result<Self, KeyringError> {
+        let text =
+            Zeroizing::new(std::fs::read(pem_path).map_err(KeyringError::io("reading", pem_path))?);
+        normalise_import(&text).map_err(|problem| KeyringError::Import {
+            path: pem_path.to_owned(),
+            problem,
+        })
+    }
+
+    /// The key's id (its RFC 7638 thumbprint).
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The modulus size.
+    pub fn bits(&self) -> u32 {
+        self.bits
+    }
+
+    /// The private key, PKCS#8 PEM. Store it only where private keys may go
+    /// (a 0600 file, or encrypted).
+    pub fn pem(&self) -> &str {
+        &self.pem
+    }
+
     /// Parses, self-tests and PEM-encodes a PKCS#8 DER key.
     fn from_pkcs8_der(der: &[u8]) -> Result<Self, String> {
         let parsed = ParsedKey::from_pkcs8_der(der)?;

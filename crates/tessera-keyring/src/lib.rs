@@ -32,6 +32,7 @@ mod crypto;
 mod error;
 mod jwk;
 mod keys;
+pub mod lifecycle;
 mod manifest;
 mod policy;
 mod store;
@@ -39,7 +40,7 @@ mod store;
 pub use crypto::{BACKEND, SignError, open_with_secret, seal_with_secret, sha256, verify_rs256};
 pub use error::{KeyringError, Refusal};
 pub use jwk::{Jwk, JwkSet, b64url, rsa_thumbprint};
-pub use keys::{GENERATE_BITS, Signer};
+pub use keys::{GENERATE_BITS, NewKey, Signer};
 pub use manifest::{KeyRecord, KeyState, Manifest};
 pub use policy::{Clock, FixedClock, RotationPolicy, SystemClock, format_time};
 pub use store::{

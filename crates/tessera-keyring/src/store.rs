@@ -20,8 +20,9 @@ use std::time::{Duration, SystemTime};
 use crate::error::{KeyringError, Refusal};
 use crate::jwk::JwkSet;
 use crate::keys::{self, NewKey, Signer};
+use crate::lifecycle::{self, Change, Now};
 use crate::manifest::{KeyRecord, KeyState, Manifest};
-use crate::policy::{Clock, RotationPolicy, SystemClock, stamp};
+use crate::policy::{Clock, RotationPolicy, SystemClock};
 use std::sync::Arc;
 
 /// The manifest's file name inside the keys directory.
@@ -37,15 +38,6 @@ pub struct KeyDir {
     dir: PathBuf,
     lock_wait: Duration,
     clock: Arc<dyn Clock>,
-}
-
-/// The time an operation runs at, read once the lock is held and any new keys
-/// are generated: `raw` for comparisons with rule deadlines, `stamp` (rounded up
-/// to whole seconds) for what the manifest records.
-#[derive(Debug, Clone, Copy)]
-struct Now {
-    raw: SystemTime,
-    stamp: SystemTime,
 }
 
 /// A keyring loaded for use: the one active signer and the public JWK set.
@@ -81,6 +73,70 @@ pub struct Inspection {
     /// The published public keys.
     pub jwks: JwkSet,
     active: Option<Signer>,
+}
+
+impl Inspection {
+    /// Checks a keyring from any store: every published key's PKCS#8 PEM, from
+    /// `key_text` (which also names where it came from, for errors), is parsed
+    /// once, must be the key its record names (kid and size), and the active
+    /// one must sign. The JWKS lists the active key first, then the others in
+    /// manifest order: the same manifest and keys give the same bytes.
+    pub fn assemble(
+        manifest: Manifest,
+        mut key_text: impl FnMut(
+            &KeyRecord,
+        )
+            -> Result<(PathBuf, zeroize::Zeroizing<Vec<u8>>), KeyringError>,
+    ) -> Result<Self, KeyringError> {
+        let mut active = None;
+        let mut published = Vec::new();
+        for record in manifest.keys.iter().filter(|k| k.state.is_published()) {
+            let (path, text) = key_text(record)?;
+            let invalid = |problem: String| KeyringError::KeyFileInvalid {
+                path: path.clone(),
+                problem,
+            };
+            let parsed = keys::parse_key_file(&text).map_err(invalid)?;
+            if parsed.jwk.kid != record.kid {
+                return Err(invalid(format!(
+                    "holds key {} but the manifest lists it as {}; the key was replaced or renamed",
+                    parsed.jwk.kid, record.kid
+                )));
+            }
+            if parsed.bits != record.bits {
+                return Err(invalid(format!(
+                    "is a {}-bit key but the manifest says {} bits",
+                    parsed.bits, record.bits
+                )));
+            }
+            if matches!(record.state, KeyState::Active { .. }) {
+                published.insert(0, parsed.jwk.clone());
+                let signer = Signer::new(parsed);
+                signer.self_test()?;
+                active = Some(signer);
+            } else {
+                published.push(parsed.jwk);
+            }
+        }
+        Ok(Self {
+            manifest,
+            jwks: JwkSet { keys: published },
+            active,
+        })
+    }
+
+    /// The keyring for signing; fails without an active key (`location` names
+    /// the keyring in the error).
+    pub fn into_keyring(self, location: &Path) -> Result<Keyring, KeyringError> {
+        let signer = self.active.ok_or_else(|| KeyringError::NoActiveKey {
+            dir: location.to_owned(),
+        })?;
+        Ok(Keyring {
+            manifest: self.manifest,
+            signer,
+            jwks: self.jwks,
+        })
+    }
 }
 
 /// What `init` did.
@@ -166,14 +222,6 @@ impl KeyDir {
         self
     }
 
-    fn now(&self) -> Now {
-        let raw = self.clock.now();
-        Now {
-            raw,
-            stamp: stamp(raw),
-        }
-    }
-
     /// How long an operation waits for another process's lock before failing.
     pub fn with_lock_wait(mut self, wait: Duration) -> Self {
         self.lock_wait = wait;
@@ -200,15 +248,7 @@ impl KeyDir {
     /// Loads the keyring for signing: checks permissions, parses every published
     /// key once, verifies each kid, and requires exactly one active key.
     pub fn load(&self) -> Result<Keyring, KeyringError> {
-        let inspection = self.inspect()?;
-        let signer = inspection.active.ok_or_else(|| KeyringError::NoActiveKey {
-            dir: self.dir.clone(),
-        })?;
-        Ok(Keyring {
-            manifest: inspection.manifest,
-            signer,
-            jwks: inspection.jwks,
-        })
+        self.inspect()?.into_keyring(&self.dir)
     }
 
     /// Reads and checks the whole keyring without requiring an active key (for
@@ -248,27 +288,14 @@ impl KeyDir {
             .ok_or_else(|| KeyringError::NotInitialised {
                 dir: self.dir.clone(),
             })?;
-        let mut active = None;
-        let mut published = Vec::new();
-        for record in manifest.keys.iter().filter(|k| k.state.is_published()) {
-            let parsed = self.read_key(record)?;
-            if matches!(record.state, KeyState::Active { .. }) {
-                published.insert(0, parsed.jwk.clone());
-                let signer = Signer::new(parsed);
-                signer.self_test()?;
-                active = Some(signer);
-            } else {
-                published.push(parsed.jwk);
-            }
-        }
-        Ok(Inspection {
-            manifest,
-            jwks: JwkSet { keys: published },
-            active,
-        })
+        Inspection::assemble(manifest, |record| self.read_key(record))
     }
 
-    fn read_key(&self, record: &KeyRecord) -> Result<keys::ParsedKey, KeyringError> {
+    /// A key file's contents, once its type and mode are checked.
+    fn read_key(
+        &self,
+        record: &KeyRecord,
+    ) -> Result<(PathBuf, zeroize::Zeroizing<Vec<u8>>), KeyringError> {
         let path = self.key_path(&record.kid);
         let invalid = |problem: String| KeyringError::KeyFileInvalid {
             path: path.clone(),
@@ -294,20 +321,7 @@ impl KeyDir {
         let text = zeroize::Zeroizing::new(
             fs::read(&path).map_err(KeyringError::io("reading", path.clone()))?,
         );
-        let parsed = keys::parse_key_file(&text).map_err(&invalid)?;
-        if parsed.jwk.kid != record.kid {
-            return Err(invalid(format!(
-                "holds key {} but the manifest lists it as {}; the file was replaced or renamed",
-                parsed.jwk.kid, record.kid
-            )));
-        }
-        if parsed.bits != record.bits {
-            return Err(invalid(format!(
-                "is a {}-bit key but the manifest says {} bits",
-                parsed.bits, record.bits
-            )));
-        }
-        Ok(parsed)
+        Ok((path, text))
     }
 
     // ---- locking and writing ----------------------------------------------
@@ -390,7 +404,7 @@ impl KeyDir {
             Some(_) => self.inspect_locked()?.manifest,
             None => Manifest::default(),
         };
-        let change = change(&mut manifest, self.now())?;
+        let change = change(&mut manifest, Now::read(self.clock.as_ref()))?;
         for key in &change.new_keys {
             self.write_atomic(&self.key_path(&key.kid), key.pem.as_bytes())?;
         }
@@ -398,7 +412,7 @@ impl KeyDir {
             KeyringError::io("serialising", self.manifest_path())(std::io::Error::other(e))
         })?;
         self.write_atomic(&self.manifest_path(), &manifest_json)?;
-        for kid in &change.delete_files {
+        for kid in &change.delete_keys {
             let path = self.key_path(kid);
             match fs::remove_file(&path) {
                 Ok(()) => {}
@@ -406,7 +420,7 @@ impl KeyDir {
                 Err(e) => return Err(KeyringError::io("deleting", path)(e)),
             }
         }
-        if !change.delete_files.is_empty() {
+        if !change.delete_keys.is_empty() {
             sync_dir(&self.dir)?;
         }
         Ok(change.outcome)
@@ -447,76 +461,27 @@ impl KeyDir {
     pub fn init(&self, bits: usize) -> Result<InitOutcome, KeyringError> {
         // Refuse before spending seconds on key generation; re-checked under the lock.
         if let Some(existing) = self.read_manifest()?.filter(|m| !m.keys.is_empty()) {
-            return Err(self.already_initialised(&existing));
+            return Err(lifecycle::already_initialised(&self.dir, &existing));
         }
         let active = keys::generate(bits)?;
         let pending = keys::generate(bits)?;
-        self.modify(|manifest, now| {
-            if !manifest.keys.is_empty() {
-                return Err(self.already_initialised(manifest));
-            }
-            let outcome = InitOutcome {
-                active: active.kid.clone(),
-                pending: pending.kid.clone(),
-                at: now.stamp,
-            };
-            add(
-                manifest,
-                &active,
-                now,
-                KeyState::Active {
-                    activated: now.stamp,
-                },
-            );
-            add(manifest, &pending, now, KeyState::Pending);
-            Ok(Change::new(outcome).with_keys(vec![active, pending]))
-        })
-    }
-
-    fn already_initialised(&self, manifest: &Manifest) -> KeyringError {
-        KeyringError::AlreadyInitialised {
-            dir: self.dir.clone(),
-            count: manifest.keys.len(),
-        }
+        self.modify(|manifest, now| lifecycle::init(manifest, &self.dir, active, pending, now))
     }
 
     /// Adds a freshly generated pending key and returns its record.
     pub fn generate(&self, bits: usize) -> Result<KeyRecord, KeyringError> {
         let key = keys::generate(bits)?;
-        self.modify(move |manifest, now| {
-            let record = add(manifest, &key, now, KeyState::Pending);
-            Ok(Change::new(record).with_keys(vec![key]))
-        })
+        self.modify(move |manifest, now| Ok(lifecycle::generate(manifest, key, now)))
     }
 
     /// Imports an existing RSA private key (PKCS#8 or PKCS#1 PEM) as a pending key.
     /// It is stored as PKCS#8, whatever the input was.
     pub fn import(&self, pem_path: &Path) -> Result<KeyRecord, KeyringError> {
-        let import_error = |problem: String| KeyringError::Import {
-            path: pem_path.to_owned(),
-            problem,
-        };
-        let text = zeroize::Zeroizing::new(
-            fs::read(pem_path).map_err(KeyringError::io("reading", pem_path))?,
-        );
-        let key = keys::normalise_import(&text).map_err(import_error)?;
-        self.modify(move |manifest, now| {
-            if let Some(existing) = manifest.get(&key.kid) {
-                return Err(KeyringError::DuplicateKey {
-                    kid: key.kid.clone(),
-                    state: existing.state.name(),
-                });
-            }
-            let record = add(manifest, &key, now, KeyState::Pending);
-            Ok(Change::new(record).with_keys(vec![key]))
-        })
+        let key = NewKey::import_file(pem_path)?;
+        self.modify(move |manifest, now| lifecycle::import(manifest, key, now))
     }
 
-    /// The scheduled rotation: the oldest pending key becomes active, the active key
-    /// retires, and a new pending key is generated for next time.
-    ///
-    /// Refused, unless `force`, while the pending key has been published for less
-    /// than one JWKS cache lifetime.
+    /// The scheduled rotation: see [`lifecycle::rotate`].
     pub fn rotate(
         &self,
         policy: &RotationPolicy,
@@ -524,72 +489,15 @@ impl KeyDir {
         bits: usize,
     ) -> Result<RotateOutcome, KeyringError> {
         let fresh = keys::generate(bits)?;
-        self.modify(move |manifest, now| {
-            let pending = manifest.next_pending().ok_or(KeyringError::NoPendingKey)?;
-            let safe_at = policy.activation_safe_at(pending.created);
-            let refusal = (now.raw < safe_at).then(|| Refusal::ActivationTooEarly {
-                kid: pending.kid.clone(),
-                published: pending.created,
-                safe_at,
-            });
-            if let (Some(refusal), false) = (&refusal, force) {
-                return Err(KeyringError::Refused(refusal.clone()));
-            }
-            let activated = pending.kid.clone();
-            let retired = manifest.active().map(|k| k.kid.clone());
-            for key in &mut manifest.keys {
-                if key.kid == activated {
-                    key.state = KeyState::Active {
-                        activated: now.stamp,
-                    };
-                } else if let KeyState::Active { activated } = key.state {
-                    key.state = KeyState::Retired {
-                        activated: Some(activated),
-                        retired: now.stamp,
-                    };
-                }
-            }
-            add(manifest, &fresh, now, KeyState::Pending);
-            let outcome = RotateOutcome {
-                activated,
-                retired,
-                new_pending: fresh.kid.clone(),
-                forced: refusal,
-                at: now.stamp,
-            };
-            Ok(Change::new(outcome).with_keys(vec![fresh]))
-        })
+        self.modify(move |manifest, now| lifecycle::rotate(manifest, policy, force, fresh, now))
     }
 
-    /// Withdraws a pending key from future activation. It stays published (it may
-    /// be cached already) and is pruned on the retired schedule. The active key
-    /// cannot be retired this way: `rotate` replaces it, `revoke` kills it.
+    /// Withdraws a pending key: see [`lifecycle::retire`].
     pub fn retire(&self, kid: &str) -> Result<KeyRecord, KeyringError> {
-        self.modify(|manifest, now| {
-            let key = find_mut(manifest, kid)?;
-            match key.state {
-                KeyState::Pending => {
-                    key.state = KeyState::Retired {
-                        activated: None,
-                        retired: now.stamp,
-                    };
-                    Ok(Change::new(key.clone()))
-                }
-                KeyState::Active { .. } => Err(wrong_state(
-                    key,
-                    "retire",
-                    "; use `rotate` to replace it (or `revoke` in an emergency)",
-                )),
-                KeyState::Retired { .. } | KeyState::Revoked { .. } => {
-                    Err(wrong_state(key, "retire", " already"))
-                }
-            }
-        })
+        self.modify(|manifest, now| lifecycle::retire(manifest, kid, now))
     }
 
-    /// Emergency: the key leaves the JWKS at once and never signs again. If it was
-    /// the active key, the oldest pending key becomes active immediately (or a new
-    /// key, if there is none), and a new pending key is generated.
+    /// Emergency revocation: see [`lifecycle::revoke`].
     pub fn revoke(
         &self,
         kid: &str,
@@ -598,173 +506,36 @@ impl KeyDir {
     ) -> Result<RevokeOutcome, KeyringError> {
         // Generate replacements first if the key is active now (the common case for
         // an emergency), so that the new keys' recorded times are not early. If the
-        // keyring changes in between, the closure generates what it still needs.
+        // keyring changes in between, the lifecycle generates what it still needs.
         let active_now = self
             .read_manifest()?
-            .and_then(|m| m.active().map(|k| k.kid == kid))
-            .unwrap_or(false);
-        let mut spare = if active_now {
+            .is_some_and(|m| lifecycle::revoke_needs_keys(&m, kid));
+        let spare = if active_now {
             vec![keys::generate(bits)?, keys::generate(bits)?]
         } else {
             Vec::new()
         };
-        self.modify(|manifest, mut now| {
-            let key = find_mut(manifest, kid)?;
-            let was_active = matches!(key.state, KeyState::Active { .. });
-            let (activated, retired) = match key.state {
-                KeyState::Pending => (None, None),
-                KeyState::Active { activated } => (Some(activated), None),
-                KeyState::Retired { activated, retired } => (activated, Some(retired)),
-                KeyState::Revoked { .. } => return Err(wrong_state(key, "revoke", " already")),
-            };
-            key.state = KeyState::Revoked {
-                activated,
-                retired,
-                revoked: now.stamp,
-            };
-            let mut outcome = RevokeOutcome {
-                revoked: kid.to_owned(),
-                promoted: None,
-                new_pending: None,
-                at: now.stamp,
-            };
-            let mut new_keys = Vec::new();
-            if was_active {
-                let mut take = |now: &mut Now| match spare.pop() {
-                    Some(key) => Ok(key),
-                    None => {
-                        let key = keys::generate(bits)?;
-                        *now = self.now();
-                        Ok::<_, KeyringError>(key)
-                    }
-                };
-                // Something must sign from now on.
-                let promoted = match manifest.next_pending() {
-                    Some(pending) => {
-                        let safe_at = policy.activation_safe_at(pending.created);
-                        Promotion {
-                            kid: pending.kid.clone(),
-                            early: (now.raw < safe_at).then_some(safe_at),
-                        }
-                    }
-                    None => {
-                        let key = take(&mut now)?;
-                        add(manifest, &key, now, KeyState::Pending);
-                        let promotion = Promotion {
-                            kid: key.kid.clone(),
-                            early: Some(policy.activation_safe_at(now.stamp)),
-                        };
-                        new_keys.push(key);
-                        promotion
-                    }
-                };
-                find_mut(manifest, &promoted.kid)?.state = KeyState::Active {
-                    activated: now.stamp,
-                };
-                let next = take(&mut now)?;
-                add(manifest, &next, now, KeyState::Pending);
-                outcome.new_pending = Some(next.kid.clone());
-                new_keys.push(next);
-                outcome.promoted = Some(promoted);
-            }
-            Ok(Change::new(outcome).with_keys(new_keys))
+        self.modify(|manifest, now| {
+            lifecycle::revoke(
+                manifest,
+                kid,
+                policy,
+                spare,
+                &mut || keys::generate(bits),
+                self.clock.as_ref(),
+                now,
+            )
         })
     }
 
-    /// Deletes revoked keys, and retired keys whose publication period is over.
-    /// Retired keys still inside it are kept (and reported) unless `force`.
+    /// Deletes what may go: see [`lifecycle::prune`].
     pub fn prune(
         &self,
         policy: &RotationPolicy,
         force: bool,
     ) -> Result<PruneOutcome, KeyringError> {
-        self.modify(|manifest, now| {
-            let mut outcome = PruneOutcome::default();
-            manifest.keys.retain(|key| match key.state {
-                KeyState::Revoked { .. } => {
-                    outcome.removed.push(key.kid.clone());
-                    false
-                }
-                KeyState::Retired { retired, .. } => {
-                    let safe_at = policy.prune_safe_at(retired);
-                    if now.raw >= safe_at {
-                        outcome.removed.push(key.kid.clone());
-                        return false;
-                    }
-                    let refusal = Refusal::PruneTooEarly {
-                        kid: key.kid.clone(),
-                        retired,
-                        safe_at,
-                    };
-                    if force {
-                        outcome.removed.push(key.kid.clone());
-                        outcome.forced.push(refusal);
-                        false
-                    } else {
-                        outcome.kept.push(refusal);
-                        true
-                    }
-                }
-                KeyState::Pending | KeyState::Active { .. } => true,
-            });
-            let delete_files = outcome.removed.clone();
-            Ok(Change {
-                outcome,
-                new_keys: Vec::new(),
-                delete_files,
-            })
-        })
+        self.modify(|manifest, now| Ok(lifecycle::prune(manifest, policy, force, now)))
     }
-}
-
-fn find_mut<'m>(manifest: &'m mut Manifest, kid: &str) -> Result<&'m mut KeyRecord, KeyringError> {
-    manifest
-        .get_mut(kid)
-        .ok_or_else(|| KeyringError::UnknownKey {
-            kid: kid.to_owned(),
-        })
-}
-
-fn wrong_state(key: &KeyRecord, operation: &'static str, hint: &'static str) -> KeyringError {
-    KeyringError::WrongState {
-        kid: key.kid.clone(),
-        state: key.state.name(),
-        operation,
-        hint,
-    }
-}
-
-/// What a closure given to [`KeyDir::modify`] asks for besides the new manifest.
-struct Change<T> {
-    outcome: T,
-    new_keys: Vec<NewKey>,
-    delete_files: Vec<String>,
-}
-
-impl<T> Change<T> {
-    fn new(outcome: T) -> Self {
-        Self {
-            outcome,
-            new_keys: Vec::new(),
-            delete_files: Vec::new(),
-        }
-    }
-
-    fn with_keys(mut self, keys: Vec<NewKey>) -> Self {
-        self.new_keys = keys;
-        self
-    }
-}
-
-fn add(manifest: &mut Manifest, key: &NewKey, now: Now, state: KeyState) -> KeyRecord {
-    let record = KeyRecord {
-        kid: key.kid.clone(),
-        bits: key.bits,
-        created: now.stamp,
-        state,
-    };
-    manifest.keys.push(record.clone());
-    record
 }
 
 fn check_mode(path: &Path, expected: u32) -> Result<(), KeyringError> {

@@ -25,6 +25,8 @@ use anyhow::{Context as _, bail, ensure};
 use tessera_bench::{Client, quantile_ms};
 use tessera_issuer::passwords::{Hasher, Password};
 
+mod storage;
+
 /// Clients flooding `/login` (the JWKS latency is sampled meanwhile).
 const LOGIN_CLIENTS: usize = 64;
 /// Concurrent refresh chains.
@@ -37,6 +39,8 @@ const PASSWORD_FILE_NOTE: &str =
     "Argon2id m = 19 MiB, t = 2, p = 1 (OWASP), one check per core at once";
 
 struct Options {
+    /// A PostgreSQL server for the storage section (issue 6), if any.
+    postgres: Option<String>,
     bin_dir: PathBuf,
     out: Option<PathBuf>,
     run_for: Duration,
@@ -46,6 +50,7 @@ fn options() -> anyhow::Result<Options> {
     let mut opts = Options {
         bin_dir: PathBuf::from("target/release"),
         out: None,
+        postgres: None,
         run_for: Duration::from_secs(5),
     };
     let mut args = std::env::args().skip(1);
@@ -54,13 +59,14 @@ fn options() -> anyhow::Result<Options> {
         match arg.as_str() {
             "--bin-dir" => opts.bin_dir = PathBuf::from(value()?),
             "--out" => opts.out = Some(PathBuf::from(value()?)),
+            "--postgres" => opts.postgres = Some(value()?),
             "--seconds" => {
                 let s: f64 = value()?.parse().context("--seconds")?;
                 ensure!((0.1..=60.0).contains(&s), "--seconds: 0.1 to 60");
                 opts.run_for = Duration::from_secs_f64(s);
             }
             _ => bail!(
-                "usage: tessera-load [--bin-dir target/release] [--out docs/PERFORMANCE.md] [--seconds 5]"
+                "usage: tessera-load [--bin-dir target/release] [--out docs/PERFORMANCE.md] [--seconds 5] [--postgres URL]"
             ),
         }
     }
@@ -501,9 +507,8 @@ async fn main() -> anyhow::Result<()> {
         )?);
     }
     let refresh = {
-        let chains = Arc::new(std::sync::Mutex::new(chains));
-        let addr = issuer.addr;
-        refresh_chains(addr, chains, run_for).await?
+        let chains = chains.into_iter().map(|t| (issuer.addr, t)).collect();
+        refresh_chains(chains, run_for).await?
     };
     let sign_after = sign_rate(keyring.signer(), run_for)?;
     let sign = Figure {
@@ -627,6 +632,11 @@ async fn main() -> anyhow::Result<()> {
         "≥ 0.35 (issue 4)",
     ));
 
+    match &opts.postgres {
+        Some(admin_url) => rows.extend(storage::rows(&issuer_bin, admin_url, run_for).await?),
+        None => println!("no --postgres URL: the PostgreSQL rows (issue 6) are left out"),
+    }
+
     let rss = [
         ("issuer", issuer.peak_rss_mib()?, 100.0),
         (
@@ -649,21 +659,15 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Refresh chains: each connection takes a refresh token and rotates it again
-/// and again.
+/// Refresh chains: one connection per `(issuer, refresh token)`, rotating
+/// its token again and again.
 async fn refresh_chains(
-    addr: SocketAddr,
-    chains: Arc<std::sync::Mutex<Vec<String>>>,
+    chains: Vec<(SocketAddr, String)>,
     run_for: Duration,
 ) -> anyhow::Result<Figure> {
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..REFRESH_CHAINS {
-        let mut token = chains
-            .lock()
-            .map_err(|_| anyhow::anyhow!("poisoned"))?
-            .pop()
-            .context("a chain per connection")?;
+    for (addr, mut token) in chains {
         tasks.push(tokio::spawn(async move {
             let mut c = Client::connect(addr)
                 .await
@@ -722,6 +726,14 @@ const NOTES: &str = "
   refresh chain) on a resource server started with `--no-token-cache`, so every request
   is a full verification (RSA included); with the cache on, only a token's first request
   is.
+- **PostgreSQL** rows (with `--postgres URL`; `scripts/perf-report.sh` passes the
+  server it finds) run their own issuers on a scratch database (created and dropped by
+  the tool), sharing one keys directory. PostgreSQL against SQLite is one instance as
+  shipped on each. The scaling row pins each instance to one core with `taskset`: one
+  instance on core 0, then two on cores 0 and 1, one database. PostgreSQL and the load
+  client run on the same two cores, unpinned, so they take CPU from the instances and
+  2× is out of reach here by construction; on a machine with cores to spare for them
+  the ratio is what adding an instance buys.
 - **Peak RSS** is `VmHWM` from `/proc/<pid>/status` after all the load above. The
   issuer's is dominated by Argon2's 19 MiB work area per hashing thread (one per core,
   at most 4, each area allocated once and reused).

@@ -1,0 +1,138 @@
+//! Issue 6's figures: refresh throughput on PostgreSQL beside SQLite, and two
+//! issuer instances on one PostgreSQL database beside one, in the same run.
+//!
+//! The scaling comparison pins each instance to one core (`taskset`): signing
+//! is per instance, so one instance on one core against two instances on a
+//! core each shows what adding an instance buys. The load client and
+//! PostgreSQL run unpinned on the same two cores, so 2× is a ceiling the
+//! machine cannot reach; the report says so beside the figure.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::Context as _;
+use tessera_issuer::db::scratch::ScratchDatabase;
+
+use super::{Figure, REFRESH_CHAINS, Row, Server, field, post_json, refresh_chains, row};
+
+/// An issuer process for this section: `pin` is the core it may run on, if any.
+fn issuer(
+    bin: &Path,
+    database: &str,
+    keys_dir: &Path,
+    pin: Option<usize>,
+    first_start: bool,
+) -> anyhow::Result<(Server, Option<String>)> {
+    let keys = keys_dir.display().to_string();
+    let serve = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--issuer-url",
+        "https://issuer.load.test",
+        "--keys-dir",
+        &keys,
+        "--database",
+        database,
+    ];
+    let bin_text = bin.display().to_string();
+    let core = pin.map(|c| c.to_string());
+    let mut args: Vec<&str> = Vec::new();
+    let program = match &core {
+        Some(core) => {
+            args.extend(["-c", core.as_str(), bin_text.as_str()]);
+            Path::new("taskset")
+        }
+        None => bin,
+    };
+    args.extend(serve);
+    let (server, lines) = Server::start(program, &args, if first_start { 2 } else { 1 })?;
+    let password = if first_start {
+        Some(
+            lines[1]
+                .rsplit_once("password ")
+                .context("first-admin line")?
+                .1
+                .to_owned(),
+        )
+    } else {
+        None
+    };
+    Ok((server, password))
+}
+
+/// `REFRESH_CHAINS` refresh chains per instance, spread over `addrs`.
+async fn refresh_rate(
+    addrs: &[SocketAddr],
+    password: &str,
+    run_for: std::time::Duration,
+) -> anyhow::Result<Figure> {
+    let login = serde_json::json!({"username": "admin", "password": password}).to_string();
+    let mut chains = Vec::new();
+    for i in 0..REFRESH_CHAINS * addrs.len() {
+        let addr = addrs[i % addrs.len()];
+        chains.push((
+            addr,
+            field(&post_json(addr, "/login", &login).await?, "refresh_token")?,
+        ));
+    }
+    refresh_chains(chains, run_for).await
+}
+
+/// The section's rows; `admin_url` names the PostgreSQL server to create a
+/// scratch database on.
+pub(super) async fn rows(
+    issuer_bin: &Path,
+    admin_url: &str,
+    run_for: std::time::Duration,
+) -> anyhow::Result<Vec<Row>> {
+    let tmp = tempfile::tempdir()?;
+    let keys_dir = tmp.path().join("keys");
+    let sqlite_url = format!("sqlite://{}", tmp.path().join("issuer.db").display());
+    let scratch = ScratchDatabase::create(admin_url)
+        .await
+        .context("creating a scratch PostgreSQL database")?;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+
+    // One instance as shipped (every core), SQLite then PostgreSQL.
+    let (sqlite, sqlite_password) = issuer(issuer_bin, &sqlite_url, &keys_dir, None, true)?;
+    let on_sqlite = refresh_rate(
+        &[sqlite.addr],
+        &sqlite_password.context("password")?,
+        run_for,
+    )
+    .await?;
+    drop(sqlite);
+    let (pg, pg_password) = issuer(issuer_bin, scratch.url(), &keys_dir, None, true)?;
+    let password = pg_password.context("password")?;
+    let on_pg = refresh_rate(&[pg.addr], &password, run_for).await?;
+    drop(pg);
+    let mut rows = vec![row(
+        &format!("`POST /token` refresh on PostgreSQL, one instance, {REFRESH_CHAINS} chains"),
+        on_pg,
+        "req/s",
+        Some(("the same on SQLite", on_sqlite)),
+        "none set (issue 6 asks for the comparison)",
+    )];
+
+    // One instance on one core, then two on a core each, one database.
+    if cores >= 2 {
+        let (one, _) = issuer(issuer_bin, scratch.url(), &keys_dir, Some(0), false)?;
+        let single = refresh_rate(&[one.addr], &password, run_for).await?;
+        drop(one);
+        let (a, _) = issuer(issuer_bin, scratch.url(), &keys_dir, Some(0), false)?;
+        let (b, _) = issuer(issuer_bin, scratch.url(), &keys_dir, Some(1), false)?;
+        let double = refresh_rate(&[a.addr, b.addr], &password, run_for).await?;
+        rows.push(row(
+            &format!(
+                "`POST /token` refresh on PostgreSQL, two instances pinned to one core each, {} chains",
+                2 * REFRESH_CHAINS
+            ),
+            double,
+            "req/s",
+            Some(("one instance pinned to one core", single)),
+            "scaling ratio, toward 2× (this machine's 2 cores also run PostgreSQL and the load client)",
+        ));
+    }
+    Ok(rows)
+}
