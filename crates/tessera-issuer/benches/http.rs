@@ -103,7 +103,7 @@ fn main() {
 
     // 1. The raw signing rate of the same key, one core, nothing else running;
     //    measured before and after the refresh run (the machine drifts).
-    let snapshot = state.keys().current();
+    let snapshot = state.keys().current().unwrap();
     let sign_rate = || {
         let start = Instant::now();
         let mut signed = 0u64;

@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use tessera_issuer::config::{Config, RawConfig, parse_duration};
+use tessera_issuer::config::{Config, KeyringKind, RawConfig, parse_duration};
+use tessera_issuer::db::Db;
+use tessera_issuer::keys::KeyStore;
 use tessera_keyring::{KeyDir, KeyRecord, KeyState, KeyringError, format_time};
 
 /// Exit code when a rotation rule refused the change (`--force` overrides).
@@ -78,6 +80,12 @@ struct GlobalArgs {
         value_name = "URL"
     )]
     database_url: Option<String>,
+    /// Where the keyring lives: files in --keys-dir, or the database (several instances) [default: files].
+    #[arg(long, global = true, env = "TESSERA_KEYRING", value_name = "WHERE")]
+    keyring: Option<tessera_issuer::config::KeyringKind>,
+    /// File holding the database keyring's key-encryption key (or set TESSERA_KEY_ENCRYPTION_KEY).
+    #[arg(long, global = true, env = "TESSERA_KEY_ENCRYPTION_KEY_FILE", value_name = "PATH")]
+    key_encryption_key_file: Option<PathBuf>,
     /// Most connections to PostgreSQL per process [default: 10].
     #[arg(
         long,
@@ -155,6 +163,8 @@ enum KeysVerb {
     },
     /// Print the public JWKS (pending, active and retired keys).
     Jwks,
+    /// Print a new random key-encryption key for a database keyring (stores nothing).
+    NewKek,
     /// Import an RSA private key (PKCS#8 or PKCS#1 PEM) as a pending key.
     Import {
         /// The PEM file.
@@ -221,6 +231,8 @@ fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
         keys_reload_interval: global.keys_reload_interval,
         database_url: global.database_url.clone(),
         database_max_connections: global.database_max_connections,
+        keyring: global.keyring,
+        key_encryption_key_file: global.key_encryption_key_file.clone(),
         refresh_idle_lifetime: global.refresh_idle_lifetime,
         refresh_absolute_lifetime: global.refresh_absolute_lifetime,
     };
@@ -232,9 +244,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config),
         Command::Users { verb } => crate::users::run(&config, verb),
+        Command::Keys {
+            verb: KeysVerb::NewKek,
+        } => {
+            // Before any keyring is opened: a database keyring's settings
+            // cannot be complete before its key exists.
+            print_new_kek(&mut std::io::stdout().lock())
+        }
         Command::Keys { verb } => {
-            let dir = KeyDir::new(&config.keys_dir).with_lock_wait(cli.global.lock_timeout);
-            keys(&dir, &config, verb)
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(async {
+                let store = match config.keyring {
+                    KeyringKind::Files => KeyStore::Files(
+                        KeyDir::new(&config.keys_dir).with_lock_wait(cli.global.lock_timeout),
+                    ),
+                    KeyringKind::Database => {
+                        let db = Db::connect(&config.database_url).await?;
+                        tessera_issuer::serve::key_store(&config, &db)?
+                    }
+                };
+                keys(&store, &config, verb).await
+            })
         }
     }
 }
@@ -320,17 +353,17 @@ fn init_logging() {
 
 /// Runs one `keys` verb. The keyring reads the clock itself (after taking its
 /// lock and generating keys); the times printed come from what it recorded.
-fn keys(dir: &KeyDir, config: &Config, verb: KeysVerb) -> anyhow::Result<()> {
+async fn keys(store: &KeyStore, config: &Config, verb: KeysVerb) -> anyhow::Result<()> {
     let policy = &config.rotation;
     let bits = config.key_bits;
     let mut out = std::io::stdout().lock();
     let warn = |text: String| writeln!(std::io::stderr(), "WARNING: {text}");
     match verb {
-        KeysVerb::Init { if_empty } => match dir.init(bits) {
+        KeysVerb::Init { if_empty } => match store.init(bits).await {
             Ok(o) => writeln!(
                 out,
                 "initialised keyring in {}\nactive key:  {}\npending key: {} (may become active from {})",
-                dir.path().display(),
+                store.location(),
                 o.active,
                 o.pending,
                 format_time(policy.activation_safe_at(o.at)),
@@ -338,12 +371,12 @@ fn keys(dir: &KeyDir, config: &Config, verb: KeysVerb) -> anyhow::Result<()> {
             Err(KeyringError::AlreadyInitialised { count, .. }) if if_empty => writeln!(
                 out,
                 "keyring in {} already holds {count} key(s); nothing to do",
-                dir.path().display()
+                store.location()
             )?,
             Err(e) => return Err(e.into()),
         },
         KeysVerb::Generate => {
-            let key = dir.generate(bits)?;
+            let key = store.generate(bits).await?;
             writeln!(
                 out,
                 "generated pending key {} ({bits}-bit RS256); it may become active from {}",
@@ -352,7 +385,7 @@ fn keys(dir: &KeyDir, config: &Config, verb: KeysVerb) -> anyhow::Result<()> {
             )?;
         }
         KeysVerb::Import { pem } => {
-            let key = dir.import(&pem)?;
+            let key = store.import(&pem).await?;
             writeln!(
                 out,
                 "imported {} as pending key {} ({}-bit); it may become active from {}",
@@ -363,7 +396,7 @@ fn keys(dir: &KeyDir, config: &Config, verb: KeysVerb) -> anyhow::Result<()> {
             )?;
         }
         KeysVerb::Rotate { force } => {
-            let o = dir.rotate(policy, force, bits)?;
+            let o = store.rotate(policy, force, bits).await?;
             if let Some(rule) = &o.forced {
                 warn(format!("--force overrode a rotation rule: {rule}"))?;
             }
@@ -383,7 +416,7 @@ fn keys(dir: &KeyDir, config: &Config, verb: KeysVerb) -> anyhow::Result<()> {
             )?;
         }
         KeysVerb::Retire { kid } => {
-            let key = dir.retire(&kid)?;
+            let key = store.retire(&kid).await?;
             let until = key.retired().map(|t| format_time(policy.prune_safe_at(t)));
             writeln!(
                 out,
@@ -392,7 +425,7 @@ fn keys(dir: &KeyDir, config: &Config, verb: KeysVerb) -> anyhow::Result<()> {
             )?;
         }
         KeysVerb::Revoke { kid } => {
-            let o = dir.revoke(&kid, policy, bits)?;
+            let o = store.revoke(&kid, policy, bits).await?;
             writeln!(out, "revoked key {}: removed from the JWKS", o.revoked)?;
             if let Some(p) = &o.promoted {
                 warn(format!(
@@ -416,7 +449,7 @@ fn keys(dir: &KeyDir, config: &Config, verb: KeysVerb) -> anyhow::Result<()> {
             }
         }
         KeysVerb::Prune { force } => {
-            let o = dir.prune(policy, force)?;
+            let o = store.prune(policy, force).await?;
             for rule in &o.forced {
                 warn(format!("--force overrode a rotation rule: {rule}"))?;
             }
@@ -430,13 +463,14 @@ fn keys(dir: &KeyDir, config: &Config, verb: KeysVerb) -> anyhow::Result<()> {
                 writeln!(out, "nothing to prune")?;
             }
         }
+        KeysVerb::NewKek => print_new_kek(&mut out)?,
         KeysVerb::Jwks => {
-            let inspection = dir.inspect()?;
+            let inspection = store.inspect().await?;
             serde_json::to_writer_pretty(&mut out, &inspection.jwks)?;
             writeln!(out)?;
         }
         KeysVerb::List { json } => {
-            let inspection = dir.inspect()?;
+            let inspection = store.inspect().await?;
             let rows: Vec<Row> = inspection
                 .manifest
                 .keys
@@ -452,6 +486,13 @@ fn keys(dir: &KeyDir, config: &Config, verb: KeysVerb) -> anyhow::Result<()> {
         }
     }
     out.flush().context("writing output")?;
+    Ok(())
+}
+
+/// `keys new-kek`: a fresh key-encryption key. Nothing is stored: the
+/// operator keeps it where secrets go, never beside the database.
+fn print_new_kek(out: &mut impl std::io::Write) -> anyhow::Result<()> {
+    writeln!(out, "{}", tessera_issuer::db::keyring::Kek::generate_text())?;
     Ok(())
 }
 

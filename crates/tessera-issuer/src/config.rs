@@ -33,10 +33,27 @@ pub struct Config {
     pub database_url: String,
     /// PostgreSQL pool bounds (SQLite ignores them).
     pub database_pool: PoolSettings,
+    /// Where the keyring lives. Default: files in `keys_dir`.
+    pub keyring: KeyringKind,
+    /// The file holding the key-encryption key of a database keyring (or the
+    /// `TESSERA_KEY_ENCRYPTION_KEY` environment variable). Never in the database.
+    pub key_encryption_key_file: Option<PathBuf>,
     /// A session ends after this long without a refresh. Default 14 days.
     pub refresh_idle_lifetime: Duration,
     /// A session ends this long after login, however active. Default 30 days.
     pub refresh_absolute_lifetime: Duration,
+}
+
+/// Where the keyring lives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyringKind {
+    /// PEM files and a manifest in `keys_dir` (one machine).
+    #[default]
+    Files,
+    /// The issuer's database, keys sealed under a key-encryption key (several
+    /// instances sharing one database).
+    Database,
 }
 
 /// The settings as a file or the command line gives them: every one optional.
@@ -69,6 +86,10 @@ pub struct RawConfig {
     pub database_url: Option<String>,
     /// `database_max_connections = 10` (PostgreSQL only)
     pub database_max_connections: Option<u32>,
+    /// `keyring = "files"` or `"database"`
+    pub keyring: Option<KeyringKind>,
+    /// `key_encryption_key_file = "/run/secrets/tessera-kek"`
+    pub key_encryption_key_file: Option<PathBuf>,
     /// `refresh_idle_lifetime = "14days"`
     #[serde(default, deserialize_with = "duration")]
     pub refresh_idle_lifetime: Option<Duration>,
@@ -149,6 +170,10 @@ impl RawConfig {
             database_max_connections: over
                 .database_max_connections
                 .or(self.database_max_connections),
+            keyring: over.keyring.or(self.keyring),
+            key_encryption_key_file: over
+                .key_encryption_key_file
+                .or(self.key_encryption_key_file),
             refresh_idle_lifetime: over.refresh_idle_lifetime.or(self.refresh_idle_lifetime),
             refresh_absolute_lifetime: over
                 .refresh_absolute_lifetime
@@ -260,6 +285,8 @@ impl RawConfig {
                 .database_url
                 .unwrap_or_else(|| "sqlite://issuer.db".to_owned()),
             database_pool,
+            keyring: self.keyring.unwrap_or_default(),
+            key_encryption_key_file: self.key_encryption_key_file,
             refresh_idle_lifetime,
             refresh_absolute_lifetime,
         })

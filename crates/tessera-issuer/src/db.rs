@@ -198,6 +198,8 @@ macro_rules! on_writer {
     };
 }
 
+pub mod keyring;
+
 impl Db {
     /// Opens the database and applies pending migrations (creating a SQLite
     /// file if needed). For operator commands and tests; the service uses

@@ -127,6 +127,14 @@ impl AppState {
         &self.inner.hasher
     }
 
+    /// The keyring snapshot to sign with; 503 while none is loaded (a
+    /// database keyring whose database has not answered yet).
+    pub(crate) fn snapshot(&self) -> Result<Arc<crate::keys::KeySnapshot>, ApiError> {
+        self.keys()
+            .current()
+            .ok_or_else(|| ApiError::Unavailable("no keyring loaded yet".to_owned()))
+    }
+
     pub(crate) fn now(&self) -> i64 {
         crate::unix_now(self.inner.clock.as_ref())
     }
@@ -176,7 +184,10 @@ async fn jwks(State(state): State<AppState>, request: axum::extract::Request) ->
     // Borrowed from the request: a `HeaderMap` extractor would copy every header.
     let headers = request.headers();
     // A guard, not an Arc clone: no reference-count traffic on the hot path.
-    let snapshot = state.keys().current_guard();
+    let guard = state.keys().current_guard();
+    let Some(snapshot) = guard.as_deref() else {
+        return ApiError::Unavailable("no keyring loaded yet".to_owned()).into_response();
+    };
     let etag = snapshot.etag();
     let cache = [
         (
@@ -231,19 +242,22 @@ async fn healthz() -> Json<serde_json::Value> {
 async fn readyz(State(state): State<AppState>) -> Response {
     let snapshot = state.keys().current();
     let database = state.inner.db.ready().await;
+    let keys_ready = snapshot.is_some();
     if let Err(err) = &database {
         tracing::error!(error = %err, "readiness: database unavailable");
     }
-    let status = if database.is_ok() {
+    let ready = database.is_ok() && keys_ready;
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let body = json!({
-        "status": if database.is_ok() { "ready" } else { "unavailable" },
+        "status": if ready { "ready" } else { "unavailable" },
         "database": if database.is_ok() { "ok" } else { "unavailable" },
-        "active_kid": snapshot.signer().kid(),
-        "published_keys": snapshot.keyring().jwks().keys.len(),
+        "keyring": if keys_ready { "ok" } else { "unavailable" },
+        "active_kid": snapshot.as_ref().map(|s| s.signer().kid()),
+        "published_keys": snapshot.as_ref().map_or(0, |s| s.keyring().jwks().keys.len()),
         "keyring_reload_error": state.keys().reload_error(),
     });
     (status, Json(body)).into_response()
@@ -486,7 +500,7 @@ impl AppState {
             .db
             .start_session(&session, &refresh_hash, now)
             .await?;
-        let snapshot = self.keys().current();
+        let snapshot = self.snapshot()?;
         let grant = AccessGrant {
             user: &user,
             session_id: &session_id,

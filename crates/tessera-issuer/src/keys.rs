@@ -3,15 +3,26 @@
 //! the keyring on disk.
 //!
 //! Requests take one snapshot and use only it, so no request can see a signer
-//! whose key is missing from the JWKS it serves. Reloads run on a blocking
-//! thread; requests never wait for one.
+//! whose key is missing from the JWKS it serves. Reloads run off the request
+//! path (file I/O and key parsing on a blocking thread); requests never wait
+//! for one.
+//!
+//! The keyring lives in a keys directory (the default) or in the database
+//! (several instances): [`KeyStore`] gives both the same operations, and the
+//! CLI and the service use nothing else.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::ArcSwapOption;
 use axum::body::Bytes;
-use tessera_keyring::{KeyDir, Keyring, KeyringError, Signer, b64url, sha256};
+use tessera_keyring::{
+    InitOutcome, Inspection, KeyDir, KeyRecord, Keyring, KeyringError, PruneOutcome,
+    RevokeOutcome, RotateOutcome, RotationPolicy, Signer, b64url, sha256,
+};
+
+use crate::db::keyring::DbKeyring;
 
 /// One published state of the keyring.
 #[derive(Debug)]
@@ -68,72 +79,219 @@ impl KeySnapshot {
     }
 }
 
+/// Where the keyring lives.
+#[derive(Debug, Clone)]
+pub enum KeyStore {
+    /// A keys directory: PEM files and a manifest (the default).
+    Files(KeyDir),
+    /// The issuer's database, keys sealed under a key-encryption key.
+    Database(DbKeyring),
+}
+
+/// Runs a [`KeyDir`] operation on a blocking thread (file I/O, locks, key
+/// generation), or the same [`DbKeyring`] operation.
+macro_rules! on_store {
+    ($store:expr, |$dir:ident| $files:expr, |$db:ident| $database:expr) => {
+        match $store {
+            KeyStore::Files(dir) => {
+                let $dir = dir.clone();
+                tokio::task::spawn_blocking(move || $files)
+                    .await
+                    .map_err(|e| KeyringError::Generate(e.to_string()))?
+            }
+            KeyStore::Database($db) => $database.await,
+        }
+    };
+}
+
+impl KeyStore {
+    /// Where it is, for messages: the directory, or "the database keyring".
+    pub fn location(&self) -> String {
+        match self {
+            Self::Files(dir) => dir.path().display().to_string(),
+            Self::Database(_) => crate::db::keyring::LOCATION.to_owned(),
+        }
+    }
+
+    /// Starts an empty keyring.
+    pub async fn init(&self, bits: usize) -> Result<InitOutcome, KeyringError> {
+        on_store!(self, |dir| dir.init(bits), |db| db.init(bits))
+    }
+
+    /// Adds a generated pending key.
+    pub async fn generate(&self, bits: usize) -> Result<KeyRecord, KeyringError> {
+        on_store!(self, |dir| dir.generate(bits), |db| db.generate(bits))
+    }
+
+    /// Imports a PEM file as a pending key.
+    pub async fn import(&self, pem: &Path) -> Result<KeyRecord, KeyringError> {
+        let path = pem.to_owned();
+        on_store!(self, |dir| dir.import(&path), |db| db.import(pem))
+    }
+
+    /// The scheduled rotation.
+    pub async fn rotate(
+        &self,
+        policy: &RotationPolicy,
+        force: bool,
+        bits: usize,
+    ) -> Result<RotateOutcome, KeyringError> {
+        let p = *policy;
+        on_store!(self, |dir| dir.rotate(&p, force, bits), |db| db.rotate(policy, force, bits))
+    }
+
+    /// Withdraws a pending key.
+    pub async fn retire(&self, kid: &str) -> Result<KeyRecord, KeyringError> {
+        let k = kid.to_owned();
+        on_store!(self, |dir| dir.retire(&k), |db| db.retire(kid))
+    }
+
+    /// Emergency revocation.
+    pub async fn revoke(
+        &self,
+        kid: &str,
+        policy: &RotationPolicy,
+        bits: usize,
+    ) -> Result<RevokeOutcome, KeyringError> {
+        let (k, p) = (kid.to_owned(), *policy);
+        on_store!(self, |dir| dir.revoke(&k, &p, bits), |db| db.revoke(kid, policy, bits))
+    }
+
+    /// Deletes what may go.
+    pub async fn prune(
+        &self,
+        policy: &RotationPolicy,
+        force: bool,
+    ) -> Result<PruneOutcome, KeyringError> {
+        let p = *policy;
+        on_store!(self, |dir| dir.prune(&p, force), |db| db.prune(policy, force))
+    }
+
+    /// Reads and checks the whole keyring.
+    pub async fn inspect(&self) -> Result<Inspection, KeyringError> {
+        on_store!(self, |dir| dir.inspect(), |db| db.inspect())
+    }
+
+    /// What changes whenever the keyring does (the manifest's bytes, or the
+    /// database keyring's version): cheap, polled by every instance.
+    async fn marker(&self) -> Result<Vec<u8>, KeyringError> {
+        on_store!(
+            self,
+            |dir| Ok(read_manifest(&dir)),
+            |db| async { Ok(db.version().await?.unwrap_or(0).to_le_bytes().to_vec()) }
+        )
+    }
+
+    /// The keyring for signing, and the marker it was loaded at.
+    async fn load(&self) -> Result<(Keyring, Vec<u8>), KeyringError> {
+        on_store!(
+            self,
+            |dir| {
+                let marker = read_manifest(&dir);
+                dir.load().map(|keyring| (keyring, marker))
+            },
+            |db| async {
+                let (keyring, version) = db.load().await?;
+                Ok((keyring, version.to_le_bytes().to_vec()))
+            }
+        )
+    }
+}
+
 /// The live keyring: the current snapshot, and what is needed to reload it.
 #[derive(Debug)]
 pub struct KeyHandle {
-    dir: KeyDir,
-    current: ArcSwap<KeySnapshot>,
-    reload: Mutex<ReloadState>,
-}
-
-#[derive(Debug, Default)]
-struct ReloadState {
-    /// The manifest bytes last acted on (loaded, or failed to load).
-    manifest: Vec<u8>,
-    /// The error of the last failed reload, if the keyring on disk is still broken.
-    error: Option<String>,
+    store: KeyStore,
+    /// Create the keyring if the store holds none (the service's first start).
+    init_bits: Option<usize>,
+    /// `None` only while a database keyring could not be read yet.
+    current: ArcSwapOption<KeySnapshot>,
+    reload: tokio::sync::Mutex<Vec<u8>>,
+    /// The error of the last failed reload, while the keyring stays broken.
+    error: Mutex<Option<String>>,
 }
 
 impl KeyHandle {
-    /// Loads the keyring once. Fails if it cannot sign.
+    /// Loads a keys directory once. Fails if it cannot sign.
     pub fn load(dir: KeyDir) -> Result<Self, KeyringError> {
-        let manifest = read_manifest(&dir);
+        let marker = read_manifest(&dir);
         let snapshot = KeySnapshot::new(dir.load()?)?;
         Ok(Self {
-            dir,
-            current: ArcSwap::from_pointee(snapshot),
-            reload: Mutex::new(ReloadState {
-                manifest,
-                error: None,
-            }),
+            store: KeyStore::Files(dir),
+            init_bits: None,
+            current: ArcSwapOption::from_pointee(snapshot),
+            reload: tokio::sync::Mutex::new(marker),
+            error: Mutex::new(None),
         })
     }
 
-    /// The current snapshot. Cheap: no lock, no copy.
-    pub fn current(&self) -> Arc<KeySnapshot> {
+    /// Loads the keyring from `store`, creating it first if `init_bits` is set
+    /// and the store holds none (several instances starting at once create
+    /// one). A database keyring that cannot be reached yet is not an error:
+    /// the handle starts empty (the service is not ready) and [`Self::watch`]
+    /// loads it when the database answers. Any other failure is.
+    pub async fn start(store: KeyStore, init_bits: Option<usize>) -> Result<Self, KeyringError> {
+        let handle = Self {
+            store,
+            init_bits,
+            current: ArcSwapOption::empty(),
+            reload: tokio::sync::Mutex::new(Vec::new()),
+            error: Mutex::new(None),
+        };
+        match handle.reload_if_changed().await {
+            Ok(_) => Ok(handle),
+            Err(err) if matches!(handle.store, KeyStore::Database(_)) && is_unreachable(&err) => {
+                tracing::warn!(error = %err, "the database keyring is unreachable: starting not ready");
+                Ok(handle)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The current snapshot, if a keyring is loaded. Cheap: no lock, no copy.
+    pub fn current(&self) -> Option<Arc<KeySnapshot>> {
         self.current.load_full()
     }
 
     /// The current snapshot, borrowed for the span of a request.
-    pub fn current_guard(&self) -> arc_swap::Guard<Arc<KeySnapshot>> {
+    pub fn current_guard(&self) -> arc_swap::Guard<Option<Arc<KeySnapshot>>> {
         self.current.load()
     }
 
-    /// Why the last reload failed, while the keyring on disk stays broken.
+    /// Why the last reload failed, while the keyring stays broken.
     pub fn reload_error(&self) -> Option<String> {
-        self.reload.lock().ok().and_then(|s| s.error.clone())
+        self.error.lock().ok().and_then(|e| e.clone())
     }
 
-    /// Reloads if the manifest changed since the last look, or if the last reload
-    /// failed (a `chmod` fixes a key file without touching the manifest). On
-    /// failure the current snapshot stays in service and the error is kept for
-    /// `/readyz`; the same error is logged once, not on every poll.
+    fn set_error(&self, error: Option<String>) {
+        if let Ok(mut slot) = self.error.lock() {
+            *slot = error;
+        }
+    }
+
+    /// Reloads if the keyring changed since the last look (its marker), or if
+    /// the last reload failed (a `chmod` fixes a key file without touching the
+    /// manifest). On failure the current snapshot stays in service and the
+    /// error is kept for `/readyz`; the same error is logged once, not on
+    /// every poll.
     ///
     /// Returns whether a new snapshot was installed.
-    pub fn reload_if_changed(&self) -> Result<bool, KeyringError> {
-        let Ok(mut state) = self.reload.lock() else {
-            return Ok(false);
+    pub async fn reload_if_changed(&self) -> Result<bool, KeyringError> {
+        let mut last = self.reload.lock().await;
+        let unchanged = match self.store.marker().await {
+            Ok(marker) => marker == *last,
+            Err(_) => false,
         };
-        let manifest = read_manifest(&self.dir);
-        if manifest == state.manifest && state.error.is_none() {
+        if unchanged && self.reload_error().is_none() && self.current.load().is_some() {
             return Ok(false);
         }
-        state.manifest = manifest;
-        match self.dir.load().and_then(KeySnapshot::new) {
-            Ok(snapshot) => {
+        match self.load_snapshot().await {
+            Ok((snapshot, marker)) => {
+                *last = marker;
                 let old = self.current();
-                let changed =
-                    snapshot.etag != old.etag || snapshot.signer().kid() != old.signer().kid();
+                let changed = old.as_ref().is_none_or(|old| {
+                    snapshot.etag != old.etag || snapshot.signer().kid() != old.signer().kid()
+                });
                 if changed {
                     tracing::info!(
                         target: "audit",
@@ -143,13 +301,13 @@ impl KeyHandle {
                         "keyring reloaded"
                     );
                 }
-                self.current.store(Arc::new(snapshot));
-                state.error = None;
+                self.current.store(Some(Arc::new(snapshot)));
+                self.set_error(None);
                 Ok(changed)
             }
             Err(err) => {
                 let message = err.to_string();
-                if state.error.as_deref() != Some(message.as_str()) {
+                if self.reload_error().as_deref() != Some(message.as_str()) {
                     tracing::error!(
                         target: "audit",
                         event = "key_reload_failed",
@@ -157,10 +315,34 @@ impl KeyHandle {
                         "keyring reload failed; still serving the last good keyring"
                     );
                 }
-                state.error = Some(message);
+                self.set_error(Some(message));
                 Err(err)
             }
         }
+    }
+
+    async fn load_snapshot(&self) -> Result<(KeySnapshot, Vec<u8>), KeyringError> {
+        let loaded = match (self.store.load().await, self.init_bits) {
+            (Err(KeyringError::NotInitialised { .. }), Some(bits)) => {
+                match self.store.init(bits).await {
+                    Ok(o) => tracing::info!(
+                        target: "audit",
+                        event = "keyring_initialised",
+                        keyring = %self.store.location(),
+                        active_kid = %o.active,
+                        pending_kid = %o.pending,
+                        "created a new keyring"
+                    ),
+                    // Another instance created it meanwhile.
+                    Err(KeyringError::AlreadyInitialised { .. }) => {}
+                    Err(other) => return Err(other),
+                }
+                self.store.load().await
+            }
+            (loaded, _) => loaded,
+        };
+        let (keyring, marker) = loaded?;
+        Ok((KeySnapshot::new(keyring)?, marker))
     }
 
     /// Polls the keyring every `interval` until `shutdown` resolves.
@@ -172,14 +354,17 @@ impl KeyHandle {
             tokio::select! {
                 () = &mut shutdown => return,
                 _ = ticker.tick() => {
-                    let handle = Arc::clone(&self);
-                    // Key parsing and file I/O: off the async workers. Errors are
-                    // logged and kept inside `reload_if_changed`.
-                    let _ = tokio::task::spawn_blocking(move || handle.reload_if_changed()).await;
+                    // Errors are logged and kept inside `reload_if_changed`.
+                    let _ = self.reload_if_changed().await;
                 }
             }
         }
     }
+}
+
+/// Whether a keyring error means "the database cannot be reached now".
+fn is_unreachable(err: &KeyringError) -> bool {
+    matches!(err, KeyringError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotConnected)
 }
 
 /// The manifest's bytes, or empty if it cannot be read (the load reports why).

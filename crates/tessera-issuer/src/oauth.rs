@@ -154,7 +154,7 @@ impl AppState {
             absolute: secs(settings.refresh_absolute_lifetime),
             retry_window: RETRY_WINDOW_SECS,
         };
-        let snapshot = self.keys().current();
+        let snapshot = self.snapshot()?;
         let outcome = self
             .db()
             .refresh(
@@ -273,7 +273,10 @@ pub(crate) async fn logout(State(state): State<AppState>, headers: HeaderMap) ->
     else {
         return unauthorized("invalid_request", "expected a Bearer token");
     };
-    let snapshot = state.keys().current();
+    let snapshot = match state.snapshot() {
+        Ok(snapshot) => snapshot,
+        Err(err) => return err.into_response(),
+    };
     let own = match check_own_access_token(
         snapshot.keyring().jwks(),
         state.issuer(),

@@ -4,6 +4,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tessera_keyring::{KeyDir, KeyringError};
+
+use crate::config::KeyringKind;
+use crate::db::keyring::{DbKeyring, Kek, KekError};
+use crate::keys::KeyStore;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -22,6 +26,9 @@ pub enum ServeError {
     /// The database cannot be opened or migrated.
     #[error(transparent)]
     Db(#[from] DbError),
+    /// The database keyring's key-encryption key is missing or unusable.
+    #[error(transparent)]
+    Kek(#[from] KekError),
     /// Hashing the first admin's password failed.
     #[error(transparent)]
     Hash(#[from] HashError),
@@ -94,31 +101,8 @@ impl Prepared {
             }
             Err(other) => return Err(other),
         };
-        let dir = KeyDir::new(&config.keys_dir);
-        let bits = config.key_bits;
-        let keys = tokio::task::spawn_blocking(move || -> Result<KeyHandle, KeyringError> {
-            match dir.inspect() {
-                Err(KeyringError::NotInitialised { .. }) => {
-                    let o = dir.init(bits)?;
-                    tracing::info!(
-                        target: "audit",
-                        event = "keyring_initialised",
-                        dir = %dir.path().display(),
-                        active_kid = %o.active,
-                        pending_kid = %o.pending,
-                        "created a new keyring"
-                    );
-                }
-                Err(other) => return Err(other),
-                Ok(_) => {}
-            }
-            KeyHandle::load(dir)
-        })
-        .await
-        .map_err(|e| ServeError::Io {
-            action: "loading the keyring".to_owned(),
-            source: std::io::Error::other(e),
-        })??;
+        let store = key_store(&config, &db)?;
+        let keys = KeyHandle::start(store, Some(config.key_bits)).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| ServeError::Io {
@@ -291,6 +275,31 @@ async fn create_first_admin(db: &Db, hasher: &Hasher) -> Result<FirstAdmin, Serv
     Ok(FirstAdmin {
         username: "admin".to_owned(),
         password,
+    })
+}
+
+/// The environment variable that may hold the database keyring's
+/// key-encryption key (base64url, 32 bytes). It wins over the file.
+pub const KEK_VAR: &str = "TESSERA_KEY_ENCRYPTION_KEY";
+
+/// The database keyring's key-encryption key: [`KEK_VAR`], else the file
+/// `key_encryption_key_file`.
+pub fn load_kek(config: &Config) -> Result<Kek, KekError> {
+    if let Ok(text) = std::env::var(KEK_VAR) {
+        return Kek::from_text(&text);
+    }
+    match &config.key_encryption_key_file {
+        Some(path) => Kek::from_file(path),
+        None => Err(KekError::Missing),
+    }
+}
+
+/// The keyring store the configuration names: the keys directory, or the
+/// database keyring in `db` (sealed under [`load_kek`]'s key).
+pub fn key_store(config: &Config, db: &Db) -> Result<KeyStore, KekError> {
+    Ok(match config.keyring {
+        KeyringKind::Files => KeyStore::Files(KeyDir::new(&config.keys_dir)),
+        KeyringKind::Database => KeyStore::Database(DbKeyring::new(db.clone(), load_kek(config)?)),
     })
 }
 

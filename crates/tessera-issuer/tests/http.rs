@@ -188,7 +188,7 @@ async fn health_readiness_and_unknown_routes() {
     let ready = get(&f.state, "/readyz", None).await;
     assert_eq!(ready.status, StatusCode::OK);
     let ready = ready.json();
-    assert_eq!(ready["active_kid"], f.keys.current().signer().kid());
+    assert_eq!(ready["active_kid"], f.keys.current().unwrap().signer().kid());
     assert_eq!(ready["published_keys"], 2);
     assert_eq!(ready["database"], "ok");
     assert!(ready["keyring_reload_error"].is_null());
@@ -202,15 +202,15 @@ async fn health_readiness_and_unknown_routes() {
 async fn a_cli_rotation_is_served_after_a_reload_and_a_broken_keyring_is_not() {
     let f = fixture().await;
     let before = get(&f.state, "/.well-known/jwks.json", None).await;
-    let old_kid = f.keys.current().signer().kid().to_owned();
-    assert!(!f.keys.reload_if_changed().unwrap(), "nothing changed yet");
+    let old_kid = f.keys.current().unwrap().signer().kid().to_owned();
+    assert!(!f.keys.reload_if_changed().await.unwrap(), "nothing changed yet");
 
     let rotated = f
         .dir
         .rotate(&RotationPolicy::default(), true, DEFAULT_BITS)
         .unwrap();
-    assert!(f.keys.reload_if_changed().unwrap());
-    assert_eq!(f.keys.current().signer().kid(), rotated.activated);
+    assert!(f.keys.reload_if_changed().await.unwrap());
+    assert_eq!(f.keys.current().unwrap().signer().kid(), rotated.activated);
     let after = get(&f.state, "/.well-known/jwks.json", None).await;
     assert_ne!(after.header(header::ETAG), before.header(header::ETAG));
     let kids: Vec<String> = after.json()["keys"]
@@ -234,8 +234,8 @@ async fn a_cli_rotation_is_served_after_a_reload_and_a_broken_keyring_is_not() {
     let manifest = f.dir.manifest_path();
     let good = std::fs::read(&manifest).unwrap();
     std::fs::write(&manifest, b"{ broken").unwrap();
-    assert!(f.keys.reload_if_changed().is_err());
-    assert_eq!(f.keys.current().signer().kid(), rotated.activated);
+    assert!(f.keys.reload_if_changed().await.is_err());
+    assert_eq!(f.keys.current().unwrap().signer().kid(), rotated.activated);
     let served = get(&f.state, "/.well-known/jwks.json", None).await;
     assert_eq!(served.body, after.body);
     let ready = get(&f.state, "/readyz", None).await;
@@ -249,7 +249,7 @@ async fn a_cli_rotation_is_served_after_a_reload_and_a_broken_keyring_is_not() {
 
     // Repaired: the error clears.
     std::fs::write(&manifest, good).unwrap();
-    f.keys.reload_if_changed().unwrap();
+    f.keys.reload_if_changed().await.unwrap();
     assert!(f.keys.reload_error().is_none());
 }
 
@@ -260,18 +260,22 @@ fn every_snapshot_publishes_its_own_signer_even_during_rotations() {
     let rotator = {
         let (dir, keys, stop) = (dir.clone(), Arc::clone(&keys), Arc::clone(&stop));
         std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             for _ in 0..4 {
                 dir.rotate(&RotationPolicy::default(), true, DEFAULT_BITS)
                     .unwrap();
                 dir.prune(&RotationPolicy::default(), true).unwrap();
-                keys.reload_if_changed().unwrap();
+                runtime.block_on(keys.reload_if_changed()).unwrap();
             }
             stop.store(true, std::sync::atomic::Ordering::SeqCst);
         })
     };
     let mut seen = std::collections::HashSet::new();
     for _ in 0..1_000_000 {
-        let snapshot = keys.current();
+        let snapshot = keys.current().unwrap();
         let jwks: serde_json::Value = serde_json::from_slice(snapshot.jwks_json()).unwrap();
         let kid = snapshot.signer().kid();
         assert!(

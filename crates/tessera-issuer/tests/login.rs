@@ -131,7 +131,7 @@ async fn a_right_password_gets_a_verifiable_rfc9068_access_token_and_a_refresh_t
     let token = body["access_token"].as_str().unwrap();
     let parts: Vec<&str> = token.split('.').collect();
     let header = decode(parts[0]);
-    let snapshot = app.keys.current();
+    let snapshot = app.keys.current().unwrap();
     assert_eq!(
         header,
         json!({"alg": "RS256", "kid": snapshot.signer().kid(), "typ": "at+jwt"})

@@ -167,7 +167,7 @@ impl Manifest {
     }
 
     /// Parses and validates manifest bytes read from `path`.
-    pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Self, KeyringError> {
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self, KeyringError> {
         let file: ManifestFile =
             serde_json::from_slice(bytes).map_err(|source| KeyringError::ManifestSyntax {
                 path: path.to_owned(),
@@ -208,7 +208,7 @@ impl Manifest {
     }
 
     /// The manifest as pretty JSON, ready to write.
-    pub(crate) fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
         let file = ManifestFile {
             format: FORMAT,
             keys: self.keys.iter().map(KeyEntry::from_record).collect(),

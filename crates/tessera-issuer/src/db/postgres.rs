@@ -10,11 +10,18 @@ use super::{DbError, PoolSettings, Rotation, sql};
 
 /// The embedded migrations, in order. One script holds what SQLite reached in
 /// two: this backend started from the schema SQLite had by then.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "users_sessions",
-    include_str!("../../migrations/postgres/0001_users_sessions.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "users_sessions",
+        include_str!("../../migrations/postgres/0001_users_sessions.sql"),
+    ),
+    (
+        2,
+        "keyring",
+        include_str!("../../migrations/postgres/0002_keyring.sql"),
+    ),
+];
 
 /// The advisory lock migrations take, so instances starting together apply
 /// each migration once (an arbitrary constant: "tessera" in ASCII).

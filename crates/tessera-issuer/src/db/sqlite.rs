@@ -25,6 +25,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "refresh_retry",
         include_str!("../../migrations/sqlite/0002_refresh_retry.sql"),
     ),
+    (
+        3,
+        "keyring",
+        include_str!("../../migrations/sqlite/0003_keyring.sql"),
+    ),
 ];
 
 /// Whether `url` names a SQLite database this build accepts (a file: an
