@@ -84,7 +84,12 @@ struct GlobalArgs {
     #[arg(long, global = true, env = "TESSERA_KEYRING", value_name = "WHERE")]
     keyring: Option<tessera_issuer::config::KeyringKind>,
     /// File holding the database keyring's key-encryption key (or set TESSERA_KEY_ENCRYPTION_KEY).
-    #[arg(long, global = true, env = "TESSERA_KEY_ENCRYPTION_KEY_FILE", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_KEY_ENCRYPTION_KEY_FILE",
+        value_name = "PATH"
+    )]
     key_encryption_key_file: Option<PathBuf>,
     /// Most connections to PostgreSQL per process [default: 10].
     #[arg(

@@ -18,8 +18,8 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use axum::body::Bytes;
 use tessera_keyring::{
-    InitOutcome, Inspection, KeyDir, KeyRecord, Keyring, KeyringError, PruneOutcome,
-    RevokeOutcome, RotateOutcome, RotationPolicy, Signer, b64url, sha256,
+    InitOutcome, Inspection, KeyDir, KeyRecord, Keyring, KeyringError, PruneOutcome, RevokeOutcome,
+    RotateOutcome, RotationPolicy, Signer, b64url, sha256,
 };
 
 use crate::db::keyring::DbKeyring;
@@ -137,7 +137,8 @@ impl KeyStore {
         bits: usize,
     ) -> Result<RotateOutcome, KeyringError> {
         let p = *policy;
-        on_store!(self, |dir| dir.rotate(&p, force, bits), |db| db.rotate(policy, force, bits))
+        on_store!(self, |dir| dir.rotate(&p, force, bits), |db| db
+            .rotate(policy, force, bits))
     }
 
     /// Withdraws a pending key.
@@ -154,7 +155,8 @@ impl KeyStore {
         bits: usize,
     ) -> Result<RevokeOutcome, KeyringError> {
         let (k, p) = (kid.to_owned(), *policy);
-        on_store!(self, |dir| dir.revoke(&k, &p, bits), |db| db.revoke(kid, policy, bits))
+        on_store!(self, |dir| dir.revoke(&k, &p, bits), |db| db
+            .revoke(kid, policy, bits))
     }
 
     /// Deletes what may go.
@@ -164,7 +166,8 @@ impl KeyStore {
         force: bool,
     ) -> Result<PruneOutcome, KeyringError> {
         let p = *policy;
-        on_store!(self, |dir| dir.prune(&p, force), |db| db.prune(policy, force))
+        on_store!(self, |dir| dir.prune(&p, force), |db| db
+            .prune(policy, force))
     }
 
     /// Reads and checks the whole keyring.
@@ -175,11 +178,9 @@ impl KeyStore {
     /// What changes whenever the keyring does (the manifest's bytes, or the
     /// database keyring's version): cheap, polled by every instance.
     async fn marker(&self) -> Result<Vec<u8>, KeyringError> {
-        on_store!(
-            self,
-            |dir| Ok(read_manifest(&dir)),
-            |db| async { Ok(db.version().await?.unwrap_or(0).to_le_bytes().to_vec()) }
-        )
+        on_store!(self, |dir| Ok(read_manifest(&dir)), |db| async {
+            Ok(db.version().await?.unwrap_or(0).to_le_bytes().to_vec())
+        })
     }
 
     /// The keyring for signing, and the marker it was loaded at.

@@ -188,7 +188,10 @@ async fn health_readiness_and_unknown_routes() {
     let ready = get(&f.state, "/readyz", None).await;
     assert_eq!(ready.status, StatusCode::OK);
     let ready = ready.json();
-    assert_eq!(ready["active_kid"], f.keys.current().unwrap().signer().kid());
+    assert_eq!(
+        ready["active_kid"],
+        f.keys.current().unwrap().signer().kid()
+    );
     assert_eq!(ready["published_keys"], 2);
     assert_eq!(ready["database"], "ok");
     assert!(ready["keyring_reload_error"].is_null());
@@ -203,7 +206,10 @@ async fn a_cli_rotation_is_served_after_a_reload_and_a_broken_keyring_is_not() {
     let f = fixture().await;
     let before = get(&f.state, "/.well-known/jwks.json", None).await;
     let old_kid = f.keys.current().unwrap().signer().kid().to_owned();
-    assert!(!f.keys.reload_if_changed().await.unwrap(), "nothing changed yet");
+    assert!(
+        !f.keys.reload_if_changed().await.unwrap(),
+        "nothing changed yet"
+    );
 
     let rotated = f
         .dir

@@ -40,10 +40,14 @@ impl std::fmt::Debug for Kek {
 #[non_exhaustive]
 pub enum KekError {
     /// A database keyring, but no key-encryption key configured.
-    #[error("keyring = \"database\" needs a key-encryption key: set TESSERA_KEY_ENCRYPTION_KEY or key_encryption_key_file (`tessera-issuer keys new-kek` makes one)")]
+    #[error(
+        "keyring = \"database\" needs a key-encryption key: set TESSERA_KEY_ENCRYPTION_KEY or key_encryption_key_file (`tessera-issuer keys new-kek` makes one)"
+    )]
     Missing,
     /// Not 32 bytes in base64 or base64url.
-    #[error("the key-encryption key must be 32 random bytes in base64url (43 characters; `tessera-issuer keys new-kek` makes one)")]
+    #[error(
+        "the key-encryption key must be 32 random bytes in base64url (43 characters; `tessera-issuer keys new-kek` makes one)"
+    )]
     Malformed,
     /// The file cannot be read.
     #[error("reading the key-encryption key file {}: {source}", path.display())]
@@ -117,8 +121,9 @@ impl Kek {
     }
 
     fn seal(&self, key: &NewKey) -> Result<Vec<u8>, KeyringError> {
-        tessera_keyring::seal_with_secret(&self.secret(key.kid()), key.pem().as_bytes())
-            .map_err(|_| store_error("sealing a private key")(std::io::Error::other("AES-GCM failed")))
+        tessera_keyring::seal_with_secret(&self.secret(key.kid()), key.pem().as_bytes()).map_err(
+            |_| store_error("sealing a private key")(std::io::Error::other("AES-GCM failed")),
+        )
     }
 
     fn open(&self, kid: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyringError> {
@@ -310,7 +315,10 @@ impl DbKeyring {
                     kid: record.kid.clone(),
                     state: record.state.name(),
                 })?;
-            Ok((key_location(&record.kid), self.kek.open(&record.kid, sealed)?))
+            Ok((
+                key_location(&record.kid),
+                self.kek.open(&record.kid, sealed)?,
+            ))
         })
     }
 
@@ -345,11 +353,12 @@ impl DbKeyring {
                     .await
                     .map_err(sqlx_error("storing a private key"))?;
                 }
-                let json = manifest
-                    .to_json()
-                    .map_err(|e| store_error("serialising the manifest")(std::io::Error::other(e)))?;
-                let json = String::from_utf8(json)
-                    .map_err(|e| store_error("serialising the manifest")(std::io::Error::other(e)))?;
+                let json = manifest.to_json().map_err(|e| {
+                    store_error("serialising the manifest")(std::io::Error::other(e))
+                })?;
+                let json = String::from_utf8(json).map_err(|e| {
+                    store_error("serialising the manifest")(std::io::Error::other(e))
+                })?;
                 sqlx::query(
                     "INSERT INTO keyring (id, manifest, version) VALUES (1, $1, $2)
                      ON CONFLICT (id) DO UPDATE SET manifest = excluded.manifest,
@@ -442,6 +451,16 @@ impl DbKeyring {
         bits: usize,
     ) -> Result<RotateOutcome, KeyringError> {
         let fresh = generate(bits).await?;
+        self.rotate_to(policy, force, fresh).await
+    }
+
+    /// [`DbKeyring::rotate`] with the new pending key made already.
+    pub(crate) async fn rotate_to(
+        &self,
+        policy: &RotationPolicy,
+        force: bool,
+        fresh: NewKey,
+    ) -> Result<RotateOutcome, KeyringError> {
         self.modify(move |manifest, now| lifecycle::rotate(manifest, policy, force, fresh, now))
             .await
     }
