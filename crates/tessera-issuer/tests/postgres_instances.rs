@@ -46,7 +46,15 @@ struct Instance {
 }
 
 async fn start(database_url: &str, keys_dir: &Path) -> Instance {
-    let raw = tessera_issuer::config::RawConfig {
+    start_with(database_url, keys_dir, |_| {}).await
+}
+
+async fn start_with(
+    database_url: &str,
+    keys_dir: &Path,
+    tweak: impl FnOnce(&mut tessera_issuer::config::RawConfig),
+) -> Instance {
+    let mut raw = tessera_issuer::config::RawConfig {
         keys_dir: Some(keys_dir.to_owned()),
         database_url: Some(database_url.to_owned()),
         listen: Some("127.0.0.1:0".parse().unwrap()),
@@ -54,6 +62,7 @@ async fn start(database_url: &str, keys_dir: &Path) -> Instance {
         keys_reload_interval: Some(Duration::from_millis(100)),
         ..Default::default()
     };
+    tweak(&mut raw);
     let mut prepared = Prepared::new(raw.validate().unwrap()).await.unwrap();
     let instance = Instance {
         addr: prepared.addr(),
@@ -403,4 +412,53 @@ async fn postgres_down_at_start_and_restarted_mid_traffic() {
         assert_eq!(refresh(issuer.addr, &token).await.0, 200);
     }
     admin_conn.close().await.unwrap();
+}
+
+/// With the keyring in an unreachable database there is nothing to sign with
+/// or publish: the issuer starts anyway, not ready, answering 503 (JWKS
+/// included), and serves once the database answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_keyring_unreachable_at_start() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Some(server) = server() else { return };
+    let scratch = ScratchDatabase::create(&server).await.unwrap();
+    let (_, target) = redirect(scratch.url(), "127.0.0.1:1".parse().unwrap());
+    let proxy = Proxy::start(target).await;
+    let (url, _) = redirect(scratch.url(), proxy.addr);
+    let tmp = tempfile::tempdir().unwrap();
+    let kek = tmp.path().join("kek");
+    std::fs::write(&kek, tessera_issuer::db::keyring::Kek::generate_text()).unwrap();
+    std::fs::set_permissions(&kek, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut issuer = start_with(&url, &tmp.path().join("keys"), |raw| {
+        raw.keyring = Some(tessera_issuer::config::KeyringKind::Database);
+        raw.key_encryption_key_file = Some(kek.clone());
+    })
+    .await;
+
+    let (status, body) = get(issuer.addr, "/readyz").await;
+    let ready = json(&body);
+    assert_eq!(status, 503);
+    assert_eq!(ready["keyring"], "unavailable");
+    assert!(ready["active_kid"].is_null());
+    let mut c = Client::connect(issuer.addr).await.unwrap();
+    let (status, body) = c.get("/.well-known/jwks.json", &[]).await.unwrap();
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(c.last_header("retry-after").as_deref(), Some("1"));
+    assert!(
+        !tmp.path().join("keys").exists(),
+        "no file keyring as a fallback"
+    );
+
+    proxy.set_up(true);
+    wait_ready(issuer.addr, Duration::from_secs(15)).await;
+    let (status, body) = get(issuer.addr, "/.well-known/jwks.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(json(&body)["keys"].as_array().unwrap().len(), 2);
+    let admin = issuer.late_first_admin.take().unwrap().await.unwrap();
+    let token = common::login(issuer.addr, "admin", &admin.password).await;
+    assert_eq!(
+        common::kid_of(token["access_token"].as_str().unwrap()),
+        json(&body)["keys"][0]["kid"].as_str().unwrap(),
+        "signed with the active key the JWKS lists first"
+    );
 }
