@@ -494,6 +494,84 @@ impl Db {
     }
 }
 
+impl Db {
+    /// The latest `blocked_until` of two throttling keys (0: not blocked).
+    pub async fn throttle_blocked_until(&self, a: &str, b: &str) -> Result<i64, DbError> {
+        on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT COALESCE(MAX(blocked_until), 0) FROM login_failures
+             WHERE key = $1 OR key = $2"
+        )
+        .bind(a)
+        .bind(b)
+        .fetch_one(pool)
+        .await
+        .map_err(sql("reading login failures")))
+    }
+
+    /// Counts a failed login for `key`, starting over after `forget_after`
+    /// quiet seconds; returns the count. One statement, so instances counting
+    /// at once each add one.
+    pub async fn throttle_failure(
+        &self,
+        key: &str,
+        now: i64,
+        forget_after: i64,
+    ) -> Result<i64, DbError> {
+        on_writer!(self, |conn| sqlx::query_scalar(
+            "INSERT INTO login_failures (key, failures, last_failure, blocked_until)
+             VALUES ($1, 1, $2, 0)
+             ON CONFLICT (key) DO UPDATE SET
+                 failures = CASE WHEN $2 - login_failures.last_failure >= $3 THEN 1
+                                 ELSE login_failures.failures + 1 END,
+                 last_failure = $2
+             RETURNING failures"
+        )
+        .bind(key)
+        .bind(now)
+        .bind(forget_after)
+        .fetch_one(conn)
+        .await
+        .map_err(sql("counting a login failure")))
+    }
+
+    /// Blocks `key` until `until` (never shortening a longer block).
+    pub async fn throttle_block(&self, key: &str, until: i64) -> Result<(), DbError> {
+        on_writer!(self, |conn| sqlx::query(
+            "UPDATE login_failures SET blocked_until = $2 WHERE key = $1 AND blocked_until < $2"
+        )
+        .bind(key)
+        .bind(until)
+        .execute(conn)
+        .await
+        .map(|_| ())
+        .map_err(sql("blocking a login key")))
+    }
+
+    /// Forgets `key`'s failures (a successful login).
+    pub async fn throttle_reset(&self, key: &str) -> Result<(), DbError> {
+        on_writer!(self, |conn| sqlx::query(
+            "DELETE FROM login_failures WHERE key = $1"
+        )
+        .bind(key)
+        .execute(conn)
+        .await
+        .map(|_| ())
+        .map_err(sql("clearing login failures")))
+    }
+
+    /// Drops keys whose last failure is before `before`.
+    pub async fn throttle_forget(&self, before: i64) -> Result<(), DbError> {
+        on_writer!(self, |conn| sqlx::query(
+            "DELETE FROM login_failures WHERE last_failure < $1"
+        )
+        .bind(before)
+        .execute(conn)
+        .await
+        .map(|_| ())
+        .map_err(sql("forgetting login failures")))
+    }
+}
+
 /// A session to start.
 #[derive(Debug, Clone, Copy)]
 pub struct NewSession<'a> {

@@ -442,7 +442,11 @@ impl AppState {
             scope,
         } = *login;
         let throttle = &self.inner.throttle;
-        if let Some(retry_after) = throttle.check(username, client_ip, self.now()) {
+        let db = &self.inner.db;
+        if let Some(retry_after) = throttle
+            .check_shared(db, username, client_ip, self.now())
+            .await?
+        {
             tracing::info!(target: "audit", event = "login_throttled", ?client_ip, retry_after);
             return Err(ApiError::Throttled { retry_after });
         }
@@ -482,11 +486,13 @@ impl AppState {
                     user_id = credentials.as_ref().map(|c| c.user.id.as_str()),
                     ?client_ip,
                 );
-                throttle.failed(username, client_ip, self.now());
+                throttle
+                    .failed_shared(db, username, client_ip, self.now())
+                    .await?;
                 return Err(ApiError::InvalidCredentials);
             }
         };
-        throttle.succeeded(username);
+        throttle.succeeded_shared(db, username).await?;
         let now = self.now();
         let session_id = crate::passwords::random_token(16);
         let (refresh_token, refresh_hash) = new_refresh_token();

@@ -4,10 +4,19 @@
 //! failure blocks it for 1, 2, 4 … seconds, capped at 15 minutes. While blocked,
 //! login attempts are answered 429 without any password work. A quiet hour
 //! forgets a key; the table is bounded, oldest entries evicted first.
+//!
+//! Several instances behind a load balancer share the counts through the
+//! database (`login_failures`), or an attacker would get as many attempts as
+//! there are instances: every check also asks the database, every failure is
+//! counted there. The in-memory tables stay as this instance's fast path (a
+//! key it knows is blocked costs no query).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::db::{Db, DbError};
 
 /// Longest block.
 const MAX_DELAY_SECS: i64 = 15 * 60;
@@ -67,9 +76,8 @@ impl<K: std::hash::Hash + Eq + Clone> Table<K> {
         }
         entry.failures = entry.failures.saturating_add(1);
         entry.last_failure = now;
-        if entry.failures > self.free {
-            let over = (entry.failures - self.free - 1).min(20);
-            entry.blocked_until = now + (1_i64 << over).min(MAX_DELAY_SECS);
+        if let Some(delay) = delay_after(entry.failures, self.free) {
+            entry.blocked_until = now + delay;
         }
     }
 
@@ -84,11 +92,21 @@ impl<K: std::hash::Hash + Eq + Clone> Table<K> {
     }
 }
 
+/// The block after the `failures`th failure of a key allowed `free` ones.
+fn delay_after(failures: u32, free: u32) -> Option<i64> {
+    (failures > free).then(|| {
+        let over = (failures - free - 1).min(20);
+        (1_i64 << over).min(MAX_DELAY_SECS)
+    })
+}
+
 /// Login throttling state.
 #[derive(Debug)]
 pub struct Throttle {
     users: Table<String>,
     ips: Table<IpAddr>,
+    /// Failures counted in the database, to forget old rows now and then.
+    shared_failures: AtomicU64,
 }
 
 impl Default for Throttle {
@@ -104,6 +122,7 @@ impl Throttle {
         Self {
             users: Table::new(free_per_user),
             ips: Table::new(free_per_ip),
+            shared_failures: AtomicU64::new(0),
         }
     }
 
@@ -132,10 +151,71 @@ impl Throttle {
         self.users.reset(&Self::user_key(username));
     }
 
+    /// [`Throttle::check`], then the counts every instance shares in `db`.
+    pub async fn check_shared(
+        &self,
+        db: &Db,
+        username: &str,
+        ip: Option<IpAddr>,
+        now: i64,
+    ) -> Result<Option<i64>, DbError> {
+        if let Some(wait) = self.check(username, ip, now) {
+            return Ok(Some(wait));
+        }
+        let user = shared_user_key(username);
+        let ip = ip.map(shared_ip_key);
+        let until = db
+            .throttle_blocked_until(&user, ip.as_deref().unwrap_or(&user))
+            .await?;
+        Ok((until > now).then(|| until - now))
+    }
+
+    /// [`Throttle::failed`], and the same failure counted in `db` for every
+    /// instance (the database's count decides the shared block).
+    pub async fn failed_shared(
+        &self,
+        db: &Db,
+        username: &str,
+        ip: Option<IpAddr>,
+        now: i64,
+    ) -> Result<(), DbError> {
+        self.failed(username, ip, now);
+        let mut keys = vec![(shared_user_key(username), self.users.free)];
+        if let Some(ip) = ip {
+            keys.push((shared_ip_key(ip), self.ips.free));
+        }
+        for (key, free) in keys {
+            let failures = db.throttle_failure(&key, now, FORGET_AFTER_SECS).await?;
+            let failures = u32::try_from(failures).unwrap_or(u32::MAX);
+            if let Some(delay) = delay_after(failures, free) {
+                db.throttle_block(&key, now + delay).await?;
+            }
+        }
+        // Keep the table bounded: now and then, drop keys quiet for an hour.
+        if self.shared_failures.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
+            db.throttle_forget(now - FORGET_AFTER_SECS).await?;
+        }
+        Ok(())
+    }
+
+    /// [`Throttle::succeeded`], here and in `db`.
+    pub async fn succeeded_shared(&self, db: &Db, username: &str) -> Result<(), DbError> {
+        self.succeeded(username);
+        db.throttle_reset(&shared_user_key(username)).await
+    }
+
     /// How many usernames and IPs are remembered.
     pub fn sizes(&self) -> (usize, usize) {
         (self.users.len(), self.ips.len())
     }
+}
+
+fn shared_user_key(username: &str) -> String {
+    format!("user:{}", Throttle::user_key(username))
+}
+
+fn shared_ip_key(ip: IpAddr) -> String {
+    format!("ip:{ip}")
 }
 
 #[cfg(test)]

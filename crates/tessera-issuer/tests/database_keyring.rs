@@ -46,11 +46,15 @@ fn databases(dir: &Path) -> Vec<(String, Option<ScratchDatabase>)> {
 /// `tessera-issuer keys <args>` on the database keyring at `url`, the KEK in
 /// the environment (`kek` empty: none at all).
 fn keys(url: &str, kek: &str, args: &[&str]) -> Output {
+    // A short cache lifetime: rotations become allowed after a second.
+    keys_with_cache_lifetime(url, kek, "1s", args)
+}
+
+fn keys_with_cache_lifetime(url: &str, kek: &str, lifetime: &str, args: &[&str]) -> Output {
     let mut cmd = common::cli(&["keys"]);
     cmd.args(args)
         .args(["--keyring", "database", "--database", url])
-        // A short cache lifetime: rotations become allowed after a second.
-        .args(["--jwks-cache-lifetime", "1s"])
+        .args(["--jwks-cache-lifetime", lifetime])
         // Where a file keyring would go: it must stay untouched.
         .arg("--keys-dir")
         .arg(untouched_keys_dir());
@@ -89,6 +93,36 @@ fn states(url: &str, kek: &str) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// Waits until the pending key may be activated (its `safe_to_activate_at`:
+/// published for the cache `lifetime`, from a whole-second stamp).
+fn wait_until_rotation_allowed(url: &str, kek: &str, lifetime: &str) {
+    let list: Value = serde_json::from_str(&ok(&keys_with_cache_lifetime(
+        url,
+        kek,
+        lifetime,
+        &["list", "--json"],
+    )))
+    .unwrap();
+    let pending = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["state"] == "pending")
+        .unwrap();
+    let safe_at =
+        humantime::parse_rfc3339_weak(pending["safe_to_activate_at"].as_str().unwrap()).unwrap();
+    if let Ok(wait) = safe_at.duration_since(std::time::SystemTime::UNIX_EPOCH + epoch_now()) {
+        std::thread::sleep(wait + Duration::from_millis(50));
+    }
+}
+
+#[allow(clippy::disallowed_methods)] // compared with the CLI's wall-clock stamps
+fn epoch_now() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap()
 }
 
 fn new_kek() -> String {
@@ -137,9 +171,11 @@ fn the_keys_cli_works_against_the_database_keyring() {
         assert!(!untouched_keys_dir().exists());
 
         // The rules hold as with files: too early (exit 3), then allowed.
-        let early = keys(&url, &kek, &["rotate"]);
+        // (An hour's cache lifetime for this one: however slow the machine,
+        // the pending key is too young.)
+        let early = keys_with_cache_lifetime(&url, &kek, "1h", &["rotate"]);
         assert_eq!(early.status.code(), Some(3), "{}", stderr(&early));
-        std::thread::sleep(Duration::from_millis(1100));
+        wait_until_rotation_allowed(&url, &kek, "1s");
         ok(&keys(&url, &kek, &["rotate"]));
         let after: Vec<String> = states(&url, &kek).into_iter().map(|(_, s)| s).collect();
         assert_eq!(after, ["retired", "active", "pending"], "{url}");
@@ -162,17 +198,21 @@ fn the_keys_cli_works_against_the_database_keyring() {
 }
 
 /// Two operators rotating at once (two CLI processes): exactly one rotation.
+/// The second, run after the first under the keyring lock, finds only the key
+/// the first just added, younger than the cache lifetime. That lifetime (4 s
+/// here) must exceed the time between the two runs, which is mostly their key
+/// generation; in production it is minutes.
 #[test]
 fn two_operators_rotating_at_once_rotate_once() {
     let tmp = tempfile::tempdir().unwrap();
     let kek = new_kek();
     for (url, _scratch) in databases(tmp.path()) {
         ok(&keys(&url, &kek, &["init"]));
-        std::thread::sleep(Duration::from_millis(1100));
+        wait_until_rotation_allowed(&url, &kek, "4s");
         let operators: Vec<_> = (0..2)
             .map(|_| {
                 let (url, kek) = (url.clone(), kek.clone());
-                std::thread::spawn(move || keys(&url, &kek, &["rotate"]))
+                std::thread::spawn(move || keys_with_cache_lifetime(&url, &kek, "4s", &["rotate"]))
             })
             .collect();
         let codes: Vec<Option<i32>> = operators

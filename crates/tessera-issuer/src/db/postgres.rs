@@ -21,6 +21,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "keyring",
         include_str!("../../migrations/postgres/0002_keyring.sql"),
     ),
+    (
+        3,
+        "login_failures",
+        include_str!("../../migrations/postgres/0003_login_failures.sql"),
+    ),
 ];
 
 /// The advisory lock migrations take, so instances starting together apply

@@ -30,6 +30,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "keyring",
         include_str!("../../migrations/sqlite/0003_keyring.sql"),
     ),
+    (
+        4,
+        "login_failures",
+        include_str!("../../migrations/sqlite/0004_login_failures.sql"),
+    ),
 ];
 
 /// Whether `url` names a SQLite database this build accepts (a file: an

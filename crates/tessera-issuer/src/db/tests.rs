@@ -315,8 +315,8 @@ async fn instances_starting_together_migrate_once() {
         .await
         .unwrap());
         let expected: Vec<i64> = match name {
-            "sqlite" => vec![1, 2, 3],
-            _ => vec![1, 2],
+            "sqlite" => vec![1, 2, 3, 4],
+            _ => vec![1, 2, 3],
         };
         assert_eq!(versions, expected, "{name}");
     }
@@ -555,5 +555,82 @@ mod keyring {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert!(Kek::from_file(&path).is_ok());
         assert_eq!(format!("{:?}", Kek::from_file(&path).unwrap()), "Kek(..)");
+    }
+}
+
+/// Failed logins counted on one instance block the username on another: the
+/// counts live in the database, not in each instance's memory.
+#[tokio::test]
+async fn login_failures_are_shared_between_instances() {
+    use crate::throttle::Throttle;
+    for t in backends().await {
+        let name = t.db.backend_name();
+        let other = Db::connect(&t.url).await.unwrap();
+        let (here, there) = (Throttle::new(2, 100), Throttle::new(2, 100));
+        let ip = Some("192.0.2.9".parse().unwrap());
+        here.failed_shared(&t.db, "alice", ip, 1_000).await.unwrap();
+        there
+            .failed_shared(&other, "alice", ip, 1_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            here.check_shared(&t.db, "alice", ip, 1_000).await.unwrap(),
+            None,
+            "{name}: two free failures, one on each instance"
+        );
+        there
+            .failed_shared(&other, "alice", ip, 1_000)
+            .await
+            .unwrap();
+        // The third failure happened elsewhere; this instance knows it.
+        assert_eq!(
+            here.check("alice", ip, 1_000),
+            None,
+            "{name}: not in memory here"
+        );
+        assert_eq!(
+            here.check_shared(&t.db, "alice", ip, 1_000).await.unwrap(),
+            Some(1),
+            "{name}"
+        );
+        here.failed_shared(&t.db, "alice", ip, 1_001).await.unwrap();
+        assert_eq!(
+            there
+                .check_shared(&other, "alice", None, 1_001)
+                .await
+                .unwrap(),
+            Some(2),
+            "{name}: the delay grows with failures from every instance"
+        );
+        assert_eq!(
+            there
+                .check_shared(&other, "bob", None, 1_001)
+                .await
+                .unwrap(),
+            None,
+            "{name}: per username"
+        );
+        // A success anywhere clears the username everywhere; a quiet hour too.
+        here.succeeded_shared(&t.db, "alice").await.unwrap();
+        assert_eq!(
+            there
+                .check_shared(&other, "alice", None, 1_001)
+                .await
+                .unwrap(),
+            None,
+            "{name}"
+        );
+        there
+            .failed_shared(&other, "carol", None, 1_000)
+            .await
+            .unwrap();
+        t.db.throttle_forget(1_000 + 1).await.unwrap();
+        let left: i64 = on_pool!(t.db, |pool| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM login_failures WHERE key = 'user:carol'"
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap());
+        assert_eq!(left, 0, "{name}");
     }
 }
