@@ -91,6 +91,9 @@ struct GlobalArgs {
         value_name = "PATH"
     )]
     key_encryption_key_file: Option<PathBuf>,
+    /// How long stored audit events are kept [default: 90days].
+    #[arg(long, global = true, env = "TESSERA_AUDIT_RETENTION", value_name = "DURATION", value_parser = parse_duration)]
+    audit_retention: Option<Duration>,
     /// Most connections to PostgreSQL per process [default: 10].
     #[arg(
         long,
@@ -123,6 +126,22 @@ enum Command {
     Users {
         #[command(subcommand)]
         verb: crate::users::UsersVerb,
+    },
+    /// Show the stored security events: logins, refresh-token reuse,
+    /// revocations, logouts, changes to users (oldest first).
+    Audit {
+        /// Only this user's events (by username).
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+        /// How far back.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "24h")]
+        since: Duration,
+        /// At most this many, the latest.
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        limit: i64,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -237,6 +256,7 @@ fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
         database_url: global.database_url.clone(),
         database_max_connections: global.database_max_connections,
         keyring: global.keyring,
+        audit_retention: global.audit_retention,
         key_encryption_key_file: global.key_encryption_key_file.clone(),
         refresh_idle_lifetime: global.refresh_idle_lifetime,
         refresh_absolute_lifetime: global.refresh_absolute_lifetime,
@@ -249,6 +269,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config),
         Command::Users { verb } => crate::users::run(&config, verb),
+        Command::Audit {
+            user,
+            since,
+            limit,
+            json,
+        } => crate::users::audit_list(&config, user, since, limit, json),
         Command::Keys {
             verb: KeysVerb::NewKek,
         } => {

@@ -35,6 +35,8 @@ pub struct Config {
     pub database_pool: PoolSettings,
     /// Where the keyring lives. Default: files in `keys_dir`.
     pub keyring: KeyringKind,
+    /// How long stored audit events are kept. Default 90 days.
+    pub audit_retention: Duration,
     /// The file holding the key-encryption key of a database keyring (or the
     /// `TESSERA_KEY_ENCRYPTION_KEY` environment variable). Never in the database.
     pub key_encryption_key_file: Option<PathBuf>,
@@ -88,6 +90,9 @@ pub struct RawConfig {
     pub database_max_connections: Option<u32>,
     /// `keyring = "files"` or `"database"`
     pub keyring: Option<KeyringKind>,
+    /// `audit_retention = "90days"`
+    #[serde(default, deserialize_with = "duration")]
+    pub audit_retention: Option<Duration>,
     /// `key_encryption_key_file = "/run/secrets/tessera-kek"`
     pub key_encryption_key_file: Option<PathBuf>,
     /// `refresh_idle_lifetime = "14days"`
@@ -171,6 +176,7 @@ impl RawConfig {
                 .database_max_connections
                 .or(self.database_max_connections),
             keyring: over.keyring.or(self.keyring),
+            audit_retention: over.audit_retention.or(self.audit_retention),
             key_encryption_key_file: over
                 .key_encryption_key_file
                 .or(self.key_encryption_key_file),
@@ -260,6 +266,12 @@ impl RawConfig {
             Duration::from_millis(10),
             Duration::from_secs(5),
         )?;
+        let audit_retention = within(
+            "audit_retention",
+            self.audit_retention.unwrap_or(90 * DAY),
+            DAY,
+            3650 * DAY,
+        )?;
         let max_connections = self.database_max_connections.unwrap_or(10);
         if !(1..=1000).contains(&max_connections) {
             return Err(ConfigError::Invalid {
@@ -286,6 +298,7 @@ impl RawConfig {
                 .unwrap_or_else(|| "sqlite://issuer.db".to_owned()),
             database_pool,
             keyring: self.keyring.unwrap_or_default(),
+            audit_retention,
             key_encryption_key_file: self.key_encryption_key_file,
             refresh_idle_lifetime,
             refresh_absolute_lifetime,
@@ -338,6 +351,7 @@ mod tests {
         assert_eq!(c.refresh_absolute_lifetime, Duration::from_secs(30 * 86400));
         assert_eq!(c.database_url, "sqlite://issuer.db");
         assert_eq!(c.database_pool.max_connections, 10);
+        assert_eq!(c.audit_retention, Duration::from_secs(90 * 86400));
     }
 
     #[test]

@@ -486,6 +486,13 @@ impl AppState {
                     user_id = credentials.as_ref().map(|c| c.user.id.as_str()),
                     ?client_ip,
                 );
+                let mut event = crate::audit::Event::new("login_failure")
+                    .ip(client_ip)
+                    .with("reason", reason);
+                if let Some(c) = &credentials {
+                    event = event.user(&c.user.id);
+                }
+                crate::audit::record(db, self.now(), event).await;
                 throttle
                     .failed_shared(db, username, client_ip, self.now())
                     .await?;
@@ -525,6 +532,12 @@ impl AppState {
             session_id = %session_id,
             kid = snapshot.signer().kid(),
         );
+        let event = crate::audit::Event::new("login_success")
+            .user(&user.id)
+            .session(&session_id)
+            .ip(client_ip)
+            .with("client_id", client_id);
+        crate::audit::record(db, now, event).await;
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer",

@@ -7,6 +7,7 @@
 //! - [`http`]: routes and the mapping of errors to responses.
 //! - [`serve`]: start-up and graceful shutdown.
 
+pub mod audit;
 pub mod config;
 pub mod db;
 pub mod http;

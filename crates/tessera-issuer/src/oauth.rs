@@ -211,6 +211,10 @@ impl AppState {
                     %user_id,
                     "a used refresh token was presented again: session revoked"
                 );
+                let event = crate::audit::Event::new("refresh_token_reuse")
+                    .user(&user_id)
+                    .session(&session_id);
+                crate::audit::record(self.db(), self.now(), event).await;
                 Err(OAuthError::InvalidGrant)
             }
             Refresh::Refused(reason) => {
@@ -237,6 +241,8 @@ pub(crate) async fn revoke(
             .await?
         {
             tracing::info!(target: "audit", event = "revoke", %session_id);
+            let event = crate::audit::Event::new("revoke").session(&session_id);
+            crate::audit::record(state.db(), state.now(), event).await;
         }
     }
     Ok((StatusCode::OK, no_store()).into_response())
@@ -294,5 +300,9 @@ pub(crate) async fn logout(State(state): State<AppState>, headers: HeaderMap) ->
         return ApiError::from(err).into_response();
     }
     tracing::info!(target: "audit", event = "logout", session_id = %own.sid, user_id = %own.sub);
+    let event = crate::audit::Event::new("logout")
+        .user(&own.sub)
+        .session(&own.sid);
+    crate::audit::record(state.db(), state.now(), event).await;
     StatusCode::NO_CONTENT.into_response()
 }

@@ -185,6 +185,18 @@ impl Prepared {
                 }
             })
         });
+        let maintenance = {
+            let state = self.state.clone();
+            let retention =
+                i64::try_from(self.config.audit_retention.as_secs()).unwrap_or(i64::MAX);
+            let mut stop = stop_tx.subscribe();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = maintain(&state, retention) => {}
+                    _ = stop.wait_for(|stop| *stop) => {}
+                }
+            })
+        };
         let app = router(self.state);
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(self.listener, app)
@@ -201,10 +213,33 @@ impl Prepared {
         if let Some(late) = late {
             let _ = late.await;
         }
+        let _ = maintenance.await;
         result.map_err(|source| ServeError::Io {
             action: "serving".to_owned(),
             source,
         })
+    }
+}
+
+/// Hourly housekeeping (and once at start): audit events past their retention
+/// and login-failure counts quiet for an hour are deleted. Every instance may
+/// run it; the deletes are idempotent. Ends with the service.
+async fn maintain(state: &AppState, audit_retention: i64) {
+    let db = state.db();
+    let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
+    hourly.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        hourly.tick().await;
+        let now = state.now();
+        match crate::audit::forget_old(db, now, audit_retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "old audit events deleted"),
+            // Not migrated yet, or the database is down: next hour.
+            Err(err) => tracing::debug!(error = %err, "audit retention skipped"),
+        }
+        if let Err(err) = db.throttle_forget(now - 3600).await {
+            tracing::debug!(error = %err, "login-failure cleanup skipped");
+        }
     }
 }
 
@@ -272,6 +307,8 @@ async fn create_first_admin(db: &Db, hasher: &Hasher) -> Result<FirstAdmin, Serv
     )
     .await?;
     tracing::info!(target: "audit", event = "first_admin_created", username = "admin");
+    let event = crate::audit::Event::new("first_admin_created").with("username", "admin");
+    crate::audit::record(db, now, event).await;
     Ok(FirstAdmin {
         username: "admin".to_owned(),
         password,

@@ -4,6 +4,7 @@ use std::io::{BufRead as _, IsTerminal as _, Write as _};
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
+use tessera_issuer::audit::{self, Event};
 use tessera_issuer::config::Config;
 use tessera_issuer::db::Db;
 use tessera_issuer::passwords::{Hasher, Password, random_token};
@@ -116,6 +117,11 @@ async fn run_async(config: &Config, verb: UsersVerb) -> anyhow::Result<()> {
             let user = db
                 .add_user(&random_token(16), &name, &hash, &roles, now)
                 .await?;
+            let event = Event::new("user_added")
+                .user(&user.id)
+                .with("username", name.as_str())
+                .with("roles", roles.clone());
+            audit::record(&db, now, event).await;
             writeln!(
                 out,
                 "added user {} (id {}, roles: {})",
@@ -152,7 +158,12 @@ async fn run_async(config: &Config, verb: UsersVerb) -> anyhow::Result<()> {
             for role in &roles {
                 validate::role(role).map_err(anyhow::Error::msg)?;
             }
+            let id = user_id(&db, &name).await?;
             db.set_roles(&name, &roles, now).await?;
+            let event = Event::new("user_roles_set")
+                .user(&id)
+                .with("roles", roles.clone());
+            audit::record(&db, now, event).await;
             writeln!(out, "{name}: roles set to {}", roles_text(&roles))?;
         }
         UsersVerb::ResetPassword {
@@ -166,22 +177,94 @@ async fn run_async(config: &Config, verb: UsersVerb) -> anyhow::Result<()> {
             let password = read_password(password_stdin)?;
             let hash = Hasher::new(1)?.hash(&password)?;
             db.set_password_hash(&name, &hash, now).await?;
+            let id = user_id(&db, &name).await?;
+            audit::record(&db, now, Event::new("user_password_reset").user(&id)).await;
             writeln!(out, "{name}: password reset")?;
         }
         UsersVerb::Disable { name } => {
             db.set_disabled(&name, true, now).await?;
+            let id = user_id(&db, &name).await?;
+            audit::record(&db, now, Event::new("user_disabled").user(&id)).await;
             writeln!(out, "{name}: disabled")?;
         }
         UsersVerb::Enable { name } => {
             db.set_disabled(&name, false, now).await?;
+            let id = user_id(&db, &name).await?;
+            audit::record(&db, now, Event::new("user_enabled").user(&id)).await;
             writeln!(out, "{name}: enabled")?;
         }
         UsersVerb::Delete { name } => {
+            let id = user_id(&db, &name).await?;
             db.delete_user(&name).await?;
+            let event = Event::new("user_deleted")
+                .user(&id)
+                .with("username", name.as_str());
+            audit::record(&db, now, event).await;
             writeln!(out, "{name}: deleted")?;
         }
     }
     Ok(())
+}
+
+/// `tessera-issuer audit`: the stored security events, oldest first.
+pub(crate) fn audit_list(
+    config: &Config,
+    user: Option<String>,
+    since: std::time::Duration,
+    limit: i64,
+    json: bool,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let db = Db::connect(&config.database_url).await?;
+        let user_id = match &user {
+            Some(name) => Some(user_id(&db, name).await?),
+            None => None,
+        };
+        let now = tessera_issuer::unix_now(&SystemClock);
+        let since = now.saturating_sub(i64::try_from(since.as_secs()).unwrap_or(i64::MAX));
+        let events = db
+            .audit_events(since, user_id.as_deref(), limit.clamp(1, 100_000))
+            .await?;
+        let mut out = std::io::stdout().lock();
+        if json {
+            serde_json::to_writer_pretty(&mut out, &events)?;
+            writeln!(out)?;
+            return Ok(());
+        }
+        writeln!(
+            out,
+            "{:<20}  {:<22}  {:<22}  {:<22}  {:<15}  DETAIL",
+            "TIME", "EVENT", "USER", "SESSION", "CLIENT IP"
+        )?;
+        for e in events {
+            let at = std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs(u64::try_from(e.at).unwrap_or(0));
+            let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+            writeln!(
+                out,
+                "{:<20}  {:<22}  {:<22}  {:<22}  {:<15}  {}",
+                tessera_keyring::format_time(at),
+                e.event,
+                dash(&e.user_id),
+                dash(&e.session_id),
+                dash(&e.client_ip),
+                e.detail
+            )?;
+        }
+        Ok(())
+    })
+}
+
+/// A user's stable id, for audit events.
+async fn user_id(db: &Db, name: &str) -> anyhow::Result<String> {
+    match db.credentials(name).await? {
+        Some(c) => Ok(c.user.id),
+        None => bail!("no user named {name:?}"),
+    }
 }
 
 fn roles_text(roles: &[String]) -> String {

@@ -543,3 +543,58 @@ async fn failed_logins_are_throttled_per_client_ip_across_usernames() {
     let elsewhere = login_as(&app, "alice", "correct horse", Some("198.51.100.1")).await;
     assert_eq!(elsewhere.status, StatusCode::OK);
 }
+
+/// Security events land in the database (on either backend), with who, which
+/// session and from where, and never a secret.
+#[tokio::test]
+async fn security_events_are_stored_without_secrets() {
+    let app = app().await;
+    let failed = login_as(&app, "alice", "not her password", Some("192.0.2.1")).await;
+    assert_eq!(failed.status, StatusCode::UNAUTHORIZED);
+    let unknown = login_as(&app, "mallory", "whatever it is", Some("192.0.2.2")).await;
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+    let login = app.login().await;
+    let access = login["access_token"].as_str().unwrap().to_owned();
+    let sid = claims(&access)["sid"].as_str().unwrap().to_owned();
+    let sub = claims(&access)["sub"].as_str().unwrap().to_owned();
+    let first = refresh_of(&login);
+    app.clock.advance(60);
+    assert_eq!(app.refresh(&first).await.status, StatusCode::OK);
+    app.clock.advance(11);
+    assert_eq!(app.refresh(&first).await.status, StatusCode::BAD_REQUEST);
+
+    let events = app.db.audit_events(0, None, 100).await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    // A successful refresh is logged, not stored (the hot path).
+    assert_eq!(
+        kinds,
+        [
+            "login_failure",
+            "login_failure",
+            "login_success",
+            "refresh_token_reuse"
+        ]
+    );
+    assert_eq!(events[0].detail["reason"], "wrong_password");
+    assert_eq!(events[0].user_id.as_deref(), Some(sub.as_str()));
+    assert_eq!(events[0].client_ip.as_deref(), Some("192.0.2.1"));
+    assert_eq!(events[1].detail["reason"], "unknown_user");
+    assert_eq!(events[1].user_id, None);
+    assert_eq!(events[2].session_id.as_deref(), Some(sid.as_str()));
+    assert_eq!(events[3].session_id.as_deref(), Some(sid.as_str()));
+    assert_eq!(events[2].at, T0 as i64);
+    assert_eq!(events[3].at, T0 as i64 + 71);
+    let stored = serde_json::to_string(&events).unwrap();
+    for secret in ["not her password", "correct horse", &first, &access] {
+        assert!(!stored.contains(secret), "a secret in the audit trail");
+    }
+    // One user's events, and the latest N.
+    let alices = app.db.audit_events(0, Some(&sub), 100).await.unwrap();
+    assert_eq!(alices.len(), 3);
+    let latest = app.db.audit_events(0, None, 2).await.unwrap();
+    let latest: Vec<&str> = latest.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(latest, ["login_success", "refresh_token_reuse"]);
+    // Retention: events before a time go.
+    assert_eq!(app.db.forget_audit_before(T0 as i64 + 1).await.unwrap(), 3);
+    assert_eq!(app.db.audit_events(0, None, 100).await.unwrap().len(), 1);
+}

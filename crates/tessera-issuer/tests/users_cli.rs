@@ -197,3 +197,57 @@ async fn roles_disable_enable_reset_and_delete() {
     u.ok(&["delete", "dave"], None);
     assert!(u.list().is_empty());
 }
+
+/// Operators' changes to users are in the audit trail, which `tessera-issuer
+/// audit` shows (one user's, as JSON or a table).
+#[tokio::test]
+async fn user_changes_are_audited_and_listed() {
+    let u = Users::new();
+    u.ok(
+        &["add", "alice", "--password-stdin"],
+        Some("a long password\n"),
+    );
+    u.ok(
+        &["add", "bob", "--password-stdin"],
+        Some("another password\n"),
+    );
+    u.ok(&["set-roles", "alice", "admin"], None);
+    u.ok(&["disable", "alice"], None);
+    let audit = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tessera-issuer"))
+            .arg("audit")
+            .args(args)
+            .args(["--database", &u.url()])
+            .env_remove("TESSERA_CONFIG")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let events: serde_json::Value =
+        serde_json::from_str(&audit(&["--user", "alice", "--json"])).unwrap();
+    let kinds: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["user_added", "user_roles_set", "user_disabled"]);
+    let alice_id = u.list()[0]["id"].as_str().unwrap().to_owned();
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["user_id"] == alice_id.as_str())
+    );
+    assert_eq!(events[1]["detail"]["roles"], serde_json::json!(["admin"]));
+    let table = audit(&[]);
+    assert_eq!(table.lines().count(), 1 + 4, "{table}");
+    assert!(table.lines().nth(2).unwrap().contains("user_added"));
+    assert!(!table.contains("a long password"));
+}

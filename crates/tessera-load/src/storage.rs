@@ -61,6 +61,52 @@ fn issuer(
     Ok((server, password))
 }
 
+/// CPU time a process has used so far (user + system), in seconds.
+fn cpu_seconds(server: &Server) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.child.id()))?;
+    // Fields after the command name (which may contain spaces) start at field
+    // 3; utime and stime are fields 14 and 15, in clock ticks.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("/proc stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields.get(11).context("utime")?.parse::<f64>()?
+        + fields.get(12).context("stime")?.parse::<f64>()?;
+    Ok(ticks / clock_ticks_per_second())
+}
+
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// A refresh measurement and the issuer CPU time it cost per refresh (µs).
+async fn refresh_with_cpu(
+    servers: &[&Server],
+    password: &str,
+    run_for: std::time::Duration,
+) -> anyhow::Result<(Figure, f64)> {
+    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+    let mut before = 0.0;
+    for s in servers {
+        before += cpu_seconds(s)?;
+    }
+    let figure = refresh_rate(&addrs, password, run_for).await?;
+    let mut after = 0.0;
+    for s in servers {
+        after += cpu_seconds(s)?;
+    }
+    let refreshes = figure.rate * run_for.as_secs_f64();
+    Ok((figure, (after - before) / refreshes.max(1.0) * 1e6))
+}
+
 /// `REFRESH_CHAINS` refresh chains per instance, spread over `addrs`.
 async fn refresh_rate(
     addrs: &[SocketAddr],
@@ -118,11 +164,11 @@ pub(super) async fn rows(
     // One instance on one core, then two on a core each, one database.
     if cores >= 2 {
         let (one, _) = issuer(issuer_bin, scratch.url(), &keys_dir, Some(0), false)?;
-        let single = refresh_rate(&[one.addr], &password, run_for).await?;
+        let (single, single_cpu) = refresh_with_cpu(&[&one], &password, run_for).await?;
         drop(one);
         let (a, _) = issuer(issuer_bin, scratch.url(), &keys_dir, Some(0), false)?;
         let (b, _) = issuer(issuer_bin, scratch.url(), &keys_dir, Some(1), false)?;
-        let double = refresh_rate(&[a.addr, b.addr], &password, run_for).await?;
+        let (double, double_cpu) = refresh_with_cpu(&[&a, &b], &password, run_for).await?;
         rows.push(row(
             &format!(
                 "`POST /token` refresh on PostgreSQL, two instances pinned to one core each, {} chains",
@@ -133,6 +179,18 @@ pub(super) async fn rows(
             Some(("one instance pinned to one core", single)),
             "scaling ratio, toward 2× (this machine's 2 cores also run PostgreSQL and the load client)",
         ));
+        // What each refresh costs the instances: if a second instance added
+        // contention, each refresh would cost more CPU.
+        rows.push(Row {
+            what:
+                "issuer CPU time per refresh (user + system, all instances), two instances vs one"
+                    .to_owned(),
+            figure: format!("{double_cpu:.0} µs"),
+            latency: String::new(),
+            baseline: format!("one instance: {single_cpu:.0} µs"),
+            ratio: format!("{:.3}", single_cpu / double_cpu),
+            target: "≈ 1: no cost from sharing the database".to_owned(),
+        });
     }
     Ok(rows)
 }

@@ -26,6 +26,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "login_failures",
         include_str!("../../migrations/postgres/0003_login_failures.sql"),
     ),
+    (
+        4,
+        "audit_events",
+        include_str!("../../migrations/postgres/0004_audit_events.sql"),
+    ),
 ];
 
 /// The advisory lock migrations take, so instances starting together apply

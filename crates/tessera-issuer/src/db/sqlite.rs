@@ -35,6 +35,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "login_failures",
         include_str!("../../migrations/sqlite/0004_login_failures.sql"),
     ),
+    (
+        5,
+        "audit_events",
+        include_str!("../../migrations/sqlite/0005_audit_events.sql"),
+    ),
 ];
 
 /// Whether `url` names a SQLite database this build accepts (a file: an

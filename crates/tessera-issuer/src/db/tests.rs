@@ -315,8 +315,8 @@ async fn instances_starting_together_migrate_once() {
         .await
         .unwrap());
         let expected: Vec<i64> = match name {
-            "sqlite" => vec![1, 2, 3, 4],
-            _ => vec![1, 2, 3],
+            "sqlite" => vec![1, 2, 3, 4, 5],
+            _ => vec![1, 2, 3, 4],
         };
         assert_eq!(versions, expected, "{name}");
     }
