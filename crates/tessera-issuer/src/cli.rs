@@ -170,13 +170,17 @@ enum KeysVerb {
     },
     /// Withdraw a pending key; it stays published until it is safe to prune.
     Retire {
-        /// The key id.
+        /// The key id. Base64url: it may start with `-`, and is taken as a
+        /// kid, not a flag.
+        #[arg(allow_hyphen_values = true)]
         kid: String,
     },
     /// Emergency: unpublish a key at once. Revoking the active key promotes the
     /// pending key immediately.
     Revoke {
-        /// The key id.
+        /// The key id. Base64url: it may start with `-`, and is taken as a
+        /// kid, not a flag.
+        #[arg(allow_hyphen_values = true)]
         kid: String,
     },
     /// Delete revoked keys and retired keys no token can need any more.
@@ -613,4 +617,37 @@ fn write_table(out: &mut impl std::io::Write, rows: &[Row]) -> std::io::Result<(
         writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use clap::Parser as _;
+
+    use super::{Cli, Command, KeysVerb};
+
+    /// A kid is base64url and one in 32 starts with `-`: it must reach the
+    /// verb as a kid (a flag-looking kid once failed with "unexpected argument").
+    #[test]
+    fn a_kid_starting_with_a_dash_is_a_kid() {
+        let kid = "-wXk3mF9yQ2TgJ7zN0aBcDeFgHiJkLmNoPqRsTuVwXy";
+        for verb in ["retire", "revoke"] {
+            let cli = Cli::try_parse_from(["tessera-issuer", "keys", verb, kid]).unwrap();
+            match cli.command {
+                Some(Command::Keys {
+                    verb: KeysVerb::Retire { kid: parsed } | KeysVerb::Revoke { kid: parsed },
+                }) => assert_eq!(parsed, kid),
+                other => panic!("{verb}: parsed as {other:?}"),
+            }
+        }
+        // Flags after it still work.
+        let cli =
+            Cli::try_parse_from(["tessera-issuer", "keys", "revoke", kid, "--keys-dir", "/k"])
+                .unwrap();
+        assert_eq!(
+            cli.global.keys_dir.as_deref(),
+            Some(std::path::Path::new("/k"))
+        );
+    }
 }
