@@ -210,8 +210,12 @@ impl Throttle {
     }
 }
 
+/// A username's key in the shared table: a hash, so that whatever a client
+/// sends as a username (any length, NUL bytes, which PostgreSQL's text refuses)
+/// becomes a short, plain key.
 fn shared_user_key(username: &str) -> String {
-    format!("user:{}", Throttle::user_key(username))
+    let hash = tessera_keyring::sha256(username.as_bytes());
+    format!("user:{}", tessera_keyring::b64url(&hash[..18]))
 }
 
 fn shared_ip_key(ip: IpAddr) -> String {

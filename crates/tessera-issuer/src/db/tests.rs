@@ -626,11 +626,21 @@ async fn login_failures_are_shared_between_instances() {
             .unwrap();
         t.db.throttle_forget(1_000 + 1).await.unwrap();
         let left: i64 = on_pool!(t.db, |pool| sqlx::query_scalar(
-            "SELECT COUNT(*) FROM login_failures WHERE key = 'user:carol'"
+            "SELECT COUNT(*) FROM login_failures WHERE last_failure < 1001"
         )
         .fetch_one(pool)
         .await
         .unwrap());
         assert_eq!(left, 0, "{name}");
+        // Whatever a client sends as a username is a plain key: NUL bytes
+        // (which PostgreSQL's text refuses) and megabytes alike.
+        for odd in ["a\u{0}b", &"x".repeat(100_000)] {
+            here.failed_shared(&t.db, odd, None, 2_000).await.unwrap();
+            assert_eq!(
+                here.check_shared(&t.db, odd, None, 2_000).await.unwrap(),
+                None,
+                "{name}"
+            );
+        }
     }
 }
