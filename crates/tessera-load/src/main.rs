@@ -733,7 +733,13 @@ const NOTES: &str = "
   instance on core 0, then two on cores 0 and 1, one database. PostgreSQL and the load
   client run on the same two cores, unpinned, so they take CPU from the instances and
   2× is out of reach here by construction; on a machine with cores to spare for them
-  the ratio is what adding an instance buys.
+  the ratio is what adding an instance buys. Two rows help read it: raw signing on both
+  cores at once against one core alone (this machine loses almost nothing to a second
+  busy core), and the issuers' CPU time per refresh with two instances against one. That
+  per-refresh cost rises by about a fifth with two instances: with one instance, the
+  load client and PostgreSQL have the other core to themselves; with two, all of them
+  share both cores. This run cannot tell that interference from a cost of sharing the
+  database.
 - **Peak RSS** is `VmHWM` from `/proc/<pid>/status` after all the load above. The
   issuer's is dominated by Argon2's 19 MiB work area per hashing thread (one per core,
   at most 4, each area allocated once and reused).
