@@ -127,6 +127,24 @@ enum Command {
         #[command(subcommand)]
         verb: crate::users::UsersVerb,
     },
+    /// End every session of a user and revoke every token issued to them until
+    /// now (resource servers following the revocation feed refuse them).
+    RevokeUser {
+        /// The username.
+        name: String,
+    },
+    /// End a session (its refresh tokens) and revoke its access tokens.
+    RevokeSession {
+        /// The session id (`sid`).
+        #[arg(allow_hyphen_values = true)]
+        sid: String,
+    },
+    /// Revoke one access token.
+    RevokeToken {
+        /// The token id (`jti`).
+        #[arg(allow_hyphen_values = true)]
+        jti: String,
+    },
     /// Show the stored security events: logins, refresh-token reuse,
     /// revocations, logouts, changes to users (oldest first).
     Audit {
@@ -273,6 +291,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config),
         Command::Users { verb } => crate::users::run(&config, verb),
+        Command::RevokeUser { name } => {
+            crate::users::revoke(&config, crate::users::RevokeTarget::User, &name)
+        }
+        Command::RevokeSession { sid } => {
+            crate::users::revoke(&config, crate::users::RevokeTarget::Session, &sid)
+        }
+        Command::RevokeToken { jti } => {
+            crate::users::revoke(&config, crate::users::RevokeTarget::Token, &jti)
+        }
         Command::Audit {
             user,
             since,

@@ -656,6 +656,133 @@ impl Db {
     }
 }
 
+/// The advisory lock revocation inserts take on PostgreSQL, so that entries
+/// commit in id order and a feed cursor never skips one ("revokes").
+const REVOCATIONS_LOCK: i64 = 0x72_65_76_6f_6b_65_73;
+
+impl Db {
+    /// Adds a revocation entry; returns its id.
+    pub async fn add_revocation(
+        &self,
+        kind: crate::revocation::Kind,
+        value: &str,
+        issued_before: Option<i64>,
+        now: i64,
+        expires_at: i64,
+        why: &str,
+    ) -> Result<i64, DbError> {
+        macro_rules! insert {
+            ($tx:ident) => {
+                sqlx::query_scalar(
+                    "INSERT INTO revocations (kind, value, issued_before, created_at, expires_at, why)
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                )
+                .bind(kind.name())
+                .bind(value)
+                .bind(issued_before)
+                .bind(now)
+                .bind(expires_at)
+                .bind(why)
+                .fetch_one(&mut *$tx)
+                .await
+                .map_err(sql("adding a revocation"))?
+            };
+        }
+        let id = match &self.backend {
+            Backend::Sqlite(backend) => {
+                use sqlx::Connection as _;
+                let mut writer = backend.writer.lock().await;
+                let mut tx = writer.begin().await.map_err(sql("adding a revocation"))?;
+                let id = insert!(tx);
+                tx.commit().await.map_err(sql("adding a revocation"))?;
+                id
+            }
+            Backend::Postgres(backend) => {
+                let mut tx = backend
+                    .pool
+                    .begin()
+                    .await
+                    .map_err(sql("adding a revocation"))?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(REVOCATIONS_LOCK)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(sql("locking the revocation list"))?;
+                let id = insert!(tx);
+                tx.commit().await.map_err(sql("adding a revocation"))?;
+                id
+            }
+        };
+        Ok(id)
+    }
+
+    /// Live entries (not expired at `now`) after `cursor`, in id order.
+    pub async fn revocations_since(
+        &self,
+        cursor: i64,
+        now: i64,
+    ) -> Result<Vec<crate::revocation::Entry>, DbError> {
+        type Row = (i64, String, String, Option<i64>, i64, i64, String);
+        let rows: Vec<Row> = on_pool!(self, |pool| sqlx::query_as(
+            "SELECT id, kind, value, issued_before, created_at, expires_at, why
+             FROM revocations WHERE id > $1 AND expires_at > $2 ORDER BY id"
+        )
+        .bind(cursor)
+        .bind(now)
+        .fetch_all(pool)
+        .await
+        .map_err(sql("reading revocations")))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(
+                |(id, kind, value, issued_before, created_at, expires_at, why)| {
+                    Some(crate::revocation::Entry {
+                        id,
+                        kind: crate::revocation::Kind::from_name(&kind)?,
+                        value,
+                        issued_before,
+                        created_at,
+                        expires_at,
+                        why,
+                    })
+                },
+            )
+            .collect())
+    }
+
+    /// Drops entries expired at `now`; returns how many.
+    pub async fn purge_revocations(&self, now: i64) -> Result<u64, DbError> {
+        on_writer!(self, |conn| sqlx::query(
+            "DELETE FROM revocations WHERE expires_at <= $1"
+        )
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|done| done.rows_affected())
+        .map_err(sql("dropping expired revocations")))
+    }
+
+    /// Revokes every live session of a user; returns how many.
+    pub async fn revoke_user_sessions(
+        &self,
+        user_id: &str,
+        now: i64,
+        why: &str,
+    ) -> Result<u64, DbError> {
+        on_writer!(self, |conn| sqlx::query(
+            "UPDATE sessions SET revoked_at = $1, revoked_why = $2
+             WHERE user_id = $3 AND revoked_at IS NULL"
+        )
+        .bind(now)
+        .bind(why)
+        .bind(user_id)
+        .execute(conn)
+        .await
+        .map(|done| done.rows_affected())
+        .map_err(sql("revoking a user's sessions")))
+    }
+}
+
 /// A session to start.
 #[derive(Debug, Clone, Copy)]
 pub struct NewSession<'a> {

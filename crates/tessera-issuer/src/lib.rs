@@ -14,6 +14,7 @@ pub mod http;
 pub mod keys;
 pub mod oauth;
 pub mod passwords;
+pub mod revocation;
 pub mod serve;
 pub mod throttle;
 pub mod tokens;

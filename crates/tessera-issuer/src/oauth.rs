@@ -215,6 +215,13 @@ impl AppState {
                     .user(&user_id)
                     .session(&session_id);
                 crate::audit::record(self.db(), self.now(), event).await;
+                // The thief's access tokens too, not only the refresh family.
+                self.add_revocation(
+                    crate::revocation::Kind::Sid,
+                    &session_id,
+                    "refresh_token_reuse",
+                )
+                .await?;
                 Err(OAuthError::InvalidGrant)
             }
             Refresh::Refused(reason) => {
@@ -241,6 +248,9 @@ pub(crate) async fn revoke(
             .await?
         {
             tracing::info!(target: "audit", event = "revoke", %session_id);
+            state
+                .add_revocation(crate::revocation::Kind::Sid, &session_id, "revoked")
+                .await?;
             let event = crate::audit::Event::new("revoke").session(&session_id);
             crate::audit::record(state.db(), state.now(), event).await;
         }
@@ -295,6 +305,13 @@ pub(crate) async fn logout(State(state): State<AppState>, headers: HeaderMap) ->
     if let Err(err) = state
         .db()
         .revoke_session(&own.sid, state.now(), "logout")
+        .await
+    {
+        return ApiError::from(err).into_response();
+    }
+    // The session's access tokens too, this one included, wherever they are.
+    if let Err(err) = state
+        .add_revocation(crate::revocation::Kind::Sid, &own.sid, "logout")
         .await
     {
         return ApiError::from(err).into_response();

@@ -240,6 +240,9 @@ async fn maintain(state: &AppState, audit_retention: i64) {
         if let Err(err) = db.throttle_forget(now - 3600).await {
             tracing::debug!(error = %err, "login-failure cleanup skipped");
         }
+        if let Err(err) = db.purge_revocations(now).await {
+            tracing::debug!(error = %err, "revocation cleanup skipped");
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use tessera_issuer::audit::{self, Event};
 use tessera_issuer::config::Config;
 use tessera_issuer::db::Db;
 use tessera_issuer::passwords::{Hasher, Password, random_token};
+use tessera_issuer::revocation;
 use tessera_issuer::validate;
 use tessera_keyring::SystemClock;
 
@@ -179,12 +180,22 @@ async fn run_async(config: &Config, verb: UsersVerb) -> anyhow::Result<()> {
             db.set_password_hash(&name, &hash, now).await?;
             let id = user_id(&db, &name).await?;
             audit::record(&db, now, Event::new("user_password_reset").user(&id)).await;
+            let ended = revoke_user(&db, config, &id, now, "password_reset").await?;
+            writeln!(
+                out,
+                "{name}: {ended} session(s) ended, their tokens revoked"
+            )?;
             writeln!(out, "{name}: password reset")?;
         }
         UsersVerb::Disable { name } => {
             db.set_disabled(&name, true, now).await?;
             let id = user_id(&db, &name).await?;
             audit::record(&db, now, Event::new("user_disabled").user(&id)).await;
+            let ended = revoke_user(&db, config, &id, now, "user_disabled").await?;
+            writeln!(
+                out,
+                "{name}: {ended} session(s) ended, their tokens revoked"
+            )?;
             writeln!(out, "{name}: disabled")?;
         }
         UsersVerb::Enable { name } => {
@@ -255,6 +266,79 @@ pub(crate) fn audit_list(
                 e.detail
             )?;
         }
+        Ok(())
+    })
+}
+
+/// Ends every session of a user and revokes every token issued to them
+/// until now; returns how many sessions ended.
+async fn revoke_user(
+    db: &Db,
+    config: &Config,
+    user_id: &str,
+    now: i64,
+    why: &str,
+) -> anyhow::Result<u64> {
+    let ended = db.revoke_user_sessions(user_id, now, why).await?;
+    let expires = revocation::expires_at(now, config.rotation.access_token_lifetime);
+    db.add_revocation(revocation::Kind::Sub, user_id, Some(now), now, expires, why)
+        .await?;
+    Ok(ended)
+}
+
+/// What `revoke-user`, `revoke-session` and `revoke-token` name.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RevokeTarget {
+    /// A user, by username: every session and every token issued until now.
+    User,
+    /// A session, by `sid`: its refresh family and its access tokens.
+    Session,
+    /// One access token, by `jti`.
+    Token,
+}
+
+/// `tessera-issuer revoke-user NAME | revoke-session SID | revoke-token JTI`.
+pub(crate) fn revoke(config: &Config, target: RevokeTarget, value: &str) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let db = Db::connect(&config.database_url).await?;
+        let now = tessera_issuer::unix_now(&SystemClock);
+        let expires = revocation::expires_at(now, config.rotation.access_token_lifetime);
+        let mut out = std::io::stdout().lock();
+        match target {
+            RevokeTarget::User => {
+                let id = user_id(&db, value).await?;
+                let ended = revoke_user(&db, config, &id, now, "operator").await?;
+                audit::record(&db, now, Event::new("user_revoked").user(&id)).await;
+                writeln!(
+                    out,
+                    "{value}: {ended} session(s) ended; every token issued to them until now is revoked"
+                )?;
+            }
+            RevokeTarget::Session => {
+                if value.is_empty() || value.len() > 128 {
+                    bail!("not a session id: {value:?}");
+                }
+                db.revoke_session(value, now, "operator").await?;
+                db.add_revocation(revocation::Kind::Sid, value, None, now, expires, "operator")
+                    .await?;
+                audit::record(&db, now, Event::new("session_revoked").session(value)).await;
+                writeln!(out, "session {value}: ended; its tokens are revoked")?;
+            }
+            RevokeTarget::Token => {
+                if value.is_empty() || value.len() > 128 {
+                    bail!("not a token id: {value:?}");
+                }
+                db.add_revocation(revocation::Kind::Jti, value, None, now, expires, "operator")
+                    .await?;
+                audit::record(&db, now, Event::new("token_revoked").with("jti", value)).await;
+                writeln!(out, "token {value}: revoked")?;
+            }
+        }
+        out.flush()?;
         Ok(())
     })
 }

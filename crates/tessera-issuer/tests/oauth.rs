@@ -598,3 +598,62 @@ async fn security_events_are_stored_without_secrets() {
     assert_eq!(app.db.forget_audit_before(T0 as i64 + 1).await.unwrap(), 3);
     assert_eq!(app.db.audit_events(0, None, 100).await.unwrap().len(), 1);
 }
+
+/// Logout, `/revoke` and refresh-token reuse put the session on the
+/// revocation list (so its access tokens can be refused before they expire),
+/// each entry kept for the access-token lifetime plus the maximum leeway.
+#[tokio::test]
+async fn logout_revoke_and_reuse_add_the_session_to_the_revocation_list() {
+    let app = app().await;
+    let sid_of = |body: &Value| {
+        claims(body["access_token"].as_str().unwrap())["sid"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (a, b, c) = (app.login().await, app.login().await, app.login().await);
+    let access = a["access_token"].as_str().unwrap();
+    assert_eq!(
+        app.logout(Some(&format!("Bearer {access}"))).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.form("/revoke", &format!("token={}", refresh_of(&b)))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    app.clock.advance(60);
+    assert_eq!(app.refresh(&refresh_of(&c)).await.status, StatusCode::OK);
+    app.clock.advance(11);
+    assert_eq!(
+        app.refresh(&refresh_of(&c)).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    // An unknown token revokes nothing and adds nothing.
+    app.form("/revoke", "token=not-a-token").await;
+
+    let entries = app.db.revocations_since(0, T0 as i64).await.unwrap();
+    let listed: Vec<(&str, String, &str)> = entries
+        .iter()
+        .map(|e| (e.kind.name(), e.value.clone(), e.why.as_str()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("sid", sid_of(&a), "logout"),
+            ("sid", sid_of(&b), "revoked"),
+            ("sid", sid_of(&c), "refresh_token_reuse"),
+        ]
+    );
+    // Kept for 15 min (the access-token lifetime) + 5 min leeway, then gone.
+    assert_eq!(entries[0].expires_at, T0 as i64 + 900 + 300);
+    assert_eq!(
+        app.db
+            .revocations_since(0, T0 as i64 + 71 + 1200)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+}

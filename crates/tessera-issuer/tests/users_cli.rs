@@ -251,3 +251,84 @@ async fn user_changes_are_audited_and_listed() {
     assert!(table.lines().nth(2).unwrap().contains("user_added"));
     assert!(!table.contains("a long password"));
 }
+
+/// Disabling a user, resetting a password and the operator's `revoke-*`
+/// commands end sessions and put what they cover on the revocation list.
+#[tokio::test]
+async fn disable_reset_and_revoke_commands_fill_the_revocation_list() {
+    use tessera_issuer::db::NewSession;
+    let u = Users::new();
+    u.ok(
+        &["add", "alice", "--password-stdin"],
+        Some("a long password\n"),
+    );
+    u.ok(
+        &["add", "bob", "--password-stdin"],
+        Some("another password\n"),
+    );
+    let db = Db::connect(&u.url()).await.unwrap();
+    let id = |name: &str| {
+        u.list().iter().find(|x| x["username"] == name).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (alice, bob) = (id("alice"), id("bob"));
+    for (sid, user) in [("s1", &alice), ("s2", &alice), ("s3", &bob)] {
+        let session = NewSession {
+            id: sid,
+            user_id: user,
+            client_id: "tessera",
+            scope: "profile",
+        };
+        db.start_session(&session, sid.as_bytes(), 1).await.unwrap();
+    }
+    let out = u.ok(&["disable", "alice"], None);
+    assert!(out.contains("2 session(s) ended"), "{out}");
+    assert!(!db.session_active("s1").await.unwrap());
+    assert!(db.session_active("s3").await.unwrap(), "bob's untouched");
+
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tessera-issuer"))
+            .args(args)
+            .args(["--database", &u.url()])
+            .env_remove("TESSERA_CONFIG")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    cli(&["revoke-session", "s3"]);
+    assert!(!db.session_active("s3").await.unwrap());
+    cli(&["revoke-token", "-a-jti-starting-with-a-dash"]);
+    cli(&["revoke-user", "bob"]);
+    u.ok(
+        &["reset-password", "alice", "--password-stdin"],
+        Some("a new long password\n"),
+    );
+
+    let now = i64::MAX / 2;
+    let entries = db.revocations_since(0, 0).await.unwrap();
+    let listed: Vec<(&str, &str, &str)> = entries
+        .iter()
+        .map(|e| (e.kind.name(), e.value.as_str(), e.why.as_str()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("sub", alice.as_str(), "user_disabled"),
+            ("sid", "s3", "operator"),
+            ("jti", "-a-jti-starting-with-a-dash", "operator"),
+            ("sub", bob.as_str(), "operator"),
+            ("sub", alice.as_str(), "password_reset"),
+        ]
+    );
+    // A user entry covers tokens issued before it was made; all entries expire.
+    assert!(entries[0].issued_before.is_some());
+    assert!(entries[1].issued_before.is_none());
+    assert!(db.revocations_since(0, now).await.unwrap().is_empty());
+}

@@ -31,6 +31,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit_events",
         include_str!("../../migrations/postgres/0004_audit_events.sql"),
     ),
+    (
+        5,
+        "revocations",
+        include_str!("../../migrations/postgres/0005_revocations.sql"),
+    ),
 ];
 
 /// The advisory lock migrations take, so instances starting together apply

@@ -40,6 +40,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit_events",
         include_str!("../../migrations/sqlite/0005_audit_events.sql"),
     ),
+    (
+        6,
+        "revocations",
+        include_str!("../../migrations/sqlite/0006_revocations.sql"),
+    ),
 ];
 
 /// Whether `url` names a SQLite database this build accepts (a file: an

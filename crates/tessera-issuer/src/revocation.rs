@@ -1,0 +1,74 @@
+//! The revocation list (issue 7): what must be refused before it expires.
+//! An entry names a token (`jti`), a session (`sid`) or a user (`sub`: every
+//! token issued before a time), and lives exactly as long as a token it covers
+//! can still be accepted somewhere: the access-token lifetime plus the most
+//! clock leeway a verifier may allow. Then it is dropped; the list stays
+//! bounded by the revocations of one token lifetime.
+//!
+//! Entries are numbered in commit order (the feed's cursor): PostgreSQL
+//! inserts hold an advisory lock, SQLite has one writer.
+
+use std::time::Duration;
+
+/// The most clock leeway a verifier is allowed (the issuer's configuration
+/// caps `clock_leeway` at this too), added to every entry's lifetime.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
+
+/// What an entry revokes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// One access token, by its `jti`.
+    Jti,
+    /// Every token of a session, by its `sid`.
+    Sid,
+    /// Every token of a user issued before `issued_before`, by its `sub`.
+    Sub,
+}
+
+impl Kind {
+    /// The name stored and sent.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Jti => "jti",
+            Self::Sid => "sid",
+            Self::Sub => "sub",
+        }
+    }
+
+    /// The kind a stored name stands for.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "jti" => Some(Self::Jti),
+            "sid" => Some(Self::Sid),
+            "sub" => Some(Self::Sub),
+            _ => None,
+        }
+    }
+}
+
+/// An entry of the list.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Entry {
+    /// Increasing in commit order: the feed's cursor.
+    pub id: i64,
+    /// What it revokes.
+    pub kind: Kind,
+    /// The `jti`, `sid` or `sub`.
+    pub value: String,
+    /// For `sub`: tokens issued (`iat`) before this are revoked.
+    pub issued_before: Option<i64>,
+    /// When it was added (Unix seconds).
+    pub created_at: i64,
+    /// When no token it covers can be valid any more: then it is dropped.
+    pub expires_at: i64,
+    /// Why (`logout`, `refresh_token_reuse`, `user_disabled`, an operator's …).
+    pub why: String,
+}
+
+/// When an entry added `now` may be dropped, for tokens that live
+/// `access_token_lifetime`.
+pub fn expires_at(now: i64, access_token_lifetime: Duration) -> i64 {
+    let secs = access_token_lifetime.saturating_add(MAX_LEEWAY).as_secs();
+    now.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX))
+}
