@@ -60,6 +60,24 @@ impl Users {
         err
     }
 
+    /// `tessera-issuer <command> <args>` (not a `users` verb) on the same
+    /// database, which must succeed: its standard output.
+    fn top_level(&self, command: &str, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_tessera-issuer"))
+            .arg(command)
+            .args(args)
+            .args(["--database", &self.url()])
+            .env_remove("TESSERA_CONFIG")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{command} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     fn list(&self) -> Vec<serde_json::Value> {
         serde_json::from_str::<serde_json::Value>(&self.ok(&["list", "--json"], None))
             .unwrap()
@@ -213,21 +231,7 @@ async fn user_changes_are_audited_and_listed() {
     );
     u.ok(&["set-roles", "alice", "admin"], None);
     u.ok(&["disable", "alice"], None);
-    let audit = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_tessera-issuer"))
-            .arg("audit")
-            .args(args)
-            .args(["--database", &u.url()])
-            .env_remove("TESSERA_CONFIG")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let audit = |args: &[&str]| u.top_level("audit", args);
     let events: serde_json::Value =
         serde_json::from_str(&audit(&["--user", "alice", "--json"])).unwrap();
     let kinds: Vec<&str> = events
@@ -288,20 +292,7 @@ async fn disable_reset_and_revoke_commands_fill_the_revocation_list() {
     assert!(!db.session_active("s1").await.unwrap());
     assert!(db.session_active("s3").await.unwrap(), "bob's untouched");
 
-    let cli = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_tessera-issuer"))
-            .args(args)
-            .args(["--database", &u.url()])
-            .env_remove("TESSERA_CONFIG")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let cli = |args: &[&str]| u.top_level(args[0], &args[1..]);
     cli(&["revoke-session", "s3"]);
     assert!(!db.session_active("s3").await.unwrap());
     cli(&["revoke-token", "-a-jti-starting-with-a-dash"]);
