@@ -237,7 +237,10 @@ async fn maintain(state: &AppState, audit_retention: i64) {
             // Not migrated yet, or the database is down: next hour.
             Err(err) => tracing::debug!(error = %err, "audit retention skipped"),
         }
-        if let Err(err) = db.throttle_forget(now - 3600).await {
+        if let Err(err) = db
+            .throttle_forget(now - crate::throttle::FORGET_AFTER_SECS)
+            .await
+        {
             tracing::debug!(error = %err, "login-failure cleanup skipped");
         }
         if let Err(err) = db.purge_revocations(now).await {

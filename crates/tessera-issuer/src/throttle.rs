@@ -14,14 +14,13 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::db::{Db, DbError};
 
 /// Longest block.
 const MAX_DELAY_SECS: i64 = 15 * 60;
 /// A key with no failure for this long starts over.
-const FORGET_AFTER_SECS: i64 = 60 * 60;
+pub const FORGET_AFTER_SECS: i64 = 60 * 60;
 /// Most keys remembered per table.
 const MAX_ENTRIES: usize = 100_000;
 
@@ -105,8 +104,6 @@ fn delay_after(failures: u32, free: u32) -> Option<i64> {
 pub struct Throttle {
     users: Table<String>,
     ips: Table<IpAddr>,
-    /// Failures counted in the database, to forget old rows now and then.
-    shared_failures: AtomicU64,
 }
 
 impl Default for Throttle {
@@ -122,7 +119,6 @@ impl Throttle {
         Self {
             users: Table::new(free_per_user),
             ips: Table::new(free_per_ip),
-            shared_failures: AtomicU64::new(0),
         }
     }
 
@@ -191,10 +187,7 @@ impl Throttle {
                 db.throttle_block(&key, now + delay).await?;
             }
         }
-        // Keep the table bounded: now and then, drop keys quiet for an hour.
-        if self.shared_failures.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
-            db.throttle_forget(now - FORGET_AFTER_SECS).await?;
-        }
+        // Keys quiet for an hour are dropped by `serve`'s hourly housekeeping.
         Ok(())
     }
 

@@ -172,13 +172,10 @@ async fn run_async(config: &Config, verb: UsersVerb) -> anyhow::Result<()> {
             password_stdin,
         } => {
             // Fail on an unknown user before asking for a password.
-            if db.credentials(&name).await?.is_none() {
-                bail!("no user named {name:?}");
-            }
+            let id = user_id(&db, &name).await?;
             let password = read_password(password_stdin)?;
             let hash = Hasher::new(1)?.hash(&password)?;
             db.set_password_hash(&name, &hash, now).await?;
-            let id = user_id(&db, &name).await?;
             audit::record(&db, now, Event::new("user_password_reset").user(&id)).await;
             let ended = revoke_user(&db, config, &id, now, "password_reset").await?;
             writeln!(
