@@ -38,6 +38,7 @@ struct Inner {
     settings: TokenSettings,
     jwks_cache_control: HeaderValue,
     discovery: Bytes,
+    feed: crate::feed::Feed,
 }
 
 /// The largest request body accepted (login and token requests are tiny).
@@ -60,6 +61,9 @@ impl AppState {
             "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
             "token_endpoint": format!("{issuer}/token"),
             "revocation_endpoint": format!("{issuer}/revoke"),
+            // Not an RFC 8414 field: the signed revocation list resource
+            // servers follow (feed.rs).
+            "tessera_revocation_feed_endpoint": format!("{issuer}/revocations"),
             "grant_types_supported": ["password", "refresh_token"],
             // REQUIRED by RFC 8414, and consumers (authlib) refuse an empty list.
             // Tessera has no authorization endpoint; `none` is the one response
@@ -85,6 +89,7 @@ impl AppState {
                 settings,
                 jwks_cache_control,
                 discovery: Bytes::from(discovery.to_string()),
+                feed: crate::feed::Feed::default(),
             }),
         }
     }
@@ -101,6 +106,7 @@ impl AppState {
             settings: self.inner.settings.clone(),
             jwks_cache_control: self.inner.jwks_cache_control.clone(),
             discovery: self.inner.discovery.clone(),
+            feed: crate::feed::Feed::default(),
         };
         Self {
             inner: Arc::new(inner),
@@ -148,8 +154,9 @@ impl AppState {
         let issued_before = (kind == crate::revocation::Kind::Sub).then_some(now);
         self.db()
             .add_revocation(kind, value, issued_before, now, expires, why)
-            .await
-            .map(|_| ())
+            .await?;
+        self.inner.feed.touch();
+        Ok(())
     }
 
     pub(crate) fn now(&self) -> i64 {
@@ -189,6 +196,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/token", post(crate::oauth::token))
         .route("/revoke", post(crate::oauth::revoke))
         .route("/logout", post(crate::oauth::logout))
+        .route("/revocations", get(revocations))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
@@ -236,6 +244,63 @@ fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
+/// `GET /revocations?since=<cursor>`: the signed revocation feed (feed.rs).
+async fn revocations(
+    State(state): State<AppState>,
+    query: Result<axum::extract::Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let axum::extract::Query(query) =
+        query.map_err(|_| ApiError::InvalidRequest("unreadable query string".to_owned()))?;
+    let snapshot = state.snapshot()?;
+    let answer = state
+        .inner
+        .feed
+        .answer(
+            state.db(),
+            snapshot.signer(),
+            state.issuer(),
+            query.since.as_deref(),
+            |etag| if_none_match(&headers, etag),
+            state.now(),
+        )
+        .await
+        .map_err(|err| match err {
+            crate::feed::FeedError::BadCursor => ApiError::InvalidRequest(err.to_string()),
+            crate::feed::FeedError::Db(db) => ApiError::from(db),
+            other => ApiError::Internal(other.to_string()),
+        })?;
+    let no_cache = (header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    let etag_header = |etag: String| {
+        HeaderValue::from_str(&etag).map_err(|_| ApiError::Internal("feed ETag".to_owned()))
+    };
+    Ok(match answer {
+        crate::feed::Answer::NotModified { etag } => (
+            StatusCode::NOT_MODIFIED,
+            [no_cache, (header::ETAG, etag_header(etag)?)],
+        )
+            .into_response(),
+        crate::feed::Answer::Document { etag, body } => (
+            [
+                no_cache,
+                (header::ETAG, etag_header(etag)?),
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/jwt"),
+                ),
+            ],
+            body,
+        )
+            .into_response(),
+    })
+}
+
+/// The feed's query string.
+#[derive(serde::Deserialize)]
+struct FeedQuery {
+    since: Option<String>,
 }
 
 async fn discovery(State(state): State<AppState>) -> Response {

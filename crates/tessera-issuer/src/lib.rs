@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod config;
 pub mod db;
+pub mod feed;
 pub mod http;
 pub mod keys;
 pub mod oauth;

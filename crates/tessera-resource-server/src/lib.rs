@@ -80,18 +80,25 @@ async fn admin(admin: RequireRole<Admin>) -> Json<serde_json::Value> {
 }
 
 async fn healthz(State(verifier): State<Verifier>) -> Json<serde_json::Value> {
-    Json(json!({"status": "ok", "keys": verifier.health()}))
+    Json(json!({
+        "status": "ok",
+        "keys": verifier.health(),
+        "revocations": verifier.revocations(),
+    }))
 }
 
 async fn readyz(State(verifier): State<Verifier>) -> Response {
-    let health = verifier.health();
-    let status = if health.usable {
+    let ready = verifier.is_ready();
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body =
-        json!({"status": if health.usable { "ready" } else { "unavailable" }, "keys": health});
+    let body = json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "keys": verifier.health(),
+        "revocations": verifier.revocations(),
+    });
     (status, Json(body)).into_response()
 }
 

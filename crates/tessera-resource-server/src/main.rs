@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use tessera_verifier::{JwksSource, SystemClock, TokenCacheConfig, Verifier, VerifierConfig};
+use tessera_verifier::{
+    JwksSource, OutagePolicy, RevocationConfig, SystemClock, TokenCacheConfig, Verifier,
+    VerifierConfig,
+};
 
 /// Tessera's demo resource server: /profile and /admin, protected by tokens
 /// from a Tessera issuer, verified with its published keys only.
@@ -48,6 +51,33 @@ struct Args {
     /// Turn the verified-token cache off.
     #[arg(long, env = "TESSERA_RS_NO_TOKEN_CACHE")]
     no_token_cache: bool,
+    /// Do not follow the issuer's revocation feed (revoked tokens are then
+    /// accepted until they expire).
+    #[arg(long, env = "TESSERA_RS_NO_REVOCATION_FEED")]
+    no_revocation_feed: bool,
+    /// The revocation feed URL, instead of `<issuer>/revocations`.
+    #[arg(long, env = "TESSERA_RS_REVOCATION_FEED_URL", value_name = "URL")]
+    revocation_feed_url: Option<String>,
+    /// How often the revocation feed is polled, in milliseconds.
+    #[arg(
+        long,
+        env = "TESSERA_RS_REVOCATION_POLL_MS",
+        value_name = "MS",
+        default_value_t = 2000
+    )]
+    revocation_poll_ms: u64,
+    /// How long the feed may go unanswered before the outage policy applies.
+    #[arg(
+        long,
+        env = "TESSERA_RS_REVOCATION_MAX_OUTAGE",
+        value_name = "SECONDS",
+        default_value_t = 60
+    )]
+    revocation_max_outage: u64,
+    /// During such an outage (and before the feed first answers) refuse every
+    /// token with 503, instead of going on with the last list received.
+    #[arg(long, env = "TESSERA_RS_REVOCATION_FAIL_CLOSED")]
+    revocation_fail_closed: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -84,6 +114,16 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     config.unknown_kid_cooldown = Duration::from_secs(args.unknown_kid_cooldown);
     // On in the demo (and by default in the library): see docs/benchmarks.md.
     config.token_cache = (!args.no_token_cache).then(TokenCacheConfig::default);
+    if !args.no_revocation_feed {
+        let mut feed = RevocationConfig::default();
+        feed.url = args.revocation_feed_url;
+        feed.poll_interval = Duration::from_millis(args.revocation_poll_ms);
+        feed.max_outage = Duration::from_secs(args.revocation_max_outage);
+        if args.revocation_fail_closed {
+            feed.on_outage = OutagePolicy::FailClosed;
+        }
+        config.revocations = Some(feed);
+    }
     let verifier =
         Verifier::start(config, Arc::new(SystemClock)).context("configuring the verifier")?;
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -103,12 +103,17 @@ impl IntoResponse for AuthError {
                 (*description).to_owned(),
             ),
             Self::InvalidToken {
-                error: VerifyError::KeysUnavailable,
+                error: error @ (VerifyError::KeysUnavailable | VerifyError::RevocationsUnavailable),
                 ..
             } => {
+                let description = if *error == VerifyError::KeysUnavailable {
+                    "token verification keys are unavailable"
+                } else {
+                    "the revocation list is unavailable"
+                };
                 let body = serde_json::json!({
                     "error": "temporarily_unavailable",
-                    "error_description": "token verification keys are unavailable",
+                    "error_description": description,
                 });
                 return (
                     StatusCode::SERVICE_UNAVAILABLE,

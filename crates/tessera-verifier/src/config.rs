@@ -85,6 +85,10 @@ pub struct VerifierConfig {
     /// Root certificates (DER) trusted for HTTPS fetches besides Mozilla's,
     /// e.g. an internal CA. Default none.
     pub extra_root_certificates: Vec<Vec<u8>>,
+    /// Follow the issuer's revocation feed and refuse revoked tokens. Default
+    /// `None` (off: not every issuer publishes one); the demo resource server
+    /// turns it on.
+    pub revocations: Option<crate::revocation::RevocationConfig>,
 }
 
 impl VerifierConfig {
@@ -112,6 +116,7 @@ impl VerifierConfig {
             token_cache: Some(TokenCacheConfig::default()),
             realm: "tessera".to_owned(),
             extra_root_certificates: Vec::new(),
+            revocations: None,
         }
     }
 
@@ -170,6 +175,9 @@ impl VerifierConfig {
                 "token_cache",
                 "bounds must be positive (use None to turn it off)",
             ));
+        }
+        if let Some(revocations) = &self.revocations {
+            revocations.validate()?;
         }
         if self.realm.contains('"') || self.realm.contains('\\') {
             return Err(invalid("realm", "may not contain quotes or backslashes"));

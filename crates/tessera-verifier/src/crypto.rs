@@ -116,3 +116,18 @@ fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
     let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
     &bytes[first..]
 }
+
+/// SHA-256 of `parts` concatenated, through the same backend.
+pub(crate) fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    #[cfg(feature = "aws-lc-rs")]
+    use aws_lc_rs::digest;
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    use ring::digest;
+    let mut context = digest::Context::new(&digest::SHA256);
+    for part in parts {
+        context.update(part);
+    }
+    let mut out = [0; 32];
+    out.copy_from_slice(context.finish().as_ref());
+    out
+}

@@ -67,6 +67,13 @@ pub enum VerifyError {
     /// is older than the stale-if-error limit. Not the token's fault.
     #[error("verification keys unavailable")]
     KeysUnavailable,
+    /// The token, its session or its user is on the issuer's revocation list.
+    #[error("token revoked")]
+    Revoked,
+    /// The revocation feed has gone unanswered longer than its bound and the
+    /// verifier is configured to fail closed. Not the token's fault.
+    #[error("revocation list unavailable")]
+    RevocationsUnavailable,
 }
 
 impl VerifyError {
@@ -92,12 +99,14 @@ impl VerifyError {
             Self::MissingClaim(_) => 12,
             Self::InvalidClaim(_) => 13,
             Self::KeysUnavailable => 14,
+            Self::Revoked => 15,
+            Self::RevocationsUnavailable => 16,
         }
     }
 }
 
 /// Every [`VerifyError::reason`], in index order.
-pub(crate) const REASONS: [&str; 15] = [
+pub(crate) const REASONS: [&str; 17] = [
     "too_large",
     "malformed",
     "algorithm_not_allowed",
@@ -113,6 +122,8 @@ pub(crate) const REASONS: [&str; 15] = [
     "missing_claim",
     "invalid_claim",
     "keys_unavailable",
+    "revoked",
+    "revocations_unavailable",
 ];
 
 /// A configuration the verifier refuses to start with.

@@ -157,8 +157,19 @@ pub(crate) async fn get(
     etag: Option<&str>,
     timeout: Duration,
 ) -> Result<Fetched, FetchError> {
+    get_limited(connector, uri, etag, timeout, MAX_DOCUMENT_BYTES).await
+}
+
+/// [`get`], reading at most `limit` bytes of body.
+pub(crate) async fn get_limited(
+    connector: &Connector,
+    uri: &Uri,
+    etag: Option<&str>,
+    timeout: Duration,
+    limit: usize,
+) -> Result<Fetched, FetchError> {
     let url = uri.to_string();
-    match tokio::time::timeout(timeout, get_inner(connector, uri, &url, etag)).await {
+    match tokio::time::timeout(timeout, get_inner(connector, uri, &url, etag, limit)).await {
         Ok(result) => result,
         Err(_) => Err(FetchError::Timeout(url)),
     }
@@ -169,6 +180,7 @@ async fn get_inner(
     uri: &Uri,
     url: &str,
     etag: Option<&str>,
+    limit: usize,
 ) -> Result<Fetched, FetchError> {
     let transport = |problem: String| FetchError::Transport {
         url: url.to_owned(),
@@ -193,7 +205,7 @@ async fn get_inner(
                 .connect(name, stream)
                 .await
                 .map_err(|e| transport(format!("TLS: {e}")))?;
-            return exchange(TokioIo::new(stream), uri, url, etag).await;
+            return exchange(TokioIo::new(stream), uri, url, etag, limit).await;
         }
         #[cfg(not(feature = "tls"))]
         {
@@ -201,7 +213,7 @@ async fn get_inner(
             return Err(FetchError::UnsupportedUrl(url.to_owned()));
         }
     }
-    exchange(TokioIo::new(stream), uri, url, etag).await
+    exchange(TokioIo::new(stream), uri, url, etag, limit).await
 }
 
 /// One request and its response over an established connection.
@@ -210,6 +222,7 @@ async fn exchange<IO>(
     uri: &Uri,
     url: &str,
     etag: Option<&str>,
+    limit: usize,
 ) -> Result<Fetched, FetchError>
 where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
@@ -247,7 +260,7 @@ where
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
             let max_age = max_age(headers);
-            let body = Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
+            let body = Limited::new(response.into_body(), limit)
                 .collect()
                 .await
                 .map_err(|e| transport(format!("reading the body: {e}")))

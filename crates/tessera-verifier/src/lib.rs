@@ -13,6 +13,8 @@
 //!   `kid`s, and keeps the last good set while the issuer is down.
 //! - A verified-token cache lets a repeated token skip the RSA verification
 //!   (never the time checks).
+//! - Optionally, it follows the issuer's signed revocation feed and refuses
+//!   revoked tokens, sessions and users ([`RevocationConfig`]).
 //! - With the `axum` feature (default): the [`axum::Authenticated`] extractor,
 //!   the [`axum::RequireRole`] guard and RFC 6750 responses.
 
@@ -25,6 +27,7 @@ mod fetch;
 mod jwks;
 mod jws;
 mod metrics;
+mod revocation;
 mod token_cache;
 mod verifier;
 
@@ -40,6 +43,7 @@ pub use fetch::FetchError;
 pub use jwks::{JwksError, KeySet, SkippedKey};
 pub use jws::{Header, Jws};
 pub use metrics::MetricsSnapshot;
+pub use revocation::{OutagePolicy, RevocationConfig, RevocationHealth};
 pub use verifier::{KeysHealth, Verifier};
 
 /// The smallest RSA modulus accepted, in bits.

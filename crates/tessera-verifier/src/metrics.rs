@@ -15,6 +15,8 @@ pub(crate) struct Metrics {
     pub(crate) jwks_fetch_errors: AtomicU64,
     pub(crate) unknown_kid_refetches: AtomicU64,
     pub(crate) stale_verifications: AtomicU64,
+    pub(crate) revocation_polls: AtomicU64,
+    pub(crate) revocation_poll_errors: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -38,6 +40,10 @@ pub struct MetricsSnapshot {
     pub unknown_kid_refetches: u64,
     /// Verifications served with a key set past its `max-age` (stale-if-error).
     pub stale_verifications: u64,
+    /// Revocation-feed polls (every outcome).
+    pub revocation_polls: u64,
+    /// Of those, failed (network, status, unverifiable document).
+    pub revocation_poll_errors: u64,
     /// Tokens held in the verified-token cache now.
     pub token_cache_entries: usize,
 }
@@ -67,6 +73,8 @@ impl Metrics {
             jwks_fetch_errors: self.jwks_fetch_errors.load(Relaxed),
             unknown_kid_refetches: self.unknown_kid_refetches.load(Relaxed),
             stale_verifications: self.stale_verifications.load(Relaxed),
+            revocation_polls: self.revocation_polls.load(Relaxed),
+            revocation_poll_errors: self.revocation_poll_errors.load(Relaxed),
             token_cache_entries,
         }
     }

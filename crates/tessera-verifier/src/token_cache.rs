@@ -30,6 +30,8 @@ pub(crate) struct Entry {
     pub(crate) payload: Arc<str>,
     /// The access claims, or why they did not parse.
     pub(crate) access: Result<Arc<AccessClaims>, crate::VerifyError>,
+    /// Its revocation-list hashes (when the verifier follows a feed).
+    pub(crate) revocation: Option<crate::revocation::TokenKeys>,
 }
 
 impl Entry {
@@ -190,6 +192,7 @@ mod tests {
             }),
             payload: Arc::from("x".repeat(payload)),
             access: Err(crate::VerifyError::InvalidClaim("test")),
+            revocation: None,
         }
     }
 

@@ -17,6 +17,7 @@ use crate::error::ConfigError;
 use crate::fetch::{self, FetchError};
 use crate::jwks::KeySet;
 use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::revocation::{RevocationHealth, RevocationList, TokenKeys};
 use crate::token_cache::{Entry, TokenCache};
 
 /// What the header's `kid` found in the key set.
@@ -69,6 +70,8 @@ struct Inner {
     health: Mutex<FetchHealth>,
     timing: Timing,
     connector: fetch::Connector,
+    /// The revocation list and its feed's URL, when followed.
+    revocations: Option<(RevocationList, Uri)>,
 }
 
 #[derive(Debug)]
@@ -179,10 +182,25 @@ impl Verifier {
                 )
             }
         };
-        let fetches = matches!(source, Source::Fetch { .. });
+        let revocations = match &config.revocations {
+            None => None,
+            Some(rc) => {
+                let url = rc.url.clone().unwrap_or_else(|| {
+                    format!("{}/revocations", config.issuer.trim_end_matches('/'))
+                });
+                let uri = fetch::parse_url(&url)
+                    .map_err(|e| crate::error::invalid("revocations.url", e.to_string()))?;
+                warn_if_insecure(&uri);
+                Some((RevocationList::new(rc.clone()), uri))
+            }
+        };
+        let fetches = matches!(source, Source::Fetch { .. }) || revocations.is_some();
         let runtime = if fetches {
             Some(tokio::runtime::Handle::try_current().map_err(|_| {
-                crate::error::invalid("jwks", "fetching keys needs a tokio runtime")
+                crate::error::invalid(
+                    "jwks",
+                    "fetching keys or revocations needs a tokio runtime",
+                )
             })?)
         } else {
             None
@@ -220,9 +238,15 @@ impl Verifier {
             },
             connector: fetch::Connector::new(&config.extra_root_certificates)
                 .map_err(|e| crate::error::invalid("extra_root_certificates", e.to_string()))?,
+            revocations,
         });
         if let Some(runtime) = runtime {
-            runtime.spawn(background(Arc::downgrade(&inner)));
+            if matches!(inner.source, Source::Fetch { .. }) {
+                runtime.spawn(background(Arc::downgrade(&inner)));
+            }
+            if inner.revocations.is_some() {
+                runtime.spawn(follow_feed(Arc::downgrade(&inner)));
+            }
         }
         Ok(Self { inner })
     }
@@ -273,6 +297,9 @@ impl Verifier {
             };
             if published {
                 inner.validation.check_times(&hit.registered, now)?;
+                if let (Some((list, _)), Some(keys)) = (&inner.revocations, &hit.revocation) {
+                    list.check(keys, now)?;
+                }
                 Metrics::bump(&inner.metrics.token_cache_hits);
                 let claims = cached_claims(&hit)?;
                 return Ok(Verified::new(claims, hit.registered, hit.kid));
@@ -339,6 +366,20 @@ impl Verifier {
             inner.remember_header(segment, &kid);
         }
         let (registered, text, access) = inner.validation.validate_all(&parts.payload, now)?;
+        let revocation = match &inner.revocations {
+            Some((list, _)) => {
+                let sid = access.as_ref().ok().and_then(|a| a.sid.as_deref());
+                let keys = TokenKeys::of(
+                    registered.jti.as_deref(),
+                    sid,
+                    registered.sub.as_deref(),
+                    registered.iat,
+                );
+                list.check(&keys, now)?;
+                Some(keys)
+            }
+            None => None,
+        };
         let access = access.map(Arc::new);
         let claims = typed_claims_from(text, &access)?;
         let registered = Arc::new(registered);
@@ -349,6 +390,7 @@ impl Verifier {
                 registered: Arc::clone(&registered),
                 payload: Arc::from(text),
                 access,
+                revocation,
             };
             cache.insert(key, entry, now.saturating_sub(inner.validation.leeway));
         }
@@ -379,11 +421,27 @@ impl Verifier {
         }
     }
 
-    /// Waits (up to `timeout`) until keys are usable; true if they are.
+    /// Where the revocation feed stands, if the verifier follows one.
+    pub fn revocations(&self) -> Option<RevocationHealth> {
+        let now = self.inner.clock.now();
+        self.inner
+            .revocations
+            .as_ref()
+            .map(|(list, _)| list.health(now))
+    }
+
+    /// Whether tokens can be verified now: keys usable, and not failing
+    /// closed for want of the revocation feed.
+    pub fn is_ready(&self) -> bool {
+        self.health().usable && self.revocations().is_none_or(|r| !r.failing_closed)
+    }
+
+    /// Waits (up to `timeout`) until keys are usable and, when a revocation
+    /// feed is followed, it has answered once; true if so.
     pub async fn ready(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if self.health().usable {
+            if self.is_ready() && self.revocations().is_none_or(|r| r.loaded) {
                 return true;
             }
             if tokio::time::Instant::now() >= deadline {
@@ -660,6 +718,114 @@ impl Inner {
             return Ok(url);
         }
         Err(last.unwrap_or_else(|| FetchError::Invalid("no metadata".to_owned())))
+    }
+}
+
+/// Polls the revocation feed every `poll_interval` until the verifier is
+/// dropped. A failed poll is recorded (health, metrics, one log line when it
+/// becomes an outage); the next poll comes at the same interval.
+async fn follow_feed(weak: Weak<Inner>) {
+    loop {
+        let Some(inner) = weak.upgrade() else {
+            return;
+        };
+        let Some((list, _)) = &inner.revocations else {
+            return;
+        };
+        let interval = list.config.poll_interval;
+        let verifier = Verifier {
+            inner: Arc::clone(&inner),
+        };
+        Metrics::bump(&inner.metrics.revocation_polls);
+        if let Err(problem) = verifier.poll_feed().await {
+            Metrics::bump(&inner.metrics.revocation_poll_errors);
+            list.failed(problem, inner.clock.now());
+        }
+        drop(verifier);
+        drop(inner);
+        tokio::time::sleep(interval).await;
+    }
+}
+
+impl Verifier {
+    /// One poll of the revocation feed: `304` (nothing new), or a document
+    /// that must be a JWS signed by a key of the issuer's JWKS, with `typ`
+    /// `revocations+jwt` and the configured issuer.
+    async fn poll_feed(&self) -> Result<(), String> {
+        let inner = &*self.inner;
+        let Some((list, base)) = &inner.revocations else {
+            return Ok(());
+        };
+        let (cursor, etag) = list.position();
+        let uri = match &cursor {
+            None => base.clone(),
+            Some(cursor) => {
+                let joiner = if base.query().is_some() { '&' } else { '?' };
+                fetch::parse_url(&format!("{base}{joiner}since={cursor}"))
+                    .map_err(|e| e.to_string())?
+            }
+        };
+        let fetched = fetch::get_limited(
+            &inner.connector,
+            &uri,
+            etag.as_deref().filter(|_| cursor.is_some()),
+            inner.timing.fetch_timeout,
+            crate::revocation::MAX_FEED_BYTES,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let now = inner.clock.now();
+        match fetched.status.as_u16() {
+            304 if cursor.is_some() => {
+                list.unchanged(now);
+                return Ok(());
+            }
+            200 => {}
+            status => return Err(format!("revocation feed {uri} answered {status}")),
+        }
+        let refused = |e: VerifyError| format!("revocation feed document refused: {e}");
+        let text = std::str::from_utf8(&fetched.body)
+            .map_err(|_| "revocation feed document is not UTF-8".to_owned())?
+            .trim();
+        let (kid, parts) =
+            crate::jws::parse_with(text, crate::revocation::MAX_FEED_BYTES, |h| {
+                crate::jws::check_alg(h.alg, &inner.algorithms)?;
+                crate::jws::check_typ(h.typ, crate::revocation::FEED_TYP)?;
+                h.kid.map(str::to_owned).ok_or(VerifyError::UnknownKey)
+            })
+            .map_err(refused)?;
+        let lookup = || -> Result<Option<crate::crypto::VerifyingKey>, VerifyError> {
+            let guard = inner.keys.load();
+            let state = inner.usable(guard.as_deref(), now)?;
+            Ok(state.keys.get(&kid).cloned())
+        };
+        let key = match lookup().map_err(refused)? {
+            Some(key) => key,
+            None => {
+                let generation = inner.keys.load().as_ref().map_or(0, |s| s.generation);
+                self.refetch_for_unknown_kid(&kid, generation, now).await;
+                lookup()
+                    .map_err(refused)?
+                    .ok_or_else(|| refused(VerifyError::UnknownKey))?
+            }
+        };
+        parts.verify(&key).map_err(refused)?;
+        let document: crate::revocation::Document = serde_json::from_slice(&parts.payload)
+            .map_err(|e| format!("revocation feed document unreadable: {e}"))?;
+        if document.iss != inner.validation.issuer {
+            return Err(refused(VerifyError::WrongIssuer));
+        }
+        let cursor_ok = !document.cursor.is_empty()
+            && document.cursor.len() <= 128
+            && document
+                .cursor
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !cursor_ok {
+            return Err("revocation feed cursor is not a plain token".to_owned());
+        }
+        list.apply(document, fetched.etag, now)
+            .map_err(|e| e.to_string())
     }
 }
 

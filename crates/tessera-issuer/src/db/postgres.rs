@@ -36,6 +36,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "revocations",
         include_str!("../../migrations/postgres/0005_revocations.sql"),
     ),
+    (
+        6,
+        "revocation_feed",
+        include_str!("../../migrations/postgres/0006_revocation_feed.sql"),
+    ),
 ];
 
 /// The advisory lock migrations take, so instances starting together apply

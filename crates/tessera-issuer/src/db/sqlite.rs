@@ -45,6 +45,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "revocations",
         include_str!("../../migrations/sqlite/0006_revocations.sql"),
     ),
+    (
+        7,
+        "revocation_feed",
+        include_str!("../../migrations/sqlite/0007_revocation_feed.sql"),
+    ),
 ];
 
 /// Whether `url` names a SQLite database this build accepts (a file: an

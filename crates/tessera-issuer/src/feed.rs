@@ -1,0 +1,359 @@
+//! The revocation feed: `GET /revocations?since=<cursor>`, what resource
+//! servers follow so that a revoked access token is refused long before it
+//! expires, without asking the issuer about every request.
+//!
+//! **Authenticated by signature, not by caller.** The response is a compact JWS
+//! (`typ: revocations+jwt`) signed with the issuer's active key: a verifier
+//! checks it with the JWKS it already holds, so thousands of resource servers
+//! need no extra secret, and no cache, proxy or sidecar between them and the
+//! issuer can add, drop or alter an entry undetected. The entries name no one:
+//! each carries `SHA-256("<kind>:<value>")` of the `jti`, `sid` or `sub`, which
+//! a resource server computes from the token in front of it, so reading the
+//! feed reveals how many revocations there were and when, never whose.
+//!
+//! **Cheap to poll.** Each instance keeps the live list in memory, refreshed
+//! from the database at most once per [`REFRESH_EVERY`] (at once after a
+//! revocation made here), so polls cost no database work. The cursor
+//! `<epoch>.<id>` is also the ETag: a poller that is up to date gets `304`
+//! with no body and no signature. A 200 is signed once per distinct answer and
+//! then served from a small cache to every poller at the same cursor.
+//!
+//! **Cursors.** Entry ids never go back (identity / `AUTOINCREMENT`) and are
+//! committed in order, so "entries after my cursor" misses nothing. A cursor
+//! from another database (another epoch) or none at all gets a full snapshot,
+//! which replaces the poller's list. A cursor ahead of this instance (it polled
+//! another instance whose copy is newer) gets "nothing new" with its own cursor
+//! kept, never a snapshot that would go back.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use axum::body::Bytes;
+use serde::Serialize;
+use std::sync::Arc;
+use tessera_keyring::{b64url, sha256};
+
+use crate::db::{Db, DbError};
+use crate::revocation::{Entry, Kind};
+
+/// The most an instance's copy of the list lags the database (when nothing
+/// was revoked through this instance, which refreshes at once).
+pub const REFRESH_EVERY: Duration = Duration::from_secs(1);
+
+/// The `typ` of the feed's JWS: never `at+jwt`, so a feed document can never
+/// pass as an access token.
+pub const FEED_TYP: &str = "revocations+jwt";
+
+/// Distinct signed answers kept (most pollers share one cursor).
+const SIGNED_KEPT: usize = 16;
+
+/// How an entry's value is published: `base64url(SHA-256("<kind>:<value>"))`.
+pub fn published_hash(kind: Kind, value: &str) -> String {
+    let mut input = Vec::with_capacity(kind.name().len() + 1 + value.len());
+    input.extend_from_slice(kind.name().as_bytes());
+    input.push(b':');
+    input.extend_from_slice(value.as_bytes());
+    b64url(&sha256(&input))
+}
+
+/// One entry as published.
+#[derive(Debug, Clone, Serialize)]
+struct Published {
+    #[serde(skip)]
+    id: i64,
+    kind: Kind,
+    hash: String,
+    /// When the entry may be forgotten (Unix seconds).
+    exp: i64,
+    /// For `sub`: tokens with `iat` at or before this are revoked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iat_before: Option<i64>,
+}
+
+impl From<&Entry> for Published {
+    fn from(entry: &Entry) -> Self {
+        Self {
+            id: entry.id,
+            kind: entry.kind,
+            hash: published_hash(entry.kind, &entry.value),
+            exp: entry.expires_at,
+            iat_before: entry.issued_before,
+        }
+    }
+}
+
+/// This instance's copy of the live list.
+#[derive(Debug)]
+struct List {
+    epoch: String,
+    /// The highest id seen (entries may have expired since).
+    latest: i64,
+    /// Live entries, by id.
+    entries: Vec<Published>,
+}
+
+/// What a poll asked for, once its cursor is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    /// Everything live (no cursor, or one from another epoch).
+    Snapshot,
+    /// Entries after this id.
+    After(i64),
+}
+
+/// One answer, signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AnswerKey {
+    epoch: String,
+    ask: Ask,
+    cursor: i64,
+    kid: String,
+}
+
+/// What the handler sends.
+#[derive(Debug)]
+pub enum Answer {
+    /// `304`: the poller is up to date.
+    NotModified {
+        /// The ETag.
+        etag: String,
+    },
+    /// `200` with a signed document.
+    Document {
+        /// The ETag.
+        etag: String,
+        /// The compact JWS.
+        body: Bytes,
+    },
+}
+
+/// Why a poll could not be answered.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FeedError {
+    /// The cursor is not one this feed hands out.
+    #[error("`since` is not a cursor from this feed")]
+    BadCursor,
+    /// The database could not be read.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Signing failed.
+    #[error("signing the revocation feed failed")]
+    Sign,
+}
+
+/// The feed of one issuer instance.
+#[derive(Debug, Default)]
+pub struct Feed {
+    list: ArcSwapOption<List>,
+    /// Single flight for refreshes.
+    refreshing: tokio::sync::Mutex<()>,
+    refreshed_at: Mutex<Option<tokio::time::Instant>>,
+    /// A revocation was made through this instance since the last refresh.
+    dirty: AtomicBool,
+    signed: Mutex<VecDeque<(AnswerKey, Bytes)>>,
+}
+
+impl Feed {
+    /// Marks the copy out of date (a revocation was just made here).
+    pub fn touch(&self) {
+        self.dirty.store(true, Ordering::SeqCst);
+    }
+
+    /// Answers a poll with cursor `since` and `If-None-Match` tags.
+    pub async fn answer(
+        &self,
+        db: &Db,
+        signer: &tessera_keyring::Signer,
+        issuer: &str,
+        since: Option<&str>,
+        if_none_match: impl Fn(&str) -> bool,
+        now: i64,
+    ) -> Result<Answer, FeedError> {
+        let list = self.current(db, now).await?;
+        let ask = match since {
+            None => Ask::Snapshot,
+            Some(cursor) => {
+                let (epoch, id) = cursor.split_once('.').ok_or(FeedError::BadCursor)?;
+                let id: i64 = id.parse().map_err(|_| FeedError::BadCursor)?;
+                if id < 0 {
+                    return Err(FeedError::BadCursor);
+                }
+                if epoch == list.epoch {
+                    Ask::After(id)
+                } else {
+                    Ask::Snapshot
+                }
+            }
+        };
+        let cursor = match ask {
+            Ask::Snapshot => list.latest,
+            Ask::After(id) => id.max(list.latest),
+        };
+        let etag = format!("\"{}.{cursor}\"", list.epoch);
+        if if_none_match(&etag) {
+            return Ok(Answer::NotModified { etag });
+        }
+        let key = AnswerKey {
+            epoch: list.epoch.clone(),
+            ask,
+            cursor,
+            kid: signer.kid().to_owned(),
+        };
+        if let Some(body) = self.signed_answer(&key) {
+            return Ok(Answer::Document { etag, body });
+        }
+        let entries = match ask {
+            Ask::Snapshot => &list.entries[..],
+            Ask::After(id) => {
+                let from = list.entries.partition_point(|e| e.id <= id);
+                &list.entries[from..]
+            }
+        };
+        let document = Document {
+            iss: issuer,
+            iat: now,
+            cursor: format!("{}.{cursor}", list.epoch),
+            snapshot: ask == Ask::Snapshot,
+            entries,
+        };
+        let payload = serde_json::to_vec(&document).map_err(|_| FeedError::Sign)?;
+        let jws = signer
+            .sign_jwt(FEED_TYP, &payload)
+            .map_err(|_| FeedError::Sign)?;
+        let body = Bytes::from(jws);
+        if let Ok(mut signed) = self.signed.lock() {
+            if signed.len() >= SIGNED_KEPT {
+                signed.pop_back();
+            }
+            signed.push_front((key, body.clone()));
+        }
+        Ok(Answer::Document { etag, body })
+    }
+
+    fn signed_answer(&self, key: &AnswerKey) -> Option<Bytes> {
+        let signed = self.signed.lock().ok()?;
+        signed.iter().find(|(k, _)| k == key).map(|(_, b)| b.clone())
+    }
+
+    /// The copy, refreshed first if due. While one poll refreshes, the others
+    /// answer from the copy they find.
+    async fn current(&self, db: &Db, now: i64) -> Result<Arc<List>, FeedError> {
+        let due = |list: &Option<Arc<List>>| {
+            list.is_none()
+                || self.dirty.load(Ordering::SeqCst)
+                || self
+                    .refreshed_at
+                    .lock()
+                    .ok()
+                    .and_then(|at| *at)
+                    .is_none_or(|at| at.elapsed() >= REFRESH_EVERY)
+        };
+        let list = self.list.load_full();
+        if let Some(current) = &list
+            && !due(&list)
+        {
+            return Ok(Arc::clone(current));
+        }
+        let _flight = match (self.refreshing.try_lock(), list) {
+            (Ok(guard), _) => guard,
+            (Err(_), Some(list)) => return Ok(list),
+            (Err(_), None) => self.refreshing.lock().await,
+        };
+        let list = self.list.load_full();
+        if !due(&list)
+            && let Some(list) = list
+        {
+            return Ok(list);
+        }
+        self.dirty.store(false, Ordering::SeqCst);
+        let refreshed = match self.refresh(db, list.as_deref(), now).await {
+            Ok(refreshed) => refreshed,
+            Err(err) => {
+                self.dirty.store(true, Ordering::SeqCst);
+                return Err(err.into());
+            }
+        };
+        let list = match (refreshed, list) {
+            (None, Some(unchanged)) => unchanged,
+            (new, _) => {
+                // (`refresh` returns None only when given a list.)
+                let new = Arc::new(new_or_empty(new));
+                self.list.store(Some(Arc::clone(&new)));
+                new
+            }
+        };
+        if let Ok(mut at) = self.refreshed_at.lock() {
+            *at = Some(tokio::time::Instant::now());
+        }
+        Ok(list)
+    }
+
+    /// The list with what the database added since `old`, less what expired;
+    /// `None` if nothing changed.
+    async fn refresh(
+        &self,
+        db: &Db,
+        old: Option<&List>,
+        now: i64,
+    ) -> Result<Option<List>, DbError> {
+        let (epoch, latest) = match old {
+            Some(old) => (old.epoch.clone(), old.latest),
+            None => (db.revocation_epoch().await?, 0),
+        };
+        let added = db.revocations_since(latest, now).await?;
+        let expired = old.is_some_and(|o| o.entries.iter().any(|e| e.exp <= now));
+        if old.is_some() && added.is_empty() && !expired {
+            return Ok(None);
+        }
+        let mut entries: Vec<Published> = old
+            .map(|o| o.entries.iter().filter(|e| e.exp > now).cloned().collect())
+            .unwrap_or_default();
+        entries.extend(added.iter().map(Published::from));
+        let latest = added.last().map_or(latest, |e| e.id.max(latest));
+        Ok(Some(List {
+            epoch,
+            latest,
+            entries,
+        }))
+    }
+}
+
+fn new_or_empty(list: Option<List>) -> List {
+    list.unwrap_or_else(|| List {
+        epoch: String::new(),
+        latest: 0,
+        entries: Vec::new(),
+    })
+}
+
+/// The signed payload.
+#[derive(Serialize)]
+struct Document<'a> {
+    iss: &'a str,
+    iat: i64,
+    /// Where the next poll starts (`since`).
+    cursor: String,
+    /// The entries replace the poller's list (else they add to it).
+    snapshot: bool,
+    entries: &'a [Published],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_hashes_separate_kinds_and_hide_values() {
+        let sid = published_hash(Kind::Sid, "abc");
+        assert_ne!(sid, published_hash(Kind::Jti, "abc"));
+        assert_ne!(sid, published_hash(Kind::Sid, "abd"));
+        assert!(!sid.contains("abc"));
+        // SHA-256("sid:abc"), as a verifier computes it.
+        assert_eq!(sid, b64url(&sha256(b"sid:abc")));
+        assert_eq!(sid.len(), 43);
+    }
+}

@@ -1,0 +1,564 @@
+//! Following the issuer's revocation feed: the list of revoked tokens
+//! (`jti`), sessions (`sid`) and users (`sub`, tokens issued up to a time),
+//! held in memory and checked on every verification, cached tokens included.
+//!
+//! The feed is a JWS (`typ: revocations+jwt`) signed with one of the issuer's
+//! published keys, so it is checked with the key set the verifier already
+//! holds. Entries carry `SHA-256("<kind>:<value>")`, never the value: the
+//! verifier hashes the token's own claims once (when it is first verified)
+//! and looks the hashes up. Entries are dropped when they expire, which the
+//! issuer sets to the latest time a token they cover could still be valid, so
+//! the list stays as small as one access-token lifetime of revocations.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+
+use crate::VerifyError;
+use crate::error::{ConfigError, invalid};
+
+/// The `typ` of a feed document.
+pub(crate) const FEED_TYP: &str = "revocations+jwt";
+
+/// The largest feed document read (a snapshot of ~500,000 entries).
+pub(crate) const MAX_FEED_BYTES: usize = 64 << 20;
+
+/// What a verifier does once the feed has gone unanswered for longer than
+/// [`RevocationConfig::max_outage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum OutagePolicy {
+    /// Keep verifying with the list last received (revocations made during
+    /// the outage are not seen until it ends); logged, and visible in
+    /// [`RevocationHealth`]. The default: an issuer outage does not become a
+    /// resource-server outage.
+    #[default]
+    KeepGoing,
+    /// Refuse every token (`503`, `revocations_unavailable`) until the feed
+    /// answers again, and before it has answered once.
+    FailClosed,
+}
+
+/// How the verifier follows the issuer's revocation feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RevocationConfig {
+    /// The feed URL. Default `None`: `<issuer>/revocations`.
+    pub url: Option<String>,
+    /// How often the feed is polled. Default 2 s; at least 100 ms.
+    pub poll_interval: Duration,
+    /// How long the feed may go unanswered before `on_outage` applies.
+    /// Default 60 s.
+    pub max_outage: Duration,
+    /// What happens then. Default [`OutagePolicy::KeepGoing`].
+    pub on_outage: OutagePolicy,
+    /// The most entries held; a feed with more is refused (and counts as an
+    /// unanswered poll). Default 1,000,000 (about 80 MB).
+    pub max_entries: usize,
+}
+
+impl Default for RevocationConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            poll_interval: Duration::from_secs(2),
+            max_outage: Duration::from_secs(60),
+            on_outage: OutagePolicy::KeepGoing,
+            max_entries: 1_000_000,
+        }
+    }
+}
+
+impl RevocationConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.poll_interval < Duration::from_millis(100) {
+            return Err(invalid("revocations.poll_interval", "at least 100 ms"));
+        }
+        if self.max_outage < self.poll_interval {
+            return Err(invalid(
+                "revocations.max_outage",
+                "must be at least the poll interval",
+            ));
+        }
+        if self.max_entries == 0 {
+            return Err(invalid("revocations.max_entries", "must be positive"));
+        }
+        Ok(())
+    }
+}
+
+/// The hashes a token is looked up by: its `jti`, `sid` and `sub`, each as
+/// `SHA-256("<kind>:<value>")`. Computed once per token (kept in the token
+/// cache with it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct TokenKeys {
+    jti: Option<[u8; 32]>,
+    sid: Option<[u8; 32]>,
+    sub: Option<[u8; 32]>,
+    iat: Option<i64>,
+}
+
+impl TokenKeys {
+    pub(crate) fn of(
+        jti: Option<&str>,
+        sid: Option<&str>,
+        sub: Option<&str>,
+        iat: Option<i64>,
+    ) -> Self {
+        let hash = |kind: &str, value: Option<&str>| {
+            value.map(|v| crate::crypto::sha256(&[kind.as_bytes(), b":", v.as_bytes()]))
+        };
+        Self {
+            jti: hash("jti", jti),
+            sid: hash("sid", sid),
+            sub: hash("sub", sub),
+            iat,
+        }
+    }
+}
+
+/// One entry: until when it holds, and for a user, up to which `iat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Rule {
+    exp: i64,
+    iat_before: Option<i64>,
+}
+
+/// The keys are SHA-256 outputs: their first eight bytes are already a
+/// uniform hash, so hashing them again would be wasted work on every request.
+#[derive(Default)]
+struct PrefixHasher(u64);
+
+impl Hasher for PrefixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // `[u8; 32]` hashes as a length then the bytes: keep the bytes' prefix.
+        if let Some(prefix) = bytes.get(..8) {
+            let mut word = [0; 8];
+            word.copy_from_slice(prefix);
+            self.0 = u64::from_le_bytes(word);
+        }
+    }
+    fn write_usize(&mut self, _: usize) {}
+}
+
+type Map = HashMap<[u8; 32], Rule, BuildHasherDefault<PrefixHasher>>;
+
+/// The list as last received.
+#[derive(Default)]
+struct List {
+    map: Map,
+    /// The earliest `exp` in the map (when a prune is next worth doing).
+    next_expiry: Option<i64>,
+}
+
+impl List {
+    fn from_map(map: Map) -> Self {
+        let next_expiry = map.values().map(|r| r.exp).min();
+        Self { map, next_expiry }
+    }
+
+    fn revokes(&self, keys: &TokenKeys, now: i64) -> bool {
+        let live = |hash: &Option<[u8; 32]>| {
+            hash.and_then(|h| self.map.get(&h))
+                .filter(|rule| rule.exp > now)
+        };
+        if live(&keys.jti).is_some() || live(&keys.sid).is_some() {
+            return true;
+        }
+        // A user entry revokes what was issued up to its time; a token
+        // without `iat` cannot show it came after, so it is revoked too.
+        live(&keys.sub).is_some_and(|rule| match (rule.iat_before, keys.iat) {
+            (Some(before), Some(iat)) => iat <= before,
+            _ => true,
+        })
+    }
+}
+
+/// A feed document's payload.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct Document {
+    pub(crate) iss: String,
+    pub(crate) cursor: String,
+    pub(crate) snapshot: bool,
+    pub(crate) entries: Vec<DocumentEntry>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct DocumentEntry {
+    kind: String,
+    hash: String,
+    exp: i64,
+    #[serde(default)]
+    iat_before: Option<i64>,
+}
+
+/// What [`RevocationList::health`] reports.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct RevocationHealth {
+    /// The feed has answered at least once.
+    pub loaded: bool,
+    /// Entries held now.
+    pub entries: usize,
+    /// The last answered poll (Unix seconds).
+    pub last_success_at: Option<i64>,
+    /// The last failure since then, if any.
+    pub last_error: Option<String>,
+    /// Unanswered for longer than the configured bound.
+    pub outage: bool,
+    /// What happens during an outage.
+    pub on_outage: OutagePolicy,
+    /// Tokens are being refused because of the outage.
+    pub failing_closed: bool,
+}
+
+/// Why a feed document was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum FeedProblem {
+    #[error("revocation feed: {0}")]
+    Invalid(String),
+}
+
+/// The revocation list a verifier holds, and where its feed stands.
+#[derive(Debug)]
+pub(crate) struct RevocationList {
+    pub(crate) config: RevocationConfig,
+    list: ArcSwap<List>,
+    /// When the feed last answered (Unix seconds); `i64::MIN` never.
+    last_success: AtomicI64,
+    state: Mutex<FeedState>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct FeedState {
+    pub(crate) cursor: Option<String>,
+    pub(crate) etag: Option<String>,
+    last_error: Option<String>,
+    /// An outage has been logged (so it is logged once, and its end too).
+    outage_logged: bool,
+}
+
+impl std::fmt::Debug for List {
+    // By hand: the map is large and says nothing useful entry by entry.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("List")
+            .field("entries", &self.map.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RevocationList {
+    pub(crate) fn new(config: RevocationConfig) -> Self {
+        Self {
+            config,
+            list: ArcSwap::from_pointee(List::default()),
+            last_success: AtomicI64::new(i64::MIN),
+            state: Mutex::new(FeedState::default()),
+        }
+    }
+
+    /// Refuses a revoked token, or every token while failing closed.
+    pub(crate) fn check(&self, keys: &TokenKeys, now: i64) -> Result<(), VerifyError> {
+        if self.config.on_outage == OutagePolicy::FailClosed && self.in_outage(now) {
+            return Err(VerifyError::RevocationsUnavailable);
+        }
+        let list = self.list.load();
+        if !list.map.is_empty() && list.revokes(keys, now) {
+            return Err(VerifyError::Revoked);
+        }
+        Ok(())
+    }
+
+    /// Never answered, or not for longer than the bound.
+    fn in_outage(&self, now: i64) -> bool {
+        let last = self.last_success.load(Ordering::Relaxed);
+        last == i64::MIN || now.saturating_sub(last) > crate::config::secs(self.config.max_outage)
+    }
+
+    /// Where the next poll starts, and the ETag to revalidate with.
+    pub(crate) fn position(&self) -> (Option<String>, Option<String>) {
+        self.state
+            .lock()
+            .map(|s| (s.cursor.clone(), s.etag.clone()))
+            .unwrap_or_default()
+    }
+
+    /// The feed answered `304`: nothing new.
+    pub(crate) fn unchanged(&self, now: i64) {
+        self.prune(now);
+        self.succeeded(now);
+    }
+
+    /// Applies a verified document (its `iss` already checked).
+    pub(crate) fn apply(
+        &self,
+        document: Document,
+        etag: Option<String>,
+        now: i64,
+    ) -> Result<(), FeedProblem> {
+        let mut added = Vec::with_capacity(document.entries.len());
+        for entry in &document.entries {
+            if !matches!(entry.kind.as_str(), "jti" | "sid" | "sub") {
+                // A kind from a newer issuer: skipped, not fatal.
+                continue;
+            }
+            let hash = decode_hash(&entry.hash).ok_or_else(|| {
+                FeedProblem::Invalid("an entry's hash is not 32 bytes of base64url".to_owned())
+            })?;
+            if entry.exp > now {
+                added.push((
+                    hash,
+                    Rule {
+                        exp: entry.exp,
+                        iat_before: entry.iat_before,
+                    },
+                ));
+            }
+        }
+        let current = self.list.load();
+        let mut map: Map = if document.snapshot {
+            Map::default()
+        } else {
+            current
+                .map
+                .iter()
+                .filter(|(_, rule)| rule.exp > now)
+                .map(|(k, v)| (*k, *v))
+                .collect()
+        };
+        map.extend(added);
+        if map.len() > self.config.max_entries {
+            return Err(FeedProblem::Invalid(format!(
+                "{} entries, more than the {} allowed (revocations.max_entries)",
+                map.len(),
+                self.config.max_entries
+            )));
+        }
+        let changed = document.snapshot || !document.entries.is_empty();
+        if changed || current.next_expiry.is_some_and(|t| t <= now) {
+            self.list.store(Arc::new(List::from_map(map)));
+        }
+        if let Ok(mut state) = self.state.lock() {
+            state.cursor = Some(document.cursor);
+            state.etag = etag;
+        }
+        self.succeeded(now);
+        Ok(())
+    }
+
+    /// Drops expired entries, if any are due.
+    fn prune(&self, now: i64) {
+        let current = self.list.load();
+        if current.next_expiry.is_some_and(|t| t <= now) {
+            let map: Map = current
+                .map
+                .iter()
+                .filter(|(_, rule)| rule.exp > now)
+                .map(|(k, v)| (*k, *v))
+                .collect();
+            self.list.store(Arc::new(List::from_map(map)));
+        }
+    }
+
+    fn succeeded(&self, now: i64) {
+        self.last_success.store(now, Ordering::Relaxed);
+        if let Ok(mut state) = self.state.lock() {
+            state.last_error = None;
+            if state.outage_logged {
+                tracing::warn!("revocation feed answering again");
+                state.outage_logged = false;
+            }
+        }
+    }
+
+    /// A poll failed: recorded, and logged once when it becomes an outage.
+    pub(crate) fn failed(&self, problem: String, now: i64) {
+        tracing::debug!(error = %problem, "revocation feed poll failed");
+        let outage = self.in_outage(now);
+        if let Ok(mut state) = self.state.lock() {
+            if outage && !state.outage_logged {
+                state.outage_logged = true;
+                match self.config.on_outage {
+                    OutagePolicy::KeepGoing => tracing::warn!(
+                        error = %problem,
+                        "revocation feed unanswered beyond its bound: keeping going with the \
+                         last list (revocations made meanwhile are not seen)"
+                    ),
+                    OutagePolicy::FailClosed => tracing::error!(
+                        error = %problem,
+                        "revocation feed unanswered beyond its bound: refusing every token"
+                    ),
+                }
+            }
+            state.last_error = Some(problem);
+        }
+    }
+
+    pub(crate) fn health(&self, now: i64) -> RevocationHealth {
+        let last = self.last_success.load(Ordering::Relaxed);
+        let outage = self.in_outage(now);
+        RevocationHealth {
+            loaded: last != i64::MIN,
+            entries: self.list.load().map.len(),
+            last_success_at: (last != i64::MIN).then_some(last),
+            last_error: self.state.lock().ok().and_then(|s| s.last_error.clone()),
+            outage,
+            on_outage: self.config.on_outage,
+            failing_closed: outage && self.config.on_outage == OutagePolicy::FailClosed,
+        }
+    }
+}
+
+fn decode_hash(text: &str) -> Option<[u8; 32]> {
+    use base64::Engine as _;
+    let mut out = [0u8; 32];
+    let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode_slice(text, &mut out)
+        .ok()?;
+    (n == 32).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(snapshot: bool, cursor: &str, entries: &[(&str, &str, i64, Option<i64>)]) -> Document {
+        use base64::Engine as _;
+        Document {
+            iss: "https://issuer.test".to_owned(),
+            cursor: cursor.to_owned(),
+            snapshot,
+            entries: entries
+                .iter()
+                .map(|(kind, value, exp, iat_before)| DocumentEntry {
+                    kind: (*kind).to_owned(),
+                    hash: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+                        crate::crypto::sha256(&[kind.as_bytes(), b":", value.as_bytes()]),
+                    ),
+                    exp: *exp,
+                    iat_before: *iat_before,
+                })
+                .collect(),
+        }
+    }
+
+    fn token(jti: &str, sid: &str, sub: &str, iat: i64) -> TokenKeys {
+        TokenKeys::of(Some(jti), Some(sid), Some(sub), Some(iat))
+    }
+
+    #[test]
+    fn each_kind_revokes_what_it_names_and_nothing_else() {
+        let list = RevocationList::new(RevocationConfig::default());
+        let entries = [
+            ("jti", "j1", 2_000, None),
+            ("sid", "s1", 2_000, None),
+            ("sub", "u1", 2_000, Some(1_000)),
+        ];
+        list.apply(doc(true, "e.3", &entries), None, 1_000).unwrap();
+        let revoked = |t: &TokenKeys| list.check(t, 1_001) == Err(VerifyError::Revoked);
+        assert!(revoked(&token("j1", "s9", "u9", 1_000)));
+        assert!(revoked(&token("j9", "s1", "u9", 1_000)));
+        assert!(revoked(&token("j9", "s9", "u1", 1_000)));
+        // The user's tokens issued after the entry's time are not revoked.
+        assert!(!revoked(&token("j9", "s9", "u1", 1_001)));
+        // Values are compared per kind: a sid equal to a revoked jti is not it.
+        assert!(!revoked(&token("j9", "j1", "u9", 1_000)));
+        assert!(!revoked(&token("j2", "s2", "u2", 1_000)));
+    }
+
+    #[test]
+    fn entries_expire_and_the_list_shrinks() {
+        let list = RevocationList::new(RevocationConfig::default());
+        let entries: Vec<(&str, String, i64, Option<i64>)> = (0..100)
+            .map(|i| ("jti", format!("j{i}"), 1_000 + i, None))
+            .collect();
+        let borrowed: Vec<(&str, &str, i64, Option<i64>)> = entries
+            .iter()
+            .map(|(k, v, e, b)| (*k, v.as_str(), *e, *b))
+            .collect();
+        list.apply(doc(false, "e.100", &borrowed), None, 900).unwrap();
+        assert_eq!(list.health(900).entries, 100);
+        // At 1,050 the first 51 have expired (exp <= now): refused no more,
+        // and gone.
+        assert_eq!(
+            list.check(&token("j10", "s", "u", 0), 1_050),
+            Ok(()),
+            "an expired entry no longer revokes"
+        );
+        list.unchanged(1_050);
+        assert_eq!(list.health(1_050).entries, 49);
+        list.unchanged(1_100);
+        assert_eq!(list.health(1_100).entries, 0);
+    }
+
+    #[test]
+    fn a_snapshot_replaces_and_an_increment_adds() {
+        let list = RevocationList::new(RevocationConfig::default());
+        list.apply(doc(false, "e.1", &[("sid", "a", 5_000, None)]), None, 1)
+            .unwrap();
+        list.apply(doc(false, "e.2", &[("sid", "b", 5_000, None)]), None, 1)
+            .unwrap();
+        assert_eq!(list.health(1).entries, 2);
+        list.apply(doc(true, "f.1", &[("sid", "c", 5_000, None)]), None, 1)
+            .unwrap();
+        assert_eq!(list.health(1).entries, 1);
+        assert_eq!(list.position().0.as_deref(), Some("f.1"));
+        assert_eq!(list.check(&token("x", "a", "u", 0), 2), Ok(()));
+    }
+
+    #[test]
+    fn more_entries_than_allowed_are_refused_and_the_old_list_kept() {
+        let config = RevocationConfig {
+            max_entries: 2,
+            ..RevocationConfig::default()
+        };
+        let list = RevocationList::new(config);
+        list.apply(doc(false, "e.1", &[("sid", "a", 5_000, None)]), None, 1)
+            .unwrap();
+        let three = [
+            ("sid", "b", 5_000, None),
+            ("sid", "c", 5_000, None),
+            ("sid", "d", 5_000, None),
+        ];
+        assert!(list.apply(doc(false, "e.4", &three), None, 1).is_err());
+        assert_eq!(list.health(1).entries, 1);
+        assert_eq!(list.position().0.as_deref(), Some("e.1"));
+    }
+
+    #[test]
+    fn outage_bound_and_policies() {
+        let keep = RevocationList::new(RevocationConfig::default());
+        let closed = RevocationList::new(RevocationConfig {
+            on_outage: OutagePolicy::FailClosed,
+            ..RevocationConfig::default()
+        });
+        let t = token("j", "s", "u", 0);
+        // Before the first answer: fail-closed refuses, keep-going accepts.
+        assert_eq!(closed.check(&t, 100), Err(VerifyError::RevocationsUnavailable));
+        assert_eq!(keep.check(&t, 100), Ok(()));
+        for list in [&keep, &closed] {
+            list.apply(doc(true, "e.0", &[]), None, 100).unwrap();
+        }
+        assert_eq!(closed.check(&t, 160), Ok(()), "within the 60 s bound");
+        closed.failed("down".to_owned(), 161);
+        keep.failed("down".to_owned(), 161);
+        assert_eq!(closed.check(&t, 161), Err(VerifyError::RevocationsUnavailable));
+        assert_eq!(keep.check(&t, 161), Ok(()));
+        let health = keep.health(161);
+        assert!(health.outage && !health.failing_closed);
+        assert_eq!(health.last_error.as_deref(), Some("down"));
+        assert!(closed.health(161).failing_closed);
+        closed.unchanged(170);
+        assert_eq!(closed.check(&t, 170), Ok(()), "answering again");
+    }
+}
