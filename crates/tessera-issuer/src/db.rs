@@ -753,10 +753,12 @@ impl Db {
     /// The random name of this database's revocation list (the feed's
     /// cursors carry it, so a cursor from another database is recognised).
     pub async fn revocation_epoch(&self) -> Result<String, DbError> {
-        on_pool!(self, |pool| sqlx::query_scalar("SELECT epoch FROM revocation_epoch")
-            .fetch_one(pool)
-            .await
-            .map_err(sql("reading the revocation list's epoch")))
+        on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT epoch FROM revocation_epoch"
+        )
+        .fetch_one(pool)
+        .await
+        .map_err(sql("reading the revocation list's epoch")))
     }
 
     /// Drops entries expired at `now`; returns how many.

@@ -27,7 +27,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -93,6 +93,12 @@ struct List {
     latest: i64,
     /// Live entries, by id.
     entries: Vec<Published>,
+    /// The earliest `exp` among them: a poll at or after it refreshes first,
+    /// so expired entries leave the feed as soon as they expire.
+    next_expiry: Option<i64>,
+    /// Bumped on every change (additions or expiries): part of what a
+    /// signed answer is cached under.
+    generation: u64,
 }
 
 /// What a poll asked for, once its cursor is read.
@@ -107,6 +113,7 @@ enum Ask {
 /// One answer, signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct AnswerKey {
+    generation: u64,
     epoch: String,
     ask: Ask,
     cursor: i64,
@@ -152,15 +159,17 @@ pub struct Feed {
     /// Single flight for refreshes.
     refreshing: tokio::sync::Mutex<()>,
     refreshed_at: Mutex<Option<tokio::time::Instant>>,
-    /// A revocation was made through this instance since the last refresh.
-    dirty: AtomicBool,
+    /// Revocations made through this instance (a counter), and how many of
+    /// them the copy is known to include.
+    touched: AtomicU64,
+    covered: AtomicU64,
     signed: Mutex<VecDeque<(AnswerKey, Bytes)>>,
 }
 
 impl Feed {
     /// Marks the copy out of date (a revocation was just made here).
     pub fn touch(&self) {
-        self.dirty.store(true, Ordering::SeqCst);
+        self.touched.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Answers a poll with cursor `since` and `If-None-Match` tags.
@@ -198,6 +207,7 @@ impl Feed {
             return Ok(Answer::NotModified { etag });
         }
         let key = AnswerKey {
+            generation: list.generation,
             epoch: list.epoch.clone(),
             ask,
             cursor,
@@ -236,15 +246,25 @@ impl Feed {
 
     fn signed_answer(&self, key: &AnswerKey) -> Option<Bytes> {
         let signed = self.signed.lock().ok()?;
-        signed.iter().find(|(k, _)| k == key).map(|(_, b)| b.clone())
+        signed
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, b)| b.clone())
     }
 
     /// The copy, refreshed first if due. While one poll refreshes, the others
     /// answer from the copy they find.
     async fn current(&self, db: &Db, now: i64) -> Result<Arc<List>, FeedError> {
+        // Missing a revocation made through this instance: such a poll must
+        // wait for a refresh (read your writes), never answer from the copy.
+        let behind = || self.covered.load(Ordering::SeqCst) < self.touched.load(Ordering::SeqCst);
         let due = |list: &Option<Arc<List>>| {
             list.is_none()
-                || self.dirty.load(Ordering::SeqCst)
+                || behind()
+                || list
+                    .as_ref()
+                    .and_then(|l| l.next_expiry)
+                    .is_some_and(|t| t <= now)
                 || self
                     .refreshed_at
                     .lock()
@@ -260,8 +280,10 @@ impl Feed {
         }
         let _flight = match (self.refreshing.try_lock(), list) {
             (Ok(guard), _) => guard,
-            (Err(_), Some(list)) => return Ok(list),
-            (Err(_), None) => self.refreshing.lock().await,
+            // Only the timer is due: the copy a refresh in flight replaces
+            // is still within its bound.
+            (Err(_), Some(list)) if !behind() => return Ok(list),
+            (Err(_), _) => self.refreshing.lock().await,
         };
         let list = self.list.load_full();
         if !due(&list)
@@ -269,14 +291,8 @@ impl Feed {
         {
             return Ok(list);
         }
-        self.dirty.store(false, Ordering::SeqCst);
-        let refreshed = match self.refresh(db, list.as_deref(), now).await {
-            Ok(refreshed) => refreshed,
-            Err(err) => {
-                self.dirty.store(true, Ordering::SeqCst);
-                return Err(err.into());
-            }
-        };
+        let touched = self.touched.load(Ordering::SeqCst);
+        let refreshed = self.refresh(db, list.as_deref(), now).await?;
         let list = match (refreshed, list) {
             (None, Some(unchanged)) => unchanged,
             (new, _) => {
@@ -286,6 +302,7 @@ impl Feed {
                 new
             }
         };
+        self.covered.fetch_max(touched, Ordering::SeqCst);
         if let Ok(mut at) = self.refreshed_at.lock() {
             *at = Some(tokio::time::Instant::now());
         }
@@ -314,10 +331,13 @@ impl Feed {
             .unwrap_or_default();
         entries.extend(added.iter().map(Published::from));
         let latest = added.last().map_or(latest, |e| e.id.max(latest));
+        let next_expiry = entries.iter().map(|e| e.exp).min();
         Ok(Some(List {
             epoch,
             latest,
             entries,
+            next_expiry,
+            generation: old.map_or(0, |o| o.generation + 1),
         }))
     }
 }
@@ -327,6 +347,8 @@ fn new_or_empty(list: Option<List>) -> List {
         epoch: String::new(),
         latest: 0,
         entries: Vec::new(),
+        next_expiry: None,
+        generation: 0,
     })
 }
 

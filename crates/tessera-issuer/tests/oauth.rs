@@ -657,3 +657,123 @@ async fn logout_revoke_and_reuse_add_the_session_to_the_revocation_list() {
         0
     );
 }
+
+impl App {
+    async fn feed(&self, since: Option<&str>, etag: Option<&str>) -> Reply {
+        let path = since.map_or("/revocations".to_owned(), |s| {
+            format!("/revocations?since={s}")
+        });
+        let mut request = Request::get(path);
+        if let Some(etag) = etag {
+            request = request.header(header::IF_NONE_MATCH, etag);
+        }
+        self.send(request.body(Body::empty()).unwrap()).await
+    }
+
+    /// The feed document's payload, after checking its signature with the
+    /// published JWKS and its header.
+    async fn feed_document(&self, reply: &Reply) -> Value {
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.headers[header::CONTENT_TYPE], "application/jwt");
+        let jwks = self
+            .send(
+                Request::get("/.well-known/jwks.json")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        let (keys, _) = tessera_verifier::KeySet::from_jwks_json(&jwks.raw, &["RS256"]).unwrap();
+        let text = std::str::from_utf8(&reply.raw).unwrap();
+        let jws = tessera_verifier::Jws::parse(text, 1 << 20).unwrap();
+        assert_eq!(jws.header().typ.as_deref(), Some("revocations+jwt"));
+        let kid = jws.header().kid.clone().unwrap();
+        jws.verify_signature(keys.get(&kid).unwrap()).unwrap();
+        let payload: Value = serde_json::from_slice(jws.payload()).unwrap();
+        assert_eq!(payload["iss"], "https://auth.example.test");
+        payload
+    }
+}
+
+/// The revocation feed: signed with the published key, hashes instead of
+/// identifiers, a cursor that is also the ETag (304), increments after a
+/// cursor, a snapshot for none or a foreign one, bad cursors refused, and
+/// entries gone once expired.
+#[tokio::test]
+async fn the_revocation_feed_is_signed_incremental_and_bounded() {
+    let app = app().await;
+    let first = app.feed(None, None).await;
+    let doc = app.feed_document(&first).await;
+    assert_eq!(doc["snapshot"], true);
+    assert_eq!(doc["entries"], json!([]));
+    let cursor0 = doc["cursor"].as_str().unwrap().to_owned();
+    let (epoch, zero) = cursor0.split_once('.').unwrap();
+    assert_eq!(zero, "0");
+    assert_eq!(first.headers[header::ETAG], format!("\"{cursor0}\""));
+    assert_eq!(first.headers[header::CACHE_CONTROL], "no-cache");
+
+    let (a, b) = (app.login().await, app.login().await);
+    let access = a["access_token"].as_str().unwrap();
+    let sid = claims(access)["sid"].as_str().unwrap().to_owned();
+    let logout = app.logout(Some(&format!("Bearer {access}"))).await;
+    assert_eq!(logout.status, StatusCode::NO_CONTENT);
+
+    // What was added after the cursor, at once (the revocation was made here).
+    let reply = app
+        .feed(Some(&cursor0), Some(&format!("\"{cursor0}\"")))
+        .await;
+    let doc = app.feed_document(&reply).await;
+    assert_eq!(doc["snapshot"], false);
+    let hash = URL_SAFE_NO_PAD.encode(tessera_keyring::sha256(format!("sid:{sid}").as_bytes()));
+    assert_eq!(
+        doc["entries"],
+        json!([{"kind": "sid", "hash": hash, "exp": T0 as i64 + 900 + 300}])
+    );
+    assert!(!reply.raw.windows(sid.len()).any(|w| w == sid.as_bytes()));
+    let cursor1 = doc["cursor"].as_str().unwrap().to_owned();
+    let etag1 = reply.headers[header::ETAG].to_str().unwrap().to_owned();
+    assert_eq!(etag1, format!("\"{cursor1}\""));
+
+    // Up to date: 304 with the ETag, or an empty increment without it.
+    let again = app.feed(Some(&cursor1), Some(&etag1)).await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+    assert!(again.raw.is_empty());
+    let doc = app
+        .feed_document(&app.feed(Some(&cursor1), None).await)
+        .await;
+    assert_eq!(
+        (doc["entries"].clone(), doc["snapshot"].clone()),
+        (json!([]), json!(false))
+    );
+
+    // A cursor from another database: the whole list, as a snapshot.
+    let doc = app
+        .feed_document(&app.feed(Some("0123456789abcdef.7"), None).await)
+        .await;
+    assert_eq!(doc["snapshot"], true);
+    assert_eq!(doc["entries"].as_array().unwrap().len(), 1);
+    // A cursor ahead of this instance (another one is further on): nothing
+    // new, and the cursor stays where it was, never back.
+    let ahead = format!("{epoch}.999");
+    let doc = app.feed_document(&app.feed(Some(&ahead), None).await).await;
+    assert_eq!(doc["cursor"], ahead);
+    assert_eq!(doc["entries"], json!([]));
+    for bad in ["nonsense", &format!("{epoch}.-1"), &format!("{epoch}.x")] {
+        let reply = app.feed(Some(bad), None).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+
+    // /revoke adds the other session; once both entries expire (15 min + 5 min
+    // after they were made), the feed holds nothing.
+    app.form("/revoke", &format!("token={}", refresh_of(&b)))
+        .await;
+    let doc = app.feed_document(&app.feed(None, None).await).await;
+    assert_eq!(doc["entries"].as_array().unwrap().len(), 2);
+    app.clock.advance(1200);
+    let doc = app.feed_document(&app.feed(None, None).await).await;
+    assert_eq!(doc["entries"], json!([]));
+    assert_eq!(
+        doc["cursor"],
+        format!("{epoch}.2"),
+        "the cursor never goes back"
+    );
+}

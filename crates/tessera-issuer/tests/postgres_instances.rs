@@ -462,3 +462,63 @@ async fn a_database_keyring_unreachable_at_start() {
         "signed with the active key the JWKS lists first"
     );
 }
+
+/// A logout on instance A reaches a resource server that follows instance
+/// B's feed (and fetches B's JWKS): B's copy of the list refreshes from the
+/// shared database within a second, the resource server within one poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_on_one_instance_reaches_resource_servers_polling_the_other() {
+    let Some(server) = server() else { return };
+    let scratch = ScratchDatabase::create(&server).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = tmp.path().join("keys");
+    let a = start(scratch.url(), &keys).await;
+    let b = start(scratch.url(), &keys).await;
+    let password = a.first_admin.as_ref().unwrap().password.clone();
+
+    let poll = Duration::from_millis(200);
+    let mut feed = tessera_verifier::RevocationConfig::default();
+    feed.url = Some(format!("http://{}/revocations", b.addr));
+    feed.poll_interval = poll;
+    let mut config = tessera_verifier::VerifierConfig::new(ISSUER, ["tessera"]).with_jwks(
+        tessera_verifier::JwksSource::Url(format!("http://{}/.well-known/jwks.json", b.addr)),
+    );
+    config.revocations = Some(feed);
+    let verifier =
+        tessera_verifier::Verifier::start(config, Arc::new(tessera_verifier::SystemClock)).unwrap();
+    let resource = common::serve_resource(verifier.clone()).await;
+
+    let logged_out = common::login(a.addr, "admin", &password).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let kept = common::login(a.addr, "admin", &password).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(common::profile(resource, &logged_out).await, 200);
+    assert_eq!(common::profile(resource, &kept).await, 200);
+
+    let mut c = Client::connect(a.addr).await.unwrap();
+    let auth = format!("Authorization: Bearer {logged_out}");
+    let (status, _) = c
+        .request("POST", "/logout", &[&auth], "", "")
+        .await
+        .unwrap();
+    assert_eq!(status, 204);
+    let started = Instant::now();
+    while common::profile(resource, &logged_out).await != 401 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "B's resource server still accepts the token A logged out"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = started.elapsed();
+    eprintln!("logout on A refused via B's feed after {took:?}");
+    assert!(
+        took <= tessera_issuer::feed::REFRESH_EVERY + poll + Duration::from_millis(500),
+        "{took:?}"
+    );
+    assert_eq!(common::profile(resource, &kept).await, 200);
+}

@@ -40,7 +40,10 @@ async fn profile(resource: SocketAddr, token: &str) -> (u16, String) {
     let mut c = Client::connect(resource).await.unwrap();
     let auth = format!("Authorization: Bearer {token}");
     let (status, _) = c.get("/profile", &[&auth]).await.unwrap();
-    (status, c.last_header("www-authenticate").unwrap_or_default())
+    (
+        status,
+        c.last_header("www-authenticate").unwrap_or_default(),
+    )
 }
 
 async fn access_token(issuer: SocketAddr, username: &str, password: &str) -> String {
@@ -116,7 +119,10 @@ async fn after_logout_the_resource_server_refuses_the_access_token_within_one_po
     assert_eq!(profile(resource, &kept).await.0, 200);
     assert!(verifier.metrics().failed("revoked") >= 1);
     let health = verifier.revocations().unwrap();
-    assert!(health.loaded && health.entries >= 1 && !health.outage, "{health:?}");
+    assert!(
+        health.loaded && health.entries >= 1 && !health.outage,
+        "{health:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,7 +188,11 @@ async fn revoke_user_cuts_every_session_of_that_user_and_nothing_else() {
         assert!(took <= Duration::from_secs(3), "{took:?}");
         assert!(challenge.contains("token revoked"), "{challenge}");
     }
-    assert_eq!(profile(resource, &admin).await.0, 200, "another user's token");
+    assert_eq!(
+        profile(resource, &admin).await.0,
+        200,
+        "another user's token"
+    );
 
     // Tokens bob gets after the revocation are his to use: the entry covers
     // tokens issued up to its second, so wait for the next one.
@@ -262,7 +272,11 @@ async fn feed_outage_keeps_going_by_default_and_fails_closed_when_configured() {
     let keep_rs = common::serve_resource(keep.clone()).await;
     let closed_rs = common::serve_resource(closed.clone()).await;
     for v in [&keep, &closed] {
-        assert!(v.ready(Duration::from_secs(5)).await, "{:?}", v.revocations());
+        assert!(
+            v.ready(Duration::from_secs(5)).await,
+            "{:?}",
+            v.revocations()
+        );
     }
 
     let password = &issuer.admin_password;
@@ -312,7 +326,10 @@ async fn feed_outage_keeps_going_by_default_and_fails_closed_when_configured() {
     refused_within(keep_rs, &revoked_meanwhile, Duration::from_secs(3)).await;
     let started = tokio::time::Instant::now();
     while profile(closed_rs, &token).await.0 != 200 {
-        assert!(started.elapsed() < Duration::from_secs(3), "never recovered");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "never recovered"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(profile(closed_rs, &revoked_meanwhile).await.0, 401);

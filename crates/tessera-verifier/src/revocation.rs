@@ -486,7 +486,8 @@ mod tests {
             .iter()
             .map(|(k, v, e, b)| (*k, v.as_str(), *e, *b))
             .collect();
-        list.apply(doc(false, "e.100", &borrowed), None, 900).unwrap();
+        list.apply(doc(false, "e.100", &borrowed), None, 900)
+            .unwrap();
         assert_eq!(list.health(900).entries, 100);
         // At 1,050 the first 51 have expired (exp <= now): refused no more,
         // and gone.
@@ -544,7 +545,10 @@ mod tests {
         });
         let t = token("j", "s", "u", 0);
         // Before the first answer: fail-closed refuses, keep-going accepts.
-        assert_eq!(closed.check(&t, 100), Err(VerifyError::RevocationsUnavailable));
+        assert_eq!(
+            closed.check(&t, 100),
+            Err(VerifyError::RevocationsUnavailable)
+        );
         assert_eq!(keep.check(&t, 100), Ok(()));
         for list in [&keep, &closed] {
             list.apply(doc(true, "e.0", &[]), None, 100).unwrap();
@@ -552,7 +556,10 @@ mod tests {
         assert_eq!(closed.check(&t, 160), Ok(()), "within the 60 s bound");
         closed.failed("down".to_owned(), 161);
         keep.failed("down".to_owned(), 161);
-        assert_eq!(closed.check(&t, 161), Err(VerifyError::RevocationsUnavailable));
+        assert_eq!(
+            closed.check(&t, 161),
+            Err(VerifyError::RevocationsUnavailable)
+        );
         assert_eq!(keep.check(&t, 161), Ok(()));
         let health = keep.health(161);
         assert!(health.outage && !health.failing_closed);

@@ -197,10 +197,7 @@ impl Verifier {
         let fetches = matches!(source, Source::Fetch { .. }) || revocations.is_some();
         let runtime = if fetches {
             Some(tokio::runtime::Handle::try_current().map_err(|_| {
-                crate::error::invalid(
-                    "jwks",
-                    "fetching keys or revocations needs a tokio runtime",
-                )
+                crate::error::invalid("jwks", "fetching keys or revocations needs a tokio runtime")
             })?)
         } else {
             None
@@ -787,13 +784,12 @@ impl Verifier {
         let text = std::str::from_utf8(&fetched.body)
             .map_err(|_| "revocation feed document is not UTF-8".to_owned())?
             .trim();
-        let (kid, parts) =
-            crate::jws::parse_with(text, crate::revocation::MAX_FEED_BYTES, |h| {
-                crate::jws::check_alg(h.alg, &inner.algorithms)?;
-                crate::jws::check_typ(h.typ, crate::revocation::FEED_TYP)?;
-                h.kid.map(str::to_owned).ok_or(VerifyError::UnknownKey)
-            })
-            .map_err(refused)?;
+        let (kid, parts) = crate::jws::parse_with(text, crate::revocation::MAX_FEED_BYTES, |h| {
+            crate::jws::check_alg(h.alg, &inner.algorithms)?;
+            crate::jws::check_typ(h.typ, crate::revocation::FEED_TYP)?;
+            h.kid.map(str::to_owned).ok_or(VerifyError::UnknownKey)
+        })
+        .map_err(refused)?;
         let lookup = || -> Result<Option<crate::crypto::VerifyingKey>, VerifyError> {
             let guard = inner.keys.load();
             let state = inner.usable(guard.as_deref(), now)?;
