@@ -145,6 +145,13 @@ enum Command {
         #[arg(allow_hyphen_values = true)]
         jti: String,
     },
+    /// Create credentials for a caller of `/introspect`: prints the secret
+    /// (give it to the caller) and the `[[introspection_clients]]` entry for
+    /// the configuration file, which holds only its hash. Nothing is stored.
+    IntrospectionClient {
+        /// The caller's `client_id`.
+        client_id: String,
+    },
     /// Show the stored security events: logins, refresh-token reuse,
     /// revocations, logouts, changes to users (oldest first).
     Audit {
@@ -282,6 +289,8 @@ fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
         key_encryption_key_file: global.key_encryption_key_file.clone(),
         refresh_idle_lifetime: global.refresh_idle_lifetime,
         refresh_absolute_lifetime: global.refresh_absolute_lifetime,
+        // Only in the file: secrets' hashes do not belong on a command line.
+        introspection_clients: None,
     };
     Ok(file.overlay(flags).validate()?)
 }
@@ -306,6 +315,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             limit,
             json,
         } => crate::users::audit_list(&config, user, since, limit, json),
+        Command::IntrospectionClient { client_id } => {
+            print_introspection_client(&mut std::io::stdout().lock(), &client_id)
+        }
         Command::Keys {
             verb: KeysVerb::NewKek,
         } => {
@@ -556,6 +568,34 @@ async fn keys(store: &KeyStore, config: &Config, verb: KeysVerb) -> anyhow::Resu
 fn print_new_kek(out: &mut impl std::io::Write) -> anyhow::Result<()> {
     writeln!(out, "{}", tessera_issuer::db::keyring::Kek::generate_text())?;
     Ok(())
+}
+
+/// `introspection-client ID`: a secret for the caller, and the entry for the
+/// configuration.
+fn print_introspection_client(
+    out: &mut impl std::io::Write,
+    client_id: &str,
+) -> anyhow::Result<()> {
+    if tessera_issuer::validate::client_id(client_id).is_err() || client_id.contains(':') {
+        anyhow::bail!(
+            "{client_id:?} is not a client id (1 to 64 visible ASCII characters, no colon)"
+        );
+    }
+    let (secret, hash) = tessera_issuer::introspect::new_client_secret();
+    writeln!(
+        out,
+        "client secret (give it to the caller; shown once): {secret}"
+    )?;
+    writeln!(out)?;
+    writeln!(out, "[[introspection_clients]]")?;
+    writeln!(out, "client_id = {}", toml_string(client_id))?;
+    writeln!(out, "secret_sha256 = \"{hash}\"")?;
+    Ok(())
+}
+
+/// A TOML basic string.
+fn toml_string(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_default()
 }
 
 /// One line of `keys list`.

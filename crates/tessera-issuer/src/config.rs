@@ -44,6 +44,37 @@ pub struct Config {
     pub refresh_idle_lifetime: Duration,
     /// A session ends this long after login, however active. Default 30 days.
     pub refresh_absolute_lifetime: Duration,
+    /// Who may call `/introspect` (RFC 7662). Default none: the endpoint
+    /// then refuses everyone.
+    pub introspection_clients: Vec<IntrospectionClient>,
+}
+
+/// A caller allowed to introspect tokens, authenticated with HTTP Basic.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IntrospectionClient {
+    /// Its `client_id`.
+    pub client_id: String,
+    /// SHA-256 of its secret (the secret itself is never stored; it is 256
+    /// random bits, so a fast hash suffices).
+    pub secret_sha256: [u8; 32],
+}
+
+impl std::fmt::Debug for IntrospectionClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IntrospectionClient")
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[[introspection_clients]]` in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIntrospectionClient {
+    /// `client_id = "orders-api"`
+    pub client_id: String,
+    /// `secret_sha256 = "…"` (base64url), as `tessera-issuer introspection-client` prints it.
+    pub secret_sha256: String,
 }
 
 /// Where the keyring lives.
@@ -101,6 +132,8 @@ pub struct RawConfig {
     /// `refresh_absolute_lifetime = "30days"`
     #[serde(default, deserialize_with = "duration")]
     pub refresh_absolute_lifetime: Option<Duration>,
+    /// `[[introspection_clients]]` tables (file only).
+    pub introspection_clients: Option<Vec<RawIntrospectionClient>>,
 }
 
 /// A configuration that cannot be used.
@@ -184,6 +217,7 @@ impl RawConfig {
             refresh_absolute_lifetime: over
                 .refresh_absolute_lifetime
                 .or(self.refresh_absolute_lifetime),
+            introspection_clients: over.introspection_clients.or(self.introspection_clients),
         }
     }
 
@@ -283,6 +317,7 @@ impl RawConfig {
             max_connections,
             ..PoolSettings::default()
         };
+        let introspection_clients = introspection_clients(self.introspection_clients)?;
         Ok(Config {
             keys_dir: self.keys_dir.unwrap_or_else(|| PathBuf::from("keys")),
             rotation,
@@ -302,8 +337,46 @@ impl RawConfig {
             key_encryption_key_file: self.key_encryption_key_file,
             refresh_idle_lifetime,
             refresh_absolute_lifetime,
+            introspection_clients,
         })
     }
+}
+
+/// Each client: a plain id, once; a hash of 32 bytes in base64url.
+fn introspection_clients(
+    raw: Option<Vec<RawIntrospectionClient>>,
+) -> Result<Vec<IntrospectionClient>, ConfigError> {
+    use base64::Engine as _;
+    let invalid = |problem: String| ConfigError::Invalid {
+        key: "introspection_clients",
+        problem,
+    };
+    let mut clients: Vec<IntrospectionClient> = Vec::new();
+    for raw in raw.unwrap_or_default() {
+        if crate::validate::client_id(&raw.client_id).is_err() || raw.client_id.contains(':') {
+            return Err(invalid(format!(
+                "{:?} is not a client id (1 to 64 visible ASCII characters, no colon)",
+                raw.client_id
+            )));
+        }
+        if clients.iter().any(|c| c.client_id == raw.client_id) {
+            return Err(invalid(format!("{:?} is listed twice", raw.client_id)));
+        }
+        let mut secret_sha256 = [0u8; 32];
+        let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode_slice(raw.secret_sha256.trim(), &mut secret_sha256);
+        if decoded != Ok(32) {
+            return Err(invalid(format!(
+                "the secret_sha256 of {:?} is not 32 bytes of base64url",
+                raw.client_id
+            )));
+        }
+        clients.push(IntrospectionClient {
+            client_id: raw.client_id,
+            secret_sha256,
+        });
+    }
+    Ok(clients)
 }
 
 /// An issuer URL is compared byte for byte by every verifier: accept only an
@@ -352,6 +425,35 @@ mod tests {
         assert_eq!(c.database_url, "sqlite://issuer.db");
         assert_eq!(c.database_pool.max_connections, 10);
         assert_eq!(c.audit_retention, Duration::from_secs(90 * 86400));
+    }
+
+    #[test]
+    fn introspection_clients_need_a_unique_id_and_a_32_byte_hash() {
+        let hash = "n4bQgYhMfWWaL-qgxVrQFaO_TxsrC4Is0V1sFbDwCgg";
+        let parse = |text: &str| toml::from_str::<RawConfig>(text).unwrap().validate();
+        let one = format!(
+            "[[introspection_clients]]\nclient_id = \"orders\"\nsecret_sha256 = \"{hash}\"\n"
+        );
+        let c = parse(&one).unwrap();
+        assert_eq!(c.introspection_clients.len(), 1);
+        assert_eq!(c.introspection_clients[0].client_id, "orders");
+        assert!(
+            !format!("{c:?}").contains(hash),
+            "the hash stays out of Debug"
+        );
+        assert!(parse(&one.repeat(2)).is_err(), "listed twice");
+        assert!(
+            parse(&one.replace(hash, "c2hvcnQ")).is_err(),
+            "not 32 bytes"
+        );
+        assert!(parse(&one.replace("orders", "a:b")).is_err(), "a colon");
+        assert!(
+            RawConfig::default()
+                .validate()
+                .unwrap()
+                .introspection_clients
+                .is_empty()
+        );
     }
 
     #[test]

@@ -761,6 +761,33 @@ impl Db {
         .map_err(sql("reading the revocation list's epoch")))
     }
 
+    /// Whether a live entry (at `now`) revokes a token with this `jti`,
+    /// `sid`, `sub` and `iat` (introspection; resource servers use the feed).
+    pub async fn is_revoked(
+        &self,
+        jti: &str,
+        sid: &str,
+        sub: &str,
+        iat: i64,
+        now: i64,
+    ) -> Result<bool, DbError> {
+        let hit: Option<i64> = on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT id FROM revocations WHERE expires_at > $1 AND (
+                 (kind = 'jti' AND value = $2) OR (kind = 'sid' AND value = $3)
+                 OR (kind = 'sub' AND value = $4 AND issued_before >= $5)
+             ) LIMIT 1"
+        )
+        .bind(now)
+        .bind(jti)
+        .bind(sid)
+        .bind(sub)
+        .bind(iat)
+        .fetch_optional(pool)
+        .await
+        .map_err(sql("looking up revocations")))?;
+        Ok(hit.is_some())
+    }
+
     /// Drops entries expired at `now`; returns how many.
     pub async fn purge_revocations(&self, now: i64) -> Result<u64, DbError> {
         on_writer!(self, |conn| sqlx::query(

@@ -39,6 +39,7 @@ struct Inner {
     jwks_cache_control: HeaderValue,
     discovery: Bytes,
     feed: crate::feed::Feed,
+    introspection_clients: std::sync::OnceLock<Vec<crate::config::IntrospectionClient>>,
 }
 
 /// The largest request body accepted (login and token requests are tiny).
@@ -61,6 +62,8 @@ impl AppState {
             "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
             "token_endpoint": format!("{issuer}/token"),
             "revocation_endpoint": format!("{issuer}/revoke"),
+            "introspection_endpoint": format!("{issuer}/introspect"),
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
             // Not an RFC 8414 field: the signed revocation list resource
             // servers follow (feed.rs).
             "tessera_revocation_feed_endpoint": format!("{issuer}/revocations"),
@@ -90,6 +93,7 @@ impl AppState {
                 jwks_cache_control,
                 discovery: Bytes::from(discovery.to_string()),
                 feed: crate::feed::Feed::default(),
+                introspection_clients: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -107,10 +111,21 @@ impl AppState {
             jwks_cache_control: self.inner.jwks_cache_control.clone(),
             discovery: self.inner.discovery.clone(),
             feed: crate::feed::Feed::default(),
+            introspection_clients: self.inner.introspection_clients.clone(),
         };
         Self {
             inner: Arc::new(inner),
         }
+    }
+
+    /// The same state, with these callers allowed to use `/introspect`
+    /// (set once, at start; later calls change nothing).
+    pub fn with_introspection_clients(
+        self,
+        clients: Vec<crate::config::IntrospectionClient>,
+    ) -> Self {
+        let _ = self.inner.introspection_clients.set(clients);
+        self
     }
 
     /// The live keyring.
@@ -121,6 +136,14 @@ impl AppState {
     /// The issuer URL (`iss`).
     pub fn issuer(&self) -> &str {
         &self.inner.settings.issuer
+    }
+
+    /// Who may call `/introspect`.
+    pub(crate) fn introspection_clients(&self) -> &[crate::config::IntrospectionClient] {
+        self.inner
+            .introspection_clients
+            .get()
+            .map_or(&[], Vec::as_slice)
     }
 
     /// The database.
@@ -197,6 +220,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/revoke", post(crate::oauth::revoke))
         .route("/logout", post(crate::oauth::logout))
         .route("/revocations", get(revocations))
+        .route("/introspect", post(crate::introspect::introspect))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)

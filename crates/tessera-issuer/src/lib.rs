@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod feed;
 pub mod http;
+pub mod introspect;
 pub mod keys;
 pub mod oauth;
 pub mod passwords;

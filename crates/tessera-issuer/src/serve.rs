@@ -131,7 +131,8 @@ impl Prepared {
             hasher,
             Arc::new(tessera_keyring::SystemClock),
             settings,
-        );
+        )
+        .with_introspection_clients(config.introspection_clients.clone());
         Ok(Self {
             listener,
             addr,

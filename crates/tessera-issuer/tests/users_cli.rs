@@ -8,6 +8,8 @@ use std::process::{Command, Output, Stdio};
 
 use tessera_issuer::db::Db;
 
+mod common;
+
 struct Users {
     tmp: tempfile::TempDir,
 }
@@ -322,4 +324,59 @@ async fn disable_reset_and_revoke_commands_fill_the_revocation_list() {
     assert!(entries[0].issued_before.is_some());
     assert!(entries[1].issued_before.is_none());
     assert!(db.revocations_since(0, now).await.unwrap().is_empty());
+}
+
+/// `introspection-client` prints a secret and the configuration entry for
+/// it; an issuer started with that entry answers `/introspect` to that
+/// secret, and to nothing else.
+#[tokio::test]
+async fn an_introspection_client_made_by_the_cli_can_introspect() {
+    use base64::Engine as _;
+    let u = Users::new();
+    let out = u.top_level("introspection-client", &["orders-api"]);
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client secret (give it to the caller; shown once): "))
+        .unwrap()
+        .to_owned();
+    let stanza = &out[out.find("[[introspection_clients]]").unwrap()..];
+    assert!(!stanza.contains(&secret), "the file gets only the hash");
+    let config = u.tmp.path().join("issuer.toml");
+    std::fs::write(&config, stanza).unwrap();
+    let issuer =
+        common::IssuerProcess::start(u.tmp.path(), &["--config", config.to_str().unwrap()]);
+    let password = issuer.admin_password.clone().unwrap();
+    let token = common::login(issuer.addr, "admin", &password).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ask = |secret: String| {
+        let token = token.clone();
+        async move {
+            let basic =
+                base64::engine::general_purpose::STANDARD.encode(format!("orders-api:{secret}"));
+            let mut c = tessera_bench::Client::connect(issuer.addr).await.unwrap();
+            let auth = format!("Authorization: Basic {basic}");
+            let (status, body) = c
+                .request(
+                    "POST",
+                    "/introspect",
+                    &[&auth],
+                    "application/x-www-form-urlencoded",
+                    &format!("token={token}"),
+                )
+                .await
+                .unwrap();
+            (
+                status,
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+            )
+        }
+    };
+    let (status, body) = ask(secret.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["active"], true);
+    assert_eq!(body["username"], "admin");
+    let (status, body) = ask(format!("{secret}x")).await;
+    assert_eq!(status, 401, "{body}");
 }

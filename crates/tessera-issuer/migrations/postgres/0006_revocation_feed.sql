@@ -5,3 +5,6 @@
 CREATE TABLE revocation_epoch (epoch TEXT NOT NULL);
 INSERT INTO revocation_epoch (epoch)
     VALUES (substr(md5(random()::text || clock_timestamp()::text), 1, 16));
+
+-- Introspection looks entries up by value.
+CREATE INDEX revocations_value ON revocations (value);

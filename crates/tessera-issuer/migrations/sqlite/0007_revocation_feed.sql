@@ -22,3 +22,6 @@ CREATE INDEX revocations_expires ON revocations (expires_at);
 -- snapshot instead of being trusted.
 CREATE TABLE revocation_epoch (epoch TEXT NOT NULL);
 INSERT INTO revocation_epoch (epoch) VALUES (lower(hex(randomblob(8))));
+
+-- Introspection looks entries up by value.
+CREATE INDEX revocations_value ON revocations (value);
