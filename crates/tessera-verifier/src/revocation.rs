@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -95,13 +95,17 @@ impl RevocationConfig {
 
 /// The hashes a token is looked up by: its `jti`, `sid` and `sub`, each as
 /// `SHA-256("<kind>:<value>")`. Computed once per token (kept in the token
-/// cache with it).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// cache with it), with the last list generation found not to revoke it: a
+/// cached token is looked up again only when the list has changed.
+#[derive(Debug, Default)]
 pub(crate) struct TokenKeys {
     jti: Option<[u8; 32]>,
     sid: Option<[u8; 32]>,
     sub: Option<[u8; 32]>,
     iat: Option<i64>,
+    /// The generation of the list last checked clean (0: none). Entries only
+    /// expire within a generation, so "not revoked" holds until it changes.
+    clean_in: AtomicU64,
 }
 
 impl TokenKeys {
@@ -119,6 +123,7 @@ impl TokenKeys {
             sid: hash("sid", sid),
             sub: hash("sub", sub),
             iat,
+            clean_in: AtomicU64::new(0),
         }
     }
 }
@@ -155,15 +160,21 @@ type Map = HashMap<[u8; 32], Rule, BuildHasherDefault<PrefixHasher>>;
 /// The list as last received.
 #[derive(Default)]
 struct List {
+    /// Unique per list installed (from 1); 0 for the empty start.
+    generation: u64,
     map: Map,
     /// The earliest `exp` in the map (when a prune is next worth doing).
     next_expiry: Option<i64>,
 }
 
 impl List {
-    fn from_map(map: Map) -> Self {
+    fn from_map(map: Map, generation: u64) -> Self {
         let next_expiry = map.values().map(|r| r.exp).min();
-        Self { map, next_expiry }
+        Self {
+            generation,
+            map,
+            next_expiry,
+        }
     }
 
     fn revokes(&self, keys: &TokenKeys, now: i64) -> bool {
@@ -234,6 +245,8 @@ pub(crate) enum FeedProblem {
 pub(crate) struct RevocationList {
     pub(crate) config: RevocationConfig,
     list: ArcSwap<List>,
+    /// The last list generation handed out.
+    generations: AtomicU64,
     /// When the feed last answered (Unix seconds); `i64::MIN` never.
     last_success: AtomicI64,
     state: Mutex<FeedState>,
@@ -262,6 +275,7 @@ impl RevocationList {
         Self {
             config,
             list: ArcSwap::from_pointee(List::default()),
+            generations: AtomicU64::new(0),
             last_success: AtomicI64::new(i64::MIN),
             state: Mutex::new(FeedState::default()),
         }
@@ -273,10 +287,20 @@ impl RevocationList {
             return Err(VerifyError::RevocationsUnavailable);
         }
         let list = self.list.load();
-        if !list.map.is_empty() && list.revokes(keys, now) {
+        if list.map.is_empty() || keys.clean_in.load(Ordering::Relaxed) == list.generation {
+            return Ok(());
+        }
+        if list.revokes(keys, now) {
             return Err(VerifyError::Revoked);
         }
+        keys.clean_in.store(list.generation, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Installs a new list under a generation of its own.
+    fn install(&self, map: Map) {
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        self.list.store(Arc::new(List::from_map(map, generation)));
     }
 
     /// Never answered, or not for longer than the bound.
@@ -346,7 +370,7 @@ impl RevocationList {
         }
         let changed = document.snapshot || !document.entries.is_empty();
         if changed || current.next_expiry.is_some_and(|t| t <= now) {
-            self.list.store(Arc::new(List::from_map(map)));
+            self.install(map);
         }
         if let Ok(mut state) = self.state.lock() {
             state.cursor = Some(document.cursor);
@@ -366,7 +390,7 @@ impl RevocationList {
                 .filter(|(_, rule)| rule.exp > now)
                 .map(|(k, v)| (*k, *v))
                 .collect();
-            self.list.store(Arc::new(List::from_map(map)));
+            self.install(map);
         }
     }
 
@@ -474,6 +498,19 @@ mod tests {
         // Values are compared per kind: a sid equal to a revoked jti is not it.
         assert!(!revoked(&token("j9", "j1", "u9", 1_000)));
         assert!(!revoked(&token("j2", "s2", "u2", 1_000)));
+    }
+
+    #[test]
+    fn a_token_found_clean_is_looked_up_again_once_the_list_changes() {
+        let list = RevocationList::new(RevocationConfig::default());
+        list.apply(doc(true, "e.1", &[("sid", "other", 5_000, None)]), None, 1)
+            .unwrap();
+        let t = token("j", "mine", "u", 0);
+        assert_eq!(list.check(&t, 2), Ok(()));
+        assert_eq!(list.check(&t, 2), Ok(()), "remembered as clean");
+        list.apply(doc(false, "e.2", &[("sid", "mine", 5_000, None)]), None, 3)
+            .unwrap();
+        assert_eq!(list.check(&t, 3), Err(VerifyError::Revoked));
     }
 
     #[test]

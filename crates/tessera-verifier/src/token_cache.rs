@@ -31,7 +31,7 @@ pub(crate) struct Entry {
     /// The access claims, or why they did not parse.
     pub(crate) access: Result<Arc<AccessClaims>, crate::VerifyError>,
     /// Its revocation-list hashes (when the verifier follows a feed).
-    pub(crate) revocation: Option<crate::revocation::TokenKeys>,
+    pub(crate) revocation: Option<Arc<crate::revocation::TokenKeys>>,
 }
 
 impl Entry {

@@ -373,7 +373,7 @@ impl Verifier {
                     registered.iat,
                 );
                 list.check(&keys, now)?;
-                Some(keys)
+                Some(Arc::new(keys))
             }
             None => None,
         };
