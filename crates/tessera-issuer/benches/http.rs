@@ -8,6 +8,8 @@
 //!    process. Target >= 0.9.
 //! 3. JWKS p99 latency while 64 clients flood `/login` with wrong passwords
 //!    (Argon2id, OWASP parameters). Target < 10 ms.
+//! 4. The revocation feed's requests/s for pollers that are up to date (304)
+//!    and one entry behind (a signed 200), vs the trivial route.
 //!
 //! Run: `cargo bench -p tessera-issuer --bench http`. Under `cargo test
 //! --benches` it runs each part for a moment, as a smoke test.
@@ -180,6 +182,62 @@ fn main() {
     let trivial_after = measure("/trivial");
     let trivial = (trivial_before + trivial_after) / 2.0;
 
+    // 4. The revocation feed (issue 7) with 1,000 live entries: pollers that
+    //    are up to date (304, no body, no signature) and pollers one entry
+    //    behind (200, the signed answer every such poller shares), vs the
+    //    trivial route measured right before and after.
+    let (feed_path, feed_etag) = rt.block_on(async {
+        let now = tessera_issuer::unix_now(&SystemClock);
+        for i in 0..1000 {
+            state
+                .db()
+                .add_revocation(
+                    tessera_issuer::revocation::Kind::Sid,
+                    &format!("session-{i}"),
+                    None,
+                    now,
+                    now + 1200,
+                    "bench",
+                )
+                .await
+                .unwrap();
+        }
+        // The instance's copy catches up within a second.
+        tokio::time::sleep(tessera_issuer::feed::REFRESH_EVERY).await;
+        let mut c = Client::connect(addr).await.unwrap();
+        let (status, _) = c.get("/revocations", &[]).await.unwrap();
+        assert_eq!(status, 200);
+        let etag = c.last_header("etag").unwrap();
+        let cursor = etag.trim_matches('"').to_owned();
+        (format!("/revocations?since={cursor}"), etag)
+    });
+    let behind_path = {
+        let (epoch, id) = feed_path.rsplit_once('.').unwrap();
+        format!("{epoch}.{}", id.parse::<i64>().unwrap() - 1)
+    };
+    let feed_trivial_before = measure("/trivial");
+    let inm = format!("If-None-Match: {feed_etag}");
+    let feed_304 = rt
+        .block_on(throughput(addr, 8, {
+            let (feed_path, inm) = (feed_path.clone(), inm.clone());
+            move |c| {
+                let (path, inm) = (feed_path.clone(), inm.clone());
+                async move { get_loop(c, &path, &[&inm], 304, run_for).await }
+            }
+        }))
+        .unwrap();
+    let feed_200 = rt
+        .block_on(throughput(addr, 8, {
+            let behind_path = behind_path.clone();
+            move |c| {
+                let path = behind_path.clone();
+                async move { get_loop(c, &path, &[], 200, run_for).await }
+            }
+        }))
+        .unwrap();
+    let feed_trivial_after = measure("/trivial");
+    let feed_trivial = (feed_trivial_before + feed_trivial_after) / 2.0;
+
     // 3. JWKS latency, idle and under a 64-client wrong-password login flood.
     let latencies = |flooders: usize| {
         rt.block_on(async move {
@@ -239,5 +297,10 @@ fn main() {
     );
     println!(
         "  JWKS latency    idle p50 {idle_p50:.2} ms, p99 {idle_p99:.2} ms; during a 64-client wrong-password flood ({login_rate:.0} logins/s): p50 {flood_p50:.2} ms, p99 {flood_p99:.2} ms over {samples} requests (target p99 < 10 ms)"
+    );
+    println!(
+        "  revocation feed, 1000 entries: up to date (304) {feed_304:>8.0} req/s, one entry behind (200, signed) {feed_200:>8.0} req/s vs trivial route {feed_trivial:>8.0} req/s ({feed_trivial_before:.0} before, {feed_trivial_after:.0} after): ratios {:.3} and {:.3}",
+        feed_304 / feed_trivial,
+        feed_200 / feed_trivial
     );
 }
