@@ -14,7 +14,10 @@ use tessera_issuer::config::RawConfig;
 use tessera_issuer::db::Db;
 use tessera_issuer::passwords::{Hasher, Password, random_token};
 use tessera_issuer::serve::Prepared;
-use tessera_verifier::{SystemClock, Verifier, VerifierConfig};
+use tessera_verifier::{RevocationConfig, SystemClock, Verifier, VerifierConfig};
+
+/// How often the demo's resource server polls the revocation feed.
+const DEMO_FEED_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Run Tessera's issuer and demo resource server on loopback, with demo users.
 #[derive(Debug, Parser)]
@@ -94,10 +97,13 @@ async fn demo(args: Args) -> anyhow::Result<()> {
     };
     let issuer = tokio::spawn(prepared.run(wait(stopped.clone())));
 
-    let verifier = Verifier::start(
-        VerifierConfig::new(issuer_url.clone(), ["tessera"]),
-        Arc::new(SystemClock),
-    )?;
+    // The resource server follows the issuer's revocation feed (every
+    // 500 ms here, so the walk-through shows a logout taking effect).
+    let mut config = VerifierConfig::new(issuer_url.clone(), ["tessera"]);
+    let mut feed = RevocationConfig::default();
+    feed.poll_interval = DEMO_FEED_POLL;
+    config.revocations = Some(feed);
+    let verifier = Verifier::start(config, Arc::new(SystemClock))?;
     let listener = tokio::net::TcpListener::bind(args.resource_listen)
         .await
         .with_context(|| format!("binding {}", args.resource_listen))?;
@@ -248,6 +254,17 @@ fn print_guide(
     writeln!(
         out,
         "curl {status} {issuer}/token -d grant_type=refresh_token -d \"refresh_token=$USER2_REFRESH\""
+    )?;
+    writeln!(
+        out,
+        "# ...and within one poll of the revocation feed ({} ms here) the resource server\n\
+         # refuses its access token too (401 \"token revoked\"), long before it expires:",
+        DEMO_FEED_POLL.as_millis()
+    )?;
+    writeln!(out, "sleep 1")?;
+    writeln!(
+        out,
+        "curl {status} -H \"Authorization: Bearer $USER2_TOKEN\" {resource}/profile"
     )?;
     writeln!(out, "# The issuer's public keys (JWKS):")?;
     writeln!(out, "curl -s {issuer}/.well-known/jwks.json; echo")?;

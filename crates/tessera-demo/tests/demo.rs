@@ -66,11 +66,11 @@ fn the_printed_commands_walk_the_whole_flow_and_ctrl_c_stops_both() {
         "{stdout}"
     );
     assert_eq!(
-        &results[1..6],
-        ["200", "403", "200", "204", "400"],
+        &results[1..7],
+        ["200", "403", "200", "204", "400", "401"],
         "{stdout}"
     );
-    assert!(results[6].starts_with("{\"keys\":["), "{stdout}");
+    assert!(results[7].starts_with("{\"keys\":["), "{stdout}");
 
     // Ctrl-C: both servers stop cleanly.
     assert!(
