@@ -47,8 +47,10 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(1);
 /// pass as an access token.
 pub const FEED_TYP: &str = "revocations+jwt";
 
-/// Distinct signed answers kept (most pollers share one cursor).
+/// Distinct signed answers kept (most pollers share one cursor), and the most
+/// bytes they may hold together (a snapshot of 100,000 entries is ~13 MB).
 const SIGNED_KEPT: usize = 16;
+const SIGNED_KEPT_BYTES: usize = 32 << 20;
 
 /// How an entry's value is published: `base64url(SHA-256("<kind>:<value>"))`.
 pub fn published_hash(kind: Kind, value: &str) -> String {
@@ -236,10 +238,13 @@ impl Feed {
             .map_err(|_| FeedError::Sign)?;
         let body = Bytes::from(jws);
         if let Ok(mut signed) = self.signed.lock() {
-            if signed.len() >= SIGNED_KEPT {
-                signed.pop_back();
-            }
             signed.push_front((key, body.clone()));
+            let mut bytes: usize = signed.iter().map(|(_, b)| b.len()).sum();
+            while signed.len() > SIGNED_KEPT || (bytes > SIGNED_KEPT_BYTES && signed.len() > 1) {
+                if let Some((_, dropped)) = signed.pop_back() {
+                    bytes -= dropped.len();
+                }
+            }
         }
         Ok(Answer::Document { etag, body })
     }

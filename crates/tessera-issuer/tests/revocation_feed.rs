@@ -35,6 +35,21 @@ fn follower(
     Verifier::start(config, clock).unwrap()
 }
 
+/// A resource server whose verifier follows the issuer's feed every `poll`
+/// (keep going on outage), once it has keys and the feed's first answer.
+async fn resource_server(issuer_url: &str, poll: Duration) -> (Verifier, SocketAddr) {
+    let verifier = follower(
+        issuer_url,
+        None,
+        poll,
+        OutagePolicy::KeepGoing,
+        Arc::new(SystemClock),
+    );
+    let resource = common::serve_resource(verifier.clone()).await;
+    assert!(verifier.ready(Duration::from_secs(5)).await);
+    (verifier, resource)
+}
+
 /// `GET /profile`: the status and the `WWW-Authenticate` challenge.
 async fn profile(resource: SocketAddr, token: &str) -> (u16, String) {
     let mut c = Client::connect(resource).await.unwrap();
@@ -73,15 +88,7 @@ async fn after_logout_the_resource_server_refuses_the_access_token_within_one_po
     let tmp = tempfile::tempdir().unwrap();
     let issuer = common::start_issuer(tmp.path(), |_| {}).await;
     let poll = Duration::from_millis(300);
-    let verifier = follower(
-        &issuer.url,
-        None,
-        poll,
-        OutagePolicy::KeepGoing,
-        Arc::new(SystemClock),
-    );
-    let resource = common::serve_resource(verifier.clone()).await;
-    assert!(verifier.ready(Duration::from_secs(5)).await);
+    let (verifier, resource) = resource_server(&issuer.url, poll).await;
 
     let password = &issuer.admin_password;
     let kept = access_token(issuer.addr, "admin", password).await;
@@ -154,15 +161,7 @@ async fn revoke_user_cuts_every_session_of_that_user_and_nothing_else() {
         Some("bob's long password\n"),
     );
     let poll = Duration::from_millis(200);
-    let verifier = follower(
-        &issuer.url,
-        None,
-        poll,
-        OutagePolicy::KeepGoing,
-        Arc::new(SystemClock),
-    );
-    let resource = common::serve_resource(verifier.clone()).await;
-    assert!(verifier.ready(Duration::from_secs(5)).await);
+    let (verifier, resource) = resource_server(&issuer.url, poll).await;
 
     let bob = "bob's long password";
     let bobs = [

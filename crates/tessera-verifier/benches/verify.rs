@@ -49,20 +49,7 @@ fn main() {
             r#"{{"iss":"https://auth.example.com","sub":"8f14e45f-ceea-467a-9af0-0c1e6d6e1c2a","aud":"https://api.example.com","exp":{},"iat":{NOW},"nbf":{NOW},"jti":"{jti:032x}","client_id":"tessera","sid":"5d41402abc4b2a76b9719d911017c592","scope":"profile","roles":["user"],"preferred_username":"alice"}}"#,
             NOW + 900
         );
-        let input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header),
-            URL_SAFE_NO_PAD.encode(claims)
-        );
-        let mut sig = vec![0; pair.public_modulus_len()];
-        pair.sign(
-            &RSA_PKCS1_SHA256,
-            &aws_lc_rs::rand::SystemRandom::new(),
-            input.as_bytes(),
-            &mut sig,
-        )
-        .unwrap();
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+        sign_jws(&pair, header, &claims)
     };
     let token = token_with(0);
 
@@ -181,6 +168,24 @@ fn main() {
     revocation_list_cost(full, &pair, &jwks, &fresh);
 }
 
+/// A compact JWS of `header` and `payload` signed RS256 with `pair`.
+fn sign_jws(pair: &RsaKeyPair, header: &str, payload: &str) -> String {
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(payload)
+    );
+    let mut sig = vec![0; pair.public_modulus_len()];
+    pair.sign(
+        &RSA_PKCS1_SHA256,
+        &aws_lc_rs::rand::SystemRandom::new(),
+        input.as_bytes(),
+        &mut sig,
+    )
+    .unwrap();
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
+
 /// Issue 7: verification with a revocation list of 100,000 live entries vs
 /// an empty one (same feed, same verifier settings), interleaved, for a fresh
 /// token (RSA) and a repeated one (cached; the lookups are then most of the
@@ -192,20 +197,7 @@ fn revocation_list_cost(full: bool, pair: &RsaKeyPair, jwks: &serde_json::Value,
     const ENTRIES: usize = 100_000;
     let sign = |payload: &str| {
         let header = r#"{"alg":"RS256","typ":"revocations+jwt","kid":"test-ours"}"#;
-        let input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header),
-            URL_SAFE_NO_PAD.encode(payload)
-        );
-        let mut sig = vec![0; pair.public_modulus_len()];
-        pair.sign(
-            &RSA_PKCS1_SHA256,
-            &aws_lc_rs::rand::SystemRandom::new(),
-            input.as_bytes(),
-            &mut sig,
-        )
-        .unwrap();
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+        sign_jws(pair, header, payload)
     };
     let document = |entries: usize| {
         let entries: Vec<serde_json::Value> = (0..entries)
