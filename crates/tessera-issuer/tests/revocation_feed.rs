@@ -192,6 +192,7 @@ async fn revoke_user_cuts_every_session_of_that_user_and_nothing_else() {
         200,
         "another user's token"
     );
+    assert!(verifier.metrics().failed("revoked") >= 2);
 
     // Tokens bob gets after the revocation are his to use: the entry covers
     // tokens issued up to its second, so wait for the next one.
