@@ -218,6 +218,75 @@ async fn the_binary_serves_on_port_0_and_stops_cleanly_on_sigterm() {
     assert!(!log.contains(&t[..40]), "a token reached the log");
 }
 
+/// The binary follows the issuer's revocation feed by default. Told to fail
+/// closed, it refuses every token (503) and is not ready while the feed has
+/// never answered (this stand-in issuer has none); told not to follow it,
+/// it reports no feed at all.
+#[tokio::test]
+async fn the_binary_follows_the_feed_and_fails_closed_when_told() {
+    use std::io::BufRead as _;
+    let issuer = Issuer::new();
+    let (base, _server) = serve_issuer(issuer.jwks()).await;
+    let start = |extra: &[&str]| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tessera-resource-server"))
+            .args(["--issuer", &base, "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("TESSERA_RS_AUDIENCE")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("tessera-resource-server listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        (child, addr)
+    };
+    #[allow(clippy::disallowed_methods)] // a real process verifies with the real clock
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let t = issuer.token(&base, &["admin"], now + 900);
+
+    let (mut closed, addr) = start(&["--revocation-fail-closed", "--revocation-poll-ms", "100"]);
+    // Keys load (healthz says so), the feed never answers: not ready, and
+    // every token is refused as unavailable, not as invalid.
+    let mut keys_loaded = false;
+    for _ in 0..100 {
+        let (_, body) = http_get(&addr, "/healthz", None).await;
+        if body.contains("\"usable\":true") {
+            keys_loaded = true;
+            assert!(body.contains("\"failing_closed\":true"), "{body}");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(keys_loaded, "keys never loaded");
+    assert_eq!(http_get(&addr, "/readyz", None).await.0, 503);
+    assert_eq!(http_get(&addr, "/profile", Some(&t)).await.0, 503);
+    closed.kill().unwrap();
+    closed.wait().unwrap();
+
+    let (mut off, addr) = start(&["--no-revocation-feed"]);
+    for _ in 0..100 {
+        if http_get(&addr, "/readyz", None).await.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(http_get(&addr, "/profile", Some(&t)).await.0, 200);
+    let (_, body) = http_get(&addr, "/healthz", None).await;
+    assert!(body.contains("\"revocations\":null"), "{body}");
+    off.kill().unwrap();
+    off.wait().unwrap();
+}
+
 /// A one-shot HTTP/1.1 GET over a fresh connection: (status, body).
 async fn http_get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

@@ -249,6 +249,9 @@ pub(crate) struct RevocationList {
     generations: AtomicU64,
     /// When the feed last answered (Unix seconds); `i64::MIN` never.
     last_success: AtomicI64,
+    /// When following began: an outage is measured from here until the feed
+    /// first answers.
+    started_at: i64,
     state: Mutex<FeedState>,
 }
 
@@ -271,8 +274,9 @@ impl std::fmt::Debug for List {
 }
 
 impl RevocationList {
-    pub(crate) fn new(config: RevocationConfig) -> Self {
+    pub(crate) fn new(config: RevocationConfig, now: i64) -> Self {
         Self {
+            started_at: now,
             config,
             list: ArcSwap::from_pointee(List::default()),
             generations: AtomicU64::new(0),
@@ -283,7 +287,7 @@ impl RevocationList {
 
     /// Refuses a revoked token, or every token while failing closed.
     pub(crate) fn check(&self, keys: &TokenKeys, now: i64) -> Result<(), VerifyError> {
-        if self.config.on_outage == OutagePolicy::FailClosed && self.in_outage(now) {
+        if self.config.on_outage == OutagePolicy::FailClosed && self.refusing(now) {
             return Err(VerifyError::RevocationsUnavailable);
         }
         let list = self.list.load();
@@ -303,10 +307,21 @@ impl RevocationList {
         self.list.store(Arc::new(List::from_map(map, generation)));
     }
 
-    /// Never answered, or not for longer than the bound.
+    /// Unanswered for longer than the bound: since the last answer, or since
+    /// following began if there was none.
     fn in_outage(&self, now: i64) -> bool {
         let last = self.last_success.load(Ordering::Relaxed);
-        last == i64::MIN || now.saturating_sub(last) > crate::config::secs(self.config.max_outage)
+        let since = if last == i64::MIN {
+            self.started_at
+        } else {
+            last
+        };
+        now.saturating_sub(since) > crate::config::secs(self.config.max_outage)
+    }
+
+    /// What fail-closed refuses on: an outage, or no answer yet at all.
+    fn refusing(&self, now: i64) -> bool {
+        self.last_success.load(Ordering::Relaxed) == i64::MIN || self.in_outage(now)
     }
 
     /// Where the next poll starts, and the ETag to revalidate with.
@@ -438,7 +453,7 @@ impl RevocationList {
             last_error: self.state.lock().ok().and_then(|s| s.last_error.clone()),
             outage,
             on_outage: self.config.on_outage,
-            failing_closed: outage && self.config.on_outage == OutagePolicy::FailClosed,
+            failing_closed: self.config.on_outage == OutagePolicy::FailClosed && self.refusing(now),
         }
     }
 }
@@ -482,7 +497,7 @@ mod tests {
 
     #[test]
     fn each_kind_revokes_what_it_names_and_nothing_else() {
-        let list = RevocationList::new(RevocationConfig::default());
+        let list = RevocationList::new(RevocationConfig::default(), 0);
         let entries = [
             ("jti", "j1", 2_000, None),
             ("sid", "s1", 2_000, None),
@@ -502,7 +517,7 @@ mod tests {
 
     #[test]
     fn a_token_found_clean_is_looked_up_again_once_the_list_changes() {
-        let list = RevocationList::new(RevocationConfig::default());
+        let list = RevocationList::new(RevocationConfig::default(), 0);
         list.apply(doc(true, "e.1", &[("sid", "other", 5_000, None)]), None, 1)
             .unwrap();
         let t = token("j", "mine", "u", 0);
@@ -515,7 +530,7 @@ mod tests {
 
     #[test]
     fn entries_expire_and_the_list_shrinks() {
-        let list = RevocationList::new(RevocationConfig::default());
+        let list = RevocationList::new(RevocationConfig::default(), 0);
         let entries: Vec<(&str, String, i64, Option<i64>)> = (0..100)
             .map(|i| ("jti", format!("j{i}"), 1_000 + i, None))
             .collect();
@@ -541,7 +556,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_replaces_and_an_increment_adds() {
-        let list = RevocationList::new(RevocationConfig::default());
+        let list = RevocationList::new(RevocationConfig::default(), 0);
         list.apply(doc(false, "e.1", &[("sid", "a", 5_000, None)]), None, 1)
             .unwrap();
         list.apply(doc(false, "e.2", &[("sid", "b", 5_000, None)]), None, 1)
@@ -560,7 +575,7 @@ mod tests {
             max_entries: 2,
             ..RevocationConfig::default()
         };
-        let list = RevocationList::new(config);
+        let list = RevocationList::new(config, 0);
         list.apply(doc(false, "e.1", &[("sid", "a", 5_000, None)]), None, 1)
             .unwrap();
         let three = [
@@ -575,11 +590,14 @@ mod tests {
 
     #[test]
     fn outage_bound_and_policies() {
-        let keep = RevocationList::new(RevocationConfig::default());
-        let closed = RevocationList::new(RevocationConfig {
-            on_outage: OutagePolicy::FailClosed,
-            ..RevocationConfig::default()
-        });
+        let keep = RevocationList::new(RevocationConfig::default(), 0);
+        let closed = RevocationList::new(
+            RevocationConfig {
+                on_outage: OutagePolicy::FailClosed,
+                ..RevocationConfig::default()
+            },
+            0,
+        );
         let t = token("j", "s", "u", 0);
         // Before the first answer: fail-closed refuses, keep-going accepts.
         assert_eq!(
@@ -587,6 +605,10 @@ mod tests {
             Err(VerifyError::RevocationsUnavailable)
         );
         assert_eq!(keep.check(&t, 100), Ok(()));
+        // Never answered: an outage only once the bound has passed since
+        // following began (at 0); fail-closed refuses from the start.
+        assert!(!keep.health(60).outage && keep.health(61).outage);
+        assert!(closed.health(30).failing_closed);
         for list in [&keep, &closed] {
             list.apply(doc(true, "e.0", &[]), None, 100).unwrap();
         }

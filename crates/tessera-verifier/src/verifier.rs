@@ -191,7 +191,7 @@ impl Verifier {
                 let uri = fetch::parse_url(&url)
                     .map_err(|e| crate::error::invalid("revocations.url", e.to_string()))?;
                 warn_if_insecure(&uri);
-                Some((RevocationList::new(rc.clone()), uri))
+                Some((RevocationList::new(rc.clone(), clock.now()), uri))
             }
         };
         let fetches = matches!(source, Source::Fetch { .. }) || revocations.is_some();
