@@ -11,6 +11,71 @@
 //! writes where concurrency control is engine-specific: the refresh rotation
 //! and the reuse check.
 
+/// Applies one embedded migration inside the transaction `$tx` unless
+/// `schema_migrations` already records it. The same steps on both backends;
+/// how transactions and locks wrap them is each backend's own.
+macro_rules! apply_migration {
+    ($tx:ident, $version:expr, $name:expr, $script:expr) => {{
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
+                .bind($version)
+                .fetch_optional(&mut *$tx)
+                .await
+                .map_err(sql("reading schema_migrations"))?;
+        if applied.is_none() {
+            // Not `raw_sql(..).execute(..)`, whose future is not `Send` (its
+            // executor bound is not general enough), which would make every
+            // caller's future un-spawnable.
+            sqlx::Executor::execute(&mut *$tx, sqlx::raw_sql($script))
+                .await
+                .map_err(sql("applying a migration"))?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            )
+            .bind($version)
+            .bind($name)
+            .bind($crate::unix_now(&tessera_keyring::SystemClock))
+            .execute(&mut *$tx)
+            .await
+            .map_err(sql("recording a migration"))?;
+        }
+    }};
+}
+
+/// Runs `$body` in a write transaction `$tx` that excludes every other
+/// holder of the same lock, committing if `$body` returns: on SQLite,
+/// `BEGIN IMMEDIATE` on the writer connection (SQLite's one write lock, which
+/// holds across processes); on PostgreSQL, the transaction-scoped advisory
+/// lock `$lock`. `$err(action)` maps sqlx errors to the caller's error type.
+macro_rules! in_locked_transaction {
+    ($db:expr, $lock:expr, $err:path, $action:literal, |$tx:ident| $body:expr) => {
+        match &$db.backend {
+            Backend::Sqlite(backend) => {
+                use sqlx::Connection as _;
+                let mut writer = backend.writer.lock().await;
+                let mut $tx = writer
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err($err($action))?;
+                let value = $body;
+                $tx.commit().await.map_err($err($action))?;
+                value
+            }
+            Backend::Postgres(backend) => {
+                let mut $tx = backend.pool.begin().await.map_err($err($action))?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind($lock)
+                    .execute(&mut *$tx)
+                    .await
+                    .map_err($err($action))?;
+                let value = $body;
+                $tx.commit().await.map_err($err($action))?;
+                value
+            }
+        }
+    };
+}
+
 mod postgres;
 pub mod scratch;
 mod sqlite;
@@ -688,32 +753,13 @@ impl Db {
                 .map_err(sql("adding a revocation"))?
             };
         }
-        let id = match &self.backend {
-            Backend::Sqlite(backend) => {
-                use sqlx::Connection as _;
-                let mut writer = backend.writer.lock().await;
-                let mut tx = writer.begin().await.map_err(sql("adding a revocation"))?;
-                let id = insert!(tx);
-                tx.commit().await.map_err(sql("adding a revocation"))?;
-                id
-            }
-            Backend::Postgres(backend) => {
-                let mut tx = backend
-                    .pool
-                    .begin()
-                    .await
-                    .map_err(sql("adding a revocation"))?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(REVOCATIONS_LOCK)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(sql("locking the revocation list"))?;
-                let id = insert!(tx);
-                tx.commit().await.map_err(sql("adding a revocation"))?;
-                id
-            }
-        };
-        Ok(id)
+        Ok(in_locked_transaction!(
+            self,
+            REVOCATIONS_LOCK,
+            sql,
+            "adding a revocation",
+            |tx| insert!(tx)
+        ))
     }
 
     /// Live entries (not expired at `now`) after `cursor`, in id order.

@@ -379,38 +379,13 @@ impl DbKeyring {
                 change.outcome
             }};
         }
-        let outcome = match &self.db.backend {
-            Backend::Sqlite(backend) => {
-                use sqlx::Connection as _;
-                let mut writer = backend.writer.lock().await;
-                let mut tx = writer
-                    .begin_with("BEGIN IMMEDIATE")
-                    .await
-                    .map_err(sqlx_error("locking the keyring"))?;
-                let outcome = apply!(tx);
-                tx.commit()
-                    .await
-                    .map_err(sqlx_error("committing a keyring change"))?;
-                outcome
-            }
-            Backend::Postgres(backend) => {
-                let mut tx = backend
-                    .pool
-                    .begin()
-                    .await
-                    .map_err(sqlx_error("locking the keyring"))?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(KEYRING_LOCK)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(sqlx_error("locking the keyring"))?;
-                let outcome = apply!(tx);
-                tx.commit()
-                    .await
-                    .map_err(sqlx_error("committing a keyring change"))?;
-                outcome
-            }
-        };
+        let outcome = in_locked_transaction!(
+            self.db,
+            KEYRING_LOCK,
+            sqlx_error,
+            "changing the keyring",
+            |tx| apply!(tx)
+        );
         Ok(outcome)
     }
 

@@ -110,28 +110,7 @@ impl Postgres {
         .await
         .map_err(sql("creating schema_migrations"))?;
         for (version, name, script) in MIGRATIONS {
-            let applied: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
-                    .bind(version)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(sql("reading schema_migrations"))?;
-            if applied.is_some() {
-                continue;
-            }
-            // Not `raw_sql(..).execute(..)`: see the SQLite migrations.
-            sqlx::Executor::execute(&mut *tx, sqlx::raw_sql(script))
-                .await
-                .map_err(sql("applying a migration"))?;
-            sqlx::query(
-                "INSERT INTO schema_migrations (version, name, applied_at)
-                 VALUES ($1, $2, CAST(EXTRACT(EPOCH FROM now()) AS BIGINT))",
-            )
-            .bind(version)
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(sql("recording a migration"))?;
+            apply_migration!(tx, version, name, script);
         }
         tx.commit().await.map_err(sql("committing the migrations"))
     }

@@ -117,30 +117,7 @@ impl Sqlite {
                 .begin_with("BEGIN IMMEDIATE")
                 .await
                 .map_err(sql("starting a migration"))?;
-            let applied: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
-                    .bind(version)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(sql("reading schema_migrations"))?;
-            if applied.is_some() {
-                continue;
-            }
-            // Not `raw_sql(..).execute(..)`, whose future is not `Send`
-            // (its executor bound is not general enough), which would make
-            // every caller's future un-spawnable.
-            sqlx::Executor::execute(&mut *tx, sqlx::raw_sql(script))
-                .await
-                .map_err(sql("applying a migration"))?;
-            sqlx::query(
-                "INSERT INTO schema_migrations (version, name, applied_at)
-                 VALUES ($1, $2, CAST(strftime('%s', 'now') AS INTEGER))",
-            )
-            .bind(version)
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(sql("recording a migration"))?;
+            apply_migration!(tx, version, name, script);
             tx.commit().await.map_err(sql("committing a migration"))?;
         }
         Ok(())
