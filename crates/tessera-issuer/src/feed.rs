@@ -112,13 +112,12 @@ enum Ask {
     After(i64),
 }
 
-/// One answer, signed.
+/// One answer, signed: the list's generation and the ask determine the
+/// entries and the cursor (the epoch never changes within a process).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct AnswerKey {
     generation: u64,
-    epoch: String,
     ask: Ask,
-    cursor: i64,
     kid: String,
 }
 
@@ -204,15 +203,14 @@ impl Feed {
             Ask::Snapshot => list.latest,
             Ask::After(id) => id.max(list.latest),
         };
-        let etag = format!("\"{}.{cursor}\"", list.epoch);
+        let cursor = format!("{}.{cursor}", list.epoch);
+        let etag = format!("\"{cursor}\"");
         if if_none_match(&etag) {
             return Ok(Answer::NotModified { etag });
         }
         let key = AnswerKey {
             generation: list.generation,
-            epoch: list.epoch.clone(),
             ask,
-            cursor,
             kid: signer.kid().to_owned(),
         };
         if let Some(body) = self.signed_answer(&key) {
@@ -228,7 +226,7 @@ impl Feed {
         let document = Document {
             iss: issuer,
             iat: now,
-            cursor: format!("{}.{cursor}", list.epoch),
+            cursor,
             snapshot: ask == Ask::Snapshot,
             entries,
         };

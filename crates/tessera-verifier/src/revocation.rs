@@ -177,6 +177,15 @@ impl List {
         }
     }
 
+    /// A copy of the entries not yet expired at `now`.
+    fn live(&self, now: i64) -> Map {
+        self.map
+            .iter()
+            .filter(|(_, rule)| rule.exp > now)
+            .map(|(k, v)| (*k, *v))
+            .collect()
+    }
+
     fn revokes(&self, keys: &TokenKeys, now: i64) -> bool {
         let live = |hash: &Option<[u8; 32]>| {
             hash.and_then(|h| self.map.get(&h))
@@ -368,12 +377,7 @@ impl RevocationList {
         let mut map: Map = if document.snapshot {
             Map::default()
         } else {
-            current
-                .map
-                .iter()
-                .filter(|(_, rule)| rule.exp > now)
-                .map(|(k, v)| (*k, *v))
-                .collect()
+            current.live(now)
         };
         map.extend(added);
         if map.len() > self.config.max_entries {
@@ -399,13 +403,7 @@ impl RevocationList {
     fn prune(&self, now: i64) {
         let current = self.list.load();
         if current.next_expiry.is_some_and(|t| t <= now) {
-            let map: Map = current
-                .map
-                .iter()
-                .filter(|(_, rule)| rule.exp > now)
-                .map(|(k, v)| (*k, *v))
-                .collect();
-            self.install(map);
+            self.install(current.live(now));
         }
     }
 
