@@ -2,8 +2,6 @@
 //! claim is looked at here, and nothing cryptographic runs on input that fails
 //! a cheaper check first.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
 use crate::VerifyError;
@@ -60,9 +58,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 
 /// Strict base64url: the URL-safe alphabet, no padding, canonical trailing bits.
 fn b64(segment: &str, what: &'static str) -> Result<Vec<u8>, VerifyError> {
-    URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| VerifyError::Malformed(what))
+    crate::b64::decode(segment.as_bytes()).ok_or(VerifyError::Malformed(what))
 }
 
 /// The deepest JSON nesting accepted in a header or payload. serde_json skips
@@ -183,14 +179,12 @@ pub(crate) fn parse_with_known<'t, T>(
     };
     let payload = b64(p, "payload is not base64url")?;
     let mut signature = [0u8; MAX_SIGNATURE];
-    let signature_len = URL_SAFE_NO_PAD
-        .decode_slice(s, &mut signature)
-        .map_err(|e| match e {
-            base64::DecodeSliceError::OutputSliceTooSmall => VerifyError::BadSignature,
-            base64::DecodeSliceError::DecodeError(_) => {
-                VerifyError::Malformed("signature is not base64url")
-            }
-        })?;
+    let signature_len = match crate::b64::decoded_len(s.len()) {
+        // Longer than any accepted key's signature: it cannot verify.
+        Some(len) if len > MAX_SIGNATURE => return Err(VerifyError::BadSignature),
+        _ => crate::b64::decode_into(s.as_bytes(), &mut signature)
+            .ok_or(VerifyError::Malformed("signature is not base64url"))?,
+    };
     Ok((
         inspected,
         Parts {
@@ -209,14 +203,16 @@ fn inspect_header<T>(
     // Headers are small: decoded on the stack unless unusually large.
     let mut header_buf = [0u8; 256];
     let header_vec;
-    let header_json: &[u8] = match URL_SAFE_NO_PAD.decode_slice(h, &mut header_buf) {
-        Ok(n) => &header_buf[..n],
-        Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+    let header_json: &[u8] = match crate::b64::decoded_len(h.len()) {
+        Some(len) if len <= header_buf.len() => {
+            match crate::b64::decode_into(h.as_bytes(), &mut header_buf) {
+                Some(n) => &header_buf[..n],
+                None => return Err(VerifyError::Malformed("header is not base64url")),
+            }
+        }
+        _ => {
             header_vec = b64(h, "header is not base64url")?;
             &header_vec
-        }
-        Err(base64::DecodeSliceError::DecodeError(_)) => {
-            return Err(VerifyError::Malformed("header is not base64url"));
         }
     };
     if !is_json_object(header_json) {

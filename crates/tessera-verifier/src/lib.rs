@@ -18,6 +18,7 @@
 //! - With the `axum` feature (default): the [`axum::Authenticated`] extractor,
 //!   the [`axum::RequireRole`] guard and RFC 6750 responses.
 
+mod b64;
 mod claims;
 mod clock;
 mod config;
