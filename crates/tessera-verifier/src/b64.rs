@@ -43,25 +43,42 @@ pub(crate) const fn decoded_len(encoded_len: usize) -> Option<usize> {
 }
 
 /// Decodes `input` into the start of `out`; returns the number of bytes
-/// written. `None` if `input` is not canonical unpadded base64url or `out` is
-/// shorter than [`decoded_len`].
+/// written. `None` if `input` is not canonical unpadded base64url (`out` may
+/// then hold garbage) or `out` is shorter than [`decoded_len`].
 pub(crate) fn decode_into(input: &[u8], out: &mut [u8]) -> Option<usize> {
     let len = decoded_len(input.len())?;
     let out = out.get_mut(..len)?;
     let mut seen = 0u32;
-    let blocks = input.chunks_exact(4);
-    let rest = blocks.remainder();
-    let mut outs = out.chunks_exact_mut(3);
-    for (block, o) in blocks.zip(&mut outs) {
-        let v = SHIFT_18[usize::from(block[0])]
-            | SHIFT_12[usize::from(block[1])]
-            | SHIFT_6[usize::from(block[2])]
-            | SHIFT_0[usize::from(block[3])];
-        seen |= v;
-        let [_, a, b, c] = v.to_be_bytes();
-        o.copy_from_slice(&[a, b, c]);
+    // Eight characters (six bytes) at a time, then four, then the rest.
+    let pairs = input.chunks_exact(8);
+    let after_pairs = pairs.remainder();
+    let mut outs = out.chunks_exact_mut(6);
+    for (chunk, o) in pairs.zip(&mut outs) {
+        let v = |at: usize| {
+            SHIFT_18[usize::from(chunk[at])]
+                | SHIFT_12[usize::from(chunk[at + 1])]
+                | SHIFT_6[usize::from(chunk[at + 2])]
+                | SHIFT_0[usize::from(chunk[at + 3])]
+        };
+        let (hi, lo) = (v(0), v(4));
+        seen |= hi | lo;
+        let bytes = ((u64::from(hi) << 24) | u64::from(lo)).to_be_bytes();
+        o.copy_from_slice(&bytes[2..]);
     }
-    let tail = outs.into_remainder();
+    let out = outs.into_remainder();
+    let (rest, tail) = match after_pairs {
+        &[a, b, c, d, ref rest @ ..] => {
+            let v = SHIFT_18[usize::from(a)]
+                | SHIFT_12[usize::from(b)]
+                | SHIFT_6[usize::from(c)]
+                | SHIFT_0[usize::from(d)];
+            seen |= v;
+            let (o, tail) = out.split_at_mut_checked(3)?;
+            o.copy_from_slice(&v.to_be_bytes()[1..]);
+            (rest, tail)
+        }
+        rest => (rest, out),
+    };
     match (rest, tail) {
         ([], []) => {}
         (&[x, y], [a]) => {
