@@ -183,6 +183,19 @@ pub fn spin_throughput(
     expect: u16,
     run_for: Duration,
 ) -> Result<f64, Error> {
+    let (done, elapsed) = spin_requests(addr, connections, path, headers, expect, run_for)?;
+    Ok(done as f64 / elapsed.as_secs_f64())
+}
+
+/// [`spin_throughput`]'s loop: the answers read in full, and the time taken.
+fn spin_requests(
+    addr: SocketAddr,
+    connections: usize,
+    path: &str,
+    headers: &[&str],
+    expect: u16,
+    run_for: Duration,
+) -> Result<(u64, Duration), Error> {
     use std::io::{ErrorKind, Read as _, Write as _};
 
     if !addr.ip().is_loopback() {
@@ -260,5 +273,85 @@ pub fn spin_throughput(
             done += 1;
         }
     }
-    Ok(done as f64 / start.elapsed().as_secs_f64())
+    Ok((done, start.elapsed()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// A keep-alive HTTP/1.1 server on loopback answering every request with
+    /// `status` and `body`, one thread per connection; it counts the requests.
+    fn server(
+        status: u16,
+        body: &'static str,
+    ) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let seen = std::sync::Arc::clone(&count);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let seen = std::sync::Arc::clone(&seen);
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut writer = stream;
+                    let mut line = String::new();
+                    loop {
+                        // One request: lines up to the blank one.
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line != "\r\n" {
+                            continue;
+                        }
+                        seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let answer = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if writer.write_all(answer.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, count)
+    }
+
+    #[test]
+    fn the_spinning_generator_counts_whole_answers() {
+        let (addr, served) = server(200, "{\"ok\":true}");
+        let (counted, _) =
+            spin_requests(addr, 4, "/x", &["A: b"], 200, Duration::from_millis(200)).unwrap();
+        let served = served.load(std::sync::atomic::Ordering::Relaxed);
+        // Every answer counted was served; at most one request per connection
+        // was still in flight when time ran out.
+        assert!(counted > 0);
+        assert!(
+            counted <= served && served <= counted + 4,
+            "counted {counted}, served {served}"
+        );
+    }
+
+    #[test]
+    fn the_spinning_generator_fails_on_an_unexpected_status() {
+        let (addr, _) = server(401, "no");
+        let error = spin_throughput(addr, 2, "/x", &[], 200, Duration::from_millis(100))
+            .expect_err("a 401 is not the expected 200");
+        assert!(error.to_string().contains("401"), "{error}");
+    }
+
+    #[test]
+    fn the_spinning_generator_refuses_other_hosts() {
+        let addr: SocketAddr = "192.0.2.1:80".parse().unwrap();
+        assert!(spin_throughput(addr, 1, "/", &[], 200, Duration::from_millis(1)).is_err());
+    }
 }
