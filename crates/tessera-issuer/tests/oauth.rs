@@ -783,41 +783,35 @@ async fn the_revocation_feed_is_signed_incremental_and_bounded() {
 /// user up to its issue time); anything else is inactive.
 #[tokio::test]
 async fn introspection_answers_configured_callers_only_and_sees_revocations() {
-    let app = app().await;
+    let mut app = app().await;
     let (secret, hash) = tessera_issuer::introspect::new_client_secret();
     let mut secret_sha256 = [0u8; 32];
     URL_SAFE_NO_PAD
         .decode_slice(&hash, &mut secret_sha256)
         .unwrap();
-    let state = app.state.clone().with_introspection_clients(vec![
+    app.state = app.state.clone().with_introspection_clients(vec![
         tessera_issuer::config::IntrospectionClient {
             client_id: "orders-api".to_owned(),
             secret_sha256,
         },
     ]);
+    let app = &app;
     let introspect = |auth: Option<String>, form: String| {
-        let state = state.clone();
+        let mut request = Request::post("/introspect")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(auth) = auth {
+            request = request.header(header::AUTHORIZATION, auth);
+        }
+        let request = request.body(Body::from(form)).unwrap();
         async move {
-            let mut request = Request::post("/introspect")
-                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-            if let Some(auth) = auth {
-                request = request.header(header::AUTHORIZATION, auth);
-            }
-            let response = router(state)
-                .oneshot(request.body(Body::from(form)).unwrap())
-                .await
-                .unwrap();
-            let status = response.status();
-            let challenge = response
-                .headers()
+            let reply = app.send(request).await;
+            let challenge = reply
+                .headers
                 .get(header::WWW_AUTHENTICATE)
                 .map(|v| v.to_str().unwrap().to_owned());
-            let body = response.into_body().collect().await.unwrap().to_bytes();
-            (
-                status,
-                challenge,
-                serde_json::from_slice::<Value>(&body).unwrap(),
-            )
+            // Every answer, errors included, must be JSON.
+            let body = serde_json::from_slice::<Value>(&reply.raw).unwrap();
+            (reply.status, challenge, body)
         }
     };
     let basic = |id: &str, secret: &str| {
