@@ -154,47 +154,12 @@ async fn serve_issuer(jwks: Value) -> (String, tokio::task::JoinHandle<()>) {
 
 #[tokio::test]
 async fn the_binary_serves_on_port_0_and_stops_cleanly_on_sigterm() {
-    use std::io::BufRead as _;
     let issuer = Issuer::new();
     let (base, _server) = serve_issuer(issuer.jwks()).await;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tessera-resource-server"))
-        .args(["--issuer", &base, "--listen", "127.0.0.1:0"])
-        .env_remove("TESSERA_RS_AUDIENCE")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .unwrap();
-        line
-    })
-    .await
-    .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("tessera-resource-server listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
+    let (child, addr) = start_binary(&base, &[], std::process::Stdio::piped()).await;
     // Ready once the keys are fetched; then a real token works end to end.
-    let mut ready = false;
-    for _ in 0..100 {
-        if http_get(&addr, "/readyz", None).await.0 == 200 {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(ready, "never ready");
-    #[allow(clippy::disallowed_methods)] // a real process verifies with the real clock
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let t = issuer.token(&base, &["admin"], now + 900);
+    assert!(wait_ready(&addr).await, "never ready");
+    let t = issuer.token(&base, &["admin"], now() + 900);
     let (status, body) = http_get(&addr, "/profile", Some(&t)).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"sub\":\"u-42\""), "{body}");
@@ -224,37 +189,14 @@ async fn the_binary_serves_on_port_0_and_stops_cleanly_on_sigterm() {
 /// it reports no feed at all.
 #[tokio::test]
 async fn the_binary_follows_the_feed_and_fails_closed_when_told() {
-    use std::io::BufRead as _;
     let issuer = Issuer::new();
     let (base, _server) = serve_issuer(issuer.jwks()).await;
-    let start = |extra: &[&str]| {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tessera-resource-server"))
-            .args(["--issuer", &base, "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .env_remove("TESSERA_RS_AUDIENCE")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("tessera-resource-server listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        (child, addr)
-    };
-    #[allow(clippy::disallowed_methods)] // a real process verifies with the real clock
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let t = issuer.token(&base, &["admin"], now + 900);
+    let start =
+        |extra: &'static [&'static str]| start_binary(&base, extra, std::process::Stdio::null());
+    let t = issuer.token(&base, &["admin"], now() + 900);
 
-    let (mut closed, addr) = start(&["--revocation-fail-closed", "--revocation-poll-ms", "100"]);
+    let (mut closed, addr) =
+        start(&["--revocation-fail-closed", "--revocation-poll-ms", "100"]).await;
     // Keys load (healthz says so), the feed never answers: not ready, and
     // every token is refused as unavailable, not as invalid.
     let mut keys_loaded = false;
@@ -273,18 +215,69 @@ async fn the_binary_follows_the_feed_and_fails_closed_when_told() {
     closed.kill().unwrap();
     closed.wait().unwrap();
 
-    let (mut off, addr) = start(&["--no-revocation-feed"]);
-    for _ in 0..100 {
-        if http_get(&addr, "/readyz", None).await.0 == 200 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let (mut off, addr) = start(&["--no-revocation-feed"]).await;
+    assert!(wait_ready(&addr).await, "never ready");
     assert_eq!(http_get(&addr, "/profile", Some(&t)).await.0, 200);
     let (_, body) = http_get(&addr, "/healthz", None).await;
     assert!(body.contains("\"revocations\":null"), "{body}");
     off.kill().unwrap();
     off.wait().unwrap();
+}
+
+/// Starts the binary against `base` on a free port with `extra` flags; returns
+/// the process and the address it printed.
+async fn start_binary(
+    base: &str,
+    extra: &[&str],
+    stderr: std::process::Stdio,
+) -> (std::process::Child, String) {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tessera-resource-server"))
+        .args(["--issuer", base, "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .env_remove("TESSERA_RS_AUDIENCE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // Read off the runtime: the stand-in issuer must keep answering meanwhile.
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("tessera-resource-server listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (child, addr)
+}
+
+/// Whether `/readyz` answers 200 within 5 s.
+async fn wait_ready(addr: &str) -> bool {
+    for _ in 0..100 {
+        if http_get(addr, "/readyz", None).await.0 == 200 {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Seconds since the epoch: a real process verifies with the real clock.
+fn now() -> i64 {
+    #[allow(clippy::disallowed_methods)]
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    now
 }
 
 /// A one-shot HTTP/1.1 GET over a fresh connection: (status, body).
