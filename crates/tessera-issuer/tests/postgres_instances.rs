@@ -499,12 +499,7 @@ async fn a_revocation_on_one_instance_reaches_resource_servers_polling_the_other
     assert_eq!(common::profile(resource, &logged_out).await, 200);
     assert_eq!(common::profile(resource, &kept).await, 200);
 
-    let mut c = Client::connect(a.addr).await.unwrap();
-    let auth = format!("Authorization: Bearer {logged_out}");
-    let (status, _) = c
-        .request("POST", "/logout", &[&auth], "", "")
-        .await
-        .unwrap();
+    let (status, _) = common::logout(a.addr, &logged_out).await;
     assert_eq!(status, 204);
     let started = Instant::now();
     while common::profile(resource, &logged_out).await != 401 {

@@ -97,12 +97,7 @@ async fn after_logout_the_resource_server_refuses_the_access_token_within_one_po
         assert_eq!(profile(resource, token).await.0, 200, "valid, then cached");
     }
 
-    let mut c = Client::connect(issuer.addr).await.unwrap();
-    let auth = format!("Authorization: Bearer {logged_out}");
-    let (status, body) = c
-        .request("POST", "/logout", &[&auth], "", "")
-        .await
-        .unwrap();
+    let (status, body) = common::logout(issuer.addr, &logged_out).await;
     assert!(
         (200..300).contains(&status),
         "{status} {}",
@@ -299,12 +294,7 @@ async fn feed_outage_keeps_going_by_default_and_fails_closed_when_configured() {
     }
 
     // A logout during the outage cannot be seen.
-    let mut c = Client::connect(issuer.addr).await.unwrap();
-    let auth = format!("Authorization: Bearer {revoked_meanwhile}");
-    let (status, _) = c
-        .request("POST", "/logout", &[&auth], "", "")
-        .await
-        .unwrap();
+    let (status, _) = common::logout(issuer.addr, &revoked_meanwhile).await;
     assert!((200..300).contains(&status));
 
     // Past the bound: keep-going accepts (and says so in its health),

@@ -46,6 +46,15 @@ pub async fn login(issuer: SocketAddr, username: &str, password: &str) -> Value 
     serde_json::from_slice(&body).unwrap()
 }
 
+/// `POST /logout` with a bearer token on a new connection: (status, body).
+pub async fn logout(issuer: SocketAddr, token: &str) -> (u16, Vec<u8>) {
+    let mut c = Client::connect(issuer).await.unwrap();
+    let auth = format!("Authorization: Bearer {token}");
+    c.request("POST", "/logout", &[&auth], "", "")
+        .await
+        .unwrap()
+}
+
 /// `GET /profile` with a bearer token on a new connection: the status.
 pub async fn profile(resource: SocketAddr, token: &str) -> u16 {
     let mut c = Client::connect(resource).await.unwrap();
