@@ -280,6 +280,17 @@ fn revocation_list_cost(full: bool, pair: &RsaKeyPair, jwks: &serde_json::Value,
             start.elapsed().as_secs_f64()
         })
     };
+    // Both sides over the same tokens, which one first alternating by round:
+    // (time with the list, time without).
+    let both = |round: usize, tokens: &[&str]| {
+        if round.is_multiple_of(2) {
+            let a = run(&with_list, tokens);
+            (a, run(&without, tokens))
+        } else {
+            let b = run(&without, tokens);
+            (run(&with_list, tokens), b)
+        }
+    };
     // Fresh tokens: each chunk goes once through each side, so neither side
     // has seen a token before (each verifier has its own token cache).
     let batch = fresh.len().div_ceil(20).max(1);
@@ -287,13 +298,7 @@ fn revocation_list_cost(full: bool, pair: &RsaKeyPair, jwks: &serde_json::Value,
     let mut rates = [0.0f64; 4];
     for (round, chunk) in fresh.chunks(batch).enumerate() {
         let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        let (a, b) = if round % 2 == 0 {
-            let a = run(&with_list, &chunk);
-            (a, run(&without, &chunk))
-        } else {
-            let b = run(&without, &chunk);
-            (run(&with_list, &chunk), b)
-        };
+        let (a, b) = both(round, &chunk);
         fresh_ratios.push(b / a);
         rates[0] += a;
         rates[1] += b;
@@ -309,13 +314,7 @@ fn revocation_list_cost(full: bool, pair: &RsaKeyPair, jwks: &serde_json::Value,
         .collect();
     let mut cached_ratios = Vec::new();
     for round in 0..cached_rounds {
-        let (a, b) = if round % 2 == 0 {
-            let a = run(&with_list, &repeated);
-            (a, run(&without, &repeated))
-        } else {
-            let b = run(&without, &repeated);
-            (run(&with_list, &repeated), b)
-        };
+        let (a, b) = both(round, &repeated);
         cached_ratios.push(b / a);
         rates[2] += a;
         rates[3] += b;
