@@ -1,5 +1,5 @@
 //! Strict base64url without padding (RFC 4648 §5, as RFC 7515 §2 requires of
-//! compact JWS), for the token path.
+//! compact JWS), for the token path and the revocation feed's entry hashes.
 //!
 //! Why not the `base64` crate here (it is still used for keys and encoding):
 //! decoding a token's payload and signature was a quarter of everything the

@@ -457,11 +457,8 @@ impl RevocationList {
 }
 
 fn decode_hash(text: &str) -> Option<[u8; 32]> {
-    use base64::Engine as _;
     let mut out = [0u8; 32];
-    let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode_slice(text, &mut out)
-        .ok()?;
+    let n = crate::b64::decode_into(text.as_bytes(), &mut out)?;
     (n == 32).then_some(out)
 }
 
