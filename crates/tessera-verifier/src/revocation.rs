@@ -584,6 +584,33 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_whose_hash_is_not_32_bytes_of_base64url_refuses_the_document() {
+        let list = RevocationList::new(RevocationConfig::default(), 0);
+        list.apply(doc(false, "e.1", &[("sid", "a", 5_000, None)]), None, 1)
+            .unwrap();
+        let good = doc(false, "e.2", &[("sid", "b", 5_000, None)]).entries[0]
+            .hash
+            .clone();
+        for bad in [
+            good[..42].to_owned(),         // 31 bytes and a bit
+            format!("{good}A"),            // a length of 1 mod 4
+            format!("{}AA", &good[..42]),  // 32 bytes and a byte
+            format!("{good}="),            // padding
+            good.replace(['-', '_'], "+"), // another alphabet, if present
+            format!("{}B", &good[..42]),   // non-zero unused bits
+        ] {
+            if bad == good {
+                continue;
+            }
+            let mut document = doc(false, "e.2", &[("sid", "b", 5_000, None)]);
+            document.entries[0].hash = bad.clone();
+            assert!(list.apply(document, None, 1).is_err(), "{bad}");
+            assert_eq!(list.health(1).entries, 1, "{bad}");
+            assert_eq!(list.position().0.as_deref(), Some("e.1"), "{bad}");
+        }
+    }
+
+    #[test]
     fn outage_bound_and_policies() {
         let keep = RevocationList::new(RevocationConfig::default(), 0);
         let closed = RevocationList::new(
