@@ -325,7 +325,7 @@ impl Feed {
             None => (db.revocation_epoch().await?, 0),
         };
         let added = db.revocations_since(latest, now).await?;
-        let expired = old.is_some_and(|o| o.entries.iter().any(|e| e.exp <= now));
+        let expired = old.and_then(|o| o.next_expiry).is_some_and(|t| t <= now);
         if old.is_some() && added.is_empty() && !expired {
             return Ok(None);
         }
