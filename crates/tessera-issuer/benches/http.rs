@@ -55,6 +55,9 @@ fn start_server(tmp: &std::path::Path) -> (SocketAddr, AppState) {
             .unwrap();
         rt.block_on(async move {
             let db = Db::connect(&db_url).await.unwrap();
+            tessera_issuer::clients::bootstrap(&db, "tessera-web", 0, true)
+                .await
+                .unwrap();
             let hasher = Hasher::new(2).unwrap();
             let hash = hasher.hash(&Password::new("correct horse".into())).unwrap();
             db.add_user(&random_token(16), "alice", &hash, &["user".into()], 0)
@@ -67,6 +70,7 @@ fn start_server(tmp: &std::path::Path) -> (SocketAddr, AppState) {
                 refresh_idle_lifetime: Duration::from_secs(86400),
                 refresh_absolute_lifetime: Duration::from_secs(86400),
                 jwks_cache_lifetime: Duration::from_secs(300),
+                login_client: "tessera-web".to_owned(),
             };
             let keys = Arc::new(KeyHandle::load(dir).unwrap());
             let state = AppState::new(keys, db, hasher, Arc::new(SystemClock), settings)

@@ -108,6 +108,9 @@ struct GlobalArgs {
     /// A session ends this long after login, however active [default: 30days].
     #[arg(long, global = true, env = "TESSERA_REFRESH_ABSOLUTE_LIFETIME", value_name = "DURATION", value_parser = parse_duration)]
     refresh_absolute_lifetime: Option<Duration>,
+    /// The registered client `/login` issues tokens for [default: tessera-web].
+    #[arg(long, global = true, env = "TESSERA_LOGIN_CLIENT", value_name = "ID")]
+    login_client: Option<String>,
     /// How long to wait for another process's keyring lock.
     #[arg(long, global = true, env = "TESSERA_LOCK_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
     lock_timeout: Duration,
@@ -127,6 +130,12 @@ enum Command {
         #[command(subcommand)]
         verb: crate::users::UsersVerb,
     },
+    /// Manage the OAuth clients tokens may be issued to: add, list, show,
+    /// update, remove, rotate-secret.
+    Clients {
+        #[command(subcommand)]
+        verb: crate::clients_cli::ClientsVerb,
+    },
     /// End every session of a user and revoke every token issued to them until
     /// now (resource servers following the revocation feed refuse them).
     RevokeUser {
@@ -145,7 +154,9 @@ enum Command {
         #[arg(allow_hyphen_values = true)]
         jti: String,
     },
-    /// Create credentials for a caller of `/introspect`: prints the secret
+    /// Deprecated: register callers of `/introspect` with `clients add ID
+    /// --confidential --introspect`. Creates credentials for the old
+    /// `[[introspection_clients]]` table: prints the secret
     /// (give it to the caller) and the `[[introspection_clients]]` entry for
     /// the configuration file, which holds only its hash. Nothing is stored.
     IntrospectionClient {
@@ -291,6 +302,7 @@ fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
         refresh_absolute_lifetime: global.refresh_absolute_lifetime,
         // Only in the file: secrets' hashes do not belong on a command line.
         introspection_clients: None,
+        login_client: global.login_client.clone(),
     };
     Ok(file.overlay(flags).validate()?)
 }
@@ -300,6 +312,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config),
         Command::Users { verb } => crate::users::run(&config, verb),
+        Command::Clients { verb } => crate::clients_cli::run(&config, verb),
         Command::RevokeUser { name } => {
             crate::users::revoke(&config, crate::users::RevokeTarget::User, &name)
         }

@@ -44,9 +44,13 @@ pub struct Config {
     pub refresh_idle_lifetime: Duration,
     /// A session ends this long after login, however active. Default 30 days.
     pub refresh_absolute_lifetime: Duration,
-    /// Who may call `/introspect` (RFC 7662). Default none: the endpoint
-    /// then refuses everyone.
+    /// Deprecated: callers of `/introspect` from the configuration file.
+    /// Register them as clients instead (`clients add ID --confidential
+    /// --introspect`); still honoured, with a warning at start.
     pub introspection_clients: Vec<IntrospectionClient>,
+    /// The registered client `/login` issues tokens for. Default
+    /// `tessera-web`, registered when the registry is empty.
+    pub login_client: String,
 }
 
 /// A caller allowed to introspect tokens, authenticated with HTTP Basic.
@@ -132,8 +136,10 @@ pub struct RawConfig {
     /// `refresh_absolute_lifetime = "30days"`
     #[serde(default, deserialize_with = "duration")]
     pub refresh_absolute_lifetime: Option<Duration>,
-    /// `[[introspection_clients]]` tables (file only).
+    /// `[[introspection_clients]]` tables (file only; deprecated).
     pub introspection_clients: Option<Vec<RawIntrospectionClient>>,
+    /// `login_client = "tessera-web"`
+    pub login_client: Option<String>,
 }
 
 /// A configuration that cannot be used.
@@ -218,6 +224,7 @@ impl RawConfig {
                 .refresh_absolute_lifetime
                 .or(self.refresh_absolute_lifetime),
             introspection_clients: over.introspection_clients.or(self.introspection_clients),
+            login_client: over.login_client.or(self.login_client),
         }
     }
 
@@ -318,6 +325,13 @@ impl RawConfig {
             ..PoolSettings::default()
         };
         let introspection_clients = introspection_clients(self.introspection_clients)?;
+        let login_client = self
+            .login_client
+            .unwrap_or_else(|| "tessera-web".to_owned());
+        crate::clients::check_client_id(&login_client).map_err(|problem| ConfigError::Invalid {
+            key: "login_client",
+            problem,
+        })?;
         Ok(Config {
             keys_dir: self.keys_dir.unwrap_or_else(|| PathBuf::from("keys")),
             rotation,
@@ -338,6 +352,7 @@ impl RawConfig {
             refresh_idle_lifetime,
             refresh_absolute_lifetime,
             introspection_clients,
+            login_client,
         })
     }
 }

@@ -97,6 +97,12 @@ pub enum DbError {
     /// A user with this name exists already.
     #[error("a user named {0:?} exists already")]
     UserExists(String),
+    /// No client has this id.
+    #[error("no client with id {0:?}")]
+    NoSuchClient(String),
+    /// A client with this id exists already.
+    #[error("a client with id {0:?} exists already")]
+    ClientExists(String),
     /// The schema has not been migrated yet (the database was unreachable
     /// when the service started).
     #[error("the database schema is not migrated yet")]
@@ -263,6 +269,7 @@ macro_rules! on_writer {
     };
 }
 
+mod clients;
 pub mod keyring;
 
 impl Db {
@@ -498,12 +505,13 @@ fn user_changed(username: &str, changed: Result<u64, sqlx::Error>) -> Result<(),
 }
 
 impl Db {
-    /// Starts a session (a refresh-token family) with its first refresh token,
-    /// in one transaction. Only the token's hash is stored.
+    /// Starts a session (a refresh-token family) with its first refresh token
+    /// (if its client may refresh), in one transaction. Only the token's hash
+    /// is stored.
     pub async fn start_session(
         &self,
         session: &NewSession<'_>,
-        refresh_hash: &[u8],
+        refresh_hash: Option<&[u8]>,
         now: i64,
     ) -> Result<(), DbError> {
         in_transaction!(self, "committing a session", |tx| {
@@ -519,15 +527,17 @@ impl Db {
             .execute(&mut *tx)
             .await
             .map_err(sql("starting a session"))?;
-            sqlx::query(
-                "INSERT INTO refresh_tokens (hash, session_id, issued_at) VALUES ($1, $2, $3)",
-            )
-            .bind(refresh_hash)
-            .bind(session.id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(sql("storing a refresh token"))?;
+            if let Some(refresh_hash) = refresh_hash {
+                sqlx::query(
+                    "INSERT INTO refresh_tokens (hash, session_id, issued_at) VALUES ($1, $2, $3)",
+                )
+                .bind(refresh_hash)
+                .bind(session.id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(sql("storing a refresh token"))?;
+            }
         });
         Ok(())
     }
@@ -982,12 +992,14 @@ impl Db {
     /// database lock is ever held during RSA signing; a use that loses the race
     /// discards its pair unsent.
     ///
-    /// `issue` builds the new pair for the session's user; `seal` and `open`
-    /// protect the stored response for a replay.
+    /// `admit` refuses a session (by its client) before anything else,
+    /// replays included; `issue` builds the new pair for the session's user;
+    /// `seal` and `open` protect the stored response for a replay.
     pub async fn refresh(
         &self,
         old_hash: &[u8; 32],
         rules: RefreshRules,
+        admit: impl FnOnce(&SessionInfo) -> Result<(), &'static str>,
         issue: impl FnOnce(&User, &SessionInfo) -> Result<Issued, String>,
         seal: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
         open: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
@@ -995,6 +1007,9 @@ impl Db {
         let Some(found) = self.find_refresh(old_hash).await? else {
             return Ok(Refresh::Refused("unknown_token"));
         };
+        if let Err(reason) = admit(&found.session) {
+            return Ok(Refresh::Refused(reason));
+        }
         if found.revoked {
             return Ok(Refresh::Refused("session_revoked"));
         }

@@ -39,6 +39,7 @@ struct Inner {
     jwks_cache_control: HeaderValue,
     discovery: Bytes,
     feed: crate::feed::Feed,
+    clients: crate::clients::Registry,
     introspection_clients: std::sync::OnceLock<Vec<crate::config::IntrospectionClient>>,
 }
 
@@ -72,7 +73,7 @@ impl AppState {
             // Tessera has no authorization endpoint; `none` is the one response
             // type that promises nothing from one.
             "response_types_supported": ["none"],
-            "token_endpoint_auth_methods_supported": ["none"],
+            "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
             "revocation_endpoint_auth_methods_supported": ["none"],
             // Not an RFC 8414 field: the algorithm of the access tokens (RFC 9068).
             "access_token_signing_alg_values_supported": [tessera_keyring::ALG],
@@ -93,6 +94,7 @@ impl AppState {
                 jwks_cache_control,
                 discovery: Bytes::from(discovery.to_string()),
                 feed: crate::feed::Feed::default(),
+                clients: crate::clients::Registry::default(),
                 introspection_clients: std::sync::OnceLock::new(),
             }),
         }
@@ -111,6 +113,7 @@ impl AppState {
             jwks_cache_control: self.inner.jwks_cache_control.clone(),
             discovery: self.inner.discovery.clone(),
             feed: crate::feed::Feed::default(),
+            clients: crate::clients::Registry::default(),
             introspection_clients: self.inner.introspection_clients.clone(),
         };
         Self {
@@ -138,7 +141,18 @@ impl AppState {
         &self.inner.settings.issuer
     }
 
-    /// Who may call `/introspect`.
+    /// The client registry (this instance's copy).
+    pub(crate) fn clients(&self) -> &crate::clients::Registry {
+        &self.inner.clients
+    }
+
+    /// The registry changed through this process: the next request reloads
+    /// it rather than wait up to [`crate::clients::FRESH_FOR`].
+    pub fn clients_changed(&self) {
+        self.inner.clients.forget();
+    }
+
+    /// Who may call `/introspect` by the deprecated configuration table.
     pub(crate) fn introspection_clients(&self) -> &[crate::config::IntrospectionClient] {
         self.inner
             .introspection_clients
@@ -381,6 +395,9 @@ pub enum ApiError {
     InvalidRequest(String),
     /// 401 `invalid_credentials`: wrong password, unknown or disabled user alike.
     InvalidCredentials,
+    /// 400 `invalid_client`: the client tokens would be issued for is not
+    /// registered, is disabled, or may not use this grant.
+    InvalidClient(&'static str),
     /// 429 with `Retry-After`: too many failed logins for this username or IP.
     Throttled {
         /// Seconds to wait.
@@ -428,6 +445,10 @@ impl IntoResponse for ApiError {
             Self::InvalidCredentials => (
                 StatusCode::UNAUTHORIZED,
                 json!({"error": "invalid_credentials"}),
+            ),
+            Self::InvalidClient(description) => (
+                StatusCode::BAD_REQUEST,
+                json!({"error": "invalid_client", "error_description": description}),
             ),
             Self::Throttled { retry_after } => {
                 let retry_after = retry_after.max(1);
@@ -499,18 +520,28 @@ pub(crate) fn client_ip(extensions: &axum::http::Extensions) -> Option<std::net:
         .map(|info| info.0.ip())
 }
 
-/// `POST /login`: password → access token + refresh token.
+/// `POST /login`: password → access token + refresh token, for the
+/// configured first-party client (`login_client`) and its default scope.
 async fn login(
     State(state): State<AppState>,
     extensions: axum::http::Extensions,
     body: Result<Json<LoginRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(request) = body?;
+    let client = state
+        .clients()
+        .client(state.db(), &state.settings().login_client)
+        .await?
+        .filter(|c| !c.disabled && c.allows_grant("password"))
+        .ok_or(ApiError::InvalidClient(
+            "the login client is not registered, is disabled, or may not use the password grant",
+        ))?;
+    let scope = client.default_scope.join(" ");
     let login = Login {
         username: &request.username,
         client_ip: client_ip(&extensions),
-        client_id: "tessera",
-        scope: "profile",
+        client: &client,
+        scope: &scope,
     };
     let tokens = state
         .password_login(&login, Password::new(request.password))
@@ -525,9 +556,10 @@ pub struct Login<'a> {
     pub username: &'a str,
     /// The client's IP address, if known.
     pub client_ip: Option<std::net::IpAddr>,
-    /// The OAuth client.
-    pub client_id: &'a str,
-    /// The scope asked for.
+    /// The registered client the tokens are for (already checked: enabled,
+    /// allowed the password grant).
+    pub client: &'a crate::clients::Client,
+    /// The scope to grant (already checked against the client's).
     pub scope: &'a str,
 }
 
@@ -544,9 +576,10 @@ impl AppState {
         let Login {
             username,
             client_ip,
-            client_id,
+            client,
             scope,
         } = *login;
+        let client_id = client.client_id.as_str();
         let throttle = &self.inner.throttle;
         let db = &self.inner.db;
         if let Some(retry_after) = throttle
@@ -608,7 +641,7 @@ impl AppState {
         throttle.succeeded_shared(db, username).await?;
         let now = self.now();
         let session_id = crate::passwords::random_token(16);
-        let (refresh_token, refresh_hash) = new_refresh_token();
+        let refresh = client.allows_grant("refresh_token").then(new_refresh_token);
         let session = crate::db::NewSession {
             id: &session_id,
             user_id: &user.id,
@@ -617,7 +650,7 @@ impl AppState {
         };
         self.inner
             .db
-            .start_session(&session, &refresh_hash, now)
+            .start_session(&session, refresh.as_ref().map(|r| &r.1[..]), now)
             .await?;
         let snapshot = self.snapshot()?;
         let grant = AccessGrant {
@@ -625,6 +658,7 @@ impl AppState {
             session_id: &session_id,
             client_id,
             scope,
+            audiences: &client.audiences,
         };
         let access_token = self
             .inner
@@ -648,7 +682,8 @@ impl AppState {
             access_token,
             token_type: "Bearer",
             expires_in: self.inner.settings.access_token_lifetime.as_secs(),
-            refresh_token,
+            refresh_token: refresh.map(|r| r.0),
+            scope: scope.to_owned(),
         })
     }
 }

@@ -29,17 +29,10 @@ pub fn new_client_secret() -> (String, String) {
     (secret, hash)
 }
 
-/// Equal in time independent of where the inputs differ.
-fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
-}
-
-/// The configured client the `Authorization: Basic` header proves, if any.
-/// Every candidate is compared, and an unknown id costs the same as a wrong
-/// secret.
-fn authenticate<'c>(clients: &'c [IntrospectionClient], headers: &HeaderMap) -> Option<&'c str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+/// The `(client_id, secret)` of an `Authorization: Basic` value, each
+/// form-urlencoded as RFC 6749 §2.3.1 says.
+pub(crate) fn basic_credentials(value: &HeaderValue) -> Option<(String, String)> {
+    let value = value.to_str().ok()?;
     let (scheme, encoded) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
@@ -47,20 +40,59 @@ fn authenticate<'c>(clients: &'c [IntrospectionClient], headers: &HeaderMap) -> 
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
+    let text = zeroize::Zeroizing::new(String::from_utf8(decoded).ok()?);
     let (id, secret) = text.split_once(':')?;
-    // RFC 6749 §2.3.1: both parts are form-urlencoded.
-    let id = form_decode(id)?;
-    let secret = form_decode(secret)?;
+    Some((form_decode(id)?, form_decode(secret)?))
+}
+
+/// The deprecated `[[introspection_clients]]` entry the `Authorization:
+/// Basic` header proves, if any. Every entry is compared, and an unknown id
+/// costs the same as a wrong secret.
+fn authenticate_legacy<'c>(
+    clients: &'c [IntrospectionClient],
+    headers: &HeaderMap,
+) -> Option<&'c str> {
+    let (id, secret) = basic_credentials(headers.get(header::AUTHORIZATION)?)?;
     let offered = sha256(secret.as_bytes());
     let mut found = None;
     for client in clients {
-        let matches = same(&offered, &client.secret_sha256);
+        let matches = crate::clients::same(&offered, &client.secret_sha256);
         if matches && client.client_id == id {
             found = Some(client.client_id.as_str());
         }
     }
     found
+}
+
+impl AppState {
+    /// The caller of `/introspect`: a registered confidential client allowed
+    /// to introspect, authenticated with HTTP Basic, or an entry of the
+    /// deprecated configuration table.
+    async fn introspection_caller(&self, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+        if let Some(id) = authenticate_legacy(self.introspection_clients(), headers) {
+            return Ok(Some(id.to_owned()));
+        }
+        let Some((id, secret)) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(basic_credentials)
+        else {
+            return Ok(None);
+        };
+        let secret = zeroize::Zeroizing::new(secret);
+        let client = if crate::clients::check_client_id(&id).is_ok() {
+            self.clients().client(self.db(), &id).await?
+        } else {
+            None
+        };
+        Ok(match client {
+            Some(c) if !c.disabled && c.introspect && c.secret_matches(&secret) => Some(id),
+            Some(_) => None,
+            None => {
+                let _ = crate::clients::login_client("", 0).secret_matches(&secret);
+                None
+            }
+        })
+    }
 }
 
 /// One form-urlencoded value (`+` is a space, `%XX` a byte).
@@ -80,10 +112,10 @@ pub(crate) async fn introspect(
     headers: HeaderMap,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, ApiError> {
-    let Some(caller) = authenticate(state.introspection_clients(), &headers) else {
+    let Some(caller) = state.introspection_caller(&headers).await? else {
         let body = json!({
             "error": "invalid_client",
-            "error_description": "introspection needs a configured client's credentials",
+            "error_description": "introspection needs the credentials of a registered client allowed to introspect",
         });
         return Ok((
             StatusCode::UNAUTHORIZED,
@@ -109,7 +141,7 @@ pub(crate) async fn introspect(
     tracing::info!(
         target: "audit",
         event = "introspection",
-        client_id = caller,
+        client_id = %caller,
         active = answer["active"].as_bool().unwrap_or(false),
     );
     Ok((no_store(), Json(answer)).into_response())
@@ -183,7 +215,7 @@ mod tests {
         let with = |value: String| {
             let mut headers = HeaderMap::new();
             headers.insert(header::AUTHORIZATION, value.parse().unwrap());
-            authenticate(&clients, &headers)
+            authenticate_legacy(&clients, &headers)
         };
         let basic = |id: &str, secret: &str| {
             let encoded =

@@ -8,6 +8,7 @@
 //! - [`serve`]: start-up and graceful shutdown.
 
 pub mod audit;
+pub mod clients;
 pub mod config;
 pub mod db;
 pub mod feed;

@@ -1,6 +1,7 @@
 //! `tessera-issuer`: Tessera's token issuer and its operator CLI.
 
 mod cli;
+mod clients_cli;
 mod users;
 
 fn main() -> std::process::ExitCode {

@@ -21,11 +21,25 @@ use crate::tokens::{
 /// How long after a rotation the same refresh token gets the same pair back.
 pub const RETRY_WINDOW_SECS: i64 = 10;
 
-/// RFC 6749 §5.2 errors, as `400 {"error": …}`.
+/// RFC 6749 §5.2 errors, as `400 {"error": …}` (`401` for a client that
+/// tried to authenticate and failed).
 #[derive(Debug)]
 pub enum OAuthError {
     /// `invalid_request`.
     InvalidRequest(&'static str),
+    /// `invalid_client`: unknown, disabled, or failed authentication.
+    /// `challenge`: the client tried to authenticate (`401` with
+    /// `WWW-Authenticate: Basic`); otherwise `400`.
+    InvalidClient {
+        /// Whether the client offered credentials.
+        challenge: bool,
+        /// Why, for the client's developer.
+        description: &'static str,
+    },
+    /// `unauthorized_client`: registered, but not for this grant type.
+    UnauthorizedClient,
+    /// `invalid_scope`: a scope the client may not have.
+    InvalidScope,
     /// `invalid_grant`.
     InvalidGrant,
     /// `unsupported_grant_type`.
@@ -55,8 +69,38 @@ impl IntoResponse for OAuthError {
             Self::InvalidRequest(why) => {
                 json!({"error": "invalid_request", "error_description": why})
             }
+            Self::InvalidClient {
+                challenge,
+                description,
+            } => {
+                let body = json!({"error": "invalid_client", "error_description": description});
+                if challenge {
+                    return (
+                        StatusCode::UNAUTHORIZED,
+                        no_store(),
+                        [(
+                            header::WWW_AUTHENTICATE,
+                            HeaderValue::from_static("Basic realm=\"tessera\""),
+                        )],
+                        Json(body),
+                    )
+                        .into_response();
+                }
+                body
+            }
+            Self::UnauthorizedClient => json!({
+                "error": "unauthorized_client",
+                "error_description": "this client may not use this grant type",
+            }),
+            Self::InvalidScope => json!({
+                "error": "invalid_scope",
+                "error_description": "a requested scope is not one this client may have",
+            }),
             Self::InvalidGrant => json!({"error": "invalid_grant"}),
             Self::UnsupportedGrantType => json!({"error": "unsupported_grant_type"}),
+            Self::Api(ApiError::InvalidClient(description)) => {
+                json!({"error": "invalid_client", "error_description": description})
+            }
             Self::Api(e) => return e.into_response(),
         };
         (StatusCode::BAD_REQUEST, no_store(), Json(body)).into_response()
@@ -92,33 +136,129 @@ fn required<'a>(
         .ok_or(OAuthError::InvalidRequest(name))
 }
 
+/// The client credentials a request offers (RFC 6749 §2.3.1): HTTP Basic,
+/// or `client_id` (and `client_secret`) in the body; never both.
+#[derive(Default)]
+pub(crate) struct Offered {
+    /// The client id, if the request names one.
+    pub(crate) id: Option<String>,
+    /// The secret, if it offers one (an attempt to authenticate).
+    pub(crate) secret: Option<zeroize::Zeroizing<String>>,
+}
+
+impl Offered {
+    pub(crate) fn from_request(
+        headers: &HeaderMap,
+        params: &std::collections::HashMap<String, String>,
+    ) -> Result<Self, OAuthError> {
+        let body_id = params.get("client_id").filter(|v| !v.is_empty());
+        let body_secret = params.get("client_secret").filter(|v| !v.is_empty());
+        if let Some(value) = headers.get(header::AUTHORIZATION) {
+            let (id, secret) =
+                crate::introspect::basic_credentials(value).ok_or(OAuthError::InvalidClient {
+                    challenge: true,
+                    description: "unreadable HTTP Basic credentials",
+                })?;
+            if body_secret.is_some() || body_id.is_some_and(|b| *b != id) {
+                return Err(OAuthError::InvalidRequest(
+                    "client credentials in both the Authorization header and the body",
+                ));
+            }
+            return Ok(Self {
+                id: Some(id),
+                secret: Some(zeroize::Zeroizing::new(secret)),
+            });
+        }
+        Ok(Self {
+            id: body_id.cloned(),
+            secret: body_secret.map(|s| zeroize::Zeroizing::new(s.clone())),
+        })
+    }
+}
+
+impl AppState {
+    /// The registered client `offered` proves, allowed `grant`.
+    pub(crate) async fn authenticate_client(
+        &self,
+        offered: &Offered,
+        grant: &str,
+    ) -> Result<std::sync::Arc<crate::clients::Client>, OAuthError> {
+        let challenge = offered.secret.is_some();
+        let Some(id) = offered.id.as_deref() else {
+            return Err(OAuthError::InvalidClient {
+                challenge: false,
+                description: "the client must identify itself (client_id, or HTTP Basic)",
+            });
+        };
+        let client = if crate::clients::check_client_id(id).is_ok() {
+            self.clients().client(self.db(), id).await?
+        } else {
+            None
+        };
+        let unknown = OAuthError::InvalidClient {
+            challenge,
+            description: "unknown or disabled client, or wrong credentials",
+        };
+        let Some(client) = client.filter(|c| !c.disabled) else {
+            if let Some(secret) = &offered.secret {
+                // The same work as checking a registered client's secret.
+                let _ = crate::clients::login_client("", 0).secret_matches(secret);
+            }
+            return Err(unknown);
+        };
+        match (&offered.secret, client.kind) {
+            (Some(secret), _) if !client.secret_matches(secret) => return Err(unknown),
+            (None, crate::clients::ClientKind::Confidential) => {
+                return Err(OAuthError::InvalidClient {
+                    challenge: false,
+                    description: "a confidential client must authenticate",
+                });
+            }
+            _ => {}
+        }
+        if !client.allows_grant(grant) {
+            return Err(OAuthError::UnauthorizedClient);
+        }
+        Ok(client)
+    }
+}
+
 /// `POST /token`.
 pub(crate) async fn token(
     State(state): State<AppState>,
     extensions: axum::http::Extensions,
+    headers: HeaderMap,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, OAuthError> {
     let params = params(form)?;
     let grant_type = params
         .get("grant_type")
         .ok_or(OAuthError::InvalidRequest("grant_type"))?;
+    let offered = Offered::from_request(&headers, &params)?;
     let response = match grant_type.as_str() {
-        "refresh_token" => state.refresh(required(&params, "refresh_token")?).await?,
+        "refresh_token" => {
+            state
+                .refresh(required(&params, "refresh_token")?, &offered)
+                .await?
+        }
         "password" => {
+            let client = state.authenticate_client(&offered, "password").await?;
             let username = required(&params, "username")?;
             let password = params.get("password").cloned().unwrap_or_default();
-            let client_id = params.get("client_id").map_or("tessera", String::as_str);
-            let scope = params.get("scope").map_or("profile", String::as_str);
-            if crate::validate::client_id(client_id).is_err()
-                || crate::validate::scope(scope).is_err()
+            let requested = params.get("scope").map(String::as_str);
+            if requested
+                .is_some_and(|s| crate::validate::scope(s.trim()).is_err() && !s.trim().is_empty())
             {
-                return Err(OAuthError::InvalidRequest("client_id or scope"));
+                return Err(OAuthError::InvalidRequest("scope"));
             }
+            let scope = client
+                .grant_scope(requested)
+                .ok_or(OAuthError::InvalidScope)?;
             let login = crate::http::Login {
                 username,
                 client_ip: crate::http::client_ip(&extensions),
-                client_id,
-                scope,
+                client: &client,
+                scope: &scope,
             };
             let tokens = state
                 .password_login(&login, Password::new(password))
@@ -139,12 +279,24 @@ pub(crate) async fn token(
         .into_response())
 }
 
+/// Why a refresh was refused for its client (see `AppState::refresh`).
+const CLIENT_UNAUTHENTICATED: &str = "client_unauthenticated";
+
 impl AppState {
-    /// Rotates a refresh token; see [`crate::db::Db::refresh`].
-    async fn refresh(&self, presented: &str) -> Result<Vec<u8>, OAuthError> {
+    /// Rotates a refresh token; see [`crate::db::Db::refresh`]. The session's
+    /// client must still be registered, enabled and allowed to refresh; a
+    /// confidential one must authenticate, and a client that names itself
+    /// must be the session's. The new access token's scope is the session's
+    /// less what the client may no longer have.
+    async fn refresh(&self, presented: &str, offered: &Offered) -> Result<Vec<u8>, OAuthError> {
         if presented.len() > 512 {
             return Err(OAuthError::InvalidGrant);
         }
+        let authenticated = match offered.id {
+            Some(_) => Some(self.authenticate_client(offered, "refresh_token").await?),
+            None => None,
+        };
+        let registry = self.clients().current(self.db()).await?;
         let old_hash = refresh_token_hash(presented);
         let settings = self.settings();
         let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
@@ -155,17 +307,37 @@ impl AppState {
             retry_window: RETRY_WINDOW_SECS,
         };
         let snapshot = self.snapshot()?;
+        let client_of = |session: &crate::db::SessionInfo| {
+            registry
+                .get(&session.client_id)
+                .filter(|c| !c.disabled && c.allows_grant("refresh_token"))
+        };
         let outcome = self
             .db()
             .refresh(
                 &old_hash,
                 rules,
+                |session| {
+                    let Some(client) = client_of(session) else {
+                        return Err("client_not_allowed");
+                    };
+                    match &authenticated {
+                        Some(a) if a.client_id != session.client_id => Err("other_client"),
+                        None if client.kind == crate::clients::ClientKind::Confidential => {
+                            Err(CLIENT_UNAUTHENTICATED)
+                        }
+                        _ => Ok(()),
+                    }
+                },
                 |user, session| {
+                    let client = client_of(session).ok_or("client_not_allowed".to_owned())?;
+                    let scope = client.narrow_scope(&session.scope);
                     let grant = AccessGrant {
                         user,
                         session_id: &session.id,
                         client_id: &session.client_id,
-                        scope: &session.scope,
+                        scope: &scope,
+                        audiences: &client.audiences,
                     };
                     let access_token = settings
                         .sign_access(snapshot.signer(), &grant, rules.now)
@@ -175,7 +347,8 @@ impl AppState {
                         access_token,
                         token_type: "Bearer",
                         expires_in: settings.access_token_lifetime.as_secs(),
-                        refresh_token,
+                        refresh_token: Some(refresh_token),
+                        scope,
                     })
                     .map_err(|e| e.to_string())?;
                     Ok(Issued { response, new_hash })
@@ -226,6 +399,12 @@ impl AppState {
             }
             Refresh::Refused(reason) => {
                 tracing::info!(target: "audit", event = "refresh_refused", reason);
+                if reason == CLIENT_UNAUTHENTICATED {
+                    return Err(OAuthError::InvalidClient {
+                        challenge: false,
+                        description: "a confidential client must authenticate",
+                    });
+                }
                 Err(OAuthError::InvalidGrant)
             }
         }

@@ -88,7 +88,7 @@ impl Prepared {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let hasher = Hasher::new(cores.min(4))?;
         let (mut late_bootstrap, mut late_first_admin) = (None, None);
-        let first_admin = match bootstrap(&db, &hasher).await {
+        let first_admin = match bootstrap(&db, &hasher, &config.login_client).await {
             Ok(admin) => admin,
             Err(ServeError::Db(err)) if err.is_unavailable() => {
                 tracing::warn!(
@@ -124,7 +124,16 @@ impl Prepared {
             refresh_idle_lifetime: config.refresh_idle_lifetime,
             refresh_absolute_lifetime: config.refresh_absolute_lifetime,
             jwks_cache_lifetime: config.rotation.jwks_cache_lifetime,
+            login_client: config.login_client.clone(),
         };
+        if !config.introspection_clients.is_empty() {
+            tracing::warn!(
+                count = config.introspection_clients.len(),
+                "[[introspection_clients]] in the configuration is deprecated: register each as a \
+                 client (`tessera-issuer clients add ID --confidential --introspect`) and remove \
+                 the table; it is still honoured"
+            );
+        }
         let state = AppState::new(
             Arc::new(keys),
             db,
@@ -178,10 +187,11 @@ impl Prepared {
         }));
         let late = self.late_bootstrap.map(|admin_tx| {
             let (db, hasher) = (self.state.db().clone(), self.state.hasher().clone());
+            let login_client = self.config.login_client.clone();
             let mut stop = stop_tx.subscribe();
             tokio::spawn(async move {
                 tokio::select! {
-                    () = bootstrap_until_done(&db, &hasher, admin_tx) => {}
+                    () = bootstrap_until_done(&db, &hasher, &login_client, admin_tx) => {}
                     _ = stop.wait_for(|stop| *stop) => {}
                 }
             })
@@ -250,12 +260,29 @@ async fn maintain(state: &AppState, audit_retention: i64) {
     }
 }
 
-/// Migrates the database and, if it holds no user, creates the first admin.
-/// Several instances starting on one empty database create one admin: the
-/// others find the name taken and create none.
-async fn bootstrap(db: &Db, hasher: &Hasher) -> Result<Option<FirstAdmin>, ServeError> {
+/// Migrates the database, registers the login client if no client is
+/// registered, and, if it holds no user, creates the first admin. Several
+/// instances starting on one empty database create one admin and one client:
+/// the others find the name taken and create none.
+async fn bootstrap(
+    db: &Db,
+    hasher: &Hasher,
+    login_client: &str,
+) -> Result<Option<FirstAdmin>, ServeError> {
     db.migrate().await?;
-    if db.count_users().await? != 0 {
+    let now = crate::unix_now(&tessera_keyring::SystemClock);
+    let first_start = db.count_users().await? == 0;
+    if crate::clients::bootstrap(db, login_client, now, first_start).await? {
+        tracing::info!(
+            target: "audit",
+            event = "client_registered",
+            client_id = login_client,
+            "registered the login client (public; password and refresh grants; scope profile)"
+        );
+        let event = crate::audit::Event::new("client_added").with("client_id", login_client);
+        crate::audit::record(db, now, event).await;
+    }
+    if !first_start {
         return Ok(None);
     }
     match create_first_admin(db, hasher).await {
@@ -270,12 +297,13 @@ async fn bootstrap(db: &Db, hasher: &Hasher) -> Result<Option<FirstAdmin>, Serve
 async fn bootstrap_until_done(
     db: &Db,
     hasher: &Hasher,
+    login_client: &str,
     admin_tx: tokio::sync::oneshot::Sender<FirstAdmin>,
 ) {
     let mut wait = std::time::Duration::from_millis(250);
     loop {
         tokio::time::sleep(wait).await;
-        match bootstrap(db, hasher).await {
+        match bootstrap(db, hasher, login_client).await {
             Ok(admin) => {
                 tracing::info!(
                     backend = db.backend_name(),

@@ -23,6 +23,8 @@ pub struct TokenSettings {
     pub refresh_absolute_lifetime: Duration,
     /// The `max-age` the JWKS is served with.
     pub jwks_cache_lifetime: Duration,
+    /// The registered client `/login` issues tokens for.
+    pub login_client: String,
 }
 
 /// `aud`: a string for one audience, an array for several (RFC 7519 §4.1.3).
@@ -45,6 +47,7 @@ struct AccessClaims<'a> {
     jti: String,
     client_id: &'a str,
     sid: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
     scope: &'a str,
     roles: &'a [String],
     preferred_username: &'a str,
@@ -57,10 +60,12 @@ pub struct AccessGrant<'a> {
     pub user: &'a User,
     /// The session (refresh-token family) it belongs to.
     pub session_id: &'a str,
-    /// The OAuth client (`tessera` for `/login`).
+    /// The registered OAuth client.
     pub client_id: &'a str,
-    /// Space-separated scopes.
+    /// Space-separated scopes, already checked against the client's.
     pub scope: &'a str,
+    /// The client's audiences; empty: the configured ones.
+    pub audiences: &'a [String],
 }
 
 impl TokenSettings {
@@ -72,7 +77,12 @@ impl TokenSettings {
         now: i64,
     ) -> Result<String, SignError> {
         let lifetime = i64::try_from(self.access_token_lifetime.as_secs()).unwrap_or(i64::MAX);
-        let aud = match self.audiences.as_slice() {
+        let audiences = if grant.audiences.is_empty() {
+            self.audiences.as_slice()
+        } else {
+            grant.audiences
+        };
+        let aud = match audiences {
             [one] => Audience::One(one),
             many => Audience::Many(many),
         };
@@ -117,8 +127,13 @@ pub struct TokenResponse {
     pub token_type: &'static str,
     /// Seconds until the access token expires.
     pub expires_in: u64,
-    /// The opaque refresh token.
-    pub refresh_token: String,
+    /// The opaque refresh token, when the client may refresh.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// The scope granted (RFC 6749 §5.1 asks for it when it differs from
+    /// what was asked; Tessera always says).
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub scope: String,
 }
 
 impl std::fmt::Debug for TokenResponse {

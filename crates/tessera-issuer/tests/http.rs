@@ -41,6 +41,10 @@ async fn fixture() -> Fixture {
     let db = Db::connect(&test_database_url(tmp.path()).unwrap())
         .await
         .unwrap();
+    // The login client a first start registers.
+    tessera_issuer::clients::bootstrap(&db, "tessera-web", 0, true)
+        .await
+        .unwrap();
     let settings = TokenSettings {
         issuer: ISSUER.to_owned(),
         audiences: vec!["api".to_owned()],
@@ -48,6 +52,7 @@ async fn fixture() -> Fixture {
         refresh_idle_lifetime: Duration::from_secs(14 * 86400),
         refresh_absolute_lifetime: Duration::from_secs(30 * 86400),
         jwks_cache_lifetime: Duration::from_secs(300),
+        login_client: "tessera-web".to_owned(),
     };
     let state = AppState::new(
         Arc::clone(&keys),

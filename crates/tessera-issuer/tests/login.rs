@@ -41,6 +41,10 @@ async fn app() -> App {
     let db = Db::connect(&test_database_url(tmp.path()).unwrap())
         .await
         .unwrap();
+    // The login client a first start registers.
+    tessera_issuer::clients::bootstrap(&db, "tessera-web", 0, true)
+        .await
+        .unwrap();
     let hasher = Hasher::with_params(64, 1, 1, 2).unwrap();
     let settings = TokenSettings {
         issuer: ISSUER.to_owned(),
@@ -49,6 +53,7 @@ async fn app() -> App {
         refresh_idle_lifetime: Duration::from_secs(14 * 86400),
         refresh_absolute_lifetime: Duration::from_secs(30 * 86400),
         jwks_cache_lifetime: Duration::from_secs(300),
+        login_client: "tessera-web".to_owned(),
     };
     let clock = Arc::new(FixedClock(
         SystemTime::UNIX_EPOCH + Duration::from_secs(NOW),
@@ -166,7 +171,7 @@ async fn a_right_password_gets_a_verifiable_rfc9068_access_token_and_a_refresh_t
     assert_eq!(claims["iat"], NOW);
     assert_eq!(claims["nbf"], NOW);
     assert_eq!(claims["exp"], NOW + 900);
-    assert_eq!(claims["client_id"], "tessera");
+    assert_eq!(claims["client_id"], "tessera-web");
     assert_eq!(claims["scope"], "profile");
     assert_eq!(claims["roles"], json!(["admin"]));
     assert_eq!(claims["preferred_username"], "alice");

@@ -63,6 +63,10 @@ async fn app() -> App {
     let db = Db::connect(&test_database_url(tmp.path()).unwrap())
         .await
         .unwrap();
+    // The login client a first start registers.
+    tessera_issuer::clients::bootstrap(&db, "tessera-web", 0, true)
+        .await
+        .unwrap();
     let hasher = Hasher::with_params(64, 1, 1, 4).unwrap();
     let settings = TokenSettings {
         issuer: "https://auth.example.test".to_owned(),
@@ -71,6 +75,7 @@ async fn app() -> App {
         refresh_idle_lifetime: Duration::from_secs(14 * DAY),
         refresh_absolute_lifetime: Duration::from_secs(30 * DAY),
         jwks_cache_lifetime: Duration::from_secs(300),
+        login_client: "tessera-web".to_owned(),
     };
     let clock = Arc::new(TestClock(Mutex::new(
         SystemTime::UNIX_EPOCH + Duration::from_secs(T0),
@@ -286,35 +291,238 @@ async fn a_disabled_user_cannot_refresh() {
     );
 }
 
+fn basic(id: &str, secret: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    )
+}
+
+impl App {
+    async fn form_as(&self, path: &str, form: &str, authorization: &str) -> Reply {
+        self.send(
+            Request::post(path)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(header::AUTHORIZATION, authorization)
+                .body(Body::from(form.to_owned()))
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Registers a confidential client; returns its secret.
+    async fn add_confidential(&self, id: &str, scopes: &[&str], default: &[&str]) -> String {
+        let secret = tessera_issuer::clients::new_secret();
+        let strings = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let client = tessera_issuer::clients::Client {
+            kind: tessera_issuer::clients::ClientKind::Confidential,
+            scopes: strings(scopes),
+            default_scope: strings(default),
+            audiences: vec!["orders-api".to_owned()],
+            secret_sha256: tessera_issuer::clients::decode_hash(
+                &tessera_issuer::clients::secret_hash_text(&secret),
+            ),
+            ..tessera_issuer::clients::login_client(id, T0 as i64)
+        };
+        tessera_issuer::clients::check(&client).unwrap();
+        self.db.add_client(&client).await.unwrap();
+        self.state.clients_changed();
+        secret
+    }
+}
+
+/// The security review's finding 1: a caller-chosen `client_id` and `scope`
+/// were signed as given. Now the client must be registered (and authenticate
+/// if confidential), and the scope is within what it was registered for.
 #[tokio::test]
-async fn the_password_grant_and_rfc6749_errors() {
+async fn the_password_grant_signs_only_what_the_client_registry_allows() {
     let app = app().await;
+    let grant = "grant_type=password&username=alice&password=correct+horse";
+    // The review's request: refused, no token.
+    let forged = app
+        .form(
+            "/token",
+            &format!("{grant}&scope=admin+orders:write&client_id=trusted-backoffice"),
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::BAD_REQUEST, "{}", forged.body);
+    assert_eq!(forged.body["error"], "invalid_client");
+    assert!(forged.body.get("access_token").is_none());
+    // A registered client, a scope it may not have.
+    let escalated = app
+        .form(
+            "/token",
+            &format!("{grant}&scope=admin&client_id=tessera-web"),
+        )
+        .await;
+    assert_eq!(escalated.status, StatusCode::BAD_REQUEST);
+    assert_eq!(escalated.body["error"], "invalid_scope");
+    // No client at all.
+    assert_eq!(
+        app.form("/token", grant).await.body["error"],
+        "invalid_client"
+    );
+    // The login client, no scope: its default.
     let ok = app
-        .form("/token", "grant_type=password&username=alice&password=correct+horse&client_id=cli&scope=profile+email")
+        .form("/token", &format!("{grant}&client_id=tessera-web"))
         .await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
     let access = claims(ok.body["access_token"].as_str().unwrap());
-    assert_eq!(access["client_id"], "cli");
-    assert_eq!(access["scope"], "profile email");
-    // The refreshed token keeps the session's client and scope.
-    let refreshed = app.refresh(&refresh_of(&ok.body)).await;
+    assert_eq!(access["client_id"], "tessera-web");
+    assert_eq!(access["scope"], "profile");
+    assert_eq!(ok.body["scope"], "profile");
+
+    // A confidential client with scopes of its own and an audience.
+    let secret = app
+        .add_confidential(
+            "backoffice",
+            &["orders:read", "orders:write"],
+            &["orders:read"],
+        )
+        .await;
+    let without_secret = app
+        .form("/token", &format!("{grant}&client_id=backoffice"))
+        .await;
+    assert_eq!(without_secret.status, StatusCode::BAD_REQUEST);
+    assert_eq!(without_secret.body["error"], "invalid_client");
+    for wrong in [
+        app.form_as("/token", grant, &basic("backoffice", "not-the-secret"))
+            .await,
+        app.form(
+            "/token",
+            &format!("{grant}&client_id=backoffice&client_secret=not-the-secret"),
+        )
+        .await,
+        app.form_as("/token", grant, &basic("nobody", &secret))
+            .await,
+    ] {
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{}", wrong.body);
+        assert_eq!(wrong.body["error"], "invalid_client");
+        assert_eq!(
+            wrong.headers.get(header::WWW_AUTHENTICATE).unwrap(),
+            "Basic realm=\"tessera\""
+        );
+    }
+    let ok = app
+        .form_as("/token", grant, &basic("backoffice", &secret))
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    let access = claims(ok.body["access_token"].as_str().unwrap());
+    assert_eq!(
+        (&access["client_id"], &access["scope"], &access["aud"]),
+        (
+            &json!("backoffice"),
+            &json!("orders:read"),
+            &json!("orders-api")
+        )
+    );
+    let both = app
+        .form(
+            "/token",
+            &format!(
+                "{grant}&client_id=backoffice&client_secret={secret}&scope=orders:write+orders:read"
+            ),
+        )
+        .await;
+    assert_eq!(both.status, StatusCode::OK, "{}", both.body);
+    assert_eq!(
+        claims(both.body["access_token"].as_str().unwrap())["scope"],
+        "orders:write orders:read"
+    );
+    assert_eq!(
+        app.form_as(
+            "/token",
+            &format!("{grant}&scope=orders:write+admin"),
+            &basic("backoffice", &secret)
+        )
+        .await
+        .body["error"],
+        "invalid_scope"
+    );
+
+    // Refreshing keeps the registered client: a confidential one must
+    // authenticate, and no other client may use its refresh token.
+    let refresh = format!(
+        "grant_type=refresh_token&refresh_token={}",
+        refresh_of(&both.body)
+    );
+    let anonymous = app.form("/token", &refresh).await;
+    assert_eq!(anonymous.status, StatusCode::BAD_REQUEST);
+    assert_eq!(anonymous.body["error"], "invalid_client");
+    let other = app
+        .form("/token", &format!("{refresh}&client_id=tessera-web"))
+        .await;
+    assert_eq!(other.body["error"], "invalid_grant");
+    // The operator narrows the client: the refreshed token narrows with it.
+    let mut narrowed = app.db.client("backoffice").await.unwrap().unwrap();
+    narrowed.scopes = vec!["orders:read".to_owned()];
+    narrowed.default_scope = vec!["orders:read".to_owned()];
+    app.db.update_client(&narrowed).await.unwrap();
+    app.state.clients_changed();
+    let refreshed = app
+        .form_as("/token", &refresh, &basic("backoffice", &secret))
+        .await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.body);
     let access = claims(refreshed.body["access_token"].as_str().unwrap());
     assert_eq!(
         (access["client_id"].as_str(), access["scope"].as_str()),
-        (Some("cli"), Some("profile email"))
+        (Some("backoffice"), Some("orders:read"))
     );
+    // Disabled: no new tokens, no refresh.
+    narrowed.disabled = true;
+    app.db.update_client(&narrowed).await.unwrap();
+    app.state.clients_changed();
+    let next = format!(
+        "grant_type=refresh_token&refresh_token={}",
+        refresh_of(&refreshed.body)
+    );
+    assert_eq!(
+        app.form_as("/token", &next, &basic("backoffice", &secret))
+            .await
+            .body["error"],
+        "invalid_client"
+    );
+    assert_eq!(
+        app.form_as("/token", grant, &basic("backoffice", &secret))
+            .await
+            .body["error"],
+        "invalid_client"
+    );
+    // A client not allowed to refresh gets no refresh token.
+    let mut no_refresh = tessera_issuer::clients::login_client("kiosk", T0 as i64);
+    no_refresh.grant_types = vec!["password".to_owned()];
+    app.db.add_client(&no_refresh).await.unwrap();
+    app.state.clients_changed();
+    let kiosk = app
+        .form("/token", &format!("{grant}&client_id=kiosk"))
+        .await;
+    assert_eq!(kiosk.status, StatusCode::OK, "{}", kiosk.body);
+    assert!(kiosk.body.get("refresh_token").is_none(), "{}", kiosk.body);
+    assert_eq!(
+        app.form(
+            "/token",
+            "grant_type=refresh_token&refresh_token=x&client_id=kiosk"
+        )
+        .await
+        .body["error"],
+        "unauthorized_client"
+    );
+}
 
+#[tokio::test]
+async fn the_password_grant_and_rfc6749_errors() {
+    let app = app().await;
     let cases = [
         (
-            "grant_type=password&username=alice&password=wrong",
+            "grant_type=password&username=alice&password=wrong&client_id=tessera-web",
             "invalid_grant",
         ),
         (
-            "grant_type=password&username=nobody&password=correct+horse",
+            "grant_type=password&username=nobody&password=correct+horse&client_id=tessera-web",
             "invalid_grant",
         ),
         (
-            "grant_type=password&password=correct+horse",
+            "grant_type=password&password=correct+horse&client_id=tessera-web",
             "invalid_request",
         ),
         ("username=alice&password=correct+horse", "invalid_request"),
@@ -333,7 +541,7 @@ async fn the_password_grant_and_rfc6749_errors() {
             "invalid_request",
         ),
         (
-            "grant_type=password&username=alice&password=correct+horse&scope=%22bad%22",
+            "grant_type=password&username=alice&password=correct+horse&scope=%22bad%22&client_id=tessera-web",
             "invalid_request",
         ),
     ];
@@ -491,7 +699,7 @@ async fn failed_logins_are_throttled_per_username_with_growing_delays() {
     let grant = app
         .form(
             "/token",
-            "grant_type=password&username=alice&password=correct+horse",
+            "grant_type=password&username=alice&password=correct+horse&client_id=tessera-web",
         )
         .await;
     assert_eq!(grant.status, StatusCode::TOO_MANY_REQUESTS);
@@ -885,6 +1093,30 @@ async fn introspection_answers_configured_callers_only_and_sees_revocations() {
         .as_str()
         .unwrap()
         .to_owned();
+    let fourth = format!(
+        "token={}",
+        app.login().await["access_token"].as_str().unwrap()
+    );
+
+    // Registered clients: one allowed to introspect, one not. (The
+    // configuration table above is the deprecated way, still honoured.)
+    let allowed = app.add_confidential("resource-a", &[], &[]).await;
+    let mut a = app.db.client("resource-a").await.unwrap().unwrap();
+    a.introspect = true;
+    app.db.update_client(&a).await.unwrap();
+    app.state.clients_changed();
+    let not_allowed = app.add_confidential("resource-b", &[], &[]).await;
+    let (status, _, body) = introspect(basic("resource-a", &allowed), fourth.clone()).await;
+    assert_eq!((status, &body["active"]), (StatusCode::OK, &json!(true)));
+    for refused in [
+        basic("resource-b", &not_allowed),
+        basic("resource-a", &not_allowed),
+    ] {
+        let (status, challenge, _) = introspect(refused, fourth.clone()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(challenge.unwrap().starts_with("Basic"));
+    }
+
     app.clock.advance(900);
     let (_, _, body) = introspect(good(), format!("token={third}")).await;
     assert_eq!(body["active"], false, "expired");

@@ -26,8 +26,12 @@ impl Users {
     }
 
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        self.run_verb("users", args, stdin)
+    }
+
+    fn run_verb(&self, command: &str, args: &[&str], stdin: Option<&str>) -> Output {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tessera-issuer"))
-            .arg("users")
+            .arg(command)
             .args(args)
             .args(["--database", &self.url()])
             .env_remove("TESSERA_CONFIG")
@@ -287,7 +291,9 @@ async fn disable_reset_and_revoke_commands_fill_the_revocation_list() {
             client_id: "tessera",
             scope: "profile",
         };
-        db.start_session(&session, sid.as_bytes(), 1).await.unwrap();
+        db.start_session(&session, Some(sid.as_bytes()), 1)
+            .await
+            .unwrap();
     }
     let out = u.ok(&["disable", "alice"], None);
     assert!(out.contains("2 session(s) ended"), "{out}");
@@ -379,4 +385,161 @@ async fn an_introspection_client_made_by_the_cli_can_introspect() {
     assert_eq!(body["username"], "admin");
     let (status, body) = ask(format!("{secret}x")).await;
     assert_eq!(status, 401, "{body}");
+}
+
+/// `tessera-issuer clients ...` against a running issuer's database: a
+/// registered confidential client gets tokens with its own scope and
+/// audience, only with its current secret, and none once disabled; the CLI
+/// refuses settings that do not fit together and never prints a stored secret.
+#[tokio::test]
+async fn clients_registered_by_the_cli_get_exactly_what_they_were_registered_for() {
+    let u = Users::new();
+    let clients = |args: &[&str], stdin: Option<&str>| {
+        let out = u.run_verb("clients", args, stdin);
+        (
+            out.status.code(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let issuer = common::IssuerProcess::start(u.tmp.path(), &[]);
+    let (code, out, err) = clients(
+        &[
+            "add",
+            "backoffice",
+            "--confidential",
+            "--grant",
+            "password",
+            "--scope",
+            "orders:read",
+            "--scope",
+            "orders:write",
+            "--default-scope",
+            "orders:read",
+            "--audience",
+            "orders-api",
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client secret (shown once): "))
+        .unwrap()
+        .to_owned();
+    assert_eq!(secret.len(), 43, "256 random bits");
+    // Listed and shown without the secret or its hash; the login client the
+    // first start registered is there too.
+    let (_, listed, _) = clients(&["list", "--json"], None);
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["client_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["backoffice", "tessera-web"]);
+    let (_, shown, _) = clients(&["show", "backoffice", "--json"], None);
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["type"], "confidential");
+    assert_eq!(
+        shown["scopes"],
+        serde_json::json!(["orders:read", "orders:write"])
+    );
+    assert!(!shown.to_string().contains(&secret));
+    assert!(shown.get("secret_sha256").is_none());
+    // Settings that do not fit together, and short secrets, are refused.
+    for (args, stdin) in [
+        (
+            vec!["add", "x1", "--scope", "a", "--default-scope", "b"],
+            None,
+        ),
+        (vec!["add", "x2", "--public", "--introspect"], None),
+        (vec!["add", "x3", "--grant", "implicit"], None),
+        (vec!["add", "x4", "--secret-stdin"], Some("too short\n")),
+        (vec!["add", "backoffice"], None),
+        (vec!["update", "nobody", "--disable"], None),
+    ] {
+        let (code, _, err) = clients(&args, stdin);
+        assert_eq!(code, Some(1), "{args:?} should fail");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    }
+
+    let (addr, password) = (issuer.addr, issuer.admin_password.clone().unwrap());
+    let password = password.as_str();
+    let token = |secret: String, scope: &'static str| async move {
+        use base64::Engine as _;
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("backoffice:{secret}"));
+        let mut c = tessera_bench::Client::connect(addr).await.unwrap();
+        let auth = format!("Authorization: Basic {basic}");
+        let (status, body) = c
+            .request(
+                "POST",
+                "/token",
+                &[&auth],
+                "application/x-www-form-urlencoded",
+                &format!("grant_type=password&username=admin&password={password}{scope}"),
+            )
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+        )
+    };
+    let (status, body) = token(secret.clone(), "").await;
+    assert_eq!(status, 200, "{body}");
+    let claims = common::claims_of(body["access_token"].as_str().unwrap());
+    assert_eq!(claims["client_id"], "backoffice");
+    assert_eq!(claims["scope"], "orders:read");
+    assert_eq!(claims["aud"], "orders-api");
+    assert!(
+        body.get("refresh_token").is_none(),
+        "not allowed to refresh"
+    );
+    let (status, body) = token(secret.clone(), "&scope=admin").await;
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &serde_json::json!("invalid_scope"))
+    );
+
+    // A new secret from standard input: the old one stops working.
+    let new_secret = "a-new-secret-of-forty-characters-0123456";
+    let (code, out, err) = clients(
+        &["rotate-secret", "backoffice", "--secret-stdin"],
+        Some(&format!("{new_secret}\n")),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!out.contains(new_secret));
+    // Within the registry's one-second reload (bounded: 50 × 100 ms).
+    let mut old_refused = false;
+    for _ in 0..50 {
+        if token(secret.clone(), "").await.0 == 401 {
+            old_refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(old_refused, "the old secret still works");
+    assert_eq!(token(new_secret.to_owned(), "").await.0, 200);
+
+    // Disabled: refused, as an unknown client is.
+    let (code, _, err) = clients(&["update", "backoffice", "--disable"], None);
+    assert_eq!(code, Some(0), "{err}");
+    let mut refused = None;
+    for _ in 0..50 {
+        let (status, body) = token(new_secret.to_owned(), "").await;
+        if status != 200 {
+            refused = Some((status, body["error"].clone()));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(refused, Some((401, serde_json::json!("invalid_client"))));
+    let (code, _, _) = clients(&["remove", "backoffice"], None);
+    assert_eq!(code, Some(0));
+    let (_, listed, _) = clients(&["list"], None);
+    assert!(!listed.contains("backoffice"), "{listed}");
+    assert!(listed.contains("tessera-web"), "{listed}");
 }

@@ -10,7 +10,7 @@ use super::{DbError, PoolSettings, Rotation, sql};
 
 /// The embedded migrations, in order. One script holds what SQLite reached in
 /// two: this backend started from the schema SQLite had by then.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
         "users_sessions",
@@ -40,6 +40,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "revocation_feed",
         include_str!("../../migrations/postgres/0006_revocation_feed.sql"),
+    ),
+    (
+        7,
+        "clients",
+        include_str!("../../migrations/postgres/0007_clients.sql"),
     ),
 ];
 

@@ -14,7 +14,7 @@ use sqlx::sqlite::{
 use super::{DbError, Rotation, sql};
 
 /// The embedded migrations, in order.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
         "users_sessions",
@@ -49,6 +49,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "revocation_feed",
         include_str!("../../migrations/sqlite/0007_revocation_feed.sql"),
+    ),
+    (
+        8,
+        "clients",
+        include_str!("../../migrations/sqlite/0008_clients.sql"),
     ),
 ];
 

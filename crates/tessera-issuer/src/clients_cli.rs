@@ -1,0 +1,350 @@
+//! `tessera-issuer clients ...`: the operator's client registry.
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use tessera_issuer::audit::{self, Event};
+use tessera_issuer::clients::{self, Client, ClientKind};
+use tessera_issuer::config::Config;
+use tessera_issuer::db::Db;
+use tessera_keyring::SystemClock;
+
+/// The `clients` verbs.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClientsVerb {
+    /// Register a client. A confidential client's secret is generated and
+    /// shown once, or read with --secret-stdin / --secret-prompt.
+    Add {
+        /// The `client_id`.
+        id: String,
+        #[command(flatten)]
+        settings: Settings,
+        #[command(flatten)]
+        secret: SecretSource,
+    },
+    /// List clients (never their secrets).
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one client.
+    Show {
+        /// The `client_id`.
+        id: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a client: each list given replaces that list (an empty value,
+    /// e.g. `--redirect-uri ''`, clears it); what is not given is kept.
+    Update {
+        /// The `client_id`.
+        id: String,
+        #[command(flatten)]
+        settings: Settings,
+        /// Refuse it tokens and refreshes.
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
+        /// Let a disabled client in again.
+        #[arg(long)]
+        enable: bool,
+        #[command(flatten)]
+        secret: SecretSource,
+    },
+    /// Remove a client: its sessions can no longer refresh.
+    Remove {
+        /// The `client_id`.
+        id: String,
+    },
+    /// Give a confidential client a new secret (the old one stops working).
+    RotateSecret {
+        /// The `client_id`.
+        id: String,
+        #[command(flatten)]
+        secret: SecretSource,
+    },
+}
+
+/// What `add` and `update` set.
+#[derive(Debug, Args)]
+pub(crate) struct Settings {
+    /// No secret (a browser or native app).
+    #[arg(long, conflicts_with = "confidential")]
+    public: bool,
+    /// Has a secret and must authenticate [the default for `add`].
+    #[arg(long)]
+    confidential: bool,
+    /// A grant type it may use: password, refresh_token (repeat).
+    #[arg(long = "grant", value_name = "G")]
+    grants: Vec<String>,
+    /// A scope it may be issued (repeat).
+    #[arg(long = "scope", value_name = "S")]
+    scopes: Vec<String>,
+    /// A scope issued when it asks for none (repeat; each one of --scope).
+    #[arg(long = "default-scope", value_name = "S")]
+    default_scopes: Vec<String>,
+    /// An audience of its tokens (repeat) [default: the issuer's audiences].
+    #[arg(long = "audience", value_name = "A")]
+    audiences: Vec<String>,
+    /// A redirect URI for browser sign-in (repeat; exact match).
+    #[arg(long = "redirect-uri", value_name = "URI")]
+    redirect_uris: Vec<String>,
+    /// May call `/introspect` (confidential clients only).
+    #[arg(long, conflicts_with = "no_introspect")]
+    introspect: bool,
+    /// May not call `/introspect`.
+    #[arg(long)]
+    no_introspect: bool,
+}
+
+/// Where a secret comes from: generated and shown once unless one of these.
+#[derive(Debug, Args)]
+pub(crate) struct SecretSource {
+    /// Read the secret from the first line of standard input.
+    #[arg(long, conflicts_with = "secret_prompt")]
+    secret_stdin: bool,
+    /// Ask for the secret on the terminal (twice).
+    #[arg(long)]
+    secret_prompt: bool,
+}
+
+/// A new secret: from stdin, a prompt, or generated (then printed once).
+fn new_secret(source: &SecretSource) -> anyhow::Result<(zeroize::Zeroizing<String>, bool)> {
+    let secret = if source.secret_stdin {
+        let mut line = zeroize::Zeroizing::new(String::new());
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the secret from standard input")?;
+        zeroize::Zeroizing::new(line.trim_end_matches(['\n', '\r']).to_owned())
+    } else if source.secret_prompt {
+        if !std::io::stdin().is_terminal() {
+            bail!("no terminal to ask for a secret on: use --secret-stdin");
+        }
+        let first = zeroize::Zeroizing::new(
+            rpassword::prompt_password("Client secret: ").context("reading the secret")?,
+        );
+        let again = zeroize::Zeroizing::new(
+            rpassword::prompt_password("Repeat it: ").context("reading the secret")?,
+        );
+        if first != again {
+            bail!("the two secrets differ");
+        }
+        first
+    } else {
+        return Ok((zeroize::Zeroizing::new(clients::new_secret()), true));
+    };
+    clients::check_secret(&secret).map_err(anyhow::Error::msg)?;
+    Ok((secret, false))
+}
+
+/// Replaces the lists `settings` gives; `''` alone clears a list.
+fn apply(client: &mut Client, settings: &Settings) {
+    let replace = |target: &mut Vec<String>, given: &[String]| {
+        if !given.is_empty() {
+            *target = given.iter().filter(|v| !v.is_empty()).cloned().collect();
+        }
+    };
+    replace(&mut client.grant_types, &settings.grants);
+    replace(&mut client.scopes, &settings.scopes);
+    replace(&mut client.default_scope, &settings.default_scopes);
+    replace(&mut client.audiences, &settings.audiences);
+    replace(&mut client.redirect_uris, &settings.redirect_uris);
+    if settings.introspect {
+        client.introspect = true;
+    }
+    if settings.no_introspect {
+        client.introspect = false;
+    }
+}
+
+pub(crate) fn run(config: &Config, verb: ClientsVerb) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run_async(config, verb))
+}
+
+async fn run_async(config: &Config, verb: ClientsVerb) -> anyhow::Result<()> {
+    let db = Db::connect(&config.database_url).await?;
+    let mut out = std::io::stdout().lock();
+    let now = tessera_issuer::unix_now(&SystemClock);
+    match verb {
+        ClientsVerb::Add {
+            id,
+            settings,
+            secret,
+        } => {
+            clients::check_client_id(&id).map_err(anyhow::Error::msg)?;
+            let kind = if settings.public {
+                ClientKind::Public
+            } else {
+                ClientKind::Confidential
+            };
+            let mut client = Client {
+                kind,
+                grant_types: Vec::new(),
+                scopes: Vec::new(),
+                default_scope: Vec::new(),
+                introspect: false,
+                ..clients::login_client(&id, now)
+            };
+            apply(&mut client, &settings);
+            clients::check(&client).map_err(anyhow::Error::msg)?;
+            let shown = if kind == ClientKind::Confidential {
+                let (secret, generated) = new_secret(&secret)?;
+                client.secret_sha256 = clients::decode_hash(&clients::secret_hash_text(&secret));
+                generated.then_some(secret)
+            } else {
+                if secret.secret_stdin || secret.secret_prompt {
+                    bail!("a public client has no secret");
+                }
+                None
+            };
+            db.add_client(&client).await?;
+            record(&db, now, "client_added", &client).await;
+            writeln!(out, "added {} client {id}", kind.name())?;
+            if let Some(secret) = shown {
+                writeln!(out, "client secret (shown once): {}", secret.as_str())?;
+            }
+        }
+        ClientsVerb::List { json } => {
+            let all = db.list_clients().await?;
+            if json {
+                serde_json::to_writer_pretty(&mut out, &all)?;
+                writeln!(out)?;
+            } else {
+                writeln!(
+                    out,
+                    "{:<24}  {:<12}  {:<8}  {:<24}  SCOPES",
+                    "CLIENT_ID", "TYPE", "STATE", "GRANTS"
+                )?;
+                for c in all {
+                    writeln!(
+                        out,
+                        "{:<24}  {:<12}  {:<8}  {:<24}  {}",
+                        c.client_id,
+                        c.kind.name(),
+                        if c.disabled { "disabled" } else { "active" },
+                        list_text(&c.grant_types),
+                        list_text(&c.scopes)
+                    )?;
+                }
+            }
+        }
+        ClientsVerb::Show { id, json } => {
+            let client = existing(&db, &id).await?;
+            if json {
+                serde_json::to_writer_pretty(&mut out, &client)?;
+                writeln!(out)?;
+            } else {
+                let rows = [
+                    ("client_id", client.client_id.clone()),
+                    ("type", client.kind.name().to_owned()),
+                    (
+                        "state",
+                        if client.disabled {
+                            "disabled"
+                        } else {
+                            "active"
+                        }
+                        .to_owned(),
+                    ),
+                    ("grants", list_text(&client.grant_types)),
+                    ("scopes", list_text(&client.scopes)),
+                    ("default scope", list_text(&client.default_scope)),
+                    ("audiences", list_text(&client.audiences)),
+                    ("redirect uris", list_text(&client.redirect_uris)),
+                    ("introspect", client.introspect.to_string()),
+                ];
+                for (name, value) in rows {
+                    writeln!(out, "{name:<14} {value}")?;
+                }
+            }
+        }
+        ClientsVerb::Update {
+            id,
+            settings,
+            disable,
+            enable,
+            secret,
+        } => {
+            let mut client = existing(&db, &id).await?;
+            apply(&mut client, &settings);
+            client.disabled = (client.disabled || disable) && !enable;
+            client.updated_at = now;
+            let mut shown = None;
+            if settings.public {
+                if secret.secret_stdin || secret.secret_prompt {
+                    bail!("a public client has no secret");
+                }
+                client.kind = ClientKind::Public;
+                client.secret_sha256 = None;
+            } else if settings.confidential && client.kind == ClientKind::Public {
+                let (secret, generated) = new_secret(&secret)?;
+                client.kind = ClientKind::Confidential;
+                client.secret_sha256 = clients::decode_hash(&clients::secret_hash_text(&secret));
+                shown = generated.then_some(secret);
+            } else if secret.secret_stdin || secret.secret_prompt {
+                bail!("to change the secret, use `clients rotate-secret {id}`");
+            }
+            clients::check(&client).map_err(anyhow::Error::msg)?;
+            db.update_client(&client).await?;
+            record(&db, now, "client_updated", &client).await;
+            writeln!(out, "updated client {id}")?;
+            if let Some(secret) = shown {
+                writeln!(out, "client secret (shown once): {}", secret.as_str())?;
+            }
+        }
+        ClientsVerb::Remove { id } => {
+            db.remove_client(&id).await?;
+            let event = Event::new("client_removed").with("client_id", id.as_str());
+            audit::record(&db, now, event).await;
+            writeln!(out, "removed client {id}")?;
+        }
+        ClientsVerb::RotateSecret { id, secret } => {
+            let mut client = existing(&db, &id).await?;
+            if client.kind != ClientKind::Confidential {
+                bail!("{id} is a public client: it has no secret");
+            }
+            let (secret, generated) = new_secret(&secret)?;
+            client.secret_sha256 = clients::decode_hash(&clients::secret_hash_text(&secret));
+            client.updated_at = now;
+            db.update_client(&client).await?;
+            let event = Event::new("client_secret_rotated").with("client_id", id.as_str());
+            audit::record(&db, now, event).await;
+            writeln!(out, "client {id}: new secret in force")?;
+            if generated {
+                writeln!(out, "client secret (shown once): {}", secret.as_str())?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+async fn existing(db: &Db, id: &str) -> anyhow::Result<Client> {
+    match db.client(id).await? {
+        Some(client) => Ok(client),
+        None => bail!("no client with id {id:?}"),
+    }
+}
+
+/// The audit event for a registration or change: the settings, never the secret.
+async fn record(db: &Db, now: i64, kind: &'static str, client: &Client) {
+    let detail = serde_json::to_value(client).unwrap_or_default();
+    let mut event = Event::new(kind);
+    event.detail = detail;
+    audit::record(db, now, event).await;
+}
+
+fn list_text(list: &[String]) -> String {
+    if list.is_empty() {
+        "-".to_owned()
+    } else {
+        list.join(",")
+    }
+}
