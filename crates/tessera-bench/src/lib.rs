@@ -36,6 +36,26 @@ impl Client {
         })
     }
 
+    /// Connects to `addr` from the loopback address `from` (any of
+    /// 127.0.0.0/8 on Linux), so a test can be many clients.
+    pub async fn connect_from(addr: SocketAddr, from: std::net::IpAddr) -> Result<Self, Error> {
+        if !addr.ip().is_loopback() || !from.is_loopback() {
+            return Err("the load generator only uses loopback addresses".into());
+        }
+        let socket = match from {
+            std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.bind(SocketAddr::new(from, 0))?;
+        let stream = socket.connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            buf: Vec::with_capacity(8192),
+            addr,
+        })
+    }
+
     /// Sends one request and reads the whole response: `(status, body)`.
     /// `headers` are extra header lines, each without its CRLF.
     pub async fn request(

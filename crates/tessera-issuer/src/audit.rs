@@ -1,10 +1,12 @@
 //! Security events, stored in the database as well as logged (target
 //! `audit`): every instance's events in one place, on either backend, listed
 //! by `tessera-issuer audit`. Stored: logins (success, failure with its
-//! reason, throttled), refresh-token reuse, revocations, logouts, the first
-//! admin, and operators' changes to users. Not stored: each successful
-//! refresh (the hot path; it is logged). Never a secret: no token, password or
-//! key appears in an event.
+//! reason), refresh-token reuse and replays, revocations, logouts, the first
+//! admin, and operators' changes to users and clients. Not stored: each
+//! successful refresh (the hot path; it is logged), and throttled attempts
+//! (a row each would be the database write throttling exists to spare; the
+//! log has them, folded to a line a second with exact counts). Never a
+//! secret: no token, password or key appears in an event.
 
 use std::net::IpAddr;
 
@@ -97,4 +99,42 @@ pub const DEFAULT_RETENTION_SECS: i64 = 90 * 86_400;
 /// Deletes events older than `retention` seconds; returns how many.
 pub async fn forget_old(db: &Db, now: i64, retention: i64) -> Result<u64, DbError> {
     db.forget_audit_before(now.saturating_sub(retention)).await
+}
+
+/// Folds a repeated log line: [`Folded::tick`] says whether to write one now
+/// (at most one a second) and how many were folded into it since the last.
+#[derive(Debug, Default)]
+pub struct Folded {
+    state: std::sync::Mutex<(i64, u64)>,
+}
+
+impl Folded {
+    /// One more occurrence at `now` (Unix seconds): `Some(folded)` if a line
+    /// is due (`folded` earlier occurrences had none), else `None`.
+    pub fn tick(&self, now: i64) -> Option<u64> {
+        let mut state = self.state.lock().ok()?;
+        let (last_line, folded) = &mut *state;
+        if now > *last_line {
+            let was = std::mem::take(folded);
+            *last_line = now;
+            Some(was)
+        } else {
+            *folded += 1;
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn repeated_lines_fold_to_one_a_second_and_keep_the_count() {
+        let f = super::Folded::default();
+        assert_eq!(f.tick(100), Some(0));
+        for _ in 0..999 {
+            assert_eq!(f.tick(100), None);
+        }
+        assert_eq!(f.tick(101), Some(999), "every occurrence is counted");
+        assert_eq!(f.tick(105), Some(0));
+    }
 }

@@ -111,6 +111,24 @@ struct GlobalArgs {
     /// The registered client `/login` issues tokens for [default: tessera-web].
     #[arg(long, global = true, env = "TESSERA_LOGIN_CLIENT", value_name = "ID")]
     login_client: Option<String>,
+    /// Most password checks queued or running; beyond it logins get 503 [default: 64].
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_PASSWORD_CHECK_QUEUE",
+        value_name = "N"
+    )]
+    password_check_queue: Option<usize>,
+    /// A reverse proxy (address or CIDR) whose Forwarded / X-Forwarded-For is
+    /// believed; repeat or comma-separate [default: none, both ignored].
+    #[arg(
+        long = "trusted-proxy",
+        global = true,
+        env = "TESSERA_TRUSTED_PROXIES",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Option<Vec<String>>,
     /// How long to wait for another process's keyring lock.
     #[arg(long, global = true, env = "TESSERA_LOCK_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
     lock_timeout: Duration,
@@ -303,6 +321,8 @@ fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
         // Only in the file: secrets' hashes do not belong on a command line.
         introspection_clients: None,
         login_client: global.login_client.clone(),
+        password_check_queue: global.password_check_queue,
+        trusted_proxies: global.trusted_proxies.clone(),
     };
     Ok(file.overlay(flags).validate()?)
 }

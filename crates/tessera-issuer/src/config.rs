@@ -51,6 +51,12 @@ pub struct Config {
     /// The registered client `/login` issues tokens for. Default
     /// `tessera-web`, registered when the registry is empty.
     pub login_client: String,
+    /// The most password checks queued or running at once; beyond it logins
+    /// get 503 with `Retry-After` before any work. Default 64.
+    pub password_check_queue: usize,
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` is believed.
+    /// Default none: both headers are ignored.
+    pub trusted_proxies: Vec<crate::proxies::Cidr>,
 }
 
 /// A caller allowed to introspect tokens, authenticated with HTTP Basic.
@@ -140,6 +146,10 @@ pub struct RawConfig {
     pub introspection_clients: Option<Vec<RawIntrospectionClient>>,
     /// `login_client = "tessera-web"`
     pub login_client: Option<String>,
+    /// `password_check_queue = 64`
+    pub password_check_queue: Option<usize>,
+    /// `trusted_proxies = ["10.0.0.0/8"]`
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// A configuration that cannot be used.
@@ -225,6 +235,8 @@ impl RawConfig {
                 .or(self.refresh_absolute_lifetime),
             introspection_clients: over.introspection_clients.or(self.introspection_clients),
             login_client: over.login_client.or(self.login_client),
+            password_check_queue: over.password_check_queue.or(self.password_check_queue),
+            trusted_proxies: over.trusted_proxies.or(self.trusted_proxies),
         }
     }
 
@@ -325,6 +337,25 @@ impl RawConfig {
             ..PoolSettings::default()
         };
         let introspection_clients = introspection_clients(self.introspection_clients)?;
+        let trusted_proxies = self
+            .trusted_proxies
+            .unwrap_or_default()
+            .iter()
+            .map(|text| crate::proxies::Cidr::parse(text))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|problem| ConfigError::Invalid {
+                key: "trusted_proxies",
+                problem,
+            })?;
+        let password_check_queue = self
+            .password_check_queue
+            .unwrap_or(crate::passwords::DEFAULT_QUEUE);
+        if !(1..=100_000).contains(&password_check_queue) {
+            return Err(ConfigError::Invalid {
+                key: "password_check_queue",
+                problem: format!("{password_check_queue} is outside 1 ..= 100000"),
+            });
+        }
         let login_client = self
             .login_client
             .unwrap_or_else(|| "tessera-web".to_owned());
@@ -353,6 +384,8 @@ impl RawConfig {
             refresh_absolute_lifetime,
             introspection_clients,
             login_client,
+            password_check_queue,
+            trusted_proxies,
         })
     }
 }

@@ -40,6 +40,8 @@ struct Inner {
     discovery: Bytes,
     feed: crate::feed::Feed,
     clients: crate::clients::Registry,
+    throttled_lines: crate::audit::Folded,
+    trusted_proxies: std::sync::OnceLock<Vec<crate::proxies::Cidr>>,
     introspection_clients: std::sync::OnceLock<Vec<crate::config::IntrospectionClient>>,
 }
 
@@ -95,6 +97,8 @@ impl AppState {
                 discovery: Bytes::from(discovery.to_string()),
                 feed: crate::feed::Feed::default(),
                 clients: crate::clients::Registry::default(),
+                throttled_lines: crate::audit::Folded::default(),
+                trusted_proxies: std::sync::OnceLock::new(),
                 introspection_clients: std::sync::OnceLock::new(),
             }),
         }
@@ -114,6 +118,8 @@ impl AppState {
             discovery: self.inner.discovery.clone(),
             feed: crate::feed::Feed::default(),
             clients: crate::clients::Registry::default(),
+            throttled_lines: crate::audit::Folded::default(),
+            trusted_proxies: self.inner.trusted_proxies.clone(),
             introspection_clients: self.inner.introspection_clients.clone(),
         };
         Self {
@@ -128,6 +134,13 @@ impl AppState {
         clients: Vec<crate::config::IntrospectionClient>,
     ) -> Self {
         let _ = self.inner.introspection_clients.set(clients);
+        self
+    }
+
+    /// The same state, believing `Forwarded` / `X-Forwarded-For` from these
+    /// proxies (set once, at start; later calls change nothing).
+    pub fn with_trusted_proxies(self, proxies: Vec<crate::proxies::Cidr>) -> Self {
+        let _ = self.inner.trusted_proxies.set(proxies);
         self
     }
 
@@ -216,11 +229,49 @@ pub fn router(state: AppState) -> Router {
 pub fn with_edge_layers(routes: Router) -> Router {
     routes
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
         ]))
 }
+
+/// The span of a request: method and path, never the query string (which
+/// may carry a token: `POST /logout?access_token=…`), at any level.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        version = ?request.version(),
+    )
+}
+
+/// Puts the client's address (past trusted proxies, see [`crate::proxies`])
+/// into the request's extensions for the handlers.
+async fn client_address(
+    State(state): State<AppState>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
+    if let Some(peer) = peer {
+        let trusted = state
+            .inner
+            .trusted_proxies
+            .get()
+            .map_or(&[][..], Vec::as_slice);
+        let addr = crate::proxies::client_addr(peer, request.headers(), trusted);
+        request.extensions_mut().insert(ClientAddr(addr));
+    }
+    next.run(request).await
+}
+
+/// The client's address, as [`client_address`] found it.
+#[derive(Debug, Clone, Copy)]
+struct ClientAddr(std::net::IpAddr);
 
 /// The routes and their state, without the edge layers (benchmarks add a
 /// baseline route before layering, so both pay for exactly the same layers).
@@ -238,6 +289,10 @@ pub fn routes(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            client_address,
+        ))
         .with_state(state)
 }
 
@@ -403,6 +458,8 @@ pub enum ApiError {
         /// Seconds to wait.
         retry_after: i64,
     },
+    /// 503 with `Retry-After`: the password-check queue is full.
+    Overloaded,
     /// 413: the body is over [`MAX_BODY_BYTES`].
     PayloadTooLarge,
     /// 415: not `application/json`.
@@ -472,6 +529,19 @@ impl IntoResponse for ApiError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 json!({"error": "invalid_request", "error_description": "expected application/json"}),
             ),
+            Self::Overloaded => {
+                let body = json!({
+                    "error": "temporarily_unavailable",
+                    "error_description": "too many logins in progress; retry later",
+                });
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    no_store(),
+                    [(header::RETRY_AFTER, HeaderValue::from_static("1"))],
+                    Json(body),
+                )
+                    .into_response();
+            }
             Self::Unavailable(cause) => {
                 tracing::error!(error = %cause, "request failed: database unavailable");
                 let body = json!({
@@ -513,11 +583,10 @@ struct LoginRequest {
     password: String,
 }
 
-/// The client's address, when the server was started with connection info.
+/// The client's address (past trusted proxies), when the server was started
+/// with connection info.
 pub(crate) fn client_ip(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
-    extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| info.0.ip())
+    extensions.get::<ClientAddr>().map(|addr| addr.0)
 }
 
 /// `POST /login`: password → access token + refresh token, for the
@@ -549,6 +618,15 @@ async fn login(
     Ok((no_store(), Json(tokens)).into_response())
 }
 
+/// [`Login`], owned, for the task that finishes a login.
+#[derive(Debug)]
+struct OwnedLogin {
+    username: String,
+    client_ip: Option<std::net::IpAddr>,
+    client: crate::clients::Client,
+    scope: String,
+}
+
 /// Who is logging in, from where, for which client.
 #[derive(Debug, Clone, Copy)]
 pub struct Login<'a> {
@@ -566,36 +644,88 @@ pub struct Login<'a> {
 impl AppState {
     /// Checks a username and password and, if they are right and the user is
     /// enabled, starts a session. Unknown users, disabled users and wrong
-    /// passwords cost the same Argon2 work and get the same error. Throttled
-    /// usernames and IPs get 429 before any password work.
+    /// passwords cost the same Argon2 work and get the same error.
+    ///
+    /// Before any password work: a username this instance knows is blocked
+    /// gets 429; a full password-check queue gets 503; then the attempt is
+    /// reserved in the database (429 if a key is blocked). From there the
+    /// login runs to its end on a task of its own, so a check that runs is
+    /// counted and audited even if the client has gone.
     pub async fn password_login(
         &self,
         login: &Login<'_>,
         password: Password,
     ) -> Result<TokenResponse, ApiError> {
-        let Login {
+        let now = self.now();
+        if let Some(retry_after) = self.inner.throttle.known_block(login.username, now) {
+            self.log_throttled(login.client_ip, retry_after);
+            return Err(ApiError::Throttled { retry_after });
+        }
+        let admitted = self.inner.hasher.try_admit().ok_or(ApiError::Overloaded)?;
+        let state = self.clone();
+        let owned = OwnedLogin {
+            username: login.username.to_owned(),
+            client_ip: login.client_ip,
+            client: login.client.clone(),
+            scope: login.scope.to_owned(),
+        };
+        tokio::spawn(async move { state.finish_login(owned, admitted, password).await })
+            .await
+            .map_err(|e| ApiError::Internal(format!("login task: {e}")))?
+    }
+
+    /// One `login_throttled` line per second at most, with how many were
+    /// folded into it (a flood of throttled attempts once wrote 96,000 lines
+    /// in 20 s); the counts stay exact.
+    fn log_throttled(&self, client_ip: Option<std::net::IpAddr>, retry_after: i64) {
+        if let Some(folded) = self.inner.throttled_lines.tick(self.now()) {
+            tracing::info!(
+                target: "audit",
+                event = "login_throttled",
+                ?client_ip,
+                retry_after,
+                also_throttled_since_last_line = folded,
+            );
+        }
+    }
+
+    async fn finish_login(
+        &self,
+        login: OwnedLogin,
+        admitted: crate::passwords::Admitted,
+        password: Password,
+    ) -> Result<TokenResponse, ApiError> {
+        let OwnedLogin {
             username,
             client_ip,
             client,
             scope,
-        } = *login;
+        } = login;
+        let (username, scope) = (username.as_str(), scope.as_str());
         let client_id = client.client_id.as_str();
         let throttle = &self.inner.throttle;
         let db = &self.inner.db;
-        if let Some(retry_after) = throttle
-            .check_shared(db, username, client_ip, self.now())
+        let reserved = match throttle
+            .reserve(db, username, client_ip, self.now())
             .await?
         {
-            tracing::info!(target: "audit", event = "login_throttled", ?client_ip, retry_after);
-            return Err(ApiError::Throttled { retry_after });
-        }
+            crate::throttle::Reservation::Granted(reserved) => reserved,
+            crate::throttle::Reservation::Blocked { retry_after } => {
+                self.log_throttled(client_ip, retry_after);
+                return Err(ApiError::Throttled { retry_after });
+            }
+        };
         let credentials = if crate::validate::username(username).is_ok() {
             self.inner.db.credentials(username).await?
         } else {
             None
         };
         let stored = credentials.as_ref().map(|c| c.password_hash.clone());
-        let checked = self.inner.hasher.check_async(password, stored).await;
+        let checked = self
+            .inner
+            .hasher
+            .check_async(admitted, password, stored)
+            .await;
         let user = match (credentials, checked) {
             (Some(c), Checked::Match { rehash }) if !c.user.disabled => {
                 if let Some(hash) = rehash {
@@ -632,13 +762,11 @@ impl AppState {
                     event = event.user(&c.user.id);
                 }
                 crate::audit::record(db, self.now(), event).await;
-                throttle
-                    .failed_shared(db, username, client_ip, self.now())
-                    .await?;
+                // The reservation stays: it was this failure, counted.
                 return Err(ApiError::InvalidCredentials);
             }
         };
-        throttle.succeeded_shared(db, username).await?;
+        throttle.release(db, reserved, self.now()).await?;
         let now = self.now();
         let session_id = crate::passwords::random_token(16);
         let refresh = client.allows_grant("refresh_token").then(new_refresh_token);

@@ -17,6 +17,7 @@ pub mod introspect;
 pub mod keys;
 pub mod oauth;
 pub mod passwords;
+pub mod proxies;
 pub mod revocation;
 pub mod serve;
 pub mod throttle;

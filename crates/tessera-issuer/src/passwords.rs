@@ -76,6 +76,23 @@ pub enum Checked {
 pub struct Hasher {
     inner: Arc<Inner>,
     pool: Arc<Pool>,
+    /// Admission: one permit per check queued or running.
+    admission: Arc<tokio::sync::Semaphore>,
+    /// Checks run (for tests and metrics).
+    checks: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// The most password checks queued or running at once unless configured:
+/// beyond it a login is answered 503 before any work. With OWASP parameters
+/// a check takes ~25 ms of a core, so 64 is about a second of work queued on
+/// a two-core machine.
+pub const DEFAULT_QUEUE: usize = 64;
+
+/// A place in the password-check queue, taken before any other login work
+/// and held until the check is done.
+#[derive(Debug)]
+pub struct Admitted {
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 #[derive(Debug)]
@@ -155,7 +172,29 @@ impl Hasher {
         Ok(Self {
             inner: Arc::new(Inner { argon2, dummy }),
             pool: Arc::new(Pool::start(concurrency)?),
+            admission: Arc::new(tokio::sync::Semaphore::new(DEFAULT_QUEUE)),
+            checks: Arc::default(),
         })
+    }
+
+    /// The same hasher with at most `queue` checks queued or running (at
+    /// least 1).
+    pub fn with_queue(mut self, queue: usize) -> Self {
+        self.admission = Arc::new(tokio::sync::Semaphore::new(queue.max(1)));
+        self
+    }
+
+    /// A place in the queue, or `None` when it is full (answer 503).
+    pub fn try_admit(&self) -> Option<Admitted> {
+        Arc::clone(&self.admission)
+            .try_acquire_owned()
+            .ok()
+            .map(|permit| Admitted { _permit: permit })
+    }
+
+    /// How many checks have run on the Argon2 threads.
+    pub fn checks_run(&self) -> u64 {
+        self.checks.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Hashes a password (blocking; call from `spawn_blocking` or a CLI).
@@ -171,11 +210,21 @@ impl Hasher {
 
     /// [`Hasher::check`] on one of the Argon2 threads, so a login flood cannot
     /// starve the async workers that serve the JWKS, nor grow memory.
-    pub async fn check_async(&self, password: Password, stored: Option<String>) -> Checked {
+    /// The place in the queue is held until the check is done.
+    pub async fn check_async(
+        &self,
+        admitted: Admitted,
+        password: Password,
+        stored: Option<String>,
+    ) -> Checked {
         let (answer, answered) = tokio::sync::oneshot::channel();
         let inner = Arc::clone(&self.inner);
+        let checks = Arc::clone(&self.checks);
         let job: Job = Box::new(move |memory| {
-            let _ = answer.send(inner.check(&password, stored.as_deref(), memory));
+            let checked = inner.check(&password, stored.as_deref(), memory);
+            checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            drop(admitted);
+            let _ = answer.send(checked);
         });
         if self.pool.jobs.send(job).is_err() {
             return Checked::Mismatch;
@@ -337,14 +386,17 @@ mod tests {
                     "wrong horse"
                 };
                 let stored = (i % 4 != 3).then_some(hash);
+                let admitted = h.try_admit().unwrap();
                 (
                     i,
-                    h.check_async(Password::new(password.into()), stored).await,
+                    h.check_async(admitted, Password::new(password.into()), stored)
+                        .await,
                 )
             }));
         }
         for check in checks {
             let (i, checked) = check.await.unwrap();
+            assert!(i < 8);
             let expected = if i % 2 == 0 && i % 4 != 3 {
                 Checked::Match { rehash: None }
             } else {
@@ -352,6 +404,20 @@ mod tests {
             };
             assert_eq!(checked, expected, "check {i}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_queue_is_bounded_and_a_place_is_held_until_the_check_is_done() {
+        let h = cheap().with_queue(2);
+        let (a, b) = (h.try_admit().unwrap(), h.try_admit().unwrap());
+        assert!(h.try_admit().is_none(), "full: two queued or running");
+        drop(a);
+        let c = h.try_admit().unwrap();
+        let checked = h.check_async(c, Password::new("x".into()), None).await;
+        assert_eq!(checked, Checked::Mismatch);
+        assert_eq!(h.checks_run(), 1);
+        assert!(h.try_admit().is_some(), "the check gave its place back");
+        drop(b);
     }
 
     #[test]

@@ -86,7 +86,7 @@ impl Prepared {
         // cores sustain; more would only queue inside the CPU, starve other
         // requests and hold another 19 MiB work area each.
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let hasher = Hasher::new(cores.min(4))?;
+        let hasher = Hasher::new(cores.min(4))?.with_queue(config.password_check_queue);
         let (mut late_bootstrap, mut late_first_admin) = (None, None);
         let first_admin = match bootstrap(&db, &hasher, &config.login_client).await {
             Ok(admin) => admin,
@@ -141,7 +141,8 @@ impl Prepared {
             Arc::new(tessera_keyring::SystemClock),
             settings,
         )
-        .with_introspection_clients(config.introspection_clients.clone());
+        .with_introspection_clients(config.introspection_clients.clone())
+        .with_trusted_proxies(config.trusted_proxies.clone());
         Ok(Self {
             listener,
             addr,
@@ -249,7 +250,10 @@ async fn maintain(state: &AppState, audit_retention: i64) {
             Err(err) => tracing::debug!(error = %err, "audit retention skipped"),
         }
         if let Err(err) = db
-            .throttle_forget(now - crate::throttle::FORGET_AFTER_SECS)
+            .throttle_forget(
+                now - crate::throttle::FORGET_AFTER_SECS,
+                now - crate::throttle::KNOWN_FOR_SECS,
+            )
             .await
         {
             tracing::debug!(error = %err, "login-failure cleanup skipped");

@@ -1,15 +1,31 @@
-//! Failed-login throttling per username and per client IP, with growing delays.
+//! Failed-login throttling per username and per client address, with growing
+//! delays, decided atomically in the database before any password work.
 //!
-//! A key (a username, or an IP address) may fail `free` times; every further
-//! failure blocks it for 1, 2, 4 … seconds, capped at 15 minutes. While blocked,
-//! login attempts are answered 429 without any password work. A quiet hour
-//! forgets a key; the table is bounded, oldest entries evicted first.
+//! A key (a username, or an address: an IPv4 address or an IPv6 /64) may fail
+//! `free` times; every further failure blocks it for 1, 2, 4 … seconds, capped
+//! at 15 minutes. A quiet hour forgets a key.
 //!
-//! Several instances behind a load balancer share the counts through the
-//! database (`login_failures`), or an attacker would get as many attempts as
-//! there are instances: every check also asks the database, every failure is
-//! counted there. The in-memory tables stay as this instance's fast path (a
-//! key it knows is blocked costs no query).
+//! **Reserve, then check.** Before Argon2 runs, the attempt is *reserved*: one
+//! conditional upsert per key counts it as a failure unless the key is
+//! blocked, and blocks the key if this attempt goes past its free ones, all in
+//! one transaction. A blocked key gets `429` with no password work. A right
+//! password releases the reservation (the username's count is cleared, the
+//! address's decremented). Because the count comes before the check, N
+//! parallel guesses for one username run at most `free + 1` password checks
+//! whatever the number of instances: the database, not a process, decides
+//! (the old check-then-record let 40 parallel guesses all be evaluated).
+//!
+//! **Known addresses.** Per-address limits slow password spraying, but behind
+//! a proxy one address is everyone. A user who has logged in successfully
+//! from an address (within [`KNOWN_FOR_SECS`]) is not subject to that
+//! address's limit: their right password still gets in while the address is
+//! blocked for everyone else. Their username's own limit still applies, so an
+//! attacker who knows who logs in from where gains no extra guesses for that
+//! user. (Keyed by address, not by a device cookie: `/login` and the password
+//! grant are APIs whose clients keep no cookies.)
+//!
+//! Each instance also remembers keys it saw blocked (bounded), so a flood of
+//! attempts on a blocked key costs no database work.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -21,89 +37,27 @@ use crate::db::{Db, DbError};
 const MAX_DELAY_SECS: i64 = 15 * 60;
 /// A key with no failure for this long starts over.
 pub const FORGET_AFTER_SECS: i64 = 60 * 60;
-/// Most keys remembered per table.
+/// A successful login makes its address known for the user this long.
+pub const KNOWN_FOR_SECS: i64 = 30 * 24 * 3600;
+/// Most blocked keys remembered in memory.
 const MAX_ENTRIES: usize = 100_000;
 
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    failures: u32,
-    last_failure: i64,
-    blocked_until: i64,
-}
-
-#[derive(Debug)]
-struct Table<K> {
-    free: u32,
-    entries: Mutex<HashMap<K, Entry>>,
-}
-
-impl<K: std::hash::Hash + Eq + Clone> Table<K> {
-    fn new(free: u32) -> Self {
-        Self {
-            free,
-            entries: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn blocked_for(&self, key: &K, now: i64) -> Option<i64> {
-        let entries = self.entries.lock().ok()?;
-        let entry = entries.get(key)?;
-        (entry.blocked_until > now).then(|| entry.blocked_until - now)
-    }
-
-    fn fail(&self, key: &K, now: i64) {
-        let Ok(mut entries) = self.entries.lock() else {
-            return;
-        };
-        if entries.len() >= MAX_ENTRIES && !entries.contains_key(key) {
-            entries.retain(|_, e| now - e.last_failure < FORGET_AFTER_SECS);
-            if entries.len() >= MAX_ENTRIES {
-                // Still full of recent entries: drop the oldest tenth.
-                let mut ages: Vec<i64> = entries.values().map(|e| e.last_failure).collect();
-                ages.sort_unstable();
-                let cutoff = ages[ages.len() / 10];
-                entries.retain(|_, e| e.last_failure > cutoff);
-            }
-        }
-        let entry = entries.entry(key.clone()).or_insert(Entry {
-            failures: 0,
-            last_failure: now,
-            blocked_until: 0,
-        });
-        if now - entry.last_failure >= FORGET_AFTER_SECS {
-            entry.failures = 0;
-        }
-        entry.failures = entry.failures.saturating_add(1);
-        entry.last_failure = now;
-        if let Some(delay) = delay_after(entry.failures, self.free) {
-            entry.blocked_until = now + delay;
-        }
-    }
-
-    fn reset(&self, key: &K) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.remove(key);
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.entries.lock().map(|e| e.len()).unwrap_or(0)
-    }
-}
-
 /// The block after the `failures`th failure of a key allowed `free` ones.
-fn delay_after(failures: u32, free: u32) -> Option<i64> {
+pub(crate) fn delay_after(failures: i64, free: u32) -> Option<i64> {
+    let free = i64::from(free);
     (failures > free).then(|| {
         let over = (failures - free - 1).min(20);
         (1_i64 << over).min(MAX_DELAY_SECS)
     })
 }
 
-/// Login throttling state.
+/// Login throttling: the limits, and this instance's memory of blocked keys.
 #[derive(Debug)]
 pub struct Throttle {
-    users: Table<String>,
-    ips: Table<IpAddr>,
+    free_per_user: u32,
+    free_per_ip: u32,
+    /// Key → blocked until (Unix seconds), as last learnt here.
+    blocked: Mutex<HashMap<String, i64>>,
 }
 
 impl Default for Throttle {
@@ -112,107 +66,169 @@ impl Default for Throttle {
     }
 }
 
+/// An attempt allowed to check a password; hand it back with
+/// [`Throttle::release`] when the password was right.
+#[derive(Debug)]
+#[must_use]
+pub struct Reserved {
+    user_key: String,
+    /// `None`: no address, or one known for this user (not counted).
+    ip_key: Option<String>,
+    /// The address's key even when known (recorded on success).
+    seen_ip_key: Option<String>,
+}
+
+/// What a reservation came to.
+#[derive(Debug)]
+pub enum Reservation {
+    /// Go ahead: the attempt is counted as a failure until released.
+    Granted(Reserved),
+    /// A key is blocked: answer 429 after this many seconds.
+    Blocked {
+        /// Seconds to wait.
+        retry_after: i64,
+    },
+}
+
 impl Throttle {
-    /// `free_per_user` failures per username and `free_per_ip` per client IP
-    /// before delays start (an IP is often shared, so it gets more).
+    /// `free_per_user` failures per username and `free_per_ip` per client
+    /// address before delays start (an address is often shared, so it gets
+    /// more).
     pub fn new(free_per_user: u32, free_per_ip: u32) -> Self {
         Self {
-            users: Table::new(free_per_user),
-            ips: Table::new(free_per_ip),
+            free_per_user,
+            free_per_ip,
+            blocked: Mutex::new(HashMap::new()),
         }
     }
 
-    fn user_key(username: &str) -> String {
-        // Bounded: a megabyte of username must not become a megabyte of key.
-        username.chars().take(128).collect()
+    fn remembered(&self, key: &str, now: i64) -> Option<i64> {
+        let blocked = self.blocked.lock().ok()?;
+        blocked
+            .get(key)
+            .filter(|until| **until > now)
+            .map(|until| until - now)
     }
 
-    /// Seconds to wait, if this username or IP is blocked now.
-    pub fn check(&self, username: &str, ip: Option<IpAddr>, now: i64) -> Option<i64> {
-        let user = self.users.blocked_for(&Self::user_key(username), now);
-        let ip = ip.and_then(|ip| self.ips.blocked_for(&ip, now));
-        user.max(ip)
-    }
-
-    /// Records a failed login.
-    pub fn failed(&self, username: &str, ip: Option<IpAddr>, now: i64) {
-        self.users.fail(&Self::user_key(username), now);
-        if let Some(ip) = ip {
-            self.ips.fail(&ip, now);
-        }
-    }
-
-    /// A successful login clears the username's failures (not the IP's).
-    pub fn succeeded(&self, username: &str) {
-        self.users.reset(&Self::user_key(username));
-    }
-
-    /// [`Throttle::check`], then the counts every instance shares in `db`.
-    pub async fn check_shared(
-        &self,
-        db: &Db,
-        username: &str,
-        ip: Option<IpAddr>,
-        now: i64,
-    ) -> Result<Option<i64>, DbError> {
-        if let Some(wait) = self.check(username, ip, now) {
-            return Ok(Some(wait));
-        }
-        let user = shared_user_key(username);
-        let ip = ip.map(shared_ip_key);
-        let until = db
-            .throttle_blocked_until(&user, ip.as_deref().unwrap_or(&user))
-            .await?;
-        Ok((until > now).then(|| until - now))
-    }
-
-    /// [`Throttle::failed`], and the same failure counted in `db` for every
-    /// instance (the database's count decides the shared block).
-    pub async fn failed_shared(
-        &self,
-        db: &Db,
-        username: &str,
-        ip: Option<IpAddr>,
-        now: i64,
-    ) -> Result<(), DbError> {
-        self.failed(username, ip, now);
-        let mut keys = vec![(shared_user_key(username), self.users.free)];
-        if let Some(ip) = ip {
-            keys.push((shared_ip_key(ip), self.ips.free));
-        }
-        for (key, free) in keys {
-            let failures = db.throttle_failure(&key, now, FORGET_AFTER_SECS).await?;
-            let failures = u32::try_from(failures).unwrap_or(u32::MAX);
-            if let Some(delay) = delay_after(failures, free) {
-                db.throttle_block(&key, now + delay).await?;
+    fn remember(&self, key: &str, until: i64, now: i64) {
+        let Ok(mut blocked) = self.blocked.lock() else {
+            return;
+        };
+        if blocked.len() >= MAX_ENTRIES && !blocked.contains_key(key) {
+            blocked.retain(|_, until| *until > now);
+            if blocked.len() >= MAX_ENTRIES {
+                // Still full of live blocks: forget the tenth ending soonest.
+                // Forgetting only costs a query: the database still decides.
+                let mut ends: Vec<i64> = blocked.values().copied().collect();
+                ends.sort_unstable();
+                let cutoff = ends[ends.len() / 10];
+                blocked.retain(|_, until| *until > cutoff);
             }
         }
-        // Keys quiet for an hour are dropped by `serve`'s hourly housekeeping.
-        Ok(())
+        blocked.insert(key.to_owned(), until);
     }
 
-    /// [`Throttle::succeeded`], here and in `db`.
-    pub async fn succeeded_shared(&self, db: &Db, username: &str) -> Result<(), DbError> {
-        self.succeeded(username);
-        db.throttle_reset(&shared_user_key(username)).await
+    fn forget(&self, key: &str) {
+        if let Ok(mut blocked) = self.blocked.lock() {
+            blocked.remove(key);
+        }
     }
 
-    /// How many usernames and IPs are remembered.
-    pub fn sizes(&self) -> (usize, usize) {
-        (self.users.len(), self.ips.len())
+    /// Seconds to wait if this instance already knows the username is
+    /// blocked; no database work. (Only usernames are remembered: whether an
+    /// address's block applies depends on the user, which the database says.)
+    pub fn known_block(&self, username: &str, now: i64) -> Option<i64> {
+        self.remembered(&shared_user_key(username), now)
+    }
+
+    /// Reserves an attempt for `username` from `ip` at `now`: counted as a
+    /// failure on every key that applies, atomically and before any password
+    /// work, unless one of them is blocked.
+    pub async fn reserve(
+        &self,
+        db: &Db,
+        username: &str,
+        ip: Option<IpAddr>,
+        now: i64,
+    ) -> Result<Reservation, DbError> {
+        if let Some(retry_after) = self.known_block(username, now) {
+            return Ok(Reservation::Blocked { retry_after });
+        }
+        let user_key = shared_user_key(username);
+        let seen_ip_key = ip.map(shared_ip_key);
+        let reserved = db
+            .throttle_reserve(
+                (&user_key, self.free_per_user),
+                seen_ip_key.as_deref().map(|k| (k, self.free_per_ip)),
+                now,
+            )
+            .await?;
+        match reserved {
+            crate::db::Reserve::Blocked { key, until } => {
+                if key == user_key {
+                    self.remember(&key, until, now);
+                }
+                Ok(Reservation::Blocked {
+                    retry_after: until - now,
+                })
+            }
+            crate::db::Reserve::Granted { ip_counted, blocks } => {
+                for (key, until) in blocks {
+                    if key == user_key {
+                        self.remember(&key, until, now);
+                    }
+                }
+                Ok(Reservation::Granted(Reserved {
+                    user_key,
+                    ip_key: seen_ip_key.clone().filter(|_| ip_counted),
+                    seen_ip_key,
+                }))
+            }
+        }
+    }
+
+    /// The password was right: the username's failures are cleared, the
+    /// address's reservation handed back, and the address becomes known for
+    /// this user.
+    pub async fn release(&self, db: &Db, reserved: Reserved, now: i64) -> Result<(), DbError> {
+        self.forget(&reserved.user_key);
+        db.throttle_release(
+            &reserved.user_key,
+            reserved.ip_key.as_deref(),
+            reserved.seen_ip_key.as_deref(),
+            now,
+        )
+        .await
+    }
+
+    /// How many blocked keys this instance remembers.
+    pub fn remembered_blocks(&self) -> usize {
+        self.blocked.lock().map(|b| b.len()).unwrap_or(0)
     }
 }
 
 /// A username's key in the shared table: a hash, so that whatever a client
 /// sends as a username (any length, NUL bytes, which PostgreSQL's text refuses)
 /// becomes a short, plain key.
-fn shared_user_key(username: &str) -> String {
+pub fn shared_user_key(username: &str) -> String {
     let hash = tessera_keyring::sha256(username.as_bytes());
     format!("user:{}", tessera_keyring::b64url(&hash[..18]))
 }
 
-fn shared_ip_key(ip: IpAddr) -> String {
-    format!("ip:{ip}")
+/// An address's key: IPv4 as is (IPv4-mapped IPv6 too), IPv6 by its /64 (a
+/// host gets a /64 to itself; counting per /128 gave each client 2^64 fresh
+/// budgets).
+pub fn shared_ip_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("ip:{v4}"),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("ip:{v4}"),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                format!("ip:{}/64", std::net::Ipv6Addr::from(prefix))
+            }
+        },
+    }
 }
 
 #[cfg(test)]
@@ -220,56 +236,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn delays_grow_after_the_free_attempts_and_success_resets() {
-        let t = Throttle::new(2, 100);
-        let now = 1000;
-        for _ in 0..2 {
-            t.failed("alice", None, now);
-        }
-        assert_eq!(t.check("alice", None, now), None, "two free failures");
-        t.failed("alice", None, now);
-        assert_eq!(t.check("alice", None, now), Some(1));
-        t.failed("alice", None, now + 1);
-        assert_eq!(t.check("alice", None, now + 1), Some(2));
-        t.failed("alice", None, now + 3);
-        assert_eq!(t.check("alice", None, now + 3), Some(4));
-        assert_eq!(t.check("bob", None, now + 3), None, "per username");
-        t.succeeded("alice");
-        assert_eq!(t.check("alice", None, now + 3), None);
+    fn delays_grow_after_the_free_attempts_and_are_capped() {
+        assert_eq!(delay_after(5, 5), None);
+        assert_eq!(delay_after(6, 5), Some(1));
+        assert_eq!(delay_after(7, 5), Some(2));
+        assert_eq!(delay_after(8, 5), Some(4));
+        assert_eq!(delay_after(40, 5), Some(MAX_DELAY_SECS));
+        assert_eq!(delay_after(i64::MAX, 0), Some(MAX_DELAY_SECS));
     }
 
     #[test]
-    fn delays_are_capped_and_forgotten_after_a_quiet_hour() {
-        let t = Throttle::new(0, 100);
-        for i in 0..40 {
-            t.failed("alice", None, i);
-        }
-        assert_eq!(t.check("alice", None, 40), Some(MAX_DELAY_SECS - 1));
-        t.failed("alice", None, 40 + FORGET_AFTER_SECS);
+    fn ipv6_is_counted_per_64_and_mapped_ipv4_as_ipv4() {
+        let a = shared_ip_key("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = shared_ip_key("2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap());
+        let c = shared_ip_key("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(a, b);
+        assert_eq!(a, "ip:2001:db8:1:2::/64");
+        assert_ne!(a, c);
         assert_eq!(
-            t.check("alice", None, 40 + FORGET_AFTER_SECS),
-            Some(1),
-            "started over"
+            shared_ip_key("::ffff:192.0.2.7".parse().unwrap()),
+            shared_ip_key("192.0.2.7".parse().unwrap())
         );
     }
 
     #[test]
-    fn an_ip_is_throttled_across_usernames() {
-        let t = Throttle::new(100, 3);
-        let ip: IpAddr = "192.0.2.7".parse().unwrap();
-        for (i, name) in ["a", "b", "c", "d"].iter().enumerate() {
-            t.failed(name, Some(ip), i as i64);
-        }
-        assert_eq!(t.check("e", Some(ip), 3), Some(1));
-        assert_eq!(t.check("e", Some("192.0.2.8".parse().unwrap()), 3), None);
-    }
-
-    #[test]
-    fn the_tables_stay_bounded() {
+    fn the_memory_of_blocks_stays_bounded() {
         let t = Throttle::new(5, 5);
         for i in 0..(MAX_ENTRIES + 10) {
-            t.failed(&format!("user{i}"), None, i as i64);
+            t.remember(&format!("user:{i}"), 10_000 + i as i64, 0);
         }
-        assert!(t.sizes().0 <= MAX_ENTRIES);
+        assert!(t.remembered_blocks() <= MAX_ENTRIES);
+        assert_eq!(t.remembered("user:5", 0), None, "the soonest-ending went");
+        t.remember("user:x", 50, 0);
+        assert_eq!(t.remembered("user:x", 10), Some(40));
+        assert_eq!(t.remembered("user:x", 50), None, "over");
+        let last = format!("user:{}", MAX_ENTRIES + 9);
+        assert!(t.remembered(&last, 0).is_some());
     }
 }

@@ -22,6 +22,8 @@ use tessera_issuer::tokens::{TokenSettings, refresh_token_hash};
 use tessera_keyring::{DEFAULT_BITS, FixedClock, KeyDir, verify_rs256};
 use tower::ServiceExt as _;
 
+mod common;
+
 const ISSUER: &str = "https://auth.example.test";
 const NOW: u64 = 1_767_225_600;
 
@@ -335,4 +337,82 @@ async fn a_hash_made_with_old_parameters_is_upgraded_at_login() {
     );
     let (status, _) = app.login("carol", "old params pw").await;
     assert_eq!(status, StatusCode::OK, "the upgraded hash still verifies");
+}
+
+/// The security review's finding 3: the Argon2 queue was unbounded. Many
+/// concurrent logins from many addresses (127.0.0.x, so no per-address limit
+/// hides the queue) over real HTTP: beyond the configured queue they get 503
+/// with `Retry-After` at once, `/healthz` keeps answering meanwhile, and a
+/// login afterwards works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_the_password_check_queue_logins_get_503_and_health_stays_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let issuer = common::start_issuer(tmp.path(), |raw| {
+        raw.password_check_queue = Some(4);
+    })
+    .await;
+    let flood: Vec<_> = (0..60u8)
+        .map(|i| {
+            let addr = issuer.addr;
+            tokio::spawn(async move {
+                let from = std::net::IpAddr::from([127, 0, 0, 2 + i]);
+                let mut c = tessera_bench::Client::connect_from(addr, from)
+                    .await
+                    .unwrap();
+                let body = json!({"username": format!("user{i}"), "password": "wrong password"});
+                let (status, body) = c
+                    .request("POST", "/login", &[], "application/json", &body.to_string())
+                    .await
+                    .unwrap();
+                (status, serde_json::from_slice::<Value>(&body).unwrap())
+            })
+        })
+        .collect();
+    // While the flood is queued: health answers.
+    let mut health = tessera_bench::Client::connect(issuer.addr).await.unwrap();
+    for _ in 0..5 {
+        let answered = tokio::time::timeout(Duration::from_secs(2), health.get("/healthz", &[]))
+            .await
+            .expect("/healthz must answer during a login flood")
+            .unwrap();
+        assert_eq!(answered.0, 200);
+    }
+    let mut counts = std::collections::BTreeMap::new();
+    for login in flood {
+        let (status, body) = login.await.unwrap();
+        match status {
+            401 => assert_eq!(body["error"], "invalid_credentials"),
+            503 => assert_eq!(body["error"], "temporarily_unavailable"),
+            other => panic!("unexpected {other}: {body}"),
+        }
+        *counts.entry(status).or_insert(0) += 1;
+    }
+    assert!(counts.get(&503).copied().unwrap_or(0) > 0, "{counts:?}");
+    assert!(counts.get(&401).copied().unwrap_or(0) >= 4, "{counts:?}");
+    let logged_in = common::login(issuer.addr, "admin", &issuer.admin_password).await;
+    assert!(logged_in["access_token"].is_string());
+}
+
+/// A full queue answers 503 with `Retry-After` before any work: no password
+/// check runs and nothing is counted against the user.
+#[tokio::test]
+async fn a_full_queue_refuses_before_any_work_and_counts_nothing() {
+    let app = app().await;
+    let held: Vec<_> = std::iter::from_fn(|| app.hasher.try_admit())
+        .take(1000)
+        .collect();
+    assert_eq!(held.len(), tessera_issuer::passwords::DEFAULT_QUEUE);
+    let before = app.hasher.checks_run();
+    for _ in 0..10 {
+        let body = json!({"username": "alice", "password": "wrong"}).to_string();
+        let (status, headers, value) = app.post(Some("application/json"), body).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers.get(header::RETRY_AFTER).unwrap(), "1");
+        assert_eq!(value["error"], "temporarily_unavailable");
+    }
+    assert_eq!(app.hasher.checks_run(), before, "no password work");
+    drop(held);
+    // Ten refusals, none counted: the right password gets in at once.
+    let (status, _) = app.login("alice", "correct horse").await;
+    assert_eq!(status, StatusCode::OK);
 }

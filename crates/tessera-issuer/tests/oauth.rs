@@ -594,6 +594,72 @@ async fn revoke_kills_the_family_and_answers_200_for_anything() {
     assert_eq!(missing.body["error"], "invalid_request");
 }
 
+/// A form over the 16 KiB limit is `413` on every form endpoint, as `/login`
+/// answers for JSON (it was `400 "expected a form body"`).
+#[tokio::test]
+async fn oversized_form_bodies_are_413_everywhere() {
+    let app = app().await;
+    let big = format!("token={}", "x".repeat(20 * 1024));
+    let secret = app.add_confidential("resource-a", &[], &[]).await;
+    let mut caller = app.db.client("resource-a").await.unwrap().unwrap();
+    caller.introspect = true;
+    app.db.update_client(&caller).await.unwrap();
+    app.state.clients_changed();
+    for path in ["/token", "/revoke", "/introspect"] {
+        let reply = app.form_as(path, &big, &basic("resource-a", &secret)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{path}: {}",
+            reply.body
+        );
+        assert_eq!(reply.body["error"], "invalid_request", "{path}");
+    }
+}
+
+/// At `debug`, the request trace logged the full URI, so a token in a query
+/// string (`POST /logout?access_token=…`) reached the log. Now the path only.
+#[tokio::test(flavor = "current_thread")]
+async fn no_query_string_reaches_the_log_at_any_level() {
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    // Global, not scoped: a scoped subscriber loses to callsite interest
+    // cached by the other tests' threads. Only this test sets one.
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let app = app().await;
+    let token = app.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reply = app
+        .send(
+            Request::post(format!("/logout?access_token={token}&x=SECRET-IN-QUERY"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("/logout"), "the trace ran at debug: {log}");
+    assert!(!log.contains("SECRET-IN-QUERY"), "{log}");
+    assert!(!log.contains(&token), "{log}");
+}
+
 #[tokio::test]
 async fn logout_ends_the_session_of_the_access_token() {
     let app = app().await;
@@ -738,6 +804,40 @@ async fn failed_logins_are_throttled_per_username_with_growing_delays() {
     );
 }
 
+/// The security review's finding 2: 40 parallel wrong guesses for one user
+/// were all checked (check-then-record). Reserved before the check, at most
+/// the 5 free attempts and the one that blocks reach Argon2; the rest are 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_wrong_guesses_reach_at_most_the_limit_of_password_checks() {
+    let app = Arc::new(app().await);
+    let before = app.state.hasher().checks_run();
+    let guesses: Vec<_> = (0..40)
+        .map(|i| {
+            let app = Arc::clone(&app);
+            tokio::spawn(async move {
+                let ip = format!("198.51.100.{}", i + 1);
+                login_as(&app, "alice", "wrong", Some(&ip)).await.status
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for guess in guesses {
+        statuses.push(guess.await.unwrap());
+    }
+    let checked = app.state.hasher().checks_run() - before;
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert!(checked <= 6, "{checked} password checks for one username");
+    assert_eq!(refused, 40 - checked as usize, "{statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::UNAUTHORIZED || *s == StatusCode::TOO_MANY_REQUESTS)
+    );
+}
+
 #[tokio::test]
 async fn failed_logins_are_throttled_per_client_ip_across_usernames() {
     let app = app().await;
@@ -750,6 +850,71 @@ async fn failed_logins_are_throttled_per_client_ip_across_usernames() {
     assert!(blocked.headers.contains_key(header::RETRY_AFTER));
     let elsewhere = login_as(&app, "alice", "correct horse", Some("198.51.100.1")).await;
     assert_eq!(elsewhere.status, StatusCode::OK);
+}
+
+async fn via(app: &App, user: &str, password: &str, peer: &str, xff: &str) -> StatusCode {
+    let mut request = Request::post("/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-forwarded-for", xff)
+        .body(Body::from(
+            json!({"username": user, "password": password}).to_string(),
+        ))
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("{peer}:40000").parse().unwrap();
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(addr));
+    app.send(request).await.status
+}
+
+/// The review's finding 4, behind a proxy: with `trusted_proxies`, the
+/// forwarded address is the one throttled (and audited), so spraying through
+/// the proxy blocks the sprayer, not everyone; without it, forwarded headers
+/// are ignored, so a client cannot buy fresh budgets by forging them.
+#[tokio::test]
+async fn the_client_address_is_read_past_trusted_proxies_only() {
+    let mut app = app().await;
+    app.state = app.state.clone().with_trusted_proxies(vec![
+        tessera_issuer::proxies::Cidr::parse("10.0.0.0/8").unwrap(),
+    ]);
+    for i in 0..21 {
+        let status = via(
+            &app,
+            &format!("guess{i}"),
+            "x",
+            "10.0.0.1",
+            "6.6.6.6, 192.0.2.7",
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        via(&app, "alice", "correct horse", "10.0.0.1", "192.0.2.7").await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the sprayer's address is blocked"
+    );
+    assert_eq!(
+        via(&app, "alice", "correct horse", "10.0.0.1", "198.51.100.4").await,
+        StatusCode::OK,
+        "another client behind the same proxy is not"
+    );
+    let events = app.db.audit_events(0, None, 100).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event == "login_failure" && e.client_ip.as_deref() == Some("192.0.2.7")),
+        "audited with the forwarded address"
+    );
+    // An untrusted peer's X-Forwarded-For is ignored: its own address counts.
+    for i in 0..21 {
+        let forged = format!("203.0.113.{i}");
+        let status = via(&app, &format!("other{i}"), "x", "198.51.100.200", &forged).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        via(&app, "alice", "wrong", "198.51.100.200", "203.0.113.99").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }
 
 /// Security events land in the database (on either backend), with who, which

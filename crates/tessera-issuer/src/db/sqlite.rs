@@ -57,6 +57,26 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
+/// Creates the database file 0600 if it does not exist yet, whoever (the
+/// service or an operator command) opens it first. SQLite creates the `-wal`
+/// and `-shm` files with the main file's permissions, so they are 0600 too.
+fn create_private(path: &std::path::Path) -> Result<(), DbError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(DbError::Sqlx {
+            action: "creating the database file",
+            source: sqlx::Error::Io(e),
+        }),
+    }
+}
+
 /// Whether `url` names a SQLite database this build accepts (a file: an
 /// in-memory database would lose every session at exit).
 pub(super) fn handles(url: &str) -> bool {
@@ -77,8 +97,10 @@ pub(super) struct Sqlite {
 
 impl Sqlite {
     pub(super) async fn open(url: &str) -> Result<Self, DbError> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(sql("parsing the database URL"))?
+        let options =
+            SqliteConnectOptions::from_str(url).map_err(sql("parsing the database URL"))?;
+        create_private(options.get_filename())?;
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // WAL + NORMAL: never corrupt, durable across process crashes
