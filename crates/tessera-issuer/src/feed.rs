@@ -21,9 +21,16 @@
 //! **Cursors.** Entry ids never go back (identity / `AUTOINCREMENT`) and are
 //! committed in order, so "entries after my cursor" misses nothing. A cursor
 //! from another database (another epoch) or none at all gets a full snapshot,
-//! which replaces the poller's list. A cursor ahead of this instance (it polled
-//! another instance whose copy is newer) gets "nothing new" with its own cursor
-//! kept, never a snapshot that would go back.
+//! which replaces the poller's list. A cursor ahead of this instance's copy
+//! makes it read the database (another instance may be further on); a cursor
+//! ahead of the database's newest entry (forged, or from before a restore of
+//! an older backup) gets a snapshot: the issuer never signs a cursor beyond
+//! its newest entry.
+//!
+//! **Bound to the request.** A delta echoes the `since` it answers and every
+//! document carries its `iat`; a verifier accepts a delta only for the cursor
+//! it asked with, and no document older than it allows or older than the last
+//! one it accepted. Cached answers are re-signed every [`RESIGN_EVERY_SECS`].
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -119,7 +126,13 @@ struct AnswerKey {
     generation: u64,
     ask: Ask,
     kid: String,
+    /// Answers are signed afresh this often, so their `iat` stays recent
+    /// (verifiers refuse old documents).
+    iat_bucket: i64,
 }
+
+/// How long a signed answer is served before it is signed again.
+pub const RESIGN_EVERY_SECS: i64 = 30;
 
 /// What the handler sends.
 #[derive(Debug)]
@@ -183,8 +196,8 @@ impl Feed {
         if_none_match: impl Fn(&str) -> bool,
         now: i64,
     ) -> Result<Answer, FeedError> {
-        let list = self.current(db, now).await?;
-        let ask = match since {
+        let mut list = self.current(db, now).await?;
+        let mut ask = match since {
             None => Ask::Snapshot,
             Some(cursor) => {
                 let (epoch, id) = cursor.split_once('.').ok_or(FeedError::BadCursor)?;
@@ -199,11 +212,22 @@ impl Feed {
                 }
             }
         };
-        let cursor = match ask {
-            Ask::Snapshot => list.latest,
-            Ask::After(id) => id.max(list.latest),
-        };
-        let cursor = format!("{}.{cursor}", list.epoch);
+        if let Ask::After(id) = ask
+            && id > list.latest
+        {
+            // Ahead of this copy: another instance may be further on, so the
+            // database is asked. Still ahead of the database's newest entry:
+            // never signed as given (it would move pollers past entries still
+            // to come, e.g. after a restore from an older backup); the poller
+            // gets a snapshot and converges on the list as it is.
+            self.touch();
+            list = self.current(db, now).await?;
+            if id > list.latest {
+                ask = Ask::Snapshot;
+            }
+        }
+        // Never beyond this list's newest entry.
+        let cursor = format!("{}.{}", list.epoch, list.latest);
         let etag = format!("\"{cursor}\"");
         if if_none_match(&etag) {
             return Ok(Answer::NotModified { etag });
@@ -212,6 +236,7 @@ impl Feed {
             generation: list.generation,
             ask,
             kid: signer.kid().to_owned(),
+            iat_bucket: now.div_euclid(RESIGN_EVERY_SECS),
         };
         if let Some(body) = self.signed_answer(&key) {
             return Ok(Answer::Document { etag, body });
@@ -223,9 +248,15 @@ impl Feed {
                 &list.entries[from..]
             }
         };
+        // The cursor answered, canonical (the caller's text is not signed).
+        let since_text = match ask {
+            Ask::After(id) => Some(format!("{}.{id}", list.epoch)),
+            Ask::Snapshot => None,
+        };
         let document = Document {
             iss: issuer,
             iat: now,
+            since: since_text.as_deref(),
             cursor,
             snapshot: ask == Ask::Snapshot,
             entries,
@@ -360,6 +391,10 @@ fn new_or_empty(list: Option<List>) -> List {
 struct Document<'a> {
     iss: &'a str,
     iat: i64,
+    /// The cursor this delta answers (the request it is bound to); absent
+    /// for a snapshot, which answers any request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    since: Option<&'a str>,
     /// Where the next poll starts (`since`).
     cursor: String,
     /// The entries replace the poller's list (else they add to it).

@@ -1124,12 +1124,21 @@ async fn the_revocation_feed_is_signed_incremental_and_bounded() {
         .await;
     assert_eq!(doc["snapshot"], true);
     assert_eq!(doc["entries"].as_array().unwrap().len(), 1);
-    // A cursor ahead of this instance (another one is further on): nothing
-    // new, and the cursor stays where it was, never back.
-    let ahead = format!("{epoch}.999");
+    // The review's finding 5: a cursor beyond the newest entry was signed as
+    // given, moving pollers past every later revocation. Now it gets a
+    // snapshot, with the real cursor.
+    let ahead = format!("{epoch}.999999999999");
     let doc = app.feed_document(&app.feed(Some(&ahead), None).await).await;
-    assert_eq!(doc["cursor"], ahead);
-    assert_eq!(doc["entries"], json!([]));
+    assert_eq!(doc["cursor"], cursor1, "never beyond the newest entry");
+    assert_eq!(doc["snapshot"], true);
+    assert_eq!(doc["entries"].as_array().unwrap().len(), 1);
+    assert!(doc.get("since").is_none(), "a snapshot answers any request");
+    // A delta names the cursor it answers, and when it was signed.
+    let doc = app
+        .feed_document(&app.feed(Some(&cursor0), None).await)
+        .await;
+    assert_eq!(doc["since"], cursor0);
+    assert_eq!(doc["iat"], T0 as i64);
     for bad in ["nonsense", &format!("{epoch}.-1"), &format!("{epoch}.x")] {
         let reply = app.feed(Some(bad), None).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");

@@ -61,6 +61,10 @@ pub struct RevocationConfig {
     /// The most entries held; a feed with more is refused (and counts as an
     /// unanswered poll). Default 1,000,000 (about 80 MB).
     pub max_entries: usize,
+    /// The oldest a feed document's `iat` may be (by this verifier's clock)
+    /// to be accepted; documents also never go back in `iat`. Default 120 s
+    /// (the issuer re-signs every 30 s; the rest is clock skew).
+    pub max_document_age: Duration,
 }
 
 impl Default for RevocationConfig {
@@ -71,6 +75,7 @@ impl Default for RevocationConfig {
             max_outage: Duration::from_secs(60),
             on_outage: OutagePolicy::KeepGoing,
             max_entries: 1_000_000,
+            max_document_age: Duration::from_secs(120),
         }
     }
 }
@@ -85,6 +90,9 @@ impl RevocationConfig {
                 "revocations.max_outage",
                 "must be at least the poll interval",
             ));
+        }
+        if self.max_document_age < Duration::from_secs(1) {
+            return Err(invalid("revocations.max_document_age", "at least 1 s"));
         }
         if self.max_entries == 0 {
             return Err(invalid("revocations.max_entries", "must be positive"));
@@ -207,6 +215,11 @@ impl List {
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct Document {
     pub(crate) iss: String,
+    /// When it was signed (Unix seconds).
+    pub(crate) iat: i64,
+    /// The cursor a delta answers (absent for a snapshot).
+    #[serde(default)]
+    pub(crate) since: Option<String>,
     pub(crate) cursor: String,
     pub(crate) snapshot: bool,
     pub(crate) entries: Vec<DocumentEntry>,
@@ -258,6 +271,8 @@ pub(crate) struct RevocationList {
     generations: AtomicU64,
     /// When the feed last answered (Unix seconds); `i64::MIN` never.
     last_success: AtomicI64,
+    /// The `iat` of the last document applied; `i64::MIN` none.
+    last_iat: AtomicI64,
     /// When following began: an outage is measured from here until the feed
     /// first answers.
     started_at: i64,
@@ -290,6 +305,7 @@ impl RevocationList {
             list: ArcSwap::from_pointee(List::default()),
             generations: AtomicU64::new(0),
             last_success: AtomicI64::new(i64::MIN),
+            last_iat: AtomicI64::new(i64::MIN),
             state: Mutex::new(FeedState::default()),
         }
     }
@@ -354,6 +370,18 @@ impl RevocationList {
         etag: Option<String>,
         now: i64,
     ) -> Result<(), FeedProblem> {
+        let max_age = crate::config::secs(self.config.max_document_age);
+        if document.iat < now.saturating_sub(max_age) || document.iat > now.saturating_add(60) {
+            return Err(FeedProblem::Invalid(format!(
+                "document signed at {} is not recent (now {now}; revocations.max_document_age)",
+                document.iat
+            )));
+        }
+        if document.iat < self.last_iat.load(Ordering::Relaxed) {
+            return Err(FeedProblem::Invalid(
+                "document older than the last one accepted (a replay?)".to_owned(),
+            ));
+        }
         let mut added = Vec::with_capacity(document.entries.len());
         for entry in &document.entries {
             if !matches!(entry.kind.as_str(), "jti" | "sid" | "sub") {
@@ -395,6 +423,7 @@ impl RevocationList {
             state.cursor = Some(document.cursor);
             state.etag = etag;
         }
+        self.last_iat.fetch_max(document.iat, Ordering::Relaxed);
         self.succeeded(now);
         Ok(())
     }
@@ -470,6 +499,8 @@ mod tests {
         use base64::Engine as _;
         Document {
             iss: "https://issuer.test".to_owned(),
+            iat: 0,
+            since: None,
             cursor: cursor.to_owned(),
             snapshot,
             entries: entries
@@ -486,6 +517,50 @@ mod tests {
         }
     }
 
+    impl Document {
+        fn at(mut self, iat: i64) -> Self {
+            self.iat = iat;
+            self
+        }
+    }
+
+    /// The review's finding 5: an old genuine document (a replay) must not
+    /// replace a newer list, nor may one signed long ago count as news.
+    #[test]
+    fn documents_must_be_recent_and_never_older_than_the_last() {
+        let list = RevocationList::new(RevocationConfig::default(), 0);
+        list.apply(
+            doc(true, "e.1", &[("sid", "a", 9_000, None)]).at(1_000),
+            None,
+            1_000,
+        )
+        .unwrap();
+        // An older snapshot (which would drop "a"): refused, list kept.
+        assert!(
+            list.apply(doc(true, "e.0", &[]).at(999), None, 1_001)
+                .is_err()
+        );
+        assert_eq!(list.health(1_001).entries, 1);
+        assert_eq!(list.position().0.as_deref(), Some("e.1"));
+        // Signed beyond the allowed age, or in the future: refused.
+        assert!(
+            list.apply(doc(false, "e.2", &[]).at(1_000), None, 1_121)
+                .is_err()
+        );
+        assert!(
+            list.apply(doc(false, "e.2", &[]).at(1_200), None, 1_100)
+                .is_err()
+        );
+        // Recent and not older: accepted.
+        list.apply(
+            doc(false, "e.2", &[("sid", "b", 9_000, None)]).at(1_050),
+            None,
+            1_100,
+        )
+        .unwrap();
+        assert_eq!(list.health(1_100).entries, 2);
+    }
+
     fn token(jti: &str, sid: &str, sub: &str, iat: i64) -> TokenKeys {
         TokenKeys::of(Some(jti), Some(sid), Some(sub), Some(iat))
     }
@@ -498,7 +573,8 @@ mod tests {
             ("sid", "s1", 2_000, None),
             ("sub", "u1", 2_000, Some(1_000)),
         ];
-        list.apply(doc(true, "e.3", &entries), None, 1_000).unwrap();
+        list.apply(doc(true, "e.3", &entries).at(1_000), None, 1_000)
+            .unwrap();
         let revoked = |t: &TokenKeys| list.check(t, 1_001) == Err(VerifyError::Revoked);
         assert!(revoked(&token("j1", "s9", "u9", 1_000)));
         assert!(revoked(&token("j9", "s1", "u9", 1_000)));
@@ -533,7 +609,7 @@ mod tests {
             .iter()
             .map(|(k, v, e, b)| (*k, v.as_str(), *e, *b))
             .collect();
-        list.apply(doc(false, "e.100", &borrowed), None, 900)
+        list.apply(doc(false, "e.100", &borrowed).at(900), None, 900)
             .unwrap();
         assert_eq!(list.health(900).entries, 100);
         // At 1,050 the first 51 have expired (exp <= now): refused no more,

@@ -820,6 +820,13 @@ impl Verifier {
         if !cursor_ok {
             return Err("revocation feed cursor is not a plain token".to_owned());
         }
+        // A delta counts only for the cursor it was asked for: a genuine
+        // delta for another request (replayed, or injected) is refused.
+        if !document.snapshot && document.since != cursor {
+            return Err(
+                "revocation feed delta answers another cursor than the one asked".to_owned(),
+            );
+        }
         list.apply(document, fetched.etag, now)
             .map_err(|e| e.to_string())
     }
