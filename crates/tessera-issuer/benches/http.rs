@@ -71,6 +71,7 @@ fn start_server(tmp: &std::path::Path) -> (SocketAddr, AppState) {
                 refresh_absolute_lifetime: Duration::from_secs(86400),
                 jwks_cache_lifetime: Duration::from_secs(300),
                 login_client: "tessera-web".to_owned(),
+                refresh_retry_window: Duration::from_secs(10),
             };
             let keys = Arc::new(KeyHandle::load(dir).unwrap());
             let state = AppState::new(keys, db, hasher, Arc::new(SystemClock), settings)

@@ -129,6 +129,9 @@ struct GlobalArgs {
         value_delimiter = ','
     )]
     trusted_proxies: Option<Vec<String>>,
+    /// How long a retried refresh gets the same pair; 0 turns it off [default: 10s].
+    #[arg(long, global = true, env = "TESSERA_REFRESH_RETRY_WINDOW", value_name = "DURATION", value_parser = parse_duration)]
+    refresh_retry_window: Option<Duration>,
     /// How long to wait for another process's keyring lock.
     #[arg(long, global = true, env = "TESSERA_LOCK_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
     lock_timeout: Duration,
@@ -323,6 +326,7 @@ fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
         login_client: global.login_client.clone(),
         password_check_queue: global.password_check_queue,
         trusted_proxies: global.trusted_proxies.clone(),
+        refresh_retry_window: global.refresh_retry_window,
     };
     Ok(file.overlay(flags).validate()?)
 }

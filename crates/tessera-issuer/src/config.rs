@@ -57,6 +57,10 @@ pub struct Config {
     /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` is believed.
     /// Default none: both headers are ignored.
     pub trusted_proxies: Vec<crate::proxies::Cidr>,
+    /// How long after a rotation a retry with the used refresh token gets the
+    /// same pair (audited as `refresh_token_replay`). Default 10 s; 0 turns
+    /// it off (then every second use is reuse and revokes the session).
+    pub refresh_retry_window: Duration,
 }
 
 /// A caller allowed to introspect tokens, authenticated with HTTP Basic.
@@ -150,6 +154,9 @@ pub struct RawConfig {
     pub password_check_queue: Option<usize>,
     /// `trusted_proxies = ["10.0.0.0/8"]`
     pub trusted_proxies: Option<Vec<String>>,
+    /// `refresh_retry_window = "10s"`
+    #[serde(default, deserialize_with = "duration")]
+    pub refresh_retry_window: Option<Duration>,
 }
 
 /// A configuration that cannot be used.
@@ -237,6 +244,7 @@ impl RawConfig {
             login_client: over.login_client.or(self.login_client),
             password_check_queue: over.password_check_queue.or(self.password_check_queue),
             trusted_proxies: over.trusted_proxies.or(self.trusted_proxies),
+            refresh_retry_window: over.refresh_retry_window.or(self.refresh_retry_window),
         }
     }
 
@@ -337,6 +345,13 @@ impl RawConfig {
             ..PoolSettings::default()
         };
         let introspection_clients = introspection_clients(self.introspection_clients)?;
+        let refresh_retry_window = within(
+            "refresh_retry_window",
+            self.refresh_retry_window
+                .unwrap_or(Duration::from_secs(crate::oauth::RETRY_WINDOW_SECS as u64)),
+            Duration::ZERO,
+            Duration::from_secs(60),
+        )?;
         let trusted_proxies = self
             .trusted_proxies
             .unwrap_or_default()
@@ -386,6 +401,7 @@ impl RawConfig {
             login_client,
             password_check_queue,
             trusted_proxies,
+            refresh_retry_window,
         })
     }
 }

@@ -1223,6 +1223,7 @@ impl Db {
                     return Ok(Refresh::Refused("session_revoked"));
                 }
                 if let Some(used_at) = used.used_at
+                    && rules.retry_window > 0
                     && rules.now - used_at <= rules.retry_window
                     && let Some(response) = used.sealed.as_deref().and_then(open)
                 {

@@ -18,7 +18,8 @@ use crate::tokens::{
     AccessGrant, TokenResponse, check_own_access_token, new_refresh_token, refresh_token_hash,
 };
 
-/// How long after a rotation the same refresh token gets the same pair back.
+/// How long after a rotation the same refresh token gets the same pair back,
+/// unless configured (`refresh_retry_window`; 0 turns it off).
 pub const RETRY_WINDOW_SECS: i64 = 10;
 
 /// RFC 6749 §5.2 errors, as `400 {"error": …}` (`401` for a client that
@@ -308,7 +309,7 @@ impl AppState {
             now: self.now(),
             idle: secs(settings.refresh_idle_lifetime),
             absolute: secs(settings.refresh_absolute_lifetime),
-            retry_window: RETRY_WINDOW_SECS,
+            retry_window: secs(settings.refresh_retry_window),
         };
         let snapshot = self.snapshot()?;
         let client_of = |session: &crate::db::SessionInfo| {
@@ -374,7 +375,11 @@ impl AppState {
                 session_id,
                 response,
             } => {
-                tracing::info!(target: "audit", event = "refresh_retry", %session_id);
+                // Whoever presented the used token got the next pair: the
+                // client retrying a lost answer, or someone who has the token.
+                tracing::info!(target: "audit", event = "refresh_token_replay", %session_id);
+                let event = crate::audit::Event::new("refresh_token_replay").session(&session_id);
+                crate::audit::record(self.db(), self.now(), event).await;
                 Ok(response)
             }
             Refresh::Reused {

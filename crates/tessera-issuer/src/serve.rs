@@ -125,6 +125,7 @@ impl Prepared {
             refresh_absolute_lifetime: config.refresh_absolute_lifetime,
             jwks_cache_lifetime: config.rotation.jwks_cache_lifetime,
             login_client: config.login_client.clone(),
+            refresh_retry_window: config.refresh_retry_window,
         };
         if !config.introspection_clients.is_empty() {
             tracing::warn!(

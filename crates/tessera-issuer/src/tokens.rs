@@ -25,6 +25,9 @@ pub struct TokenSettings {
     pub jwks_cache_lifetime: Duration,
     /// The registered client `/login` issues tokens for.
     pub login_client: String,
+    /// How long after a rotation the used refresh token gets the same pair
+    /// again (0: never; every second use is reuse).
+    pub refresh_retry_window: Duration,
 }
 
 /// `aud`: a string for one audience, an array for several (RFC 7519 §4.1.3).

@@ -53,6 +53,7 @@ async fn fixture() -> Fixture {
         refresh_absolute_lifetime: Duration::from_secs(30 * 86400),
         jwks_cache_lifetime: Duration::from_secs(300),
         login_client: "tessera-web".to_owned(),
+        refresh_retry_window: Duration::from_secs(10),
     };
     let state = AppState::new(
         Arc::clone(&keys),

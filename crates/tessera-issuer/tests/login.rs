@@ -56,6 +56,7 @@ async fn app() -> App {
         refresh_absolute_lifetime: Duration::from_secs(30 * 86400),
         jwks_cache_lifetime: Duration::from_secs(300),
         login_client: "tessera-web".to_owned(),
+        refresh_retry_window: Duration::from_secs(10),
     };
     let clock = Arc::new(FixedClock(
         SystemTime::UNIX_EPOCH + Duration::from_secs(NOW),

@@ -76,6 +76,7 @@ async fn app() -> App {
         refresh_absolute_lifetime: Duration::from_secs(30 * DAY),
         jwks_cache_lifetime: Duration::from_secs(300),
         login_client: "tessera-web".to_owned(),
+        refresh_retry_window: Duration::from_secs(10),
     };
     let clock = Arc::new(TestClock(Mutex::new(
         SystemTime::UNIX_EPOCH + Duration::from_secs(T0),
@@ -213,6 +214,14 @@ async fn a_retry_within_seconds_gets_the_very_same_pair() {
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(b.status, StatusCode::OK);
     assert_eq!(a.raw, b.raw, "byte-identical response");
+    // Whoever presented the used token got the pair: that is audited.
+    let events = app.db.audit_events(0, None, 100).await.unwrap();
+    let sid = claims(b.body["access_token"].as_str().unwrap())["sid"].clone();
+    assert!(
+        events.iter().any(|e| e.event == "refresh_token_replay"
+            && Some(&e.session_id) == Some(&sid.as_str().map(str::to_owned))),
+        "{events:?}"
+    );
     // The retried pair works: the family is intact.
     let next = app.refresh(&refresh_of(&b.body)).await;
     assert_eq!(next.status, StatusCode::OK);

@@ -273,6 +273,24 @@ async fn concurrent_uses_across_instances_rotate_exactly_once() {
     }
 }
 
+/// A retry window of 0 turns replays off: the same token again, even in the
+/// same second, is reuse.
+#[tokio::test]
+async fn a_retry_window_of_zero_makes_every_second_use_reuse() {
+    for t in with_session().await {
+        let name = t.db.backend_name();
+        assert!(matches!(
+            refresh_once(&t.db, 1, 200, 0).await,
+            Outcome::Rotated(_)
+        ));
+        let again = refresh_once(&t.db, 2, 200, 0).await;
+        assert!(
+            matches!(&again, Outcome::Other(o) if o.starts_with("Reused")),
+            "{name}: {again:?}"
+        );
+    }
+}
+
 /// Outside the retry window a second use is reuse: the family is revoked,
 /// through either instance, and stays revoked.
 #[tokio::test]
