@@ -508,18 +508,12 @@ impl IntoResponse for ApiError {
                 json!({"error": "invalid_client", "error_description": description}),
             ),
             Self::Throttled { retry_after } => {
-                let retry_after = retry_after.max(1);
-                let body = json!({
-                    "error": "too_many_attempts",
-                    "error_description": "too many failed logins; retry later",
-                });
-                return (
+                return retry_later(
                     StatusCode::TOO_MANY_REQUESTS,
-                    no_store(),
-                    [(header::RETRY_AFTER, HeaderValue::from(retry_after))],
-                    Json(body),
-                )
-                    .into_response();
+                    retry_after,
+                    "too_many_attempts",
+                    "too many failed logins; retry later",
+                );
             }
             Self::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -530,31 +524,21 @@ impl IntoResponse for ApiError {
                 json!({"error": "invalid_request", "error_description": "expected application/json"}),
             ),
             Self::Overloaded => {
-                let body = json!({
-                    "error": "temporarily_unavailable",
-                    "error_description": "too many logins in progress; retry later",
-                });
-                return (
+                return retry_later(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    no_store(),
-                    [(header::RETRY_AFTER, HeaderValue::from_static("1"))],
-                    Json(body),
-                )
-                    .into_response();
+                    1,
+                    "temporarily_unavailable",
+                    "too many logins in progress; retry later",
+                );
             }
             Self::Unavailable(cause) => {
                 tracing::error!(error = %cause, "request failed: database unavailable");
-                let body = json!({
-                    "error": "temporarily_unavailable",
-                    "error_description": "the service cannot reach its database; retry later",
-                });
-                return (
+                return retry_later(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    no_store(),
-                    [(header::RETRY_AFTER, HeaderValue::from_static("1"))],
-                    Json(body),
-                )
-                    .into_response();
+                    1,
+                    "temporarily_unavailable",
+                    "the service cannot reach its database; retry later",
+                );
             }
             Self::Internal(cause) => {
                 tracing::error!(error = %cause, "request failed");
@@ -566,6 +550,17 @@ impl IntoResponse for ApiError {
         };
         (status, no_store(), Json(body)).into_response()
     }
+}
+
+/// `status` with `Retry-After` (at least 1 s) and an error body: 429 and 503.
+fn retry_later(status: StatusCode, after: i64, error: &str, description: &str) -> Response {
+    (
+        status,
+        no_store(),
+        [(header::RETRY_AFTER, HeaderValue::from(after.max(1)))],
+        Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response()
 }
 
 /// RFC 6749 §5.1: token responses must not be cached.

@@ -88,7 +88,7 @@ impl AppState {
             Some(c) if !c.disabled && c.introspect && c.secret_matches(&secret) => Some(id),
             Some(_) => None,
             None => {
-                let _ = crate::clients::login_client("", 0).secret_matches(&secret);
+                let _ = crate::clients::spend_secret_check(&secret);
                 None
             }
         })

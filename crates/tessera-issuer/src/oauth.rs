@@ -207,7 +207,7 @@ impl AppState {
         let Some(client) = client.filter(|c| !c.disabled) else {
             if let Some(secret) = &offered.secret {
                 // The same work as checking a registered client's secret.
-                let _ = crate::clients::login_client("", 0).secret_matches(secret);
+                let _ = crate::clients::spend_secret_check(secret);
             }
             return Err(unknown);
         };
