@@ -72,10 +72,10 @@ impl Default for Throttle {
 #[must_use]
 pub struct Reserved {
     user_key: String,
-    /// `None`: no address, or one known for this user (not counted).
+    /// The address's key, if there is an address.
     ip_key: Option<String>,
-    /// The address's key even when known (recorded on success).
-    seen_ip_key: Option<String>,
+    /// Whether the address was counted (not known for this user).
+    ip_counted: bool,
 }
 
 /// What a reservation came to.
@@ -180,8 +180,8 @@ impl Throttle {
                 }
                 Ok(Reservation::Granted(Reserved {
                     user_key,
-                    ip_key: seen_ip_key.clone().filter(|_| ip_counted),
-                    seen_ip_key,
+                    ip_key: seen_ip_key,
+                    ip_counted,
                 }))
             }
         }
@@ -192,13 +192,9 @@ impl Throttle {
     /// this user.
     pub async fn release(&self, db: &Db, reserved: Reserved, now: i64) -> Result<(), DbError> {
         self.forget(&reserved.user_key);
-        db.throttle_release(
-            &reserved.user_key,
-            reserved.ip_key.as_deref(),
-            reserved.seen_ip_key.as_deref(),
-            now,
-        )
-        .await
+        let counted = reserved.ip_key.as_deref().filter(|_| reserved.ip_counted);
+        db.throttle_release(&reserved.user_key, counted, reserved.ip_key.as_deref(), now)
+            .await
     }
 
     /// How many blocked keys this instance remembers.
