@@ -109,11 +109,12 @@ async fn demo(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.resource_listen))?;
     let resource_url = format!("http://{}", listener.local_addr()?);
     let app = tessera_resource_server::app(verifier.clone());
-    let resource = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(wait(stopped.clone()))
-            .into_future(),
-    );
+    let resource = tokio::spawn(tessera_serve::serve(
+        listener,
+        app,
+        tessera_serve::Limits::default(),
+        wait(stopped.clone()),
+    ));
     if !verifier.ready(Duration::from_secs(10)).await {
         anyhow::bail!(
             "the resource server could not fetch the issuer's keys: {:?}",

@@ -132,6 +132,21 @@ struct GlobalArgs {
     /// How long a retried refresh gets the same pair; 0 turns it off [default: 10s].
     #[arg(long, global = true, env = "TESSERA_REFRESH_RETRY_WINDOW", value_name = "DURATION", value_parser = parse_duration)]
     refresh_retry_window: Option<Duration>,
+    /// A request's headers must arrive within this; also the keep-alive idle wait [default: 10s].
+    #[arg(long, global = true, env = "TESSERA_HEADER_READ_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    header_read_timeout: Option<Duration>,
+    /// A request body must arrive whole within this of its headers [default: 10s].
+    #[arg(long, global = true, env = "TESSERA_BODY_READ_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    body_read_timeout: Option<Duration>,
+    /// A connection moving no byte for this long is closed [default: 60s].
+    #[arg(long, global = true, env = "TESSERA_IDLE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    idle_timeout: Option<Duration>,
+    /// The most connections served at once [default: 1024].
+    #[arg(long, global = true, env = "TESSERA_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<usize>,
+    /// How long requests in flight may finish after SIGTERM [default: 10s].
+    #[arg(long, global = true, env = "TESSERA_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = parse_duration)]
+    shutdown_grace: Option<Duration>,
     /// How long to wait for another process's keyring lock.
     #[arg(long, global = true, env = "TESSERA_LOCK_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
     lock_timeout: Duration,
@@ -327,6 +342,11 @@ fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
         password_check_queue: global.password_check_queue,
         trusted_proxies: global.trusted_proxies.clone(),
         refresh_retry_window: global.refresh_retry_window,
+        header_read_timeout: global.header_read_timeout,
+        body_read_timeout: global.body_read_timeout,
+        idle_timeout: global.idle_timeout,
+        max_connections: global.max_connections,
+        shutdown_grace: global.shutdown_grace,
     };
     Ok(file.overlay(flags).validate()?)
 }

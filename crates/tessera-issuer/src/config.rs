@@ -61,6 +61,8 @@ pub struct Config {
     /// same pair (audited as `refresh_token_replay`). Default 10 s; 0 turns
     /// it off (then every second use is reuse and revokes the session).
     pub refresh_retry_window: Duration,
+    /// The HTTP server's timeouts, connection cap and shutdown grace.
+    pub http_limits: tessera_serve::Limits,
 }
 
 /// A caller allowed to introspect tokens, authenticated with HTTP Basic.
@@ -157,6 +159,20 @@ pub struct RawConfig {
     /// `refresh_retry_window = "10s"`
     #[serde(default, deserialize_with = "duration")]
     pub refresh_retry_window: Option<Duration>,
+    /// `header_read_timeout = "10s"`
+    #[serde(default, deserialize_with = "duration")]
+    pub header_read_timeout: Option<Duration>,
+    /// `body_read_timeout = "10s"`
+    #[serde(default, deserialize_with = "duration")]
+    pub body_read_timeout: Option<Duration>,
+    /// `idle_timeout = "60s"`
+    #[serde(default, deserialize_with = "duration")]
+    pub idle_timeout: Option<Duration>,
+    /// `max_connections = 1024`
+    pub max_connections: Option<usize>,
+    /// `shutdown_grace = "10s"`
+    #[serde(default, deserialize_with = "duration")]
+    pub shutdown_grace: Option<Duration>,
 }
 
 /// A configuration that cannot be used.
@@ -245,6 +261,11 @@ impl RawConfig {
             password_check_queue: over.password_check_queue.or(self.password_check_queue),
             trusted_proxies: over.trusted_proxies.or(self.trusted_proxies),
             refresh_retry_window: over.refresh_retry_window.or(self.refresh_retry_window),
+            header_read_timeout: over.header_read_timeout.or(self.header_read_timeout),
+            body_read_timeout: over.body_read_timeout.or(self.body_read_timeout),
+            idle_timeout: over.idle_timeout.or(self.idle_timeout),
+            max_connections: over.max_connections.or(self.max_connections),
+            shutdown_grace: over.shutdown_grace.or(self.shutdown_grace),
         }
     }
 
@@ -371,6 +392,44 @@ impl RawConfig {
                 problem: format!("{password_check_queue} is outside 1 ..= 100000"),
             });
         }
+        let http_limits = {
+            let defaults = tessera_serve::Limits::default();
+            let mut limits = defaults;
+            let minute = Duration::from_secs(60);
+            limits.header_read_timeout = within(
+                "header_read_timeout",
+                self.header_read_timeout
+                    .unwrap_or(defaults.header_read_timeout),
+                SECOND,
+                minute,
+            )?;
+            limits.body_read_timeout = within(
+                "body_read_timeout",
+                self.body_read_timeout.unwrap_or(defaults.body_read_timeout),
+                SECOND,
+                minute,
+            )?;
+            limits.idle_timeout = within(
+                "idle_timeout",
+                self.idle_timeout.unwrap_or(defaults.idle_timeout),
+                SECOND,
+                10 * minute,
+            )?;
+            limits.shutdown_grace = within(
+                "shutdown_grace",
+                self.shutdown_grace.unwrap_or(defaults.shutdown_grace),
+                Duration::ZERO,
+                10 * minute,
+            )?;
+            limits.max_connections = self.max_connections.unwrap_or(defaults.max_connections);
+            if !(1..=1_000_000).contains(&limits.max_connections) {
+                return Err(ConfigError::Invalid {
+                    key: "max_connections",
+                    problem: format!("{} is outside 1 ..= 1000000", limits.max_connections),
+                });
+            }
+            limits
+        };
         let login_client = self
             .login_client
             .unwrap_or_else(|| "tessera-web".to_owned());
@@ -402,6 +461,7 @@ impl RawConfig {
             password_check_queue,
             trusted_proxies,
             refresh_retry_window,
+            http_limits,
         })
     }
 }

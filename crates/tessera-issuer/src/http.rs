@@ -18,6 +18,7 @@ use crate::keys::KeyHandle;
 use crate::passwords::{Checked, Hasher, Password};
 use crate::tokens::{AccessGrant, TokenResponse, TokenSettings, new_refresh_token};
 use axum::extract::DefaultBodyLimit;
+use axum::extract::rejection::FormRejection;
 use axum::extract::rejection::JsonRejection;
 use axum::routing::post;
 use tessera_keyring::Clock;
@@ -462,6 +463,8 @@ pub enum ApiError {
     Overloaded,
     /// 413: the body is over [`MAX_BODY_BYTES`].
     PayloadTooLarge,
+    /// 408: the body did not arrive within the server's `body_read_timeout`.
+    RequestTimeout,
     /// 415: not `application/json`.
     UnsupportedMediaType,
     /// 503 `temporarily_unavailable` with `Retry-After`: the database cannot
@@ -484,10 +487,25 @@ impl From<DbError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
+        if tessera_serve::is_body_timeout(&rejection) {
+            return Self::RequestTimeout;
+        }
         match rejection.status() {
             StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
             _ => Self::InvalidRequest(rejection.body_text()),
+        }
+    }
+}
+
+impl From<FormRejection> for ApiError {
+    fn from(rejection: FormRejection) -> Self {
+        if tessera_serve::is_body_timeout(&rejection) {
+            Self::RequestTimeout
+        } else if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::PayloadTooLarge
+        } else {
+            Self::InvalidRequest("expected an application/x-www-form-urlencoded body".to_owned())
         }
     }
 }
@@ -518,6 +536,10 @@ impl IntoResponse for ApiError {
             Self::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 json!({"error": "invalid_request", "error_description": "request body too large"}),
+            ),
+            Self::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                json!({"error": "invalid_request", "error_description": "the request body did not arrive in time"}),
             ),
             Self::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

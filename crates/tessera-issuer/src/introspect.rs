@@ -128,15 +128,7 @@ pub(crate) async fn introspect(
         )
             .into_response());
     };
-    let Form(pairs) = form.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge
-        } else {
-            ApiError::InvalidRequest(
-                "expected an application/x-www-form-urlencoded body".to_owned(),
-            )
-        }
-    })?;
+    let Form(pairs) = form.map_err(ApiError::from)?;
     let mut tokens = pairs.iter().filter(|(k, _)| k == "token").map(|(_, v)| v);
     let (Some(token), None) = (tokens.next(), tokens.next()) else {
         return Err(ApiError::InvalidRequest(

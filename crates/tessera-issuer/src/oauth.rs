@@ -112,12 +112,11 @@ impl IntoResponse for OAuthError {
 fn params(
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<std::collections::HashMap<String, String>, OAuthError> {
-    let Form(pairs) = form.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            OAuthError::Api(ApiError::PayloadTooLarge)
-        } else {
+    let Form(pairs) = form.map_err(|rejection| match ApiError::from(rejection) {
+        ApiError::InvalidRequest(_) => {
             OAuthError::InvalidRequest("expected an application/x-www-form-urlencoded body")
         }
+        other => OAuthError::Api(other),
     })?;
     let mut map = std::collections::HashMap::new();
     for (k, v) in pairs {

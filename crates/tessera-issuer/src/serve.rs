@@ -176,7 +176,8 @@ impl Prepared {
         self.state.issuer()
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish
+    /// for at most the configured `shutdown_grace`.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -210,17 +211,19 @@ impl Prepared {
                 }
             })
         };
-        let app = router(self.state);
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move {
+        let result = tessera_serve::serve(
+            self.listener,
+            router(self.state),
+            self.config.http_limits,
+            async move {
                 tokio::select! {
                     () = shutdown => {}
                     _ = stop_rx.wait_for(|stop| *stop) => {}
                 }
                 tracing::info!("shutting down: finishing in-flight requests");
-            })
-            .await;
+            },
+        )
+        .await;
         let _ = stop_tx.send(true);
         let _ = watcher.await;
         if let Some(late) = late {

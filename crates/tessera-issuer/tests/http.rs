@@ -330,6 +330,8 @@ fn http_get(addr: &str, path: &str) -> (u16, String) {
 
 #[test]
 fn the_binary_serves_on_port_0_picks_up_cli_rotations_and_stops_on_sigterm() {
+    // Headers may take a minute here (so only the grace can end the stalled
+    // request below); bodies one second; the drain after SIGTERM one second.
     let tmp = tempfile::tempdir().unwrap();
     let keys_dir = tmp.path().join("keys");
     let bin = env!("CARGO_BIN_EXE_tessera-issuer");
@@ -340,6 +342,12 @@ fn the_binary_serves_on_port_0_picks_up_cli_rotations_and_stops_on_sigterm() {
             "127.0.0.1:0",
             "--keys-reload-interval",
             "100ms",
+            "--header-read-timeout",
+            "60s",
+            "--body-read-timeout",
+            "1s",
+            "--shutdown-grace",
+            "1s",
         ])
         .arg("--keys-dir")
         .arg(&keys_dir)
@@ -393,11 +401,49 @@ fn the_binary_serves_on_port_0_picks_up_cli_rotations_and_stops_on_sigterm() {
     }
     assert_eq!(published, 3, "rotation not served within 5 s");
 
+    // A body that stops coming: 408 after the body timeout, not a hang.
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    slow.write_all(
+        b"POST /token HTTP/1.1\r\nhost: t\r\ncontent-type: application/x-www-form-urlencoded\r\n\
+          content-length: 100\r\n\r\ngrant_type=pass",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    slow.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"invalid_request\""), "{answer}");
+
+    // One request left half-sent: SIGTERM still ends the process within its
+    // one-second grace (the header timeout would take a minute).
+    let mut stalled = std::net::TcpStream::connect(&addr).unwrap();
+    stalled
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: t\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
     let kill = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
-    let status = child.wait().unwrap();
+    let mut status = None;
+    for _ in 0..100 {
+        status = child.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("still running 10 s after SIGTERM with a half-sent request open");
+    };
     assert!(status.success(), "clean exit on SIGTERM: {status}");
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = stalled.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "no answer to half a request");
 }

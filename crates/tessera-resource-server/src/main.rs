@@ -78,6 +78,39 @@ struct Args {
     /// token with 503, instead of going on with the last list received.
     #[arg(long, env = "TESSERA_RS_REVOCATION_FAIL_CLOSED")]
     revocation_fail_closed: bool,
+    /// A request's headers must arrive within this many seconds (also how
+    /// long an idle keep-alive connection waits for its next request).
+    #[arg(
+        long,
+        env = "TESSERA_RS_HEADER_READ_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 10
+    )]
+    header_read_timeout: u64,
+    /// A connection moving no byte for this many seconds is closed.
+    #[arg(
+        long,
+        env = "TESSERA_RS_IDLE_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 60
+    )]
+    idle_timeout: u64,
+    /// The most connections served at once.
+    #[arg(
+        long,
+        env = "TESSERA_RS_MAX_CONNECTIONS",
+        value_name = "N",
+        default_value_t = 1024
+    )]
+    max_connections: usize,
+    /// How long requests in flight may finish after SIGTERM, in seconds.
+    #[arg(
+        long,
+        env = "TESSERA_RS_SHUTDOWN_GRACE",
+        value_name = "SECONDS",
+        default_value_t = 10
+    )]
+    shutdown_grace: u64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -135,8 +168,14 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         println!("tessera-resource-server listening on http://{addr}");
     }
     tracing::info!(%addr, "listening");
-    axum::serve(listener, tessera_resource_server::app(verifier))
-        .with_graceful_shutdown(shutdown())
+    // Its routes read no body; the body timeout stays at its default.
+    let mut limits = tessera_serve::Limits::default();
+    limits.header_read_timeout = Duration::from_secs(args.header_read_timeout.max(1));
+    limits.idle_timeout = Duration::from_secs(args.idle_timeout.max(1));
+    limits.max_connections = args.max_connections.max(1);
+    limits.shutdown_grace = Duration::from_secs(args.shutdown_grace);
+    let app = tessera_resource_server::app(verifier);
+    tessera_serve::serve(listener, app, limits, shutdown())
         .await
         .context("serving")?;
     tracing::info!("shut down cleanly");

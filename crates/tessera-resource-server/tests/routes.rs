@@ -11,6 +11,7 @@ use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tessera_keyring::{DEFAULT_BITS, KeyDir, Keyring};
 use tessera_verifier::{JwksSource, KeySet, ManualClock, Verifier, VerifierConfig};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tower::ServiceExt as _;
 
 const NOW: i64 = 1_767_225_600;
@@ -156,7 +157,12 @@ async fn serve_issuer(jwks: Value) -> (String, tokio::task::JoinHandle<()>) {
 async fn the_binary_serves_on_port_0_and_stops_cleanly_on_sigterm() {
     let issuer = Issuer::new();
     let (base, _server) = serve_issuer(issuer.jwks()).await;
-    let (child, addr) = start_binary(&base, &[], std::process::Stdio::piped()).await;
+    let (child, addr) = start_binary(
+        &base,
+        &["--header-read-timeout", "1", "--shutdown-grace", "1"],
+        std::process::Stdio::piped(),
+    )
+    .await;
     // Ready once the keys are fetched; then a real token works end to end.
     assert!(wait_ready(&addr).await, "never ready");
     let t = issuer.token(&base, &["admin"], now() + 900);
@@ -165,7 +171,26 @@ async fn the_binary_serves_on_port_0_and_stops_cleanly_on_sigterm() {
     assert!(body.contains("\"sub\":\"u-42\""), "{body}");
     assert_eq!(http_get(&addr, "/admin", Some(&t)).await.0, 200);
     assert_eq!(http_get(&addr, "/admin", None).await.0, 401);
-    // SIGTERM: a clean exit, and the token never reached the log.
+    // Headers that never end: the connection is closed after a second,
+    // unanswered.
+    let bound = std::time::Duration::from_secs(10);
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stalled
+        .write_all(b"GET /profile HTTP/1.1\r\nhost: t\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let closed = tokio::time::timeout(bound, stalled.read_to_end(&mut seen)).await;
+    assert!(closed.is_ok(), "a half-sent request held its connection");
+    assert!(!String::from_utf8_lossy(&seen).contains(" 200 "));
+    // SIGTERM with a request left half-sent: a clean exit within the
+    // one-second grace, and the token never reached the log.
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stalled
+        .write_all(b"GET /profile HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert!(
         std::process::Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -173,13 +198,18 @@ async fn the_binary_serves_on_port_0_and_stops_cleanly_on_sigterm() {
             .unwrap()
             .success()
     );
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = tokio::time::timeout(
+        bound,
+        tokio::task::spawn_blocking(move || child.wait_with_output()),
+    )
+    .await
+    .expect("exited within its grace")
+    .unwrap()
+    .unwrap();
     assert!(out.status.success(), "{out:?}");
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("shut down cleanly"), "{log}");
+    drop(stalled);
     assert!(!log.contains(&t[..40]), "a token reached the log");
 }
 
@@ -282,7 +312,6 @@ fn now() -> i64 {
 
 /// A one-shot HTTP/1.1 GET over a fresh connection: (status, body).
 async fn http_get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
         return (0, String::new());
     };
