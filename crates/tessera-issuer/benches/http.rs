@@ -199,9 +199,8 @@ fn main() {
                 .add_revocation(
                     tessera_issuer::revocation::Kind::Sid,
                     &format!("session-{i}"),
-                    None,
-                    now,
-                    now + 1200,
+                    tessera_issuer::db::RevokedAt::Clock(now),
+                    std::time::Duration::from_secs(900),
                     "bench",
                 )
                 .await

@@ -371,7 +371,7 @@ impl RawConfig {
             self.refresh_retry_window
                 .unwrap_or(Duration::from_secs(crate::oauth::RETRY_WINDOW_SECS as u64)),
             Duration::ZERO,
-            Duration::from_secs(60),
+            Duration::from_secs(crate::oauth::MAX_RETRY_WINDOW_SECS as u64),
         )?;
         let trusted_proxies = self
             .trusted_proxies

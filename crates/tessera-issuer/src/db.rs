@@ -270,7 +270,11 @@ macro_rules! on_writer {
 }
 
 mod clients;
+mod housekeeping;
 pub mod keyring;
+mod revocations;
+
+pub use revocations::{Revoked, RevokedAt};
 
 impl Db {
     /// Opens the database and applies pending migrations (creating a SQLite
@@ -805,148 +809,23 @@ impl Db {
     }
 }
 
-/// The advisory lock revocation inserts take on PostgreSQL, so that entries
-/// commit in id order and a feed cursor never skips one ("revokes").
-const REVOCATIONS_LOCK: i64 = 0x72_65_76_6f_6b_65_73;
-
 impl Db {
-    /// Adds a revocation entry; returns its id.
-    pub async fn add_revocation(
-        &self,
-        kind: crate::revocation::Kind,
-        value: &str,
-        issued_before: Option<i64>,
-        now: i64,
-        expires_at: i64,
-        why: &str,
-    ) -> Result<i64, DbError> {
-        macro_rules! insert {
-            ($tx:ident) => {
-                sqlx::query_scalar(
-                    "INSERT INTO revocations (kind, value, issued_before, created_at, expires_at, why)
-                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-                )
-                .bind(kind.name())
-                .bind(value)
-                .bind(issued_before)
-                .bind(now)
-                .bind(expires_at)
-                .bind(why)
-                .fetch_one(&mut *$tx)
-                .await
-                .map_err(sql("adding a revocation"))?
-            };
-        }
-        Ok(in_locked_transaction!(
-            self,
-            REVOCATIONS_LOCK,
-            sql,
-            "adding a revocation",
-            |tx| insert!(tx)
-        ))
-    }
-
-    /// Live entries (not expired at `now`) after `cursor`, in id order.
-    pub async fn revocations_since(
-        &self,
-        cursor: i64,
-        now: i64,
-    ) -> Result<Vec<crate::revocation::Entry>, DbError> {
-        type Row = (i64, String, String, Option<i64>, i64, i64, String);
-        let rows: Vec<Row> = on_pool!(self, |pool| sqlx::query_as(
-            "SELECT id, kind, value, issued_before, created_at, expires_at, why
-             FROM revocations WHERE id > $1 AND expires_at > $2 ORDER BY id"
-        )
-        .bind(cursor)
-        .bind(now)
-        .fetch_all(pool)
-        .await
-        .map_err(sql("reading revocations")))?;
-        Ok(rows
-            .into_iter()
-            .filter_map(
-                |(id, kind, value, issued_before, created_at, expires_at, why)| {
-                    Some(crate::revocation::Entry {
-                        id,
-                        kind: crate::revocation::Kind::from_name(&kind)?,
-                        value,
-                        issued_before,
-                        created_at,
-                        expires_at,
-                        why,
-                    })
-                },
-            )
-            .collect())
-    }
-
-    /// The random name of this database's revocation list (the feed's
-    /// cursors carry it, so a cursor from another database is recognised).
-    pub async fn revocation_epoch(&self) -> Result<String, DbError> {
-        on_pool!(self, |pool| sqlx::query_scalar(
-            "SELECT epoch FROM revocation_epoch"
-        )
-        .fetch_one(pool)
-        .await
-        .map_err(sql("reading the revocation list's epoch")))
-    }
-
-    /// Whether a live entry (at `now`) revokes a token with this `jti`,
-    /// `sid`, `sub` and `iat` (introspection; resource servers use the feed).
-    pub async fn is_revoked(
-        &self,
-        jti: &str,
-        sid: &str,
-        sub: &str,
-        iat: i64,
-        now: i64,
-    ) -> Result<bool, DbError> {
-        let hit: Option<i64> = on_pool!(self, |pool| sqlx::query_scalar(
-            "SELECT id FROM revocations WHERE expires_at > $1 AND (
-                 (kind = 'jti' AND value = $2) OR (kind = 'sid' AND value = $3)
-                 OR (kind = 'sub' AND value = $4 AND issued_before >= $5)
-             ) LIMIT 1"
-        )
-        .bind(now)
-        .bind(jti)
-        .bind(sid)
-        .bind(sub)
-        .bind(iat)
-        .fetch_optional(pool)
-        .await
-        .map_err(sql("looking up revocations")))?;
-        Ok(hit.is_some())
-    }
-
-    /// Drops entries expired at `now`; returns how many.
-    pub async fn purge_revocations(&self, now: i64) -> Result<u64, DbError> {
-        on_writer!(self, |conn| sqlx::query(
-            "DELETE FROM revocations WHERE expires_at <= $1"
-        )
-        .bind(now)
-        .execute(conn)
-        .await
-        .map(|done| done.rows_affected())
-        .map_err(sql("dropping expired revocations")))
-    }
-
-    /// Revokes every live session of a user; returns how many.
+    /// Revokes every live session of a user; returns their ids (`sid`s).
     pub async fn revoke_user_sessions(
         &self,
         user_id: &str,
         now: i64,
         why: &str,
-    ) -> Result<u64, DbError> {
-        on_writer!(self, |conn| sqlx::query(
+    ) -> Result<Vec<String>, DbError> {
+        on_writer!(self, |conn| sqlx::query_scalar(
             "UPDATE sessions SET revoked_at = $1, revoked_why = $2
-             WHERE user_id = $3 AND revoked_at IS NULL"
+             WHERE user_id = $3 AND revoked_at IS NULL RETURNING id"
         )
         .bind(now)
         .bind(why)
         .bind(user_id)
-        .execute(conn)
+        .fetch_all(conn)
         .await
-        .map(|done| done.rows_affected())
         .map_err(sql("revoking a user's sessions")))
     }
 }

@@ -192,21 +192,23 @@ impl AppState {
             .ok_or_else(|| ApiError::Unavailable("no keyring loaded yet".to_owned()))
     }
 
-    /// Adds an entry to the revocation list, kept as long as a token it
-    /// covers can be valid.
+    /// Adds an entry to the revocation list (unless a live one covers it),
+    /// kept as long as a token it covers can be valid.
     pub(crate) async fn add_revocation(
         &self,
         kind: crate::revocation::Kind,
         value: &str,
         why: &str,
     ) -> Result<(), DbError> {
-        let now = self.now();
-        let expires = crate::revocation::expires_at(now, self.settings().access_token_lifetime);
-        let issued_before = (kind == crate::revocation::Kind::Sub).then_some(now);
-        self.db()
-            .add_revocation(kind, value, issued_before, now, expires, why)
+        let at = crate::db::RevokedAt::Clock(self.now());
+        let lifetime = self.settings().access_token_lifetime;
+        let revoked = self
+            .db()
+            .add_revocation(kind, value, at, lifetime, why)
             .await?;
-        self.inner.feed.touch();
+        if matches!(revoked, crate::db::Revoked::Added(_)) {
+            self.inner.feed.touch();
+        }
         Ok(())
     }
 

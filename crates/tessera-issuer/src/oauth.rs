@@ -22,6 +22,9 @@ use crate::tokens::{
 /// unless configured (`refresh_retry_window`; 0 turns it off).
 pub const RETRY_WINDOW_SECS: i64 = 10;
 
+/// The longest `refresh_retry_window` the configuration allows.
+pub const MAX_RETRY_WINDOW_SECS: i64 = 60;
+
 /// RFC 6749 §5.2 errors, as `400 {"error": …}` (`401` for a client that
 /// tried to authenticate and failed).
 #[derive(Debug)]
@@ -419,15 +422,32 @@ impl AppState {
     }
 }
 
-/// `POST /revoke` (RFC 7009): revokes a refresh token's whole family. `200` for
-/// unknown tokens too, so it reveals nothing.
+/// `POST /revoke` (RFC 7009): a refresh token revokes its whole family; an
+/// access token this issuer signed (still valid) revokes itself, by `jti`,
+/// wherever resource servers follow the feed. `200` for unknown tokens too,
+/// so it reveals nothing.
 pub(crate) async fn revoke(
     State(state): State<AppState>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, OAuthError> {
     let params = params(form)?;
     let token = required(&params, "token")?;
-    if token.len() <= 512 {
+    // Refresh tokens are opaque (no dots); access tokens are JWTs.
+    if token.contains('.') {
+        let snapshot = state.snapshot()?;
+        let jwks = snapshot.keyring().jwks();
+        if let Ok(own) = check_own_access_token(jwks, state.issuer(), token, state.now()) {
+            state
+                .add_revocation(crate::revocation::Kind::Jti, &own.jti, "revoked")
+                .await?;
+            tracing::info!(target: "audit", event = "token_revoked", jti = %own.jti);
+            let event = crate::audit::Event::new("token_revoked")
+                .user(&own.sub)
+                .session(&own.sid)
+                .with("jti", own.jti.as_str());
+            crate::audit::record(state.db(), state.now(), event).await;
+        }
+    } else if token.len() <= 512 {
         let hash = refresh_token_hash(token);
         if let Some(session_id) = state
             .db()

@@ -65,10 +65,3 @@ pub struct Entry {
     /// Why (`logout`, `refresh_token_reuse`, `user_disabled`, an operator's …).
     pub why: String,
 }
-
-/// When an entry added `now` may be dropped, for tokens that live
-/// `access_token_lifetime`.
-pub fn expires_at(now: i64, access_token_lifetime: Duration) -> i64 {
-    let secs = access_token_lifetime.saturating_add(MAX_LEEWAY).as_secs();
-    now.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX))
-}

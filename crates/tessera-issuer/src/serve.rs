@@ -88,7 +88,8 @@ impl Prepared {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let hasher = Hasher::new(cores.min(4))?.with_queue(config.password_check_queue);
         let (mut late_bootstrap, mut late_first_admin) = (None, None);
-        let first_admin = match bootstrap(&db, &hasher, &config.login_client).await {
+        let lifetime = config.rotation.access_token_lifetime;
+        let first_admin = match bootstrap(&db, &hasher, &config.login_client, lifetime).await {
             Ok(admin) => admin,
             Err(ServeError::Db(err)) if err.is_unavailable() => {
                 tracing::warn!(
@@ -191,10 +192,11 @@ impl Prepared {
         let late = self.late_bootstrap.map(|admin_tx| {
             let (db, hasher) = (self.state.db().clone(), self.state.hasher().clone());
             let login_client = self.config.login_client.clone();
+            let lifetime = self.config.rotation.access_token_lifetime;
             let mut stop = stop_tx.subscribe();
             tokio::spawn(async move {
                 tokio::select! {
-                    () = bootstrap_until_done(&db, &hasher, &login_client, admin_tx) => {}
+                    () = bootstrap_until_done(&db, &hasher, &login_client, lifetime, admin_tx) => {}
                     _ = stop.wait_for(|stop| *stop) => {}
                 }
             })
@@ -237,20 +239,41 @@ impl Prepared {
     }
 }
 
-/// Hourly housekeeping (and once at start): audit events past their retention
-/// and login-failure counts quiet for an hour are deleted. Every instance may
+/// Housekeeping, once at start and then every minute: replay copies of
+/// refresh tokens past the longest retry window; and hourly: audit events
+/// past their retention, login-failure counts quiet for an hour, expired
+/// revocation entries and sessions past their lifetimes. Every instance may
 /// run it; the deletes are idempotent. Ends with the service.
 async fn maintain(state: &AppState, audit_retention: i64) {
     let db = state.db();
-    let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
-    hourly.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        hourly.tick().await;
+    let settings = state.settings();
+    let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    let (idle, absolute) = (
+        secs(settings.refresh_idle_lifetime),
+        secs(settings.refresh_absolute_lifetime),
+    );
+    let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
+    every_minute.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for minute in 0u64.. {
+        every_minute.tick().await;
         let now = state.now();
+        // Whatever window another instance runs with: the configuration caps
+        // it at this.
+        match db
+            .forget_replay_copies(now - crate::oauth::MAX_RETRY_WINDOW_SECS)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(cleared = n, "refresh replay copies dropped"),
+            // Not migrated yet, or the database is down: next time.
+            Err(err) => tracing::debug!(error = %err, "replay-copy cleanup skipped"),
+        }
+        if minute % 60 != 0 {
+            continue;
+        }
         match crate::audit::forget_old(db, now, audit_retention).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "old audit events deleted"),
-            // Not migrated yet, or the database is down: next hour.
             Err(err) => tracing::debug!(error = %err, "audit retention skipped"),
         }
         if let Err(err) = db
@@ -265,6 +288,11 @@ async fn maintain(state: &AppState, audit_retention: i64) {
         if let Err(err) = db.purge_revocations(now).await {
             tracing::debug!(error = %err, "revocation cleanup skipped");
         }
+        match db.forget_sessions(now, idle, absolute).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "ended sessions deleted"),
+            Err(err) => tracing::debug!(error = %err, "session cleanup skipped"),
+        }
     }
 }
 
@@ -276,8 +304,12 @@ async fn bootstrap(
     db: &Db,
     hasher: &Hasher,
     login_client: &str,
+    token_lifetime: std::time::Duration,
 ) -> Result<Option<FirstAdmin>, ServeError> {
     db.migrate().await?;
+    // Before any token is issued: revocations made from now on, by any
+    // process, outlive this instance's tokens.
+    db.record_token_lifetime(token_lifetime).await?;
     let now = crate::unix_now(&tessera_keyring::SystemClock);
     let first_start = db.count_users().await? == 0;
     if crate::clients::bootstrap(db, login_client, now, first_start).await? {
@@ -306,12 +338,13 @@ async fn bootstrap_until_done(
     db: &Db,
     hasher: &Hasher,
     login_client: &str,
+    token_lifetime: std::time::Duration,
     admin_tx: tokio::sync::oneshot::Sender<FirstAdmin>,
 ) {
     let mut wait = std::time::Duration::from_millis(250);
     loop {
         tokio::time::sleep(wait).await;
-        match bootstrap(db, hasher, login_client).await {
+        match bootstrap(db, hasher, login_client, token_lifetime).await {
             Ok(admin) => {
                 tracing::info!(
                     backend = db.backend_name(),

@@ -154,13 +154,16 @@ pub fn fingerprint(hash: &[u8; 32]) -> String {
     b64url(&hash[..6])
 }
 
-/// What `/logout` needs from an access token the issuer itself signed.
+/// What `/logout` and `/revoke` need from an access token the issuer itself
+/// signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnToken {
     /// The session.
     pub sid: String,
     /// The user.
     pub sub: String,
+    /// The token itself.
+    pub jti: String,
 }
 
 /// Checks an access token this issuer signed: RS256 with a key it publishes now,
@@ -176,6 +179,7 @@ pub fn check_own_access_token(
     Ok(OwnToken {
         sid: claims["sid"].as_str().ok_or("no sid")?.to_owned(),
         sub: claims["sub"].as_str().ok_or("no sub")?.to_owned(),
+        jti: claims["jti"].as_str().ok_or("no jti")?.to_owned(),
     })
 }
 

@@ -6,7 +6,7 @@ use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use tessera_issuer::audit::{self, Event};
 use tessera_issuer::config::Config;
-use tessera_issuer::db::Db;
+use tessera_issuer::db::{Db, RevokedAt};
 use tessera_issuer::passwords::{Hasher, Password, random_token};
 use tessera_issuer::revocation;
 use tessera_issuer::validate;
@@ -159,13 +159,36 @@ async fn run_async(config: &Config, verb: UsersVerb) -> anyhow::Result<()> {
             for role in &roles {
                 validate::role(role).map_err(anyhow::Error::msg)?;
             }
-            let id = user_id(&db, &name).await?;
+            let Some(before) = db.credentials(&name).await? else {
+                bail!("no user named {name:?}");
+            };
+            let id = before.user.id;
             db.set_roles(&name, &roles, now).await?;
             let event = Event::new("user_roles_set")
                 .user(&id)
                 .with("roles", roles.clone());
             audit::record(&db, now, event).await;
             writeln!(out, "{name}: roles set to {}", roles_text(&roles))?;
+            // A token carrying a role taken away must stop working; sessions
+            // go on, and their next refresh carries the new roles.
+            let removed: Vec<&String> = before
+                .user
+                .roles
+                .iter()
+                .filter(|role| !roles.contains(role))
+                .collect();
+            if !removed.is_empty() {
+                revoke_tokens(&db, config, revocation::Kind::Sub, &id, "roles_removed").await?;
+                writeln!(
+                    out,
+                    "{name}: tokens issued until now are revoked (roles removed: {})",
+                    removed
+                        .iter()
+                        .map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )?;
+            }
         }
         UsersVerb::ResetPassword {
             name,
@@ -203,6 +226,9 @@ async fn run_async(config: &Config, verb: UsersVerb) -> anyhow::Result<()> {
         }
         UsersVerb::Delete { name } => {
             let id = user_id(&db, &name).await?;
+            // Revoked first: the deleted user's tokens must stop working at
+            // resource servers too, and the entries outlive the user.
+            revoke_user(&db, config, &id, now, "user_deleted").await?;
             db.delete_user(&name).await?;
             let event = Event::new("user_deleted")
                 .user(&id)
@@ -268,19 +294,38 @@ pub(crate) fn audit_list(
 }
 
 /// Ends every session of a user and revokes every token issued to them
-/// until now; returns how many sessions ended.
+/// until now (by the database's clock, which every process shares), and each
+/// ended session's tokens by `sid` (which needs no clock at all); returns how
+/// many sessions ended.
 async fn revoke_user(
     db: &Db,
     config: &Config,
     user_id: &str,
     now: i64,
     why: &str,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<usize> {
     let ended = db.revoke_user_sessions(user_id, now, why).await?;
-    let expires = revocation::expires_at(now, config.rotation.access_token_lifetime);
-    db.add_revocation(revocation::Kind::Sub, user_id, Some(now), now, expires, why)
+    revoke_tokens(db, config, revocation::Kind::Sub, user_id, why).await?;
+    for sid in &ended {
+        revoke_tokens(db, config, revocation::Kind::Sid, sid, why).await?;
+    }
+    Ok(ended.len())
+}
+
+/// Revokes the tokens `value` names from now by the database's clock, for
+/// the longest token lifetime recorded in the database (at least this
+/// configuration's).
+async fn revoke_tokens(
+    db: &Db,
+    config: &Config,
+    kind: revocation::Kind,
+    value: &str,
+    why: &str,
+) -> anyhow::Result<()> {
+    let lifetime = config.rotation.access_token_lifetime;
+    db.add_revocation(kind, value, RevokedAt::Database, lifetime, why)
         .await?;
-    Ok(ended)
+    Ok(())
 }
 
 /// What `revoke-user`, `revoke-session` and `revoke-token` name.
@@ -303,7 +348,6 @@ pub(crate) fn revoke(config: &Config, target: RevokeTarget, value: &str) -> anyh
     runtime.block_on(async {
         let db = Db::connect(&config.database_url).await?;
         let now = tessera_issuer::unix_now(&SystemClock);
-        let expires = revocation::expires_at(now, config.rotation.access_token_lifetime);
         let mut out = std::io::stdout().lock();
         match target {
             RevokeTarget::User => {
@@ -320,8 +364,7 @@ pub(crate) fn revoke(config: &Config, target: RevokeTarget, value: &str) -> anyh
                     bail!("not a session id: {value:?}");
                 }
                 db.revoke_session(value, now, "operator").await?;
-                db.add_revocation(revocation::Kind::Sid, value, None, now, expires, "operator")
-                    .await?;
+                revoke_tokens(&db, config, revocation::Kind::Sid, value, "operator").await?;
                 audit::record(&db, now, Event::new("session_revoked").session(value)).await;
                 writeln!(out, "session {value}: ended; its tokens are revoked")?;
             }
@@ -329,8 +372,7 @@ pub(crate) fn revoke(config: &Config, target: RevokeTarget, value: &str) -> anyh
                 if value.is_empty() || value.len() > 128 {
                     bail!("not a token id: {value:?}");
                 }
-                db.add_revocation(revocation::Kind::Jti, value, None, now, expires, "operator")
-                    .await?;
+                revoke_tokens(&db, config, revocation::Kind::Jti, value, "operator").await?;
                 audit::record(&db, now, Event::new("token_revoked").with("jti", value)).await;
                 writeln!(out, "token {value}: revoked")?;
             }

@@ -1040,6 +1040,44 @@ async fn logout_revoke_and_reuse_add_the_session_to_the_revocation_list() {
     );
 }
 
+/// 200 logouts with one token and 200 `/revoke`s of its refresh token used
+/// to add 400 entries of one hash (issue 15, item 6); now they add one.
+/// `/revoke` of an access token revokes that token (RFC 7009), by `jti`,
+/// and leaves its session alone.
+#[tokio::test]
+async fn repeats_add_one_entry_and_revoke_takes_access_tokens() {
+    let app = app().await;
+    let a = app.login().await;
+    let bearer = format!("Bearer {}", a["access_token"].as_str().unwrap());
+    let revoke_a = format!("token={}", refresh_of(&a));
+    for _ in 0..200 {
+        assert_eq!(
+            app.logout(Some(&bearer)).await.status,
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(app.form("/revoke", &revoke_a).await.status, StatusCode::OK);
+    }
+    let entries = app.db.revocations_since(0, T0 as i64).await.unwrap();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+
+    let d = app.login().await;
+    let access = d["access_token"].as_str().unwrap();
+    let revoke_d = format!("token={access}&token_type_hint=access_token");
+    assert_eq!(app.form("/revoke", &revoke_d).await.status, StatusCode::OK);
+    // Not signed by us: nothing.
+    let forged = format!("token={}x", &access[..access.len() - 1]);
+    assert_eq!(app.form("/revoke", &forged).await.status, StatusCode::OK);
+    let entries = app.db.revocations_since(0, T0 as i64).await.unwrap();
+    let listed: Vec<(&str, &str, &str)> = entries
+        .iter()
+        .map(|e| (e.kind.name(), e.value.as_str(), e.why.as_str()))
+        .collect();
+    let jti = claims(access)["jti"].as_str().unwrap().to_owned();
+    assert_eq!(listed[1..], [("jti", jti.as_str(), "revoked")]);
+    // The session goes on: its refresh token still works.
+    assert_eq!(app.refresh(&refresh_of(&d)).await.status, StatusCode::OK);
+}
+
 impl App {
     async fn feed(&self, since: Option<&str>, etag: Option<&str>) -> Reply {
         let path = since.map_or("/revocations".to_owned(), |s| {
@@ -1250,9 +1288,8 @@ async fn introspection_answers_configured_callers_only_and_sees_revocations() {
         .add_revocation(
             tessera_issuer::revocation::Kind::Sub,
             &sub,
-            Some(T0 as i64),
-            T0 as i64,
-            T0 as i64 + 1200,
+            tessera_issuer::db::RevokedAt::Clock(T0 as i64),
+            Duration::from_secs(900),
             "test",
         )
         .await

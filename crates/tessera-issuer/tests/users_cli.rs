@@ -316,20 +316,106 @@ async fn disable_reset_and_revoke_commands_fill_the_revocation_list() {
         .iter()
         .map(|e| (e.kind.name(), e.value.as_str(), e.why.as_str()))
         .collect();
+    // Alice's second user entry (the reset) replaces her first, or is
+    // covered by it when both fall in one second: one entry either way.
+    let is_alice = |(kind, value, _): &&(&str, &str, &str)| *kind == "sub" && *value == alice;
+    assert_eq!(listed.iter().filter(is_alice).count(), 1, "{listed:?}");
+    let rest: Vec<_> = listed.iter().filter(|e| !is_alice(e)).copied().collect();
+    assert_eq!(
+        rest,
+        [
+            // Disabling ends her sessions and revokes them by sid as well.
+            ("sid", "s1", "user_disabled"),
+            ("sid", "s2", "user_disabled"),
+            ("sid", "s3", "operator"),
+            ("jti", "-a-jti-starting-with-a-dash", "operator"),
+            // Bob's one session was already revoked: only his user entry.
+            ("sub", bob.as_str(), "operator"),
+        ]
+    );
+    let entries: Vec<_> = entries.iter().filter(|e| e.kind.name() == "sub").collect();
+    // A user entry covers tokens issued before it was made; all entries expire.
+    assert!(entries.iter().all(|e| e.issued_before.is_some()));
+    assert!(db.revocations_since(0, now).await.unwrap().is_empty());
+}
+
+/// Deleting a user and taking a role away used to revoke nothing; and the
+/// CLI's own `access_token_lifetime` decided how long an entry lived. Now
+/// both revoke, for the longest lifetime the service recorded.
+#[tokio::test]
+async fn delete_and_role_removal_revoke_for_the_recorded_lifetime() {
+    use tessera_issuer::db::NewSession;
+    let u = Users::new();
+    u.ok(
+        &["add", "carol", "--password-stdin"],
+        Some("a long password\n"),
+    );
+    u.ok(
+        &["add", "dave", "--password-stdin"],
+        Some("another password\n"),
+    );
+    let db = Db::connect(&u.url()).await.unwrap();
+    // As a service issuing two-hour tokens records at start.
+    db.record_token_lifetime(std::time::Duration::from_secs(7_200))
+        .await
+        .unwrap();
+    let carol = u.list().iter().find(|x| x["username"] == "carol").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dave = u.list().iter().find(|x| x["username"] == "dave").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Adding roles takes nothing away.
+    let out = u.ok(&["set-roles", "carol", "admin", "billing"], None);
+    assert!(!out.contains("revoked"), "{out}");
+    assert!(db.revocations_since(0, 0).await.unwrap().is_empty());
+    // Taking one away revokes her tokens, for two hours (plus leeway), not
+    // the one minute this CLI run is configured with.
+    let out = u.ok(
+        &[
+            "set-roles",
+            "carol",
+            "billing",
+            "--access-token-lifetime",
+            "1m",
+        ],
+        None,
+    );
+    assert!(out.contains("revoked (roles removed: admin)"), "{out}");
+    let entries = db.revocations_since(0, 0).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        (entries[0].kind.name(), entries[0].value.as_str()),
+        ("sub", carol.as_str())
+    );
+    assert_eq!(entries[0].expires_at - entries[0].created_at, 7_200 + 300);
+
+    let session = NewSession {
+        id: "s9",
+        user_id: &dave,
+        client_id: "tessera",
+        scope: "profile",
+    };
+    db.start_session(&session, Some(b"s9"), 1).await.unwrap();
+    u.ok(&["delete", "dave"], None);
+    let listed: Vec<(String, String, String)> = db
+        .revocations_since(entries[0].id, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.kind.name().to_owned(), e.value, e.why))
+        .collect();
+    let own = |a: &str, b: &str, c: &str| (a.to_owned(), b.to_owned(), c.to_owned());
     assert_eq!(
         listed,
         [
-            ("sub", alice.as_str(), "user_disabled"),
-            ("sid", "s3", "operator"),
-            ("jti", "-a-jti-starting-with-a-dash", "operator"),
-            ("sub", bob.as_str(), "operator"),
-            ("sub", alice.as_str(), "password_reset"),
+            own("sub", &dave, "user_deleted"),
+            own("sid", "s9", "user_deleted")
         ]
     );
-    // A user entry covers tokens issued before it was made; all entries expire.
-    assert!(entries[0].issued_before.is_some());
-    assert!(entries[1].issued_before.is_none());
-    assert!(db.revocations_since(0, now).await.unwrap().is_empty());
+    assert!(u.list().iter().all(|x| x["username"] != "dave"));
 }
 
 /// `introspection-client` prints a secret and the configuration entry for

@@ -46,6 +46,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "clients",
         include_str!("../../migrations/postgres/0007_clients.sql"),
     ),
+    (
+        8,
+        "revocation_facts",
+        include_str!("../../migrations/postgres/0008_revocation_facts.sql"),
+    ),
 ];
 
 /// The advisory lock migrations take, so instances starting together apply

@@ -55,6 +55,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "clients",
         include_str!("../../migrations/sqlite/0008_clients.sql"),
     ),
+    (
+        9,
+        "revocation_facts",
+        include_str!("../../migrations/sqlite/0009_revocation_facts.sql"),
+    ),
 ];
 
 /// Creates the database file 0600 if it does not exist yet, whoever (the

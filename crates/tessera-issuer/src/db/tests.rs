@@ -328,17 +328,12 @@ async fn revocation_ids_never_go_back_after_a_purge() {
     for t in backends().await {
         let name = t.db.backend_name();
         let mut last = 0;
+        // Lifetime 0: each entry lives the leeway only (300 s).
         for value in ["a", "b"] {
-            last =
-                t.db.add_revocation(Kind::Sid, value, None, 1, 10, "test")
-                    .await
-                    .unwrap();
+            last = revocations::add(&t.db, Kind::Sid, value, 1, 0).await;
         }
-        assert_eq!(t.db.purge_revocations(10).await.unwrap(), 2, "{name}");
-        let next =
-            t.db.add_revocation(Kind::Sid, "c", None, 11, 20, "test")
-                .await
-                .unwrap();
+        assert_eq!(t.db.purge_revocations(301).await.unwrap(), 2, "{name}");
+        let next = revocations::add(&t.db, Kind::Sid, "c", 302, 0).await;
         assert!(next > last, "{name}: id {next} after {last}");
         let epoch = t.db.revocation_epoch().await.unwrap();
         assert_eq!(epoch.len(), 16, "{name}: {epoch}");
@@ -770,16 +765,8 @@ async fn a_cursor_following_the_revocation_list_misses_nothing() {
                 let db = if w == 0 { t.db.clone() } else { other.clone() };
                 tokio::spawn(async move {
                     for i in 0..40 {
-                        db.add_revocation(
-                            Kind::Jti,
-                            &format!("w{w}-{i}"),
-                            None,
-                            100,
-                            1_000,
-                            "test",
-                        )
-                        .await
-                        .unwrap();
+                        // Expires at 100 + 600 + 300 (leeway) = 1000.
+                        revocations::add(&db, Kind::Jti, &format!("w{w}-{i}"), 100, 600).await;
                     }
                 })
             })
@@ -814,9 +801,8 @@ async fn a_cursor_following_the_revocation_list_misses_nothing() {
 
 async fn db_expiry_checks(db: &Db, name: &str) {
     use crate::revocation::Kind;
-    db.add_revocation(Kind::Sub, "u1", Some(500), 500, 2_000, "test")
-        .await
-        .unwrap();
+    // Expires at 500 + 1200 + 300 (leeway) = 2000.
+    revocations::add(db, Kind::Sub, "u1", 500, 1_200).await;
     assert_eq!(
         db.revocations_since(0, 1_000).await.unwrap().len(),
         1,
@@ -851,3 +837,5 @@ async fn a_new_sqlite_database_is_private() {
         assert_eq!(mode, 0o600, "{}", file.display());
     }
 }
+
+mod revocations;
