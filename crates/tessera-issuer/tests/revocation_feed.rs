@@ -8,7 +8,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use tessera_bench::Client;
@@ -206,16 +206,25 @@ async fn revoke_user_cuts_every_session_of_that_user_and_nothing_else() {
     assert_eq!(profile(resource, &fresh).await.0, 200);
 }
 
+/// What [`feed_relay`] does.
+const RELAY: u8 = 0;
+/// Answers 503.
+const DOWN: u8 = 1;
+/// Answers 200 with something that is not a feed document.
+const GARBAGE: u8 = 2;
+
 /// A stand-in for the path between resource server and issuer: relays
-/// `/revocations` to the issuer, or answers 503 while `down`.
-async fn feed_relay(issuer: SocketAddr, down: Arc<AtomicBool>) -> SocketAddr {
+/// `/revocations` to the issuer, or fails as `mode` says.
+async fn feed_relay(issuer: SocketAddr, mode: Arc<AtomicU8>) -> SocketAddr {
     use axum::http::{HeaderMap, StatusCode, Uri};
     use axum::response::IntoResponse;
     let relay = move |uri: Uri, headers: HeaderMap| {
-        let down = Arc::clone(&down);
+        let mode = Arc::clone(&mode);
         async move {
-            if down.load(Ordering::SeqCst) {
-                return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            match mode.load(Ordering::SeqCst) {
+                DOWN => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+                GARBAGE => return (StatusCode::OK, "eyJ.not-a.document").into_response(),
+                _ => {}
             }
             let mut c = Client::connect(issuer).await.unwrap();
             let inm = headers
@@ -244,7 +253,7 @@ async fn feed_relay(issuer: SocketAddr, down: Arc<AtomicBool>) -> SocketAddr {
 async fn feed_outage_keeps_going_by_default_and_fails_closed_when_configured() {
     let tmp = tempfile::tempdir().unwrap();
     let issuer = common::start_issuer(tmp.path(), |_| {}).await;
-    let down = Arc::new(AtomicBool::new(false));
+    let down = Arc::new(AtomicU8::new(RELAY));
     let relay = feed_relay(issuer.addr, Arc::clone(&down)).await;
     let feed_url = Some(format!("http://{relay}/revocations"));
     let poll = Duration::from_millis(100);
@@ -282,7 +291,7 @@ async fn feed_outage_keeps_going_by_default_and_fails_closed_when_configured() {
     }
 
     // The feed goes away; within the bound both go on.
-    down.store(true, Ordering::SeqCst);
+    down.store(DOWN, Ordering::SeqCst);
     let failed_polls = |v: &Verifier| v.metrics().revocation_poll_errors;
     let before = failed_polls(&closed);
     while failed_polls(&closed) < before + 2 || failed_polls(&keep) < 2 {
@@ -312,7 +321,7 @@ async fn feed_outage_keeps_going_by_default_and_fails_closed_when_configured() {
     assert_eq!(status, 503, "not ready while failing closed");
 
     // The feed comes back: both catch up, the logout included.
-    down.store(false, Ordering::SeqCst);
+    down.store(RELAY, Ordering::SeqCst);
     refused_within(keep_rs, &revoked_meanwhile, Duration::from_secs(3)).await;
     let started = tokio::time::Instant::now();
     while profile(closed_rs, &token).await.0 != 200 {
@@ -324,4 +333,77 @@ async fn feed_outage_keeps_going_by_default_and_fails_closed_when_configured() {
     }
     assert_eq!(profile(closed_rs, &revoked_meanwhile).await.0, 401);
     assert!(!keep.revocations().unwrap().outage);
+}
+
+/// A feed that answers with something unusable (too big, malformed) never
+/// leaves a verifier with an empty list: one that had a list keeps it (a
+/// revoked token stays refused) and says why in its health; one that never
+/// had one follows its outage policy and says it has no list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_feed_document_never_empties_the_list() {
+    let tmp = tempfile::tempdir().unwrap();
+    let issuer = common::start_issuer(tmp.path(), |_| {}).await;
+    let mode = Arc::new(AtomicU8::new(RELAY));
+    let relay = feed_relay(issuer.addr, Arc::clone(&mode)).await;
+    let feed_url = Some(format!("http://{relay}/revocations"));
+    let poll = Duration::from_millis(100);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let had_list = follower(
+        &issuer.url,
+        feed_url.clone(),
+        poll,
+        OutagePolicy::KeepGoing,
+        Arc::clone(&clock),
+    );
+    let had_list_rs = common::serve_resource(had_list.clone()).await;
+    assert!(had_list.ready(Duration::from_secs(5)).await);
+    let password = &issuer.admin_password;
+    let revoked = access_token(issuer.addr, "admin", password).await;
+    let (status, _) = common::logout(issuer.addr, &revoked).await;
+    assert!((200..300).contains(&status));
+    refused_within(had_list_rs, &revoked, Duration::from_secs(3)).await;
+
+    mode.store(GARBAGE, Ordering::SeqCst);
+    let errors = had_list.metrics().revocation_poll_errors;
+    for _ in 0..100 {
+        if had_list.metrics().revocation_poll_errors >= errors + 2 {
+            break;
+        }
+        tokio::time::sleep(poll / 2).await;
+    }
+    let health = had_list.revocations().unwrap();
+    assert!(health.loaded && health.entries >= 1, "{health:?}");
+    assert!(
+        health.last_error.as_deref().is_some_and(|e| e.contains("revocation feed")),
+        "{health:?}"
+    );
+    assert_eq!(profile(had_list_rs, &revoked).await.0, 401, "still revoked");
+
+    // Started while the feed is unusable: no list. Fail-closed refuses every
+    // token; keep-going accepts, and its health says it holds no list.
+    let fresh = access_token(issuer.addr, "admin", password).await;
+    let closed = follower(
+        &issuer.url,
+        feed_url.clone(),
+        poll,
+        OutagePolicy::FailClosed,
+        Arc::clone(&clock),
+    );
+    let keep = follower(&issuer.url, feed_url, poll, OutagePolicy::KeepGoing, clock);
+    let (closed_rs, keep_rs) = (
+        common::serve_resource_now(closed.clone()).await,
+        common::serve_resource_now(keep.clone()).await,
+    );
+    for _ in 0..100 {
+        let polled = |v: &Verifier| v.metrics().revocation_poll_errors >= 1 && v.health().usable;
+        if polled(&closed) && polled(&keep) {
+            break;
+        }
+        tokio::time::sleep(poll / 2).await;
+    }
+    assert_eq!(profile(closed_rs, &fresh).await.0, 503);
+    assert!(closed.revocations().unwrap().failing_closed);
+    assert_eq!(profile(keep_rs, &fresh).await.0, 200);
+    let health = keep.revocations().unwrap();
+    assert!(!health.loaded && health.last_error.is_some(), "{health:?}");
 }

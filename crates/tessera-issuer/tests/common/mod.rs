@@ -133,6 +133,12 @@ pub async fn serve_resource(verifier: tessera_verifier::Verifier) -> SocketAddr 
         "the verifier never loaded keys: {:?}",
         verifier.health()
     );
+    serve_resource_now(verifier).await
+}
+
+/// The demo resource server on a free port, ready or not.
+#[allow(dead_code)] // not every test binary uses it
+pub async fn serve_resource_now(verifier: tessera_verifier::Verifier) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
