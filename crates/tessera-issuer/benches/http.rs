@@ -191,34 +191,36 @@ fn main() {
     //    are up to date (304, no body, no signature) and pollers one entry
     //    behind (200, the signed answer every such poller shares), vs the
     //    trivial route measured right before and after.
-    let (feed_path, feed_etag) = rt.block_on(async {
+    let (feed_path, feed_etag, behind_path) = rt.block_on(async {
         let now = tessera_issuer::unix_now(&SystemClock);
-        for i in 0..1000 {
-            state
-                .db()
-                .add_revocation(
-                    tessera_issuer::revocation::Kind::Sid,
-                    &format!("session-{i}"),
-                    tessera_issuer::db::RevokedAt::Clock(now),
-                    std::time::Duration::from_secs(900),
-                    "bench",
-                )
-                .await
-                .unwrap();
+        // The cursor after 999 entries, then the 1,000th: a poller one
+        // entry behind holds the first (cursors name their entry, so it is
+        // read from the feed rather than made up).
+        let mut cursors = Vec::new();
+        for batch in [0..999, 999..1000] {
+            for i in batch {
+                state
+                    .db()
+                    .add_revocation(
+                        tessera_issuer::revocation::Kind::Sid,
+                        &format!("session-{i}"),
+                        tessera_issuer::db::RevokedAt::Clock(now),
+                        std::time::Duration::from_secs(900),
+                        "bench",
+                    )
+                    .await
+                    .unwrap();
+            }
+            // The instance's copy catches up within a second.
+            tokio::time::sleep(tessera_issuer::feed::REFRESH_EVERY).await;
+            let mut c = Client::connect(addr).await.unwrap();
+            let (status, _) = c.get("/revocations", &[]).await.unwrap();
+            assert_eq!(status, 200);
+            cursors.push(c.last_header("etag").unwrap());
         }
-        // The instance's copy catches up within a second.
-        tokio::time::sleep(tessera_issuer::feed::REFRESH_EVERY).await;
-        let mut c = Client::connect(addr).await.unwrap();
-        let (status, _) = c.get("/revocations", &[]).await.unwrap();
-        assert_eq!(status, 200);
-        let etag = c.last_header("etag").unwrap();
-        let cursor = etag.trim_matches('"').to_owned();
-        (format!("/revocations?since={cursor}"), etag)
+        let path = |etag: &str| format!("/revocations?since={}", etag.trim_matches('"'));
+        (path(&cursors[1]), cursors[1].clone(), path(&cursors[0]))
     });
-    let behind_path = {
-        let (epoch, id) = feed_path.rsplit_once('.').unwrap();
-        format!("{epoch}.{}", id.parse::<i64>().unwrap() - 1)
-    };
     let feed_trivial_before = measure("/trivial");
     let inm = format!("If-None-Match: {feed_etag}");
     let feed_304 = rt

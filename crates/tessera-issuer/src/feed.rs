@@ -14,7 +14,7 @@
 //! **Cheap to poll.** Each instance keeps the live list in memory, refreshed
 //! from the database at most once per [`REFRESH_EVERY`] (at once after a
 //! revocation made here), so polls cost no database work. The cursor
-//! `<epoch>.<id>` is also the ETag: a poller that is up to date gets `304`
+//! `<epoch>.<id>.<tag>` is also the ETag: a poller that is up to date gets `304`
 //! with no body and no signature. A 200 is signed once per distinct answer and
 //! then served from a small cache to every poller at the same cursor.
 //!
@@ -25,7 +25,9 @@
 //! makes it read the database (another instance may be further on); a cursor
 //! ahead of the database's newest entry (forged, or from before a restore of
 //! an older backup) gets a snapshot: the issuer never signs a cursor beyond
-//! its newest entry.
+//! its newest entry. The tag names the entry at the cursor's id: after a
+//! restore, new entries reuse ids pollers already passed, and a cursor whose
+//! tag does not name what the list now holds there gets a snapshot too.
 //!
 //! **Bound to the request.** A delta echoes the `since` it answers and every
 //! document carries its `iat`; a verifier accepts a delta only for the cursor
@@ -110,6 +112,30 @@ struct List {
     generation: u64,
 }
 
+impl List {
+    fn tag_at(&self, id: i64) -> String {
+        match self.entries.binary_search_by_key(&id, |e| e.id) {
+            Ok(at) => entry_tag(&self.entries[at]),
+            Err(_) => NO_ENTRY.to_owned(),
+        }
+    }
+
+    /// The cursor that names this list's entry at `id`.
+    fn cursor_at(&self, id: i64) -> String {
+        format!("{}.{id}.{}", self.epoch, self.tag_at(id))
+    }
+
+    /// Whether `tag` names what this list holds at `id`. A cursor whose
+    /// entry is gone is trusted only at the newest id (nothing to miss
+    /// after it) or at 0 (nothing seen, so nothing a restore could have
+    /// replaced); elsewhere, what came after it cannot be told from what a
+    /// restore put there, and the poller gets a snapshot (a small one: the
+    /// entry it names has expired, and so, mostly, have those before it).
+    fn names(&self, id: i64, tag: &str) -> bool {
+        tag == self.tag_at(id) && (tag != NO_ENTRY || id == self.latest || id == 0)
+    }
+}
+
 /// What a poll asked for, once its cursor is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ask {
@@ -178,7 +204,78 @@ pub struct Feed {
     touched: AtomicU64,
     covered: AtomicU64,
     signed: Mutex<VecDeque<(AnswerKey, Bytes)>>,
+    budget: SignBudget,
 }
+
+/// The most deltas signed afresh per second by one instance. Pollers that
+/// are up to date share one cursor (one signature per change); an attacker
+/// cycling through every live entry's cursor gets the snapshot beyond this.
+pub const DELTA_SIGNATURES_PER_SEC: u32 = 16;
+
+/// A fixed one-second window of fresh delta signatures.
+#[derive(Debug, Default)]
+struct SignBudget {
+    window: std::sync::atomic::AtomicI64,
+    used: std::sync::atomic::AtomicU32,
+}
+
+impl SignBudget {
+    /// Takes one signature from the budget of second `now`, if any is left.
+    fn spend(&self, now: i64) -> bool {
+        if self.window.swap(now, Ordering::Relaxed) != now {
+            self.used.store(0, Ordering::Relaxed);
+        }
+        self.used.fetch_add(1, Ordering::Relaxed) < DELTA_SIGNATURES_PER_SEC
+    }
+}
+
+/// A poller's `since`: `<epoch>.<id>.<tag>`, the tag naming the entry at
+/// `id` ([`entry_tag`]) or `-` when no live entry has it. `<epoch>.<id>`
+/// (before tags) parses with no tag.
+#[derive(Debug)]
+struct Cursor {
+    epoch: String,
+    id: i64,
+    tag: Option<String>,
+}
+
+impl Cursor {
+    fn parse(text: &str) -> Result<Self, FeedError> {
+        let mut parts = text.split('.');
+        let (Some(epoch), Some(id), tag, None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(FeedError::BadCursor);
+        };
+        let id: i64 = id.parse().map_err(|_| FeedError::BadCursor)?;
+        let tag_ok = |t: &str| {
+            (1..=16).contains(&t.len())
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+        };
+        if id < 0 || epoch.is_empty() || tag.is_some_and(|t| !tag_ok(t)) {
+            return Err(FeedError::BadCursor);
+        }
+        Ok(Self {
+            epoch: epoch.to_owned(),
+            id,
+            tag: tag.map(str::to_owned),
+        })
+    }
+}
+
+/// What names an entry in a cursor: 66 bits of `SHA-256("<id>:<hash>")`.
+/// A new entry that reuses an id (after a restore) has another value, so
+/// another tag.
+fn entry_tag(entry: &Published) -> String {
+    let digest = sha256(format!("{}:{}", entry.id, entry.hash).as_bytes());
+    let mut tag = b64url(&digest);
+    tag.truncate(11);
+    tag
+}
+
+/// The tag of a cursor whose entry no live entry has (expired, or none yet).
+const NO_ENTRY: &str = "-";
 
 impl Feed {
     /// Marks the copy out of date (a revocation was just made here).
@@ -197,20 +294,13 @@ impl Feed {
         now: i64,
     ) -> Result<Answer, FeedError> {
         let mut list = self.current(db, now).await?;
-        let mut ask = match since {
+        let asked = since.map(Cursor::parse).transpose()?;
+        let mut ask = match &asked {
+            // No cursor, one from another database, or one from before
+            // cursors named their entry: everything, as a snapshot.
             None => Ask::Snapshot,
-            Some(cursor) => {
-                let (epoch, id) = cursor.split_once('.').ok_or(FeedError::BadCursor)?;
-                let id: i64 = id.parse().map_err(|_| FeedError::BadCursor)?;
-                if id < 0 {
-                    return Err(FeedError::BadCursor);
-                }
-                if epoch == list.epoch {
-                    Ask::After(id)
-                } else {
-                    Ask::Snapshot
-                }
-            }
+            Some(cursor) if cursor.epoch != list.epoch || cursor.tag.is_none() => Ask::Snapshot,
+            Some(cursor) => Ask::After(cursor.id),
         };
         if let Ask::After(id) = ask
             && id > list.latest
@@ -226,18 +316,29 @@ impl Feed {
                 ask = Ask::Snapshot;
             }
         }
+        // The cursor must name the entry this list holds at its id: after a
+        // restore from an older backup, new entries reuse the ids pollers
+        // already passed, and only the tag tells them apart.
+        if let (Ask::After(id), Some(cursor)) = (ask, &asked)
+            && !list.names(id, cursor.tag.as_deref().unwrap_or_default())
+        {
+            ask = Ask::Snapshot;
+        }
+        // Each distinct delta costs a signature: past the budget, the one
+        // snapshot (signed once per change and re-signing period) answers.
+        if matches!(ask, Ask::After(_))
+            && !self.cached(&list, ask, signer, now)
+            && !self.budget.spend(now)
+        {
+            ask = Ask::Snapshot;
+        }
         // Never beyond this list's newest entry.
-        let cursor = format!("{}.{}", list.epoch, list.latest);
+        let cursor = list.cursor_at(list.latest);
         let etag = format!("\"{cursor}\"");
         if if_none_match(&etag) {
             return Ok(Answer::NotModified { etag });
         }
-        let key = AnswerKey {
-            generation: list.generation,
-            ask,
-            kid: signer.kid().to_owned(),
-            iat_bucket: now.div_euclid(RESIGN_EVERY_SECS),
-        };
+        let key = Self::key(&list, ask, signer, now);
         if let Some(body) = self.signed_answer(&key) {
             return Ok(Answer::Document { etag, body });
         }
@@ -250,7 +351,7 @@ impl Feed {
         };
         // The cursor answered, canonical (the caller's text is not signed).
         let since_text = match ask {
-            Ask::After(id) => Some(format!("{}.{id}", list.epoch)),
+            Ask::After(id) => Some(list.cursor_at(id)),
             Ask::Snapshot => None,
         };
         let document = Document {
@@ -276,6 +377,21 @@ impl Feed {
             }
         }
         Ok(Answer::Document { etag, body })
+    }
+
+    fn key(list: &List, ask: Ask, signer: &tessera_keyring::Signer, now: i64) -> AnswerKey {
+        AnswerKey {
+            generation: list.generation,
+            ask,
+            kid: signer.kid().to_owned(),
+            iat_bucket: now.div_euclid(RESIGN_EVERY_SECS),
+        }
+    }
+
+    /// Whether this answer is signed already (costing nothing to serve).
+    fn cached(&self, list: &List, ask: Ask, signer: &tessera_keyring::Signer, now: i64) -> bool {
+        self.signed_answer(&Self::key(list, ask, signer, now))
+            .is_some()
     }
 
     fn signed_answer(&self, key: &AnswerKey) -> Option<Bytes> {

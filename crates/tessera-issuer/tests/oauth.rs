@@ -56,15 +56,20 @@ struct Reply {
 
 async fn app() -> App {
     let tmp = tempfile::tempdir().unwrap();
+    // A file database: concurrent requests get their own connections.
+    let url = test_database_url(tmp.path()).unwrap();
+    app_on(tmp, &url, true).await
+}
+
+/// An instance on the database at `url`; `fresh`: a first start (the login
+/// client and the user alice are created), else they are already there.
+async fn app_on(tmp: tempfile::TempDir, url: &str, fresh: bool) -> App {
     let dir = KeyDir::new(tmp.path().join("keys"));
     dir.init(DEFAULT_BITS).unwrap();
     let keys = Arc::new(KeyHandle::load(dir).unwrap());
-    // A file database: concurrent requests get their own connections.
-    let db = Db::connect(&test_database_url(tmp.path()).unwrap())
-        .await
-        .unwrap();
+    let db = Db::connect(url).await.unwrap();
     // The login client a first start registers.
-    tessera_issuer::clients::bootstrap(&db, "tessera-web", 0, true)
+    tessera_issuer::clients::bootstrap(&db, "tessera-web", 0, fresh)
         .await
         .unwrap();
     let hasher = Hasher::with_params(64, 1, 1, 4).unwrap();
@@ -84,15 +89,17 @@ async fn app() -> App {
     let hash = hasher
         .hash(&Password::new("correct horse".to_owned()))
         .unwrap();
-    db.add_user(
-        &random_token(16),
-        "alice",
-        &hash,
-        &["user".to_owned()],
-        T0 as i64,
-    )
-    .await
-    .unwrap();
+    if fresh {
+        db.add_user(
+            &random_token(16),
+            "alice",
+            &hash,
+            &["user".to_owned()],
+            T0 as i64,
+        )
+        .await
+        .unwrap();
+    }
     let state = AppState::new(keys, db.clone(), hasher, clock.clone(), settings);
     App {
         _tmp: tmp,
@@ -1126,8 +1133,9 @@ async fn the_revocation_feed_is_signed_incremental_and_bounded() {
     assert_eq!(doc["snapshot"], true);
     assert_eq!(doc["entries"], json!([]));
     let cursor0 = doc["cursor"].as_str().unwrap().to_owned();
-    let (epoch, zero) = cursor0.split_once('.').unwrap();
-    assert_eq!(zero, "0");
+    // `<epoch>.<id>.<tag>`: no entry yet, so id 0 and the tag `-`.
+    let (epoch, rest) = cursor0.split_once('.').unwrap();
+    assert_eq!(rest, "0.-");
     assert_eq!(first.headers[header::ETAG], format!("\"{cursor0}\""));
     assert_eq!(first.headers[header::CACHE_CONTROL], "no-cache");
 
@@ -1174,7 +1182,7 @@ async fn the_revocation_feed_is_signed_incremental_and_bounded() {
     // The review's finding 5: a cursor beyond the newest entry was signed as
     // given, moving pollers past every later revocation. Now it gets a
     // snapshot, with the real cursor.
-    let ahead = format!("{epoch}.999999999999");
+    let ahead = format!("{epoch}.999999999999.-");
     let doc = app.feed_document(&app.feed(Some(&ahead), None).await).await;
     assert_eq!(doc["cursor"], cursor1, "never beyond the newest entry");
     assert_eq!(doc["snapshot"], true);
@@ -1186,7 +1194,13 @@ async fn the_revocation_feed_is_signed_incremental_and_bounded() {
         .await;
     assert_eq!(doc["since"], cursor0);
     assert_eq!(doc["iat"], T0 as i64);
-    for bad in ["nonsense", &format!("{epoch}.-1"), &format!("{epoch}.x")] {
+    for bad in [
+        "nonsense",
+        &format!("{epoch}.-1.-"),
+        &format!("{epoch}.x.-"),
+        &format!("{epoch}.1.a!b"),
+        &format!("{epoch}.1.-.extra"),
+    ] {
         let reply = app.feed(Some(bad), None).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
     }
@@ -1202,9 +1216,136 @@ async fn the_revocation_feed_is_signed_incremental_and_bounded() {
     assert_eq!(doc["entries"], json!([]));
     assert_eq!(
         doc["cursor"],
-        format!("{epoch}.2"),
+        format!("{epoch}.2.-"),
         "the cursor never goes back"
     );
+}
+
+/// The review's finding 5, second half: a database restored from an older
+/// backup hands out again the ids pollers already passed. Cursors name their
+/// entry, so a poller whose cursor names an entry the restore replaced gets
+/// a snapshot of the restored list, revocations made after the restore
+/// included, and follows it from there.
+#[tokio::test]
+async fn after_a_restore_from_an_older_backup_pollers_converge_on_the_restored_list() {
+    let app = app().await;
+    for _ in 0..3 {
+        logout_one(&app).await;
+    }
+    let doc = app.feed_document(&app.feed(None, None).await).await;
+    let at_three = doc["cursor"].as_str().unwrap().to_owned();
+
+    // The backup, taken now: three entries.
+    let backup_dir = tempfile::tempdir().unwrap();
+    let backup = backup_dir.path().join("backup.db");
+    let url = test_database_url(app._tmp.path()).unwrap();
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::query(&format!("VACUUM INTO '{}'", backup.display()))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+
+    // Two more; a poller follows them.
+    for _ in 0..2 {
+        logout_one(&app).await;
+    }
+    let doc = app
+        .feed_document(&app.feed(Some(&at_three), None).await)
+        .await;
+    assert_eq!(doc["entries"].as_array().unwrap().len(), 2);
+    let at_five = doc["cursor"].as_str().unwrap().to_owned();
+    assert_eq!(at_five.split('.').nth(1), Some("5"));
+
+    // Restored from the backup; three revocations after the restore take ids
+    // 4, 5 and 6 again, for other sessions.
+    let restored_dir = tempfile::tempdir().unwrap();
+    let restored_url = format!("sqlite://{}", backup.display());
+    let restored = app_on(restored_dir, &restored_url, false).await;
+    restored.clock.advance(5);
+    for _ in 0..3 {
+        logout_one(&restored).await;
+    }
+    // Before, the poller at 5 was answered "after 5": entry 6 alone, and the
+    // new 4 and 5 were never seen. Now its cursor names an entry 5 the list
+    // no longer holds: a snapshot, the restored list whole.
+    let reply = restored
+        .feed(Some(&at_five), Some(&format!("\"{at_five}\"")))
+        .await;
+    let doc = restored.feed_document(&reply).await;
+    assert_eq!(doc["snapshot"], true, "{doc}");
+    assert_eq!(doc["entries"].as_array().unwrap().len(), 6, "{doc}");
+    let now_at = doc["cursor"].as_str().unwrap().to_owned();
+    assert_eq!(now_at.split('.').nth(1), Some("6"));
+    assert_ne!(now_at, at_five);
+    // From there it follows deltas again, and is up to date.
+    let reply = restored
+        .feed(Some(&now_at), Some(&format!("\"{now_at}\"")))
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_MODIFIED);
+    // A poller still at 3 (whose entry the restore kept) gets the delta:
+    // the entries after 3, the new 4, 5 and 6.
+    let doc = restored
+        .feed_document(&restored.feed(Some(&at_three), None).await)
+        .await;
+    assert_eq!(
+        (
+            doc["snapshot"].clone(),
+            doc["entries"].as_array().unwrap().len()
+        ),
+        (json!(false), 3)
+    );
+    // A cursor from before cursors had tags: a snapshot.
+    let legacy = at_three.rsplit_once('.').unwrap().0.to_owned();
+    let doc = restored
+        .feed_document(&restored.feed(Some(&legacy), None).await)
+        .await;
+    assert_eq!(doc["snapshot"], true);
+}
+
+/// A login and the logout of its token: one revocation.
+async fn logout_one(app: &App) {
+    let login = app.login().await;
+    let bearer = format!("Bearer {}", login["access_token"].as_str().unwrap());
+    assert_eq!(
+        app.logout(Some(&bearer)).await.status,
+        StatusCode::NO_CONTENT
+    );
+}
+
+/// Each distinct delta costs a signature: an unauthenticated caller cycling
+/// through every live entry's cursor gets the (one, cached) snapshot once
+/// the per-second budget is spent, so signing stays bounded.
+#[tokio::test]
+async fn distinct_cursors_beyond_the_signing_budget_get_the_snapshot() {
+    let app = app().await;
+    let mut cursors = Vec::new();
+    for _ in 0..40 {
+        logout_one(&app).await;
+        let doc = app.feed_document(&app.feed(None, None).await).await;
+        cursors.push(doc["cursor"].as_str().unwrap().to_owned());
+    }
+    // All within one second of the test clock.
+    let mut deltas = 0;
+    for cursor in &cursors[..39] {
+        let doc = app.feed_document(&app.feed(Some(cursor), None).await).await;
+        if doc["snapshot"] == false {
+            deltas += 1;
+        }
+    }
+    let budget = tessera_issuer::feed::DELTA_SIGNATURES_PER_SEC as usize;
+    assert_eq!(
+        deltas, budget,
+        "the first {budget} distinct deltas, then the snapshot"
+    );
+    // The next second, deltas again.
+    app.clock.advance(1);
+    let doc = app
+        .feed_document(&app.feed(Some(&cursors[0]), None).await)
+        .await;
+    assert_eq!(doc["snapshot"], false);
 }
 
 /// `/introspect` (RFC 7662): only configured callers, with HTTP Basic; an

@@ -374,7 +374,10 @@ async fn an_unusable_feed_document_never_empties_the_list() {
     let health = had_list.revocations().unwrap();
     assert!(health.loaded && health.entries >= 1, "{health:?}");
     assert!(
-        health.last_error.as_deref().is_some_and(|e| e.contains("revocation feed")),
+        health
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("revocation feed")),
         "{health:?}"
     );
     assert_eq!(profile(had_list_rs, &revoked).await.0, 401, "still revoked");
