@@ -203,7 +203,8 @@ impl KeyStore {
 #[derive(Debug)]
 pub struct KeyHandle {
     store: KeyStore,
-    /// Create the keyring if the store holds none (the service's first start).
+    /// Create the keyring if the store holds none when the handle first
+    /// loads (the service's first start); never after.
     init_bits: Option<usize>,
     /// `None` only while a database keyring could not be read yet.
     current: ArcSwapOption<KeySnapshot>,
@@ -323,8 +324,12 @@ impl KeyHandle {
     }
 
     async fn load_snapshot(&self) -> Result<(KeySnapshot, Vec<u8>), KeyringError> {
+        // Only a start that has never loaded a keyring creates one: a keyring
+        // that vanishes later (a cleanup, an unmounted volume) is an error,
+        // not a reason to sign with keys no verifier has fetched.
+        let first_load = self.current.load().is_none();
         let loaded = match (self.store.load().await, self.init_bits) {
-            (Err(KeyringError::NotInitialised { .. }), Some(bits)) => {
+            (Err(KeyringError::NotInitialised { .. }), Some(bits)) if first_load => {
                 match self.store.init(bits).await {
                     Ok(o) => tracing::info!(
                         target: "audit",

@@ -38,6 +38,10 @@ fn keyring() -> (tempfile::TempDir, KeyDir, Arc<KeyHandle>) {
 
 async fn fixture() -> Fixture {
     let (tmp, dir, keys) = keyring();
+    fixture_with(tmp, dir, keys).await
+}
+
+async fn fixture_with(tmp: tempfile::TempDir, dir: KeyDir, keys: Arc<KeyHandle>) -> Fixture {
     let db = Db::connect(&test_database_url(tmp.path()).unwrap())
         .await
         .unwrap();
@@ -263,6 +267,39 @@ async fn a_cli_rotation_is_served_after_a_reload_and_a_broken_keyring_is_not() {
     std::fs::write(&manifest, good).unwrap();
     f.keys.reload_if_changed().await.unwrap();
     assert!(f.keys.reload_error().is_none());
+}
+
+/// The review's item 9: when the keys manifest vanished while the issuer ran,
+/// the next reload created a fresh keyring and signed with a key nobody had
+/// fetched. Only a first start creates keys; later a missing keyring is a
+/// reload error: the last good keys stay in service and `/readyz` says why.
+#[tokio::test]
+async fn a_keyring_that_vanishes_while_running_is_an_error_not_a_new_keyring() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = KeyDir::new(tmp.path().join("keys"));
+    // A first start, as the service makes it: the keyring is created.
+    let store = tessera_issuer::keys::KeyStore::Files(dir.clone());
+    let keys = Arc::new(KeyHandle::start(store, Some(DEFAULT_BITS)).await.unwrap());
+    let kid = keys.current().unwrap().signer().kid().to_owned();
+    let f = fixture_with(tmp, dir, keys).await;
+    let before = get(&f.state, "/.well-known/jwks.json", None).await;
+
+    let manifest = f.dir.manifest_path();
+    std::fs::remove_file(&manifest).unwrap();
+    assert!(f.keys.reload_if_changed().await.is_err());
+    assert!(!manifest.exists(), "no new keyring was created");
+    assert_eq!(f.keys.current().unwrap().signer().kid(), kid);
+    let served = get(&f.state, "/.well-known/jwks.json", None).await;
+    assert_eq!(served.body, before.body, "the same keys are published");
+    let ready = get(&f.state, "/readyz", None).await;
+    let error = ready.json()["keyring_reload_error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        error.contains("manifest") || error.contains("initialised"),
+        "{error}"
+    );
 }
 
 #[test]
