@@ -144,6 +144,9 @@ struct GlobalArgs {
     /// The most connections served at once [default: 1024].
     #[arg(long, global = true, env = "TESSERA_MAX_CONNECTIONS", value_name = "N")]
     max_connections: Option<usize>,
+    /// A connection closes this long after it opened [default: 5m].
+    #[arg(long, global = true, env = "TESSERA_MAX_CONNECTION_AGE", value_name = "DURATION", value_parser = parse_duration)]
+    max_connection_age: Option<Duration>,
     /// How long requests in flight may finish after SIGTERM [default: 10s].
     #[arg(long, global = true, env = "TESSERA_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = parse_duration)]
     shutdown_grace: Option<Duration>,
@@ -346,6 +349,7 @@ fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
         body_read_timeout: global.body_read_timeout,
         idle_timeout: global.idle_timeout,
         max_connections: global.max_connections,
+        max_connection_age: global.max_connection_age,
         shutdown_grace: global.shutdown_grace,
     };
     Ok(file.overlay(flags).validate()?)

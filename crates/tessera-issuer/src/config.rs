@@ -170,6 +170,9 @@ pub struct RawConfig {
     pub idle_timeout: Option<Duration>,
     /// `max_connections = 1024`
     pub max_connections: Option<usize>,
+    /// `max_connection_age = "5m"`
+    #[serde(default, deserialize_with = "duration")]
+    pub max_connection_age: Option<Duration>,
     /// `shutdown_grace = "10s"`
     #[serde(default, deserialize_with = "duration")]
     pub shutdown_grace: Option<Duration>,
@@ -265,6 +268,7 @@ impl RawConfig {
             body_read_timeout: over.body_read_timeout.or(self.body_read_timeout),
             idle_timeout: over.idle_timeout.or(self.idle_timeout),
             max_connections: over.max_connections.or(self.max_connections),
+            max_connection_age: over.max_connection_age.or(self.max_connection_age),
             shutdown_grace: over.shutdown_grace.or(self.shutdown_grace),
         }
     }
@@ -414,6 +418,13 @@ impl RawConfig {
                 self.idle_timeout.unwrap_or(defaults.idle_timeout),
                 SECOND,
                 10 * minute,
+            )?;
+            limits.max_connection_age = within(
+                "max_connection_age",
+                self.max_connection_age
+                    .unwrap_or(defaults.max_connection_age),
+                SECOND,
+                DAY,
             )?;
             limits.shutdown_grace = within(
                 "shutdown_grace",

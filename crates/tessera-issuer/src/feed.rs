@@ -324,23 +324,25 @@ impl Feed {
         {
             ask = Ask::Snapshot;
         }
-        // Each distinct delta costs a signature: past the budget, the one
-        // snapshot (signed once per change and re-signing period) answers.
-        if matches!(ask, Ask::After(_))
-            && !self.cached(&list, ask, signer, now)
-            && !self.budget.spend(now)
-        {
-            ask = Ask::Snapshot;
-        }
         // Never beyond this list's newest entry.
         let cursor = list.cursor_at(list.latest);
         let etag = format!("\"{cursor}\"");
         if if_none_match(&etag) {
             return Ok(Answer::NotModified { etag });
         }
-        let key = Self::key(&list, ask, signer, now);
+        let mut key = Self::key(&list, ask, signer, now);
         if let Some(body) = self.signed_answer(&key) {
             return Ok(Answer::Document { etag, body });
+        }
+        // A delta to sign afresh: past this second's budget, the one snapshot
+        // (signed once per change and re-signing period) answers instead.
+        // Only this point spends it: 304s and cached answers cost nothing.
+        if matches!(ask, Ask::After(_)) && !self.budget.spend(now) {
+            ask = Ask::Snapshot;
+            key = Self::key(&list, ask, signer, now);
+            if let Some(body) = self.signed_answer(&key) {
+                return Ok(Answer::Document { etag, body });
+            }
         }
         let entries = match ask {
             Ask::Snapshot => &list.entries[..],
@@ -386,12 +388,6 @@ impl Feed {
             kid: signer.kid().to_owned(),
             iat_bucket: now.div_euclid(RESIGN_EVERY_SECS),
         }
-    }
-
-    /// Whether this answer is signed already (costing nothing to serve).
-    fn cached(&self, list: &List, ask: Ask, signer: &tessera_keyring::Signer, now: i64) -> bool {
-        self.signed_answer(&Self::key(list, ask, signer, now))
-            .is_some()
     }
 
     fn signed_answer(&self, key: &AnswerKey) -> Option<Bytes> {
@@ -467,29 +463,80 @@ impl Feed {
         old: Option<&List>,
         now: i64,
     ) -> Result<Option<List>, DbError> {
+        // The newest id, expired rows included (the newest row is never
+        // purged): every instance agrees on it, whenever it started.
+        let newest = db.revocation_newest_id().await?;
+        // Generations only go up, whatever happens to the list: a signed
+        // answer is cached under one.
+        let generation = old.map_or(0, |o| o.generation + 1);
+        let old = match old {
+            Some(old) if went_back(db, old, newest, now).await? => {
+                tracing::warn!(
+                    target: "audit",
+                    event = "revocation_list_went_back",
+                    held = old.latest,
+                    newest,
+                    "the revocation list in the database is not the one this instance \
+                     followed (restored from a backup?): reloading it whole"
+                );
+                None
+            }
+            old => old,
+        };
         let (epoch, latest) = match old {
             Some(old) => (old.epoch.clone(), old.latest),
             None => (db.revocation_epoch().await?, 0),
         };
         let added = db.revocations_since(latest, now).await?;
         let expired = old.and_then(|o| o.next_expiry).is_some_and(|t| t <= now);
-        if old.is_some() && added.is_empty() && !expired {
+        let latest_now = added
+            .last()
+            .map_or(latest, |e| e.id)
+            .max(latest)
+            .max(newest);
+        if old.is_some() && added.is_empty() && !expired && latest_now == latest {
             return Ok(None);
         }
         let mut entries: Vec<Published> = old
             .map(|o| o.entries.iter().filter(|e| e.exp > now).cloned().collect())
             .unwrap_or_default();
         entries.extend(added.iter().map(Published::from));
-        let latest = added.last().map_or(latest, |e| e.id.max(latest));
         let next_expiry = entries.iter().map(|e| e.exp).min();
         Ok(Some(List {
             epoch,
-            latest,
+            latest: latest_now,
             entries,
             next_expiry,
-            generation: old.map_or(0, |o| o.generation + 1),
+            generation,
         }))
     }
+}
+
+/// Whether the database no longer holds the list `old` was built from: its
+/// newest id is below `old`'s, or the row at `old`'s newest id is another
+/// entry than the one `old` holds there (a restore from an older backup,
+/// then new entries reusing the ids). Then the list is read whole again.
+async fn went_back(db: &Db, old: &List, newest: i64, now: i64) -> Result<bool, DbError> {
+    if newest < old.latest {
+        return Ok(true);
+    }
+    if old.latest == 0 {
+        return Ok(false);
+    }
+    let held = old
+        .entries
+        .binary_search_by_key(&old.latest, |e| e.id)
+        .ok()
+        .map(|at| &old.entries[at]);
+    let there = db.revocation_at(old.latest).await?;
+    Ok(match (held, there) {
+        (Some(held), Some((kind, value, _))) => held.hash != published_hash(kind, &value),
+        // Deleted by a `sub` entry that replaced it (a newer id covers it).
+        (Some(_), None) => false,
+        // Not held: it had expired, so a live row there is another entry.
+        (None, Some((_, _, expires_at))) => expires_at > now,
+        (None, None) => false,
+    })
 }
 
 fn new_or_empty(list: Option<List>) -> List {

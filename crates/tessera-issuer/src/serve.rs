@@ -88,8 +88,8 @@ impl Prepared {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let hasher = Hasher::new(cores.min(4))?.with_queue(config.password_check_queue);
         let (mut late_bootstrap, mut late_first_admin) = (None, None);
-        let lifetime = config.rotation.access_token_lifetime;
-        let first_admin = match bootstrap(&db, &hasher, &config.login_client, lifetime).await {
+        let lifetimes = Lifetimes::of(&config);
+        let first_admin = match bootstrap(&db, &hasher, &config.login_client, lifetimes).await {
             Ok(admin) => admin,
             Err(ServeError::Db(err)) if err.is_unavailable() => {
                 tracing::warn!(
@@ -192,11 +192,11 @@ impl Prepared {
         let late = self.late_bootstrap.map(|admin_tx| {
             let (db, hasher) = (self.state.db().clone(), self.state.hasher().clone());
             let login_client = self.config.login_client.clone();
-            let lifetime = self.config.rotation.access_token_lifetime;
+            let lifetimes = Lifetimes::of(&self.config);
             let mut stop = stop_tx.subscribe();
             tokio::spawn(async move {
                 tokio::select! {
-                    () = bootstrap_until_done(&db, &hasher, &login_client, lifetime, admin_tx) => {}
+                    () = bootstrap_until_done(&db, &hasher, &login_client, lifetimes, admin_tx) => {}
                     _ = stop.wait_for(|stop| *stop) => {}
                 }
             })
@@ -240,7 +240,7 @@ impl Prepared {
 }
 
 /// Housekeeping, once at start and then every minute: replay copies of
-/// refresh tokens past the longest retry window; and hourly: audit events
+/// refresh tokens past twice the longest retry window; and hourly: audit events
 /// past their retention, login-failure counts quiet for an hour, expired
 /// revocation entries and sessions past their lifetimes. Every instance may
 /// run it; the deletes are idempotent. Ends with the service.
@@ -257,10 +257,10 @@ async fn maintain(state: &AppState, audit_retention: i64) {
     for minute in 0u64.. {
         every_minute.tick().await;
         let now = state.now();
-        // Whatever window another instance runs with: the configuration caps
-        // it at this.
+        // Whatever window another instance runs with (the configuration caps
+        // it at 60 s), with as much again for clocks that disagree.
         match db
-            .forget_replay_copies(now - crate::oauth::MAX_RETRY_WINDOW_SECS)
+            .forget_replay_copies(now - 2 * crate::oauth::MAX_RETRY_WINDOW_SECS)
             .await
         {
             Ok(0) => {}
@@ -296,6 +296,40 @@ async fn maintain(state: &AppState, audit_retention: i64) {
     }
 }
 
+/// The lifetimes an instance issues with, recorded in the database at start.
+#[derive(Debug, Clone, Copy)]
+struct Lifetimes {
+    access: std::time::Duration,
+    refresh_idle: std::time::Duration,
+    refresh_absolute: std::time::Duration,
+}
+
+impl Lifetimes {
+    fn of(config: &Config) -> Self {
+        Self {
+            access: config.rotation.access_token_lifetime,
+            refresh_idle: config.refresh_idle_lifetime,
+            refresh_absolute: config.refresh_absolute_lifetime,
+        }
+    }
+}
+
+/// Operators' revocations take the time from the database, tokens their
+/// `iat` from the instance: warns when the two clocks disagree by more than
+/// a couple of seconds (a user revoked then could keep tokens issued in the
+/// difference).
+async fn warn_on_clock_skew(db: &Db) {
+    let here = crate::unix_now(&tessera_keyring::SystemClock);
+    if let Ok(there) = db.database_now().await
+        && (here - there).abs() > 2
+    {
+        tracing::warn!(
+            skew_secs = here - there,
+            "this machine's clock and the database's disagree: keep both on NTP"
+        );
+    }
+}
+
 /// Migrates the database, registers the login client if no client is
 /// registered, and, if it holds no user, creates the first admin. Several
 /// instances starting on one empty database create one admin and one client:
@@ -304,12 +338,19 @@ async fn bootstrap(
     db: &Db,
     hasher: &Hasher,
     login_client: &str,
-    token_lifetime: std::time::Duration,
+    lifetimes: Lifetimes,
 ) -> Result<Option<FirstAdmin>, ServeError> {
     db.migrate().await?;
     // Before any token is issued: revocations made from now on, by any
-    // process, outlive this instance's tokens.
-    db.record_token_lifetime(token_lifetime).await?;
+    // process, outlive this instance's tokens, and no instance's housekeeping
+    // deletes a session this one could still refresh.
+    db.record_lifetimes(
+        lifetimes.access,
+        lifetimes.refresh_idle,
+        lifetimes.refresh_absolute,
+    )
+    .await?;
+    warn_on_clock_skew(db).await;
     let now = crate::unix_now(&tessera_keyring::SystemClock);
     let first_start = db.count_users().await? == 0;
     if crate::clients::bootstrap(db, login_client, now, first_start).await? {
@@ -338,13 +379,13 @@ async fn bootstrap_until_done(
     db: &Db,
     hasher: &Hasher,
     login_client: &str,
-    token_lifetime: std::time::Duration,
+    lifetimes: Lifetimes,
     admin_tx: tokio::sync::oneshot::Sender<FirstAdmin>,
 ) {
     let mut wait = std::time::Duration::from_millis(250);
     loop {
         tokio::time::sleep(wait).await;
-        match bootstrap(db, hasher, login_client, token_lifetime).await {
+        match bootstrap(db, hasher, login_client, lifetimes).await {
             Ok(admin) => {
                 tracing::info!(
                     backend = db.backend_name(),

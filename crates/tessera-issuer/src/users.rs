@@ -226,8 +226,10 @@ async fn run_async(config: &Config, verb: UsersVerb) -> anyhow::Result<()> {
         }
         UsersVerb::Delete { name } => {
             let id = user_id(&db, &name).await?;
-            // Revoked first: the deleted user's tokens must stop working at
-            // resource servers too, and the entries outlive the user.
+            // Disabled first, so no login slips in between; then revoked
+            // (the entries outlive the user, so the deleted user's tokens
+            // stop working at resource servers too); then deleted.
+            db.set_disabled(&name, true, now).await?;
             revoke_user(&db, config, &id, now, "user_deleted").await?;
             db.delete_user(&name).await?;
             let event = Event::new("user_deleted")

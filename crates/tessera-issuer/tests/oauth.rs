@@ -1235,18 +1235,21 @@ async fn after_a_restore_from_an_older_backup_pollers_converge_on_the_restored_l
     let doc = app.feed_document(&app.feed(None, None).await).await;
     let at_three = doc["cursor"].as_str().unwrap().to_owned();
 
-    // The backup, taken now: three entries.
+    // The backup, taken now: three entries. On SQLite a real one (`VACUUM
+    // INTO` a new file); on PostgreSQL the restore is staged below.
     let backup_dir = tempfile::tempdir().unwrap();
     let backup = backup_dir.path().join("backup.db");
     let url = test_database_url(app._tmp.path()).unwrap();
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
-        .await
-        .unwrap();
-    sqlx::query(&format!("VACUUM INTO '{}'", backup.display()))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    drop(conn);
+    let on_sqlite = !url.starts_with("postgres");
+    if on_sqlite {
+        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
+        sqlx::query(&format!("VACUUM INTO '{}'", backup.display()))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
 
     // Two more; a poller follows them.
     for _ in 0..2 {
@@ -1262,7 +1265,12 @@ async fn after_a_restore_from_an_older_backup_pollers_converge_on_the_restored_l
     // Restored from the backup; three revocations after the restore take ids
     // 4, 5 and 6 again, for other sessions.
     let restored_dir = tempfile::tempdir().unwrap();
-    let restored_url = format!("sqlite://{}", backup.display());
+    let restored_url = if on_sqlite {
+        format!("sqlite://{}", backup.display())
+    } else {
+        stage_restore(&url, 3).await;
+        url.clone()
+    };
     let restored = app_on(restored_dir, &restored_url, false).await;
     restored.clock.advance(5);
     for _ in 0..3 {
@@ -1303,6 +1311,81 @@ async fn after_a_restore_from_an_older_backup_pollers_converge_on_the_restored_l
         .feed_document(&restored.feed(Some(&legacy), None).await)
         .await;
     assert_eq!(doc["snapshot"], true);
+}
+
+/// The same restore under an instance that keeps running: its copy of the
+/// list still holds the old entries 4 and 5, and used to answer "after 5"
+/// from it. Each refresh now checks the copy against the database, sees the
+/// list went back, and reads it whole.
+#[tokio::test]
+async fn a_running_instance_notices_the_restore() {
+    let app = app().await;
+    for _ in 0..5 {
+        logout_one(&app).await;
+    }
+    let doc = app.feed_document(&app.feed(None, None).await).await;
+    let at_five = doc["cursor"].as_str().unwrap().to_owned();
+    assert_eq!(at_five.split('.').nth(1), Some("5"));
+
+    // What a restore of a backup taken at entry 3 does to the table: the
+    // later rows are gone and the sequence is back at 3.
+    stage_restore(&test_database_url(app._tmp.path()).unwrap(), 3).await;
+    app.clock.advance(5);
+    for _ in 0..3 {
+        logout_one(&app).await;
+    }
+    let doc = app
+        .feed_document(&app.feed(Some(&at_five), None).await)
+        .await;
+    assert_eq!(doc["snapshot"], true, "{doc}");
+    assert_eq!(doc["entries"].as_array().unwrap().len(), 6, "{doc}");
+    assert_eq!(doc["cursor"].as_str().unwrap().split('.').nth(1), Some("6"));
+}
+
+/// Up-to-date pollers (`304`) and cached answers spend no signing budget: a
+/// flood of them leaves the next fresh delta signed as a delta.
+#[tokio::test]
+async fn polls_that_sign_nothing_spend_no_budget() {
+    let app = app().await;
+    logout_one(&app).await;
+    let doc = app.feed_document(&app.feed(None, None).await).await;
+    let at_one = doc["cursor"].as_str().unwrap().to_owned();
+    let etag = format!("\"{at_one}\"");
+    for _ in 0..100 {
+        assert_eq!(
+            app.feed(Some(&at_one), Some(&etag)).await.status,
+            StatusCode::NOT_MODIFIED
+        );
+    }
+    logout_one(&app).await;
+    for _ in 0..100 {
+        // One signature, then the same cached answer.
+        let doc = app
+            .feed_document(&app.feed(Some(&at_one), Some(&etag)).await)
+            .await;
+        assert_eq!(doc["snapshot"], false);
+    }
+}
+
+/// Does to the revocations table what restoring a backup taken at entry
+/// `at` does: later rows gone, ids handed out again from `at + 1`.
+async fn stage_restore(url: &str, at: i64) {
+    let delete = format!("DELETE FROM revocations WHERE id > {at}");
+    if url.starts_with("postgres") {
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url)
+            .await
+            .unwrap();
+        sqlx::query(&delete).execute(&mut conn).await.unwrap();
+        let reset = format!("SELECT setval(pg_get_serial_sequence('revocations', 'id'), {at})");
+        sqlx::query(&reset).execute(&mut conn).await.unwrap();
+    } else {
+        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(url)
+            .await
+            .unwrap();
+        sqlx::query(&delete).execute(&mut conn).await.unwrap();
+        let reset = format!("UPDATE sqlite_sequence SET seq = {at} WHERE name = 'revocations'");
+        sqlx::query(&reset).execute(&mut conn).await.unwrap();
+    }
 }
 
 /// A login and the logout of its token: one revocation.

@@ -356,9 +356,11 @@ async fn delete_and_role_removal_revoke_for_the_recorded_lifetime() {
     );
     let db = Db::connect(&u.url()).await.unwrap();
     // As a service issuing two-hour tokens records at start.
-    db.record_token_lifetime(std::time::Duration::from_secs(7_200))
-        .await
-        .unwrap();
+    let (two_hours, day) = (
+        std::time::Duration::from_secs(7_200),
+        std::time::Duration::from_secs(86_400),
+    );
+    db.record_lifetimes(two_hours, day, day).await.unwrap();
     let carol = u.list().iter().find(|x| x["username"] == "carol").unwrap()["id"]
         .as_str()
         .unwrap()

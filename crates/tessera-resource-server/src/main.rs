@@ -95,14 +95,23 @@ struct Args {
         default_value_t = 60
     )]
     idle_timeout: u64,
-    /// The most connections served at once.
+    /// The most connections served at once (1 – 1,000,000).
     #[arg(
         long,
         env = "TESSERA_RS_MAX_CONNECTIONS",
         value_name = "N",
-        default_value_t = 1024
+        default_value_t = 1024,
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000)
     )]
-    max_connections: usize,
+    max_connections: u32,
+    /// A connection closes this many seconds after it opened.
+    #[arg(
+        long,
+        env = "TESSERA_RS_MAX_CONNECTION_AGE",
+        value_name = "SECONDS",
+        default_value_t = 300
+    )]
+    max_connection_age: u64,
     /// How long requests in flight may finish after SIGTERM, in seconds.
     #[arg(
         long,
@@ -170,10 +179,13 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     tracing::info!(%addr, "listening");
     // Its routes read no body; the body timeout stays at its default.
     let mut limits = tessera_serve::Limits::default();
-    limits.header_read_timeout = Duration::from_secs(args.header_read_timeout.max(1));
-    limits.idle_timeout = Duration::from_secs(args.idle_timeout.max(1));
-    limits.max_connections = args.max_connections.max(1);
-    limits.shutdown_grace = Duration::from_secs(args.shutdown_grace);
+    // Each at most a day (tessera-serve clamps as well).
+    let secs = |n: u64| Duration::from_secs(n.clamp(1, 86_400));
+    limits.header_read_timeout = secs(args.header_read_timeout);
+    limits.idle_timeout = secs(args.idle_timeout);
+    limits.max_connection_age = secs(args.max_connection_age);
+    limits.max_connections = usize::try_from(args.max_connections).unwrap_or(1024);
+    limits.shutdown_grace = Duration::from_secs(args.shutdown_grace.min(86_400));
     let app = tessera_resource_server::app(verifier);
     tessera_serve::serve(listener, app, limits, shutdown())
         .await

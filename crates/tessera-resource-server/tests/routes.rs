@@ -159,7 +159,9 @@ async fn the_binary_serves_on_port_0_and_stops_cleanly_on_sigterm() {
     let (base, _server) = serve_issuer(issuer.jwks()).await;
     let (child, addr) = start_binary(
         &base,
-        &["--header-read-timeout", "1", "--shutdown-grace", "1"],
+        // Headers may take a minute: only the grace can end the stalled
+        // request below.
+        &["--header-read-timeout", "60", "--shutdown-grace", "1"],
         std::process::Stdio::piped(),
     )
     .await;
@@ -171,18 +173,7 @@ async fn the_binary_serves_on_port_0_and_stops_cleanly_on_sigterm() {
     assert!(body.contains("\"sub\":\"u-42\""), "{body}");
     assert_eq!(http_get(&addr, "/admin", Some(&t)).await.0, 200);
     assert_eq!(http_get(&addr, "/admin", None).await.0, 401);
-    // Headers that never end: the connection is closed after a second,
-    // unanswered.
     let bound = std::time::Duration::from_secs(10);
-    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    stalled
-        .write_all(b"GET /profile HTTP/1.1\r\nhost: t\r\n")
-        .await
-        .unwrap();
-    let mut seen = Vec::new();
-    let closed = tokio::time::timeout(bound, stalled.read_to_end(&mut seen)).await;
-    assert!(closed.is_ok(), "a half-sent request held its connection");
-    assert!(!String::from_utf8_lossy(&seen).contains(" 200 "));
     // SIGTERM with a request left half-sent: a clean exit within the
     // one-second grace, and the token never reached the log.
     let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
@@ -245,8 +236,20 @@ async fn the_binary_follows_the_feed_and_fails_closed_when_told() {
     closed.kill().unwrap();
     closed.wait().unwrap();
 
-    let (mut off, addr) = start(&["--no-revocation-feed"]).await;
+    let (mut off, addr) = start(&["--no-revocation-feed", "--header-read-timeout", "1"]).await;
     assert!(wait_ready(&addr).await, "never ready");
+    // Headers that never end: the connection is closed after a second,
+    // unanswered.
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stalled
+        .write_all(b"GET /profile HTTP/1.1\r\nhost: t\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let bound = std::time::Duration::from_secs(10);
+    let closed = tokio::time::timeout(bound, stalled.read_to_end(&mut seen)).await;
+    assert!(closed.is_ok(), "a half-sent request held its connection");
+    assert!(!String::from_utf8_lossy(&seen).contains(" 200 "));
     assert_eq!(http_get(&addr, "/profile", Some(&t)).await.0, 200);
     let (_, body) = http_get(&addr, "/healthz", None).await;
     assert!(body.contains("\"revocations\":null"), "{body}");

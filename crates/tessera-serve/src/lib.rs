@@ -12,9 +12,15 @@
 //! - a connection on which no byte moves either way for
 //!   [`Limits::idle_timeout`] (60 s) is closed: a client that stops reading its
 //!   response does not hold it forever;
+//! - a connection lives at most [`Limits::max_connection_age`] (5 min): then
+//!   it finishes the response in flight (within [`Limits::shutdown_grace`])
+//!   and closes. Without it, a client pipelining requests and reading its
+//!   answers a byte at a time would keep every timeout above from firing;
 //! - at most [`Limits::max_connections`] (1024) connections are served at
-//!   once; further ones wait in the listen backlog until one closes, and the
-//!   timeouts above guarantee one does;
+//!   once; further ones wait in the listen backlog until one closes, which
+//!   the limits above guarantee within the connection age plus the grace. A
+//!   single client opening many connections can still take every place: cap
+//!   connections per address at a proxy in front;
 //! - on shutdown the listener closes, idle keep-alive connections close, and
 //!   requests in flight get [`Limits::shutdown_grace`] (10 s) to finish; what
 //!   is still open then is dropped, so a half-sent request cannot hold the
@@ -66,6 +72,9 @@ pub struct Limits {
     /// A connection on which nothing is read or written for this long is
     /// closed. Default 60 s.
     pub idle_timeout: Duration,
+    /// A connection closes this long after it opened, once its response in
+    /// flight is written (within `shutdown_grace`). Default 5 min.
+    pub max_connection_age: Duration,
     /// The most connections served at once. Default 1024.
     pub max_connections: usize,
     /// How long requests in flight may finish after shutdown begins.
@@ -79,22 +88,43 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            max_connection_age: Duration::from_secs(300),
             max_connections: 1024,
             shutdown_grace: Duration::from_secs(10),
         }
     }
 }
 
+impl Limits {
+    /// Every duration at most a day (a larger one would overflow the timers'
+    /// arithmetic, and means "never" anyway), every timeout at least 1 ms,
+    /// and the cap within what a semaphore holds.
+    fn clamped(self) -> Self {
+        let day = Duration::from_secs(86_400);
+        let timeout = |d: Duration| d.clamp(Duration::from_millis(1), day);
+        Self {
+            header_read_timeout: timeout(self.header_read_timeout),
+            body_read_timeout: timeout(self.body_read_timeout),
+            idle_timeout: timeout(self.idle_timeout),
+            max_connection_age: timeout(self.max_connection_age),
+            max_connections: self.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+            shutdown_grace: self.shutdown_grace.min(day),
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then drains for at
-/// most [`Limits::shutdown_grace`]. Errors only if the listener itself fails
-/// in a way that is not about one connection.
+/// most [`Limits::shutdown_grace`]. Accept errors (out of file descriptors,
+/// a connection reset before it was accepted) are logged and retried, so this
+/// returns only once shut down; the `Result` leaves room for setup errors.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let limits = limits.clamped();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -126,7 +156,10 @@ pub async fn serve(
                 // Out of file descriptors, most likely: wait for some to close
                 // rather than spin.
                 tracing::warn!(error = %err, "accept failed; retrying in 100 ms");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    () = &mut shutdown => break,
+                }
             }
         }
         while connections.try_join_next().is_some() {}
@@ -200,11 +233,15 @@ impl Connection {
                 return;
             }
             _ = stop.wait_for(|stop| *stop) => {}
+            () = tokio::time::sleep(limits.max_connection_age) => {}
         }
-        // Shutting down: an idle connection closes now, one mid-request after
-        // its response (the caller bounds how long that may take).
+        // Shutting down, or old enough: an idle connection closes now, one
+        // mid-request after its response, within the grace.
         connection.as_mut().graceful_shutdown();
-        log_end(connection.await);
+        match tokio::time::timeout(limits.shutdown_grace, connection).await {
+            Ok(result) => log_end(result),
+            Err(_) => tracing::debug!("closing a connection still busy after its grace"),
+        }
     }
 }
 
@@ -244,6 +281,14 @@ pub fn is_body_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// `limit` from now (limits are clamped to a day, so this cannot overflow;
+/// if it would, a day from now).
+fn later(limit: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(limit)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400))
+}
+
 /// A request body that fails with [`BodyTimedOut`] once its deadline passes.
 struct DeadlineBody {
     inner: Incoming,
@@ -257,7 +302,7 @@ impl DeadlineBody {
     fn new(inner: Incoming, limit: Duration) -> Self {
         Self {
             inner,
-            deadline: Instant::now() + limit,
+            deadline: later(limit),
             sleep: None,
         }
     }
@@ -318,8 +363,7 @@ impl<S> IdleIo<S> {
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Error> {
         if self.moved {
             self.moved = false;
-            let deadline = Instant::now() + self.limit;
-            self.sleep.as_mut().reset(deadline);
+            self.sleep.as_mut().reset(later(self.limit));
         }
         ready!(self.sleep.as_mut().poll(cx));
         Poll::Ready(std::io::Error::new(

@@ -9,6 +9,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Far above any limit a test sets: a test that hangs fails instead.
 const BOUND: Duration = Duration::from_secs(10);
 
+/// Far more than loopback socket buffers hold.
+const BIG: usize = 32 << 20;
+
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
@@ -27,6 +30,7 @@ fn app() -> Router {
                 "finished"
             }),
         )
+        .route("/big", get(|| async { vec![b'x'; BIG] }))
         .route(
             "/echo",
             post(
@@ -68,6 +72,7 @@ fn limits() -> Limits {
         header_read_timeout: ms(300),
         body_read_timeout: ms(500),
         idle_timeout: Duration::from_secs(30),
+        max_connection_age: Duration::from_secs(30),
         max_connections: 64,
         shutdown_grace: ms(500),
     }
@@ -310,4 +315,63 @@ async fn a_peer_that_stops_reading_is_cut_off_after_the_idle_limit() {
         .unwrap()
         .unwrap();
     assert_eq!(reader.await.unwrap(), 1024);
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_its_response_is_cut_off() {
+    let mut limits = limits();
+    limits.idle_timeout = ms(300);
+    let server = start(limits).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"GET /big HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    // Not reading: the socket buffers fill and the server's writes stall.
+    tokio::time::sleep(ms(1_000)).await;
+    let mut seen = Vec::new();
+    let _ = tokio::time::timeout(BOUND, stream.read_to_end(&mut seen))
+        .await
+        .unwrap();
+    assert!(!seen.is_empty(), "it had started answering");
+    assert!(
+        seen.len() < BIG,
+        "the rest was never sent: {} bytes",
+        seen.len()
+    );
+}
+
+#[tokio::test]
+async fn a_busy_keep_alive_connection_closes_at_its_age() {
+    let mut limits = limits();
+    limits.header_read_timeout = Duration::from_secs(30);
+    limits.max_connection_age = ms(300);
+    let server = start(limits).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let mut answered = 0;
+    // A request every 50 ms, each answered, until the server closes: within
+    // the bound, never.
+    for _ in 0..200 {
+        if stream
+            .write_all(b"GET / HTTP/1.1\r\nhost: t\r\n\r\n")
+            .await
+            .is_err()
+        {
+            break;
+        }
+        let mut chunk = [0u8; 1024];
+        match tokio::time::timeout(BOUND, stream.read(&mut chunk))
+            .await
+            .unwrap()
+        {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                assert!(String::from_utf8_lossy(&chunk[..n]).ends_with("hello"));
+                answered += 1;
+            }
+        }
+        tokio::time::sleep(ms(50)).await;
+    }
+    assert!(answered >= 1, "served while young");
+    assert!(answered < 200, "closed once old");
 }

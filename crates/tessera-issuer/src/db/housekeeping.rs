@@ -7,13 +7,19 @@ impl Db {
     /// Deletes sessions (and, by cascade, their refresh tokens) past their
     /// idle or absolute lifetime at `now`, revoked or not: no refresh can
     /// succeed on them, and a token of theirs presented again is refused as
-    /// unknown just as it was refused as expired. Returns how many.
+    /// unknown just as it was refused as expired. The lifetimes are the
+    /// longest of these and of those any instance recorded. Returns how many.
     pub async fn forget_sessions(
         &self,
         now: i64,
         idle_secs: i64,
         absolute_secs: i64,
     ) -> Result<u64, DbError> {
+        let (recorded_idle, recorded_absolute) = self.recorded_session_lifetimes().await?;
+        let (idle_secs, absolute_secs) = (
+            idle_secs.max(recorded_idle),
+            absolute_secs.max(recorded_absolute),
+        );
         on_writer!(self, |conn| sqlx::query(
             "DELETE FROM sessions WHERE last_used_at <= $1 OR created_at <= $2"
         )

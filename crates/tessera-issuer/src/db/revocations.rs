@@ -11,6 +11,9 @@ use crate::revocation::{Entry, Kind, MAX_LEEWAY};
 /// commit in id order and a feed cursor never skips one ("revokes").
 const REVOCATIONS_LOCK: i64 = 0x72_65_76_6f_6b_65_73;
 
+const SQLITE_NOW: &str = "SELECT CAST(strftime('%s', 'now') AS INTEGER)";
+const POSTGRES_NOW: &str = "SELECT CAST(FLOOR(EXTRACT(EPOCH FROM clock_timestamp())) AS BIGINT)";
+
 /// When a revocation takes effect, and so which tokens a `sub` entry covers
 /// (those issued until then).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,37 +31,63 @@ pub enum RevokedAt {
 pub enum Revoked {
     /// A new entry, with this id (the feed publishes it).
     Added(i64),
-    /// A live entry already covered it (at most its expiry was extended):
-    /// nothing new to publish.
+    /// A live entry already covered it: nothing changed.
     Covered(i64),
 }
 
 impl Db {
-    /// Records that this instance issues access tokens living `lifetime`. The
-    /// database keeps the largest ever recorded: every entry lives at least
-    /// that long, whoever adds it.
-    pub async fn record_token_lifetime(&self, lifetime: Duration) -> Result<(), DbError> {
-        let secs = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX);
+    /// Records the lifetimes this instance issues with (access tokens,
+    /// sessions idle and absolute). The database keeps the largest of each
+    /// ever recorded: every revocation entry lives at least that long,
+    /// whoever adds it, and housekeeping keeps every session some instance
+    /// could still refresh.
+    pub async fn record_lifetimes(
+        &self,
+        access: Duration,
+        refresh_idle: Duration,
+        refresh_absolute: Duration,
+    ) -> Result<(), DbError> {
+        let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
         on_writer!(self, |conn| sqlx::query(
-            "UPDATE token_lifetimes SET max_access_secs = $1 WHERE id = 1 AND max_access_secs < $1"
+            "UPDATE token_lifetimes SET
+                 max_access_secs = CASE WHEN max_access_secs < $1 THEN $1 ELSE max_access_secs END,
+                 max_refresh_idle_secs =
+                     CASE WHEN max_refresh_idle_secs < $2 THEN $2 ELSE max_refresh_idle_secs END,
+                 max_refresh_absolute_secs =
+                     CASE WHEN max_refresh_absolute_secs < $3 THEN $3
+                          ELSE max_refresh_absolute_secs END
+             WHERE id = 1"
         )
-        .bind(secs)
+        .bind(secs(access))
+        .bind(secs(refresh_idle))
+        .bind(secs(refresh_absolute))
         .execute(conn)
         .await
         .map(|_| ())
-        .map_err(sql("recording the access-token lifetime")))
+        .map_err(sql("recording the token lifetimes")))
+    }
+
+    /// The largest session lifetimes recorded (idle, absolute), in seconds.
+    pub async fn recorded_session_lifetimes(&self) -> Result<(i64, i64), DbError> {
+        on_pool!(self, |pool| sqlx::query_as(
+            "SELECT max_refresh_idle_secs, max_refresh_absolute_secs FROM token_lifetimes
+             WHERE id = 1"
+        )
+        .fetch_one(pool)
+        .await
+        .map_err(sql("reading the session lifetimes")))
     }
 
     /// The database server's clock (Unix seconds).
     pub async fn database_now(&self) -> Result<i64, DbError> {
         match &self.backend {
             Backend::Sqlite(backend) => {
-                sqlx::query_scalar("SELECT CAST(strftime('%s', 'now') AS INTEGER)")
+                sqlx::query_scalar(SQLITE_NOW)
                     .fetch_one(&backend.pool)
                     .await
             }
             Backend::Postgres(backend) => {
-                sqlx::query_scalar("SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS BIGINT)")
+                sqlx::query_scalar(POSTGRES_NOW)
                     .fetch_one(&backend.pool)
                     .await
             }
@@ -66,14 +95,23 @@ impl Db {
         .map_err(sql("reading the database clock"))
     }
 
+    /// How this backend reads its own clock, in whole seconds (truncated on
+    /// both, as `strftime('%s')` does).
+    fn now_sql(&self) -> &'static str {
+        match &self.backend {
+            Backend::Sqlite(_) => SQLITE_NOW,
+            Backend::Postgres(_) => POSTGRES_NOW,
+        }
+    }
+
     /// Revokes `value` (a `jti`, `sid` or `sub`) from `at`, for as long as a
     /// token it covers can be valid: the longest lifetime recorded (at least
     /// `lifetime`) plus [`MAX_LEEWAY`].
     ///
     /// One live entry per kind and value: a repeat (the same logout twice, a
-    /// `/revoke` of a used token) adds nothing and at most extends the
-    /// entry's expiry. Only a `sub` entry covering later tokens than the live
-    /// one replaces it, under a new id so the feed publishes it.
+    /// `/revoke` of a used token) changes nothing. Only a `sub` entry
+    /// covering later tokens than the live one replaces it, under a new id so
+    /// the feed publishes it.
     pub async fn add_revocation(
         &self,
         kind: Kind,
@@ -82,15 +120,21 @@ impl Db {
         lifetime: Duration,
         why: &str,
     ) -> Result<Revoked, DbError> {
-        let now = match at {
-            RevokedAt::Clock(now) => now,
-            RevokedAt::Database => self.database_now().await?,
-        };
         let floor = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX);
         let leeway = i64::try_from(MAX_LEEWAY.as_secs()).unwrap_or(i64::MAX);
-        let issued_before = (kind == Kind::Sub).then_some(now);
+        let now_sql = self.now_sql();
         macro_rules! upsert {
             ($tx:ident) => {{
+                // The database's clock is read under the lock: waiting for
+                // it does not make an operator's entry older than its commit.
+                let now = match at {
+                    RevokedAt::Clock(now) => now,
+                    RevokedAt::Database => sqlx::query_scalar::<_, i64>(now_sql)
+                        .fetch_one(&mut *$tx)
+                        .await
+                        .map_err(sql("reading the database clock"))?,
+                };
+                let issued_before = (kind == Kind::Sub).then_some(now);
                 let recorded: i64 =
                     sqlx::query_scalar("SELECT max_access_secs FROM token_lifetimes WHERE id = 1")
                         .fetch_one(&mut *$tx)
@@ -99,8 +143,8 @@ impl Db {
                 let expires_at = now
                     .saturating_add(recorded.max(floor))
                     .saturating_add(leeway);
-                let live: Option<(i64, Option<i64>, i64)> = sqlx::query_as(
-                    "SELECT id, issued_before, expires_at FROM revocations
+                let live: Option<(i64, Option<i64>)> = sqlx::query_as(
+                    "SELECT id, issued_before FROM revocations
                      WHERE kind = $1 AND value = $2 AND expires_at > $3
                      ORDER BY id DESC LIMIT 1",
                 )
@@ -111,26 +155,23 @@ impl Db {
                 .await
                 .map_err(sql("reading a revocation"))?;
                 match live {
-                    Some((id, live_before, live_expires)) if live_before >= issued_before => {
-                        if live_expires < expires_at {
-                            sqlx::query("UPDATE revocations SET expires_at = $1 WHERE id = $2")
-                                .bind(expires_at)
-                                .bind(id)
-                                .execute(&mut *$tx)
-                                .await
-                                .map_err(sql("extending a revocation"))?;
-                        }
-                        Revoked::Covered(id)
-                    }
+                    // Its expiry already outlives every token it covers: the
+                    // lifetime it was computed from was recorded before any
+                    // of them was issued.
+                    Some((id, live_before)) if live_before >= issued_before => Revoked::Covered(id),
                     live => {
                         if live.is_some() {
-                            // A `sub` entry covering fewer tokens: replaced.
-                            sqlx::query("DELETE FROM revocations WHERE kind = $1 AND value = $2")
-                                .bind(kind.name())
-                                .bind(value)
-                                .execute(&mut *$tx)
-                                .await
-                                .map_err(sql("replacing a revocation"))?;
+                            // `sub` entries covering fewer tokens: replaced.
+                            sqlx::query(
+                                "DELETE FROM revocations
+                                 WHERE kind = $1 AND value = $2 AND issued_before <= $3",
+                            )
+                            .bind(kind.name())
+                            .bind(value)
+                            .bind(issued_before)
+                            .execute(&mut *$tx)
+                            .await
+                            .map_err(sql("replacing a revocation"))?;
                         }
                         let id: i64 = sqlx::query_scalar(
                             "INSERT INTO revocations
@@ -228,10 +269,37 @@ impl Db {
         Ok(hit.is_some())
     }
 
-    /// Drops entries expired at `now`; returns how many.
+    /// The newest entry's id (0 for none), expired or not.
+    pub async fn revocation_newest_id(&self) -> Result<i64, DbError> {
+        let newest: Option<i64> = on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT MAX(id) FROM revocations"
+        )
+        .fetch_one(pool)
+        .await
+        .map_err(sql("reading the newest revocation")))?;
+        Ok(newest.unwrap_or(0))
+    }
+
+    /// The entry with this id, expired or not: its kind, value and expiry.
+    pub async fn revocation_at(&self, id: i64) -> Result<Option<(Kind, String, i64)>, DbError> {
+        let row: Option<(String, String, i64)> = on_pool!(self, |pool| sqlx::query_as(
+            "SELECT kind, value, expires_at FROM revocations WHERE id = $1"
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .map_err(sql("reading a revocation")))?;
+        Ok(row.and_then(|(kind, value, expires_at)| {
+            Some((Kind::from_name(&kind)?, value, expires_at))
+        }))
+    }
+
+    /// Drops entries expired at `now`, except the newest (so the newest id,
+    /// which feed cursors follow, never goes back); returns how many.
     pub async fn purge_revocations(&self, now: i64) -> Result<u64, DbError> {
         on_writer!(self, |conn| sqlx::query(
-            "DELETE FROM revocations WHERE expires_at <= $1"
+            "DELETE FROM revocations
+             WHERE expires_at <= $1 AND id < (SELECT MAX(id) FROM revocations)"
         )
         .bind(now)
         .execute(conn)

@@ -44,8 +44,9 @@ async fn a_repeated_revocation_adds_no_entry() {
         }
         let entries = live(&t.db, 500).await;
         assert_eq!(entries.len(), 1, "{name}");
-        // At most its expiry moved: to the last repeat's.
-        assert_eq!(entries[0].expires_at, 499 + 600 + 300, "{name}");
+        // Nothing changed: not even its expiry, which already outlives
+        // every token it covers.
+        assert_eq!(entries[0].expires_at, 100 + 600 + 300, "{name}");
         // Another kind with the same value is another entry.
         let jti = add(&t.db, Kind::Jti, "s", 500, 600).await;
         assert!(jti > id, "{name}");
@@ -79,11 +80,12 @@ async fn a_repeated_revocation_adds_no_entry() {
 async fn entries_outlive_the_longest_lifetime_any_instance_recorded() {
     for t in backends().await {
         let name = t.db.backend_name();
-        t.db.record_token_lifetime(Duration::from_secs(3600))
+        let day = Duration::from_secs(86_400);
+        t.db.record_lifetimes(Duration::from_secs(3600), day, day)
             .await
             .unwrap();
         // A later, shorter one does not lower it.
-        t.db.record_token_lifetime(Duration::from_secs(60))
+        t.db.record_lifetimes(Duration::from_secs(60), day, day)
             .await
             .unwrap();
         add(&t.db, Kind::Jti, "j", 1_000, 60).await;
@@ -106,7 +108,10 @@ async fn entries_outlive_the_longest_lifetime_any_instance_recorded() {
 }
 
 /// An operator's revocation takes the time from the database server, not
-/// from the machine the CLI runs on.
+/// from the machine the CLI runs on. The database here shares this
+/// machine's clock, so this shows the entry is stamped from a clock read
+/// (not from a parameter, nor 0) consistently on both backends; a skewed
+/// database clock cannot be staged in a test.
 #[tokio::test]
 async fn operator_revocations_take_the_database_clock() {
     let here = crate::unix_now(&tessera_keyring::SystemClock);
@@ -154,9 +159,20 @@ async fn housekeeping_forgets_ended_sessions_and_spent_replay_copies() {
         assert_eq!(sealed_copies(&t.db).await, 0, "{name}");
 
         // Idle lifetime 1000 s from the last use at 200; absolute 10000 s.
-        assert_eq!(t.db.forget_sessions(1_199, 1_000, 10_000).await.unwrap(), 0);
+        // Another instance recorded an idle lifetime of 2000 s: it could
+        // still refresh the session, so it stays until then.
+        let long = Duration::from_secs(2_000);
+        t.db.record_lifetimes(Duration::ZERO, long, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(t.db.forget_sessions(1_200, 1_000, 10_000).await.unwrap(), 0);
+        // A later, shorter record does not lower it.
+        t.db.record_lifetimes(Duration::ZERO, Duration::ZERO, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(t.db.forget_sessions(2_199, 1_000, 10_000).await.unwrap(), 0);
         assert_eq!(t.db.count_sessions().await.unwrap(), (1, 2), "{name}");
-        assert_eq!(t.db.forget_sessions(1_200, 1_000, 10_000).await.unwrap(), 1);
+        assert_eq!(t.db.forget_sessions(2_200, 1_000, 10_000).await.unwrap(), 1);
         // Its refresh tokens went with it.
         assert_eq!(t.db.count_sessions().await.unwrap(), (0, 0), "{name}");
         // The absolute lifetime ends one however active.
