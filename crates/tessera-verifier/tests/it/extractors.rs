@@ -4,13 +4,11 @@
 #![cfg(feature = "axum")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
+use crate::common::*;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use axum::routing::get;
-use common::*;
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tessera_verifier::Verifier;

@@ -4,12 +4,10 @@
 #![cfg(feature = "tls")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tessera_verifier::{AccessClaims, JwksSource, ManualClock, Verifier, VerifierConfig};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 

@@ -10,7 +10,7 @@
     clippy::print_stderr
 )]
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;

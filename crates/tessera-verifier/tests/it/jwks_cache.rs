@@ -2,11 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use tessera_verifier::{
     AccessClaims, JwksSource, ManualClock, Verifier, VerifierConfig, VerifyError,

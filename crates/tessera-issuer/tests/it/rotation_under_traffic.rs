@@ -9,7 +9,7 @@
 // The test compares token expiry (Unix seconds) with the wall clock.
 #![allow(clippy::disallowed_methods)]
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{claims_of, key_list, keys, kid_in_state, kid_of, login, profile, published_kids};
+use crate::common::{
+    claims_of, key_list, keys, kid_in_state, kid_of, login, profile, published_kids,
+};
 use tessera_bench::Client;
 use tessera_verifier::{SystemClock, Verifier, VerifierConfig};
 use tokio::time::Instant;

@@ -137,7 +137,6 @@ pub async fn serve_resource(verifier: tessera_verifier::Verifier) -> SocketAddr 
 }
 
 /// The demo resource server on a free port, ready or not.
-#[allow(dead_code)] // not every test binary uses it
 pub async fn serve_resource_now(verifier: tessera_verifier::Verifier) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

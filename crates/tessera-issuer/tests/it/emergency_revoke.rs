@@ -4,12 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{kid_of, profile, published_kids};
+use crate::common::{kid_of, profile, published_kids};
 use tessera_verifier::{SystemClock, Verifier, VerifierConfig};
 
 async fn login(issuer: std::net::SocketAddr, password: &str) -> String {

@@ -22,7 +22,7 @@ use tessera_issuer::tokens::{TokenSettings, refresh_token_hash};
 use tessera_keyring::{DEFAULT_BITS, FixedClock, KeyDir, verify_rs256};
 use tower::ServiceExt as _;
 
-mod common;
+use crate::common;
 
 const ISSUER: &str = "https://auth.example.test";
 const NOW: u64 = 1_767_225_600;

@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 use tessera_issuer::db::Db;
 
-mod common;
+use crate::common;
 
 struct Users {
     tmp: tempfile::TempDir,

@@ -1,0 +1,13 @@
+//! Tessera's cross-crate and end-to-end tests, one binary for all of them
+//! (each module was a test file of its own); the shared helpers are the
+//! package's library (`support/lib.rs`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod interop_node;
+mod interop_python;
+mod interop_rust;
+mod issuer_outage;
+mod issuer_to_resource_server;
+mod keyring_to_verifier;
+mod readme;
