@@ -77,13 +77,19 @@ fn start_server(tmp: &std::path::Path) -> (SocketAddr, AppState) {
             let state = AppState::new(keys, db, hasher, Arc::new(SystemClock), settings)
                 // The flood must reach Argon2, not the throttle.
                 .with_throttle(Throttle::new(u32::MAX, u32::MAX));
-            // The baseline route passes the same edge layers as the real ones.
+            // The baseline route passes the same edge layers as the real ones
+            // (the client's address included), and both are served as the
+            // service serves them: through tessera-serve, with its limits.
             let app = with_edge_layers(
                 routes(state.clone()).route("/trivial", axum::routing::get(|| async { "ok" })),
+                state.clone(),
             );
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send((listener.local_addr().unwrap(), state)).unwrap();
-            axum::serve(listener, app).await.unwrap();
+            let limits = tessera_serve::Limits::default();
+            tessera_serve::serve(listener, app, limits, std::future::pending())
+                .await
+                .unwrap();
         });
     });
     rx.recv().unwrap()

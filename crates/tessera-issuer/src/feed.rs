@@ -110,9 +110,26 @@ struct List {
     /// Bumped on every change (additions or expiries): part of what a
     /// signed answer is cached under.
     generation: u64,
+    /// The cursor naming `latest`, computed once: every poll hands it out
+    /// (and most polls are up to date, so they compare with it and stop).
+    newest_cursor: String,
 }
 
 impl List {
+    fn new(epoch: String, latest: i64, entries: Vec<Published>, generation: u64) -> Self {
+        let next_expiry = entries.iter().map(|e| e.exp).min();
+        let mut list = Self {
+            epoch,
+            latest,
+            entries,
+            next_expiry,
+            generation,
+            newest_cursor: String::new(),
+        };
+        list.newest_cursor = list.cursor_at(latest);
+        list
+    }
+
     fn tag_at(&self, id: i64) -> String {
         match self.entries.binary_search_by_key(&id, |e| e.id) {
             Ok(at) => entry_tag(&self.entries[at]),
@@ -132,7 +149,11 @@ impl List {
     /// restore put there, and the poller gets a snapshot (a small one: the
     /// entry it names has expired, and so, mostly, have those before it).
     fn names(&self, id: i64, tag: &str) -> bool {
-        tag == self.tag_at(id) && (tag != NO_ENTRY || id == self.latest || id == 0)
+        if id == self.latest {
+            // The newest id: its tag is the end of the cursor handed out.
+            return self.newest_cursor.rsplit('.').next() == Some(tag);
+        }
+        tag == self.tag_at(id) && (tag != NO_ENTRY || id == 0)
     }
 }
 
@@ -325,7 +346,7 @@ impl Feed {
             ask = Ask::Snapshot;
         }
         // Never beyond this list's newest entry.
-        let cursor = list.cursor_at(list.latest);
+        let cursor = list.newest_cursor.clone();
         let etag = format!("\"{cursor}\"");
         if if_none_match(&etag) {
             return Ok(Answer::NotModified { etag });
@@ -501,14 +522,7 @@ impl Feed {
             .map(|o| o.entries.iter().filter(|e| e.exp > now).cloned().collect())
             .unwrap_or_default();
         entries.extend(added.iter().map(Published::from));
-        let next_expiry = entries.iter().map(|e| e.exp).min();
-        Ok(Some(List {
-            epoch,
-            latest: latest_now,
-            entries,
-            next_expiry,
-            generation,
-        }))
+        Ok(Some(List::new(epoch, latest_now, entries, generation)))
     }
 }
 
@@ -540,13 +554,7 @@ async fn went_back(db: &Db, old: &List, newest: i64, now: i64) -> Result<bool, D
 }
 
 fn new_or_empty(list: Option<List>) -> List {
-    list.unwrap_or_else(|| List {
-        epoch: String::new(),
-        latest: 0,
-        entries: Vec::new(),
-        next_expiry: None,
-        generation: 0,
-    })
+    list.unwrap_or_else(|| List::new(String::new(), 0, Vec::new(), 0))
 }
 
 /// The signed payload.

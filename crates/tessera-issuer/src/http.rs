@@ -223,14 +223,16 @@ impl AppState {
 
 /// All routes, with the layers every request passes.
 pub fn router(state: AppState) -> Router {
-    with_edge_layers(routes(state))
+    with_edge_layers(routes(state.clone()), state)
 }
 
-/// The layers every request passes: the body limit, and request tracing with
+/// The layers every request passes: the client's address (past trusted
+/// proxies), the body limit, and request tracing with
 /// `Authorization` marked sensitive first so a bearer token never reaches a log.
 /// Applied once, here, to every route (the fallback included).
-pub fn with_edge_layers(routes: Router) -> Router {
+pub fn with_edge_layers(routes: Router, state: AppState) -> Router {
     routes
+        .layer(axum::middleware::from_fn_with_state(state, client_address))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetSensitiveRequestHeadersLayer::new([
@@ -292,10 +294,6 @@ pub fn routes(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            client_address,
-        ))
         .with_state(state)
 }
 
