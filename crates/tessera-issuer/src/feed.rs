@@ -130,11 +130,15 @@ impl List {
         list
     }
 
+    /// The live entry with this id, if the list holds one.
+    fn entry(&self, id: i64) -> Option<&Published> {
+        let at = self.entries.binary_search_by_key(&id, |e| e.id).ok()?;
+        self.entries.get(at)
+    }
+
     fn tag_at(&self, id: i64) -> String {
-        match self.entries.binary_search_by_key(&id, |e| e.id) {
-            Ok(at) => entry_tag(&self.entries[at]),
-            Err(_) => NO_ENTRY.to_owned(),
-        }
+        self.entry(id)
+            .map_or_else(|| NO_ENTRY.to_owned(), entry_tag)
     }
 
     /// The cursor that names this list's entry at `id`.
@@ -537,11 +541,7 @@ async fn went_back(db: &Db, old: &List, newest: i64, now: i64) -> Result<bool, D
     if old.latest == 0 {
         return Ok(false);
     }
-    let held = old
-        .entries
-        .binary_search_by_key(&old.latest, |e| e.id)
-        .ok()
-        .map(|at| &old.entries[at]);
+    let held = old.entry(old.latest);
     let there = db.revocation_at(old.latest).await?;
     Ok(match (held, there) {
         (Some(held), Some((kind, value, _))) => held.hash != published_hash(kind, &value),

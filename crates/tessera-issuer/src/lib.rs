@@ -29,6 +29,12 @@ pub fn unix_now(clock: &dyn tessera_keyring::Clock) -> i64 {
     clock
         .now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .map(secs)
         .unwrap_or(0)
+}
+
+/// Whole seconds of `d` as the `i64` the database and the claims use
+/// (`i64::MAX` for a duration beyond it).
+pub fn secs(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }

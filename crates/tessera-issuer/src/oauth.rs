@@ -306,12 +306,11 @@ impl AppState {
         let registry = self.clients().current(self.db()).await?;
         let old_hash = refresh_token_hash(presented);
         let settings = self.settings();
-        let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
         let rules = RefreshRules {
             now: self.now(),
-            idle: secs(settings.refresh_idle_lifetime),
-            absolute: secs(settings.refresh_absolute_lifetime),
-            retry_window: secs(settings.refresh_retry_window),
+            idle: crate::secs(settings.refresh_idle_lifetime),
+            absolute: crate::secs(settings.refresh_absolute_lifetime),
+            retry_window: crate::secs(settings.refresh_retry_window),
         };
         let snapshot = self.snapshot()?;
         let client_of = |session: &crate::db::SessionInfo| {

@@ -203,8 +203,7 @@ impl Prepared {
         });
         let maintenance = {
             let state = self.state.clone();
-            let retention =
-                i64::try_from(self.config.audit_retention.as_secs()).unwrap_or(i64::MAX);
+            let retention = crate::secs(self.config.audit_retention);
             let mut stop = stop_tx.subscribe();
             tokio::spawn(async move {
                 tokio::select! {
@@ -247,10 +246,9 @@ impl Prepared {
 async fn maintain(state: &AppState, audit_retention: i64) {
     let db = state.db();
     let settings = state.settings();
-    let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
     let (idle, absolute) = (
-        secs(settings.refresh_idle_lifetime),
-        secs(settings.refresh_absolute_lifetime),
+        crate::secs(settings.refresh_idle_lifetime),
+        crate::secs(settings.refresh_absolute_lifetime),
     );
     let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
     every_minute.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

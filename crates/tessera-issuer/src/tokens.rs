@@ -79,7 +79,7 @@ impl TokenSettings {
         grant: &AccessGrant<'_>,
         now: i64,
     ) -> Result<String, SignError> {
-        let lifetime = i64::try_from(self.access_token_lifetime.as_secs()).unwrap_or(i64::MAX);
+        let lifetime = crate::secs(self.access_token_lifetime);
         let audiences = if grant.audiences.is_empty() {
             self.audiences.as_slice()
         } else {

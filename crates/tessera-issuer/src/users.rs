@@ -261,7 +261,7 @@ pub(crate) fn audit_list(
             None => None,
         };
         let now = tessera_issuer::unix_now(&SystemClock);
-        let since = now.saturating_sub(i64::try_from(since.as_secs()).unwrap_or(i64::MAX));
+        let since = now.saturating_sub(tessera_issuer::secs(since));
         let events = db
             .audit_events(since, user_id.as_deref(), limit.clamp(1, 100_000))
             .await?;

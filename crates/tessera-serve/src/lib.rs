@@ -372,11 +372,20 @@ impl<S> IdleIo<S> {
         ))
     }
 
-    fn progress<T>(&mut self, poll: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
-        if poll.is_ready() {
-            self.moved = true;
+    /// What the inner socket answered, passed on; a `Pending` becomes the
+    /// idle error once the limit has passed without progress.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        match poll {
+            Poll::Pending => self.poll_idle(cx).map(Err),
+            ready => {
+                self.moved = true;
+                ready
+            }
         }
-        poll
     }
 }
 
@@ -386,11 +395,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for IdleIo<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Pending => this.poll_idle(cx).map(Err),
-            ready => this.progress(ready),
-        }
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.watch(cx, poll)
     }
 }
 
@@ -400,11 +406,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleIo<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Pending => this.poll_idle(cx).map(Err),
-            ready => this.progress(ready),
-        }
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, poll)
     }
 
     fn poll_write_vectored(
@@ -412,11 +415,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleIo<S> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-            Poll::Pending => this.poll_idle(cx).map(Err),
-            ready => this.progress(ready),
-        }
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -424,19 +424,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleIo<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_flush(cx) {
-            Poll::Pending => this.poll_idle(cx).map(Err),
-            ready => this.progress(ready),
-        }
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, poll)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_shutdown(cx) {
-            Poll::Pending => this.poll_idle(cx).map(Err),
-            ready => this.progress(ready),
-        }
+        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.watch(cx, poll)
     }
 }
 

@@ -47,7 +47,6 @@ impl Db {
         refresh_idle: Duration,
         refresh_absolute: Duration,
     ) -> Result<(), DbError> {
-        let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
         on_writer!(self, |conn| sqlx::query(
             "UPDATE token_lifetimes SET
                  max_access_secs = CASE WHEN max_access_secs < $1 THEN $1 ELSE max_access_secs END,
@@ -58,9 +57,9 @@ impl Db {
                           ELSE max_refresh_absolute_secs END
              WHERE id = 1"
         )
-        .bind(secs(access))
-        .bind(secs(refresh_idle))
-        .bind(secs(refresh_absolute))
+        .bind(crate::secs(access))
+        .bind(crate::secs(refresh_idle))
+        .bind(crate::secs(refresh_absolute))
         .execute(conn)
         .await
         .map(|_| ())
@@ -80,19 +79,11 @@ impl Db {
 
     /// The database server's clock (Unix seconds).
     pub async fn database_now(&self) -> Result<i64, DbError> {
-        match &self.backend {
-            Backend::Sqlite(backend) => {
-                sqlx::query_scalar(SQLITE_NOW)
-                    .fetch_one(&backend.pool)
-                    .await
-            }
-            Backend::Postgres(backend) => {
-                sqlx::query_scalar(POSTGRES_NOW)
-                    .fetch_one(&backend.pool)
-                    .await
-            }
-        }
-        .map_err(sql("reading the database clock"))
+        let now_sql = self.now_sql();
+        on_pool!(self, |pool| sqlx::query_scalar(now_sql)
+            .fetch_one(pool)
+            .await
+            .map_err(sql("reading the database clock")))
     }
 
     /// How this backend reads its own clock, in whole seconds (truncated on
@@ -120,8 +111,8 @@ impl Db {
         lifetime: Duration,
         why: &str,
     ) -> Result<Revoked, DbError> {
-        let floor = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX);
-        let leeway = i64::try_from(MAX_LEEWAY.as_secs()).unwrap_or(i64::MAX);
+        let floor = crate::secs(lifetime);
+        let leeway = crate::secs(MAX_LEEWAY);
         let now_sql = self.now_sql();
         macro_rules! upsert {
             ($tx:ident) => {{
