@@ -425,7 +425,6 @@ async fn delete_and_role_removal_revoke_for_the_recorded_lifetime() {
 /// secret, and to nothing else.
 #[tokio::test]
 async fn an_introspection_client_made_by_the_cli_can_introspect() {
-    use base64::Engine as _;
     let u = Users::new();
     let out = u.top_level("introspection-client", &["orders-api"]);
     let secret = out
@@ -447,24 +446,14 @@ async fn an_introspection_client_made_by_the_cli_can_introspect() {
     let ask = |secret: String| {
         let token = token.clone();
         async move {
-            let basic =
-                base64::engine::general_purpose::STANDARD.encode(format!("orders-api:{secret}"));
-            let mut c = tessera_bench::Client::connect(issuer.addr).await.unwrap();
-            let auth = format!("Authorization: Basic {basic}");
-            let (status, body) = c
-                .request(
-                    "POST",
-                    "/introspect",
-                    &[&auth],
-                    "application/x-www-form-urlencoded",
-                    &format!("token={token}"),
-                )
-                .await
-                .unwrap();
-            (
-                status,
-                serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+            post_as(
+                issuer.addr,
+                "orders-api",
+                &secret,
+                "/introspect",
+                &format!("token={token}"),
             )
+            .await
         }
     };
     let (status, body) = ask(secret.clone()).await;
@@ -556,25 +545,8 @@ async fn clients_registered_by_the_cli_get_exactly_what_they_were_registered_for
     let (addr, password) = (issuer.addr, issuer.admin_password.clone().unwrap());
     let password = password.as_str();
     let token = |secret: String, scope: &'static str| async move {
-        use base64::Engine as _;
-        let basic =
-            base64::engine::general_purpose::STANDARD.encode(format!("backoffice:{secret}"));
-        let mut c = tessera_bench::Client::connect(addr).await.unwrap();
-        let auth = format!("Authorization: Basic {basic}");
-        let (status, body) = c
-            .request(
-                "POST",
-                "/token",
-                &[&auth],
-                "application/x-www-form-urlencoded",
-                &format!("grant_type=password&username=admin&password={password}{scope}"),
-            )
-            .await
-            .unwrap();
-        (
-            status,
-            serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
-        )
+        let form = format!("grant_type=password&username=admin&password={password}{scope}");
+        post_as(addr, "backoffice", &secret, "/token", &form).await
     };
     let (status, body) = token(secret.clone(), "").await;
     assert_eq!(status, 200, "{body}");
@@ -630,4 +602,30 @@ async fn clients_registered_by_the_cli_get_exactly_what_they_were_registered_for
     let (_, listed, _) = clients(&["list"], None);
     assert!(!listed.contains("backoffice"), "{listed}");
     assert!(listed.contains("tessera-web"), "{listed}");
+}
+
+/// `POST path` with a form, the client authenticated with HTTP Basic, on a
+/// new connection: the status and the JSON answer.
+async fn post_as(
+    addr: std::net::SocketAddr,
+    client_id: &str,
+    secret: &str,
+    path: &str,
+    form: &str,
+) -> (u16, serde_json::Value) {
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{secret}"));
+    let mut c = tessera_bench::Client::connect(addr).await.unwrap();
+    let auth = format!("Authorization: Basic {basic}");
+    let (status, body) = c
+        .request(
+            "POST",
+            path,
+            &[&auth],
+            "application/x-www-form-urlencoded",
+            form,
+        )
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&body).unwrap())
 }
