@@ -1,6 +1,6 @@
 //! The `clients` table (see [`crate::clients`]).
 
-use super::{Backend, Db, DbError, sql};
+use super::{Db, DbError, sql};
 use crate::clients::Client;
 
 /// The columns a client is read from, in [`client_from_row`]'s order.

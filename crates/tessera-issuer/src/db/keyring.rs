@@ -379,9 +379,9 @@ impl DbKeyring {
                 change.outcome
             }};
         }
-        let outcome = in_locked_transaction!(
+        let outcome = in_transaction!(
             self.db,
-            KEYRING_LOCK,
+            lock KEYRING_LOCK,
             sqlx_error,
             "changing the keyring",
             |tx| apply!(tx)

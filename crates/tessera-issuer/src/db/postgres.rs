@@ -6,7 +6,8 @@ use std::str::FromStr as _;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::{DbError, PoolSettings, Rotation, sql};
+use super::sessions::Rotation;
+use super::{DbError, PoolSettings, sql};
 
 /// The embedded migrations, in order. One script holds what SQLite reached in
 /// two: this backend started from the schema SQLite had by then.

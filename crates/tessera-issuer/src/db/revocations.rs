@@ -183,9 +183,9 @@ impl Db {
                 }
             }};
         }
-        Ok(in_locked_transaction!(
+        Ok(in_transaction!(
             self,
-            REVOCATIONS_LOCK,
+            lock REVOCATIONS_LOCK,
             sql,
             "adding a revocation",
             |tx| upsert!(tx)

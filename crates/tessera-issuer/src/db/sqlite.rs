@@ -11,7 +11,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
 };
 
-use super::{DbError, Rotation, sql};
+use super::sessions::Rotation;
+use super::{DbError, sql};
 
 /// The embedded migrations, in order.
 pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[

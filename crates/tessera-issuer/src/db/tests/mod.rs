@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use super::scratch::{ScratchDatabase, postgres_required, postgres_url};
+use super::sessions::Rotation;
+use super::users::User;
 use super::*;
 
 /// A database, and what keeps it alive.

@@ -1,0 +1,87 @@
+//! The `audit_events` table (see `crate::audit`).
+
+use super::{Db, DbError, sql};
+
+impl Db {
+    /// Stores an audit event (see [`crate::audit`]).
+    pub async fn record_audit(
+        &self,
+        now: i64,
+        event: &crate::audit::Event<'_>,
+    ) -> Result<(), DbError> {
+        let ip = event.client_ip.map(|ip| ip.to_string());
+        let detail = event.detail.to_string();
+        on_writer!(self, |conn| sqlx::query(
+            "INSERT INTO audit_events (at, event, user_id, session_id, client_ip, detail)
+             VALUES ($1, $2, $3, $4, $5, $6)"
+        )
+        .bind(now)
+        .bind(event.kind)
+        .bind(event.user_id)
+        .bind(event.session_id)
+        .bind(ip.as_deref())
+        .bind(&detail)
+        .execute(conn)
+        .await
+        .map(|_| ())
+        .map_err(sql("storing an audit event")))
+    }
+
+    /// Audit events at or after `since` (Unix seconds), of one user if given,
+    /// oldest first, at most `limit` (the latest ones).
+    pub async fn audit_events(
+        &self,
+        since: i64,
+        user_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<crate::audit::Record>, DbError> {
+        type Row = (
+            i64,
+            i64,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            String,
+        );
+        let rows: Vec<Row> = on_pool!(self, |pool| sqlx::query_as(
+            "SELECT id, at, event, user_id, session_id, client_ip, detail FROM (
+                 SELECT * FROM audit_events
+                 WHERE at >= $1 AND ($2 IS NULL OR user_id = $2)
+                 ORDER BY id DESC LIMIT $3) latest
+             ORDER BY id"
+        )
+        .bind(since)
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+        .map_err(sql("reading audit events")))?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, at, event, user_id, session_id, client_ip, detail)| crate::audit::Record {
+                    id,
+                    at,
+                    event,
+                    user_id,
+                    session_id,
+                    client_ip,
+                    detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+                },
+            )
+            .collect())
+    }
+
+    /// Deletes audit events before `before`; returns how many.
+    pub async fn forget_audit_before(&self, before: i64) -> Result<u64, DbError> {
+        on_writer!(self, |conn| sqlx::query(
+            "DELETE FROM audit_events WHERE at < $1"
+        )
+        .bind(before)
+        .execute(conn)
+        .await
+        .map(|done| done.rows_affected())
+        .map_err(sql("deleting old audit events")))
+    }
+}
