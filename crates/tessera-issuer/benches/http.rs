@@ -33,6 +33,7 @@ use tessera_issuer::db::Db;
 use tessera_issuer::http::{AppState, routes, with_edge_layers};
 use tessera_issuer::keys::KeyHandle;
 use tessera_issuer::passwords::{Hasher, Password, random_token};
+use tessera_issuer::service::Issuer;
 use tessera_issuer::throttle::Throttle;
 use tessera_issuer::tokens::TokenSettings;
 use tessera_keyring::{DEFAULT_BITS, KeyDir, SystemClock};
@@ -55,7 +56,7 @@ fn start_server(tmp: &std::path::Path) -> (SocketAddr, AppState) {
             .unwrap();
         rt.block_on(async move {
             let db = Db::connect(&db_url).await.unwrap();
-            tessera_issuer::clients::bootstrap(&db, "tessera-web", 0, true)
+            tessera_issuer::service::clients::bootstrap(&db, "tessera-web", 0, true)
                 .await
                 .unwrap();
             let hasher = Hasher::new(2).unwrap();
@@ -74,9 +75,10 @@ fn start_server(tmp: &std::path::Path) -> (SocketAddr, AppState) {
                 refresh_retry_window: Duration::from_secs(10),
             };
             let keys = Arc::new(KeyHandle::load(dir).unwrap());
-            let state = AppState::new(keys, db, hasher, Arc::new(SystemClock), settings)
+            let issuer = Issuer::new(keys, db, hasher, Arc::new(SystemClock), settings)
                 // The flood must reach Argon2, not the throttle.
                 .with_throttle(Throttle::new(u32::MAX, u32::MAX));
+            let state = AppState::new(issuer);
             // The baseline route passes the same edge layers as the real ones
             // (the client's address included), and both are served as the
             // service serves them: through tessera-serve, with its limits.
@@ -116,7 +118,7 @@ fn main() {
 
     // 1. The raw signing rate of the same key, one core, nothing else running;
     //    measured before and after the refresh run (the machine drifts).
-    let snapshot = state.keys().current().unwrap();
+    let snapshot = state.service().keys().current().unwrap();
     let sign_rate = || {
         let start = Instant::now();
         let mut signed = 0u64;
@@ -206,6 +208,7 @@ fn main() {
         for batch in [0..999, 999..1000] {
             for i in batch {
                 state
+                    .service()
                     .db()
                     .add_revocation(
                         tessera_issuer::revocation::Kind::Sid,

@@ -7,10 +7,15 @@
 //! (a row each would be the database write throttling exists to spare; the
 //! log has them, folded to a line a second with exact counts). Never a
 //! secret: no token, password or key appears in an event.
+//!
+//! One call per event: [`record`] writes the log line and stores the row;
+//! [`log`] writes the line alone, for the events that are not stored.
 
 use std::net::IpAddr;
 
-use crate::db::{Db, DbError};
+use crate::db::{AuditRow, Db, DbError};
+
+pub use crate::db::AuditRecord as Record;
 
 /// One event to record.
 #[derive(Debug, Clone)]
@@ -25,6 +30,8 @@ pub struct Event<'a> {
     pub client_ip: Option<IpAddr>,
     /// More, as JSON (e.g. `{"reason": "wrong_password"}`).
     pub detail: serde_json::Value,
+    /// Whether the log line is a warning (an attack, not routine).
+    pub warning: bool,
 }
 
 impl<'a> Event<'a> {
@@ -36,7 +43,14 @@ impl<'a> Event<'a> {
             session_id: None,
             client_ip: None,
             detail: serde_json::Value::Object(serde_json::Map::new()),
+            warning: false,
         }
+    }
+
+    /// Logged as a warning (an attack, not routine).
+    pub fn warn(mut self) -> Self {
+        self.warning = true;
+        self
     }
 
     /// The user concerned.
@@ -66,30 +80,36 @@ impl<'a> Event<'a> {
     }
 }
 
-/// A stored event.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Record {
-    /// Increasing: later events have larger ids.
-    pub id: i64,
-    /// Unix seconds.
-    pub at: i64,
-    /// What happened.
-    pub event: String,
-    /// The user concerned.
-    pub user_id: Option<String>,
-    /// The session concerned.
-    pub session_id: Option<String>,
-    /// The client's address.
-    pub client_ip: Option<String>,
-    /// More.
-    pub detail: serde_json::Value,
+/// Logs `event` and stores it at `now`. A failure to store is logged, not
+/// returned: the request it describes has happened either way (and is in
+/// the log).
+pub async fn record(db: &Db, now: i64, event: Event<'_>) {
+    log(&event);
+    let ip = event.client_ip.map(|ip| ip.to_string());
+    let detail = event.detail.to_string();
+    let row = AuditRow {
+        at: now,
+        kind: event.kind,
+        user_id: event.user_id,
+        session_id: event.session_id,
+        client_ip: ip.as_deref(),
+        detail: &detail,
+    };
+    if let Err(err) = db.record_audit(&row).await {
+        tracing::warn!(error = %err, event = event.kind, "audit event not stored");
+    }
 }
 
-/// Records `event` at `now`. A failure is logged, not returned: the request it
-/// describes has happened either way (and is in the log).
-pub async fn record(db: &Db, now: i64, event: Event<'_>) {
-    if let Err(err) = db.record_audit(now, &event).await {
-        tracing::warn!(error = %err, event = event.kind, "audit event not stored");
+/// Writes `event`'s log line (target `audit`) without storing it: for the
+/// events too frequent to store (each successful refresh, introspection
+/// calls, throttled attempts).
+pub fn log(event: &Event<'_>) {
+    let (user_id, session_id) = (event.user_id, event.session_id);
+    let (client_ip, detail) = (event.client_ip, &event.detail);
+    if event.warning {
+        tracing::warn!(target: "audit", event = event.kind, user_id, session_id, ?client_ip, %detail);
+    } else {
+        tracing::info!(target: "audit", event = event.kind, user_id, session_id, ?client_ip, %detail);
     }
 }
 

@@ -642,7 +642,7 @@ fn print_introspection_client(
             "{client_id:?} is not a client id (1 to 64 visible ASCII characters, no colon)"
         );
     }
-    let (secret, hash) = tessera_issuer::introspect::new_client_secret();
+    let (secret, hash) = tessera_issuer::service::clients::new_client_secret();
     writeln!(
         out,
         "client secret (give it to the caller; shown once): {secret}"

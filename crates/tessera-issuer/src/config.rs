@@ -9,6 +9,13 @@ use crate::db::PoolSettings;
 use serde::Deserialize;
 use tessera_keyring::{DEFAULT_BITS, GENERATE_BITS, RotationPolicy};
 
+/// How long after a rotation the same refresh token gets the same pair back,
+/// unless configured (`refresh_retry_window`; 0 turns it off).
+pub const RETRY_WINDOW_SECS: i64 = 10;
+
+/// The longest `refresh_retry_window` the configuration allows.
+pub const MAX_RETRY_WINDOW_SECS: i64 = 60;
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -373,9 +380,9 @@ impl RawConfig {
         let refresh_retry_window = within(
             "refresh_retry_window",
             self.refresh_retry_window
-                .unwrap_or(Duration::from_secs(crate::oauth::RETRY_WINDOW_SECS as u64)),
+                .unwrap_or(Duration::from_secs(RETRY_WINDOW_SECS as u64)),
             Duration::ZERO,
-            Duration::from_secs(crate::oauth::MAX_RETRY_WINDOW_SECS as u64),
+            Duration::from_secs(MAX_RETRY_WINDOW_SECS as u64),
         )?;
         let trusted_proxies = self
             .trusted_proxies

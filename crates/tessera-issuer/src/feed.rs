@@ -215,6 +215,9 @@ pub enum FeedError {
     /// Signing failed.
     #[error("signing the revocation feed failed")]
     Sign,
+    /// No keyring is loaded yet to sign with.
+    #[error("no keyring loaded yet")]
+    NoKeys,
 }
 
 /// The feed of one issuer instance.

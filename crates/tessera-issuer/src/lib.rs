@@ -4,7 +4,9 @@
 //!
 //! - [`config`]: file, environment and flags, validated once.
 //! - [`keys`]: the live keyring, reloaded without a restart when the CLI rotates.
-//! - [`http`]: routes and the mapping of errors to responses.
+//! - [`service`]: the rules: login, refresh, revocation, accounts, clients.
+//! - [`http`]: routes, handlers, and the mapping of errors to responses.
+//! - [`db`]: the data layer, one file per table group.
 //! - [`serve`]: start-up and graceful shutdown.
 
 pub mod audit;
@@ -13,13 +15,12 @@ pub mod config;
 pub mod db;
 pub mod feed;
 pub mod http;
-pub mod introspect;
 pub mod keys;
-pub mod oauth;
 pub mod passwords;
 pub mod proxies;
 pub mod revocation;
 pub mod serve;
+pub mod service;
 pub mod throttle;
 pub mod tokens;
 pub mod validate;

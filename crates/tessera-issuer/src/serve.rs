@@ -15,6 +15,7 @@ use crate::db::{Db, DbError};
 use crate::http::{AppState, router};
 use crate::keys::KeyHandle;
 use crate::passwords::{HashError, Hasher, Password, random_token};
+use crate::service::Issuer;
 
 /// Why the service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -136,15 +137,15 @@ impl Prepared {
                  the table; it is still honoured"
             );
         }
-        let state = AppState::new(
+        let issuer = Issuer::new(
             Arc::new(keys),
             db,
             hasher,
             Arc::new(tessera_keyring::SystemClock),
             settings,
         )
-        .with_introspection_clients(config.introspection_clients.clone())
-        .with_trusted_proxies(config.trusted_proxies.clone());
+        .with_introspection_clients(config.introspection_clients.clone());
+        let state = AppState::new(issuer).with_trusted_proxies(config.trusted_proxies.clone());
         Ok(Self {
             listener,
             addr,
@@ -174,7 +175,7 @@ impl Prepared {
 
     /// The issuer URL in force.
     pub fn issuer(&self) -> &str {
-        self.state.issuer()
+        self.state.service().issuer_url()
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish
@@ -184,13 +185,14 @@ impl Prepared {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        let keys = Arc::clone(self.state.keys());
+        let keys = Arc::clone(self.state.service().keys());
         let mut watch_stop = stop_tx.subscribe();
         let watcher = tokio::spawn(keys.watch(self.config.keys_reload_interval, async move {
             let _ = watch_stop.wait_for(|stop| *stop).await;
         }));
         let late = self.late_bootstrap.map(|admin_tx| {
-            let (db, hasher) = (self.state.db().clone(), self.state.hasher().clone());
+            let service = self.state.service();
+            let (db, hasher) = (service.db().clone(), service.hasher().clone());
             let login_client = self.config.login_client.clone();
             let lifetimes = Lifetimes::of(&self.config);
             let mut stop = stop_tx.subscribe();
@@ -202,12 +204,12 @@ impl Prepared {
             })
         });
         let maintenance = {
-            let state = self.state.clone();
+            let issuer = self.state.service().clone();
             let retention = crate::secs(self.config.audit_retention);
             let mut stop = stop_tx.subscribe();
             tokio::spawn(async move {
                 tokio::select! {
-                    () = maintain(&state, retention) => {}
+                    () = maintain(&issuer, retention) => {}
                     _ = stop.wait_for(|stop| *stop) => {}
                 }
             })
@@ -243,9 +245,9 @@ impl Prepared {
 /// past their retention, login-failure counts quiet for an hour, expired
 /// revocation entries and sessions past their lifetimes. Every instance may
 /// run it; the deletes are idempotent. Ends with the service.
-async fn maintain(state: &AppState, audit_retention: i64) {
-    let db = state.db();
-    let settings = state.settings();
+async fn maintain(issuer: &Issuer, audit_retention: i64) {
+    let db = issuer.db();
+    let settings = issuer.settings();
     let (idle, absolute) = (
         crate::secs(settings.refresh_idle_lifetime),
         crate::secs(settings.refresh_absolute_lifetime),
@@ -254,11 +256,11 @@ async fn maintain(state: &AppState, audit_retention: i64) {
     every_minute.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for minute in 0u64.. {
         every_minute.tick().await;
-        let now = state.now();
+        let now = issuer.now();
         // Whatever window another instance runs with (the configuration caps
         // it at 60 s), with as much again for clocks that disagree.
         match db
-            .forget_replay_copies(now - 2 * crate::oauth::MAX_RETRY_WINDOW_SECS)
+            .forget_replay_copies(now - 2 * crate::config::MAX_RETRY_WINDOW_SECS)
             .await
         {
             Ok(0) => {}
@@ -351,7 +353,7 @@ async fn bootstrap(
     warn_on_clock_skew(db).await;
     let now = crate::unix_now(&tessera_keyring::SystemClock);
     let first_start = db.count_users().await? == 0;
-    if crate::clients::bootstrap(db, login_client, now, first_start).await? {
+    if crate::service::clients::bootstrap(db, login_client, now, first_start).await? {
         tracing::info!(
             target: "audit",
             event = "client_registered",

@@ -160,7 +160,12 @@ impl Throttle {
             .throttle_reserve(
                 (&user_key, self.free_per_user),
                 seen_ip_key.as_deref().map(|k| (k, self.free_per_ip)),
-                now,
+                &crate::db::ReserveRules {
+                    now,
+                    forget_after: FORGET_AFTER_SECS,
+                    known_for: KNOWN_FOR_SECS,
+                    delay: delay_after,
+                },
             )
             .await?;
         match reserved {

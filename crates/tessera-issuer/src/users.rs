@@ -4,12 +4,12 @@ use std::io::{BufRead as _, IsTerminal as _, Write as _};
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
-use tessera_issuer::audit::{self, Event};
+use std::sync::Arc;
+
 use tessera_issuer::config::Config;
-use tessera_issuer::db::{Db, RevokedAt};
-use tessera_issuer::passwords::{Hasher, Password, random_token};
-use tessera_issuer::revocation;
-use tessera_issuer::validate;
+use tessera_issuer::db::Db;
+use tessera_issuer::passwords::{Hasher, Password};
+use tessera_issuer::service::accounts::Accounts;
 use tessera_keyring::SystemClock;
 
 /// The `users` verbs, as parsed from the command line.
@@ -100,29 +100,20 @@ pub(crate) fn run(config: &Config, verb: UsersVerb) -> anyhow::Result<()> {
 }
 
 async fn run_async(config: &Config, verb: UsersVerb) -> anyhow::Result<()> {
-    let db = Db::connect(&config.database_url).await?;
+    let accounts = accounts(config).await?;
     let mut out = std::io::stdout().lock();
-    let now = tessera_issuer::unix_now(&SystemClock);
     match verb {
         UsersVerb::Add {
             name,
             roles,
             password_stdin,
         } => {
-            validate::username(&name).map_err(anyhow::Error::msg)?;
-            for role in &roles {
-                validate::role(role).map_err(anyhow::Error::msg)?;
-            }
+            // Refuse a bad name or role before asking for a password.
+            Accounts::check_new(&name, &roles)?;
             let password = read_password(password_stdin)?;
-            let hash = Hasher::new(1)?.hash(&password)?;
-            let user = db
-                .add_user(&random_token(16), &name, &hash, &roles, now)
+            let user = accounts
+                .add(&name, &roles, &Hasher::new(1)?, &password)
                 .await?;
-            let event = Event::new("user_added")
-                .user(&user.id)
-                .with("username", name.as_str())
-                .with("roles", roles.clone());
-            audit::record(&db, now, event).await;
             writeln!(
                 out,
                 "added user {} (id {}, roles: {})",
@@ -132,7 +123,7 @@ async fn run_async(config: &Config, verb: UsersVerb) -> anyhow::Result<()> {
             )?;
         }
         UsersVerb::List { json } => {
-            let users = db.list_users().await?;
+            let users = accounts.db().list_users().await?;
             if json {
                 serde_json::to_writer_pretty(&mut out, &users)?;
                 writeln!(out)?;
@@ -156,37 +147,13 @@ async fn run_async(config: &Config, verb: UsersVerb) -> anyhow::Result<()> {
             }
         }
         UsersVerb::SetRoles { name, roles } => {
-            for role in &roles {
-                validate::role(role).map_err(anyhow::Error::msg)?;
-            }
-            let Some(before) = db.credentials(&name).await? else {
-                bail!("no user named {name:?}");
-            };
-            let id = before.user.id;
-            db.set_roles(&name, &roles, now).await?;
-            let event = Event::new("user_roles_set")
-                .user(&id)
-                .with("roles", roles.clone());
-            audit::record(&db, now, event).await;
+            let removed = accounts.set_roles(&name, &roles).await?;
             writeln!(out, "{name}: roles set to {}", roles_text(&roles))?;
-            // A token carrying a role taken away must stop working; sessions
-            // go on, and their next refresh carries the new roles.
-            let removed: Vec<&String> = before
-                .user
-                .roles
-                .iter()
-                .filter(|role| !roles.contains(role))
-                .collect();
             if !removed.is_empty() {
-                revoke_tokens(&db, config, revocation::Kind::Sub, &id, "roles_removed").await?;
                 writeln!(
                     out,
                     "{name}: tokens issued until now are revoked (roles removed: {})",
-                    removed
-                        .iter()
-                        .map(|r| r.as_str())
-                        .collect::<Vec<_>>()
-                        .join(",")
+                    removed.join(",")
                 )?;
             }
         }
@@ -195,12 +162,11 @@ async fn run_async(config: &Config, verb: UsersVerb) -> anyhow::Result<()> {
             password_stdin,
         } => {
             // Fail on an unknown user before asking for a password.
-            let id = user_id(&db, &name).await?;
+            accounts.user_id(&name).await?;
             let password = read_password(password_stdin)?;
-            let hash = Hasher::new(1)?.hash(&password)?;
-            db.set_password_hash(&name, &hash, now).await?;
-            audit::record(&db, now, Event::new("user_password_reset").user(&id)).await;
-            let ended = revoke_user(&db, config, &id, now, "password_reset").await?;
+            let ended = accounts
+                .reset_password(&name, &Hasher::new(1)?, &password)
+                .await?;
             writeln!(
                 out,
                 "{name}: {ended} session(s) ended, their tokens revoked"
@@ -208,10 +174,7 @@ async fn run_async(config: &Config, verb: UsersVerb) -> anyhow::Result<()> {
             writeln!(out, "{name}: password reset")?;
         }
         UsersVerb::Disable { name } => {
-            db.set_disabled(&name, true, now).await?;
-            let id = user_id(&db, &name).await?;
-            audit::record(&db, now, Event::new("user_disabled").user(&id)).await;
-            let ended = revoke_user(&db, config, &id, now, "user_disabled").await?;
+            let ended = accounts.disable(&name).await?;
             writeln!(
                 out,
                 "{name}: {ended} session(s) ended, their tokens revoked"
@@ -219,27 +182,26 @@ async fn run_async(config: &Config, verb: UsersVerb) -> anyhow::Result<()> {
             writeln!(out, "{name}: disabled")?;
         }
         UsersVerb::Enable { name } => {
-            db.set_disabled(&name, false, now).await?;
-            let id = user_id(&db, &name).await?;
-            audit::record(&db, now, Event::new("user_enabled").user(&id)).await;
+            accounts.enable(&name).await?;
             writeln!(out, "{name}: enabled")?;
         }
         UsersVerb::Delete { name } => {
-            let id = user_id(&db, &name).await?;
-            // Disabled first, so no login slips in between; then revoked
-            // (the entries outlive the user, so the deleted user's tokens
-            // stop working at resource servers too); then deleted.
-            db.set_disabled(&name, true, now).await?;
-            revoke_user(&db, config, &id, now, "user_deleted").await?;
-            db.delete_user(&name).await?;
-            let event = Event::new("user_deleted")
-                .user(&id)
-                .with("username", name.as_str());
-            audit::record(&db, now, event).await;
+            accounts.delete(&name).await?;
             writeln!(out, "{name}: deleted")?;
         }
     }
     Ok(())
+}
+
+/// The accounts of the configured database, revoking for the configured
+/// access-token lifetime (or the longest any instance recorded).
+async fn accounts(config: &Config) -> anyhow::Result<Accounts> {
+    let db = Db::connect(&config.database_url).await?;
+    Ok(Accounts::new(
+        db,
+        config.rotation.access_token_lifetime,
+        Arc::new(SystemClock),
+    ))
 }
 
 /// `tessera-issuer audit`: the stored security events, oldest first.
@@ -255,9 +217,10 @@ pub(crate) fn audit_list(
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let db = Db::connect(&config.database_url).await?;
+        let accounts = accounts(config).await?;
+        let db = accounts.db();
         let user_id = match &user {
-            Some(name) => Some(user_id(&db, name).await?),
+            Some(name) => Some(accounts.user_id(name).await?),
             None => None,
         };
         let now = tessera_issuer::unix_now(&SystemClock);
@@ -295,41 +258,6 @@ pub(crate) fn audit_list(
     })
 }
 
-/// Ends every session of a user and revokes every token issued to them
-/// until now (by the database's clock, which every process shares), and each
-/// ended session's tokens by `sid` (which needs no clock at all); returns how
-/// many sessions ended.
-async fn revoke_user(
-    db: &Db,
-    config: &Config,
-    user_id: &str,
-    now: i64,
-    why: &str,
-) -> anyhow::Result<usize> {
-    let ended = db.revoke_user_sessions(user_id, now, why).await?;
-    revoke_tokens(db, config, revocation::Kind::Sub, user_id, why).await?;
-    for sid in &ended {
-        revoke_tokens(db, config, revocation::Kind::Sid, sid, why).await?;
-    }
-    Ok(ended.len())
-}
-
-/// Revokes the tokens `value` names from now by the database's clock, for
-/// the longest token lifetime recorded in the database (at least this
-/// configuration's).
-async fn revoke_tokens(
-    db: &Db,
-    config: &Config,
-    kind: revocation::Kind,
-    value: &str,
-    why: &str,
-) -> anyhow::Result<()> {
-    let lifetime = config.rotation.access_token_lifetime;
-    db.add_revocation(kind, value, RevokedAt::Database, lifetime, why)
-        .await?;
-    Ok(())
-}
-
 /// What `revoke-user`, `revoke-session` and `revoke-token` name.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum RevokeTarget {
@@ -348,48 +276,28 @@ pub(crate) fn revoke(config: &Config, target: RevokeTarget, value: &str) -> anyh
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let db = Db::connect(&config.database_url).await?;
-        let now = tessera_issuer::unix_now(&SystemClock);
+        let accounts = accounts(config).await?;
         let mut out = std::io::stdout().lock();
         match target {
             RevokeTarget::User => {
-                let id = user_id(&db, value).await?;
-                let ended = revoke_user(&db, config, &id, now, "operator").await?;
-                audit::record(&db, now, Event::new("user_revoked").user(&id)).await;
+                let ended = accounts.revoke_user(value).await?;
                 writeln!(
                     out,
                     "{value}: {ended} session(s) ended; every token issued to them until now is revoked"
                 )?;
             }
             RevokeTarget::Session => {
-                if value.is_empty() || value.len() > 128 {
-                    bail!("not a session id: {value:?}");
-                }
-                db.revoke_session(value, now, "operator").await?;
-                revoke_tokens(&db, config, revocation::Kind::Sid, value, "operator").await?;
-                audit::record(&db, now, Event::new("session_revoked").session(value)).await;
+                accounts.revoke_session(value).await?;
                 writeln!(out, "session {value}: ended; its tokens are revoked")?;
             }
             RevokeTarget::Token => {
-                if value.is_empty() || value.len() > 128 {
-                    bail!("not a token id: {value:?}");
-                }
-                revoke_tokens(&db, config, revocation::Kind::Jti, value, "operator").await?;
-                audit::record(&db, now, Event::new("token_revoked").with("jti", value)).await;
+                accounts.revoke_token(value).await?;
                 writeln!(out, "token {value}: revoked")?;
             }
         }
         out.flush()?;
         Ok(())
     })
-}
-
-/// A user's stable id, for audit events.
-async fn user_id(db: &Db, name: &str) -> anyhow::Result<String> {
-    match db.credentials(name).await? {
-        Some(c) => Ok(c.user.id),
-        None => bail!("no user named {name:?}"),
-    }
 }
 
 fn roles_text(roles: &[String]) -> String {

@@ -2,25 +2,55 @@
 
 use super::{Db, DbError, sql};
 
+/// An audit event to store (see `crate::audit::record`).
+#[derive(Debug, Clone, Copy)]
+pub struct AuditRow<'a> {
+    /// When (Unix seconds).
+    pub at: i64,
+    /// What happened, e.g. `login_failure`.
+    pub kind: &'a str,
+    /// The user concerned.
+    pub user_id: Option<&'a str>,
+    /// The session concerned.
+    pub session_id: Option<&'a str>,
+    /// The client's address.
+    pub client_ip: Option<&'a str>,
+    /// More, as JSON text.
+    pub detail: &'a str,
+}
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AuditRecord {
+    /// Increasing: later events have larger ids.
+    pub id: i64,
+    /// Unix seconds.
+    pub at: i64,
+    /// What happened.
+    pub event: String,
+    /// The user concerned.
+    pub user_id: Option<String>,
+    /// The session concerned.
+    pub session_id: Option<String>,
+    /// The client's address.
+    pub client_ip: Option<String>,
+    /// More.
+    pub detail: serde_json::Value,
+}
+
 impl Db {
-    /// Stores an audit event (see [`crate::audit`]).
-    pub async fn record_audit(
-        &self,
-        now: i64,
-        event: &crate::audit::Event<'_>,
-    ) -> Result<(), DbError> {
-        let ip = event.client_ip.map(|ip| ip.to_string());
-        let detail = event.detail.to_string();
+    /// Stores an audit event.
+    pub async fn record_audit(&self, row: &AuditRow<'_>) -> Result<(), DbError> {
         on_writer!(self, |conn| sqlx::query(
             "INSERT INTO audit_events (at, event, user_id, session_id, client_ip, detail)
              VALUES ($1, $2, $3, $4, $5, $6)"
         )
-        .bind(now)
-        .bind(event.kind)
-        .bind(event.user_id)
-        .bind(event.session_id)
-        .bind(ip.as_deref())
-        .bind(&detail)
+        .bind(row.at)
+        .bind(row.kind)
+        .bind(row.user_id)
+        .bind(row.session_id)
+        .bind(row.client_ip)
+        .bind(row.detail)
         .execute(conn)
         .await
         .map(|_| ())
@@ -34,7 +64,7 @@ impl Db {
         since: i64,
         user_id: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<crate::audit::Record>, DbError> {
+    ) -> Result<Vec<AuditRecord>, DbError> {
         type Row = (
             i64,
             i64,
@@ -60,7 +90,7 @@ impl Db {
         Ok(rows
             .into_iter()
             .map(
-                |(id, at, event, user_id, session_id, client_ip, detail)| crate::audit::Record {
+                |(id, at, event, user_id, session_id, client_ip, detail)| AuditRecord {
                     id,
                     at,
                     event,

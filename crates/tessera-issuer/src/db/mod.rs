@@ -133,9 +133,10 @@ enum Backend {
     Postgres(postgres::Postgres),
 }
 
+pub use audit::{AuditRecord, AuditRow};
 pub use revocations::{Revoked, RevokedAt};
-pub use sessions::{Issued, NewSession, Refresh, RefreshRules, SessionInfo};
-pub use throttle::Reserve;
+pub use sessions::{FoundRefresh, NewSession, Rotation, SessionInfo, Settle, Settled, UsedToken};
+pub use throttle::{Reserve, ReserveRules};
 pub use users::{Credentials, User};
 
 impl Db {
@@ -205,4 +206,4 @@ impl Db {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -6,8 +6,7 @@ use std::str::FromStr as _;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::sessions::Rotation;
-use super::{DbError, PoolSettings, sql};
+use super::{DbError, PoolSettings, Rotation, sql};
 
 /// The embedded migrations, in order. One script holds what SQLite reached in
 /// two: this backend started from the schema SQLite had by then.

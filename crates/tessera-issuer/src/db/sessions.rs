@@ -30,83 +30,82 @@ pub struct SessionInfo {
     pub scope: String,
 }
 
-/// What a refresh request came to.
+/// A refresh token row with its session and user, read before any lock.
 #[derive(Debug)]
-pub enum Refresh {
-    /// The token was current: here is the new pair (response JSON).
-    Rotated {
-        /// The session (refresh-token family).
-        session_id: String,
-        /// The user.
-        user_id: String,
-        /// The token response, ready to send.
-        response: Vec<u8>,
-    },
-    /// The same token again within the retry window: the same response as before.
+pub struct FoundRefresh {
+    /// The token was used already.
+    pub used: bool,
+    /// Its session is revoked.
+    pub revoked: bool,
+    /// When the session started (Unix seconds).
+    pub created_at: i64,
+    /// When the session last refreshed (Unix seconds).
+    pub last_used_at: i64,
+    /// The session.
+    pub session: SessionInfo,
+    /// Its user.
+    pub user: User,
+}
+
+/// The write of one rotation; see [`Db::rotate`].
+#[derive(Debug)]
+pub struct Rotation {
+    /// The hash of the token presented.
+    pub old_hash: [u8; 32],
+    /// The hash of its successor.
+    pub new_hash: [u8; 32],
+    /// The session.
+    pub session_id: String,
+    /// The response sealed for a replay within the retry window.
+    pub sealed: Option<Vec<u8>>,
+    /// Now, Unix seconds.
+    pub now: i64,
+}
+
+/// A used token's row, read under the lock that decides replay or reuse.
+#[derive(Debug)]
+pub struct UsedToken {
+    /// Its session.
+    pub session_id: String,
+    /// The session's user.
+    pub user_id: String,
+    /// When it was used (Unix seconds).
+    pub used_at: Option<i64>,
+    /// The sealed response of its rotation, if kept.
+    pub sealed: Option<Vec<u8>>,
+    revoked: bool,
+}
+
+/// What the caller of [`Db::settle_used`] decided about a used token.
+#[derive(Debug)]
+pub enum Settle {
+    /// Answer again with this response (the sealed one, opened).
+    Replay(Vec<u8>),
+    /// Reuse: revoke the session.
+    Revoke,
+}
+
+/// What [`Db::settle_used`] came to.
+#[derive(Debug)]
+pub enum Settled {
+    /// The token is not stored (any more).
+    Unknown,
+    /// Its session was revoked already; nothing changed.
+    SessionRevoked,
+    /// The decision was a replay.
     Replayed {
         /// The session.
         session_id: String,
-        /// The token response first sent.
+        /// The response to send again.
         response: Vec<u8>,
     },
-    /// An already used token, outside the retry window: the family is revoked.
+    /// The decision was reuse, and the session is revoked now.
     Reused {
-        /// The revoked session.
+        /// The session.
         session_id: String,
         /// Its user.
         user_id: String,
     },
-    /// Unknown token, revoked or expired session, or disabled user.
-    Refused(&'static str),
-}
-
-/// The lifetimes a refresh is checked against, in seconds.
-#[derive(Debug, Clone, Copy)]
-pub struct RefreshRules {
-    /// Now, Unix seconds.
-    pub now: i64,
-    /// Session idle lifetime.
-    pub idle: i64,
-    /// Session absolute lifetime.
-    pub absolute: i64,
-    /// How long after a rotation the same token is answered with the same pair.
-    pub retry_window: i64,
-}
-
-/// A refresh token row with its session and user, read before any lock.
-struct FoundRefresh {
-    used: bool,
-    revoked: bool,
-    created_at: i64,
-    last_used_at: i64,
-    session: SessionInfo,
-    user: User,
-}
-
-/// A freshly issued pair, built before the refresh transaction.
-pub struct Issued {
-    /// The token response JSON.
-    pub response: Vec<u8>,
-    /// The hash of the new refresh token.
-    pub new_hash: [u8; 32],
-}
-
-/// The write half of a rotation; see [`Db::refresh`].
-pub(super) struct Rotation {
-    pub(super) old_hash: [u8; 32],
-    pub(super) new_hash: [u8; 32],
-    pub(super) session_id: String,
-    pub(super) sealed: Option<Vec<u8>>,
-    pub(super) now: i64,
-}
-
-/// A used token's row, read under the lock that decides replay or reuse.
-struct UsedToken {
-    session_id: String,
-    user_id: String,
-    used_at: Option<i64>,
-    sealed: Option<Vec<u8>>,
-    revoked: bool,
 }
 
 impl Db {
@@ -196,78 +195,21 @@ impl Db {
 }
 
 impl Db {
-    /// Rotates a refresh token. Exactly one of any number of concurrent uses,
-    /// in this process or any other sharing the database, wins: the old token
-    /// is marked used by a conditional update (`used_at IS NULL`) in one
-    /// transaction with its successor, and only the use that flips it commits.
-    /// The others see it used and get the replay (within the retry window) or
-    /// revoke the family (reuse).
-    ///
-    /// The new pair is built and signed *before* the write transaction, so no
-    /// database lock is ever held during RSA signing; a use that loses the race
-    /// discards its pair unsent.
-    ///
-    /// `admit` refuses a session (by its client) before anything else,
-    /// replays included; `issue` builds the new pair for the session's user;
-    /// `seal` and `open` protect the stored response for a replay.
-    pub async fn refresh(
-        &self,
-        old_hash: &[u8; 32],
-        rules: RefreshRules,
-        admit: impl FnOnce(&SessionInfo) -> Result<(), &'static str>,
-        issue: impl FnOnce(&User, &SessionInfo) -> Result<Issued, String>,
-        seal: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
-        open: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
-    ) -> Result<Refresh, DbError> {
-        let Some(found) = self.find_refresh(old_hash).await? else {
-            return Ok(Refresh::Refused("unknown_token"));
-        };
-        if let Err(reason) = admit(&found.session) {
-            return Ok(Refresh::Refused(reason));
+    /// Marks the token `rotation.old_hash` used and stores its successor, in
+    /// one transaction, if the token is still unused and its session live:
+    /// `false` when another use won between the caller's read and this
+    /// write, or the session was revoked since (a conditional update,
+    /// `used_at IS NULL`, so exactly one of any number of concurrent uses, in
+    /// any process, wins).
+    pub async fn rotate(&self, rotation: Rotation) -> Result<bool, DbError> {
+        match &self.backend {
+            Backend::Sqlite(backend) => backend.rotate(rotation).await,
+            Backend::Postgres(backend) => backend.rotate(&rotation).await,
         }
-        if found.revoked {
-            return Ok(Refresh::Refused("session_revoked"));
-        }
-        if found.used {
-            return self.used_refresh(old_hash, rules, open).await;
-        }
-        if rules.now >= found.created_at.saturating_add(rules.absolute) {
-            return Ok(Refresh::Refused("session_expired"));
-        }
-        if rules.now >= found.last_used_at.saturating_add(rules.idle) {
-            return Ok(Refresh::Refused("session_idle"));
-        }
-        if found.user.disabled {
-            return Ok(Refresh::Refused("user_disabled"));
-        }
-        let issued = issue(&found.user, &found.session).map_err(|e| DbError::Sqlx {
-            action: "issuing tokens",
-            source: sqlx::Error::Protocol(e),
-        })?;
-        let rotation = Rotation {
-            old_hash: *old_hash,
-            new_hash: issued.new_hash,
-            session_id: found.session.id.clone(),
-            sealed: seal(&issued.response),
-            now: rules.now,
-        };
-        let rotated = match &self.backend {
-            Backend::Sqlite(backend) => backend.rotate(rotation).await?,
-            Backend::Postgres(backend) => backend.rotate(&rotation).await?,
-        };
-        if !rotated {
-            // Another use won between our read and our write, or the session
-            // was revoked (logout, reuse elsewhere) since we looked.
-            return self.used_refresh(old_hash, rules, open).await;
-        }
-        Ok(Refresh::Rotated {
-            session_id: found.session.id,
-            user_id: found.user.id,
-            response: issued.response,
-        })
     }
 
-    async fn find_refresh(&self, hash: &[u8; 32]) -> Result<Option<FoundRefresh>, DbError> {
+    /// A refresh token's row with its session and user, if it is stored.
+    pub async fn find_refresh(&self, hash: &[u8; 32]) -> Result<Option<FoundRefresh>, DbError> {
         on_pool!(self, |pool| {
             use sqlx::Row as _;
             let row = sqlx::query(
@@ -305,17 +247,18 @@ impl Db {
         })
     }
 
-    /// A token that is already used: the same response again within the retry
-    /// window, otherwise reuse, and the family is revoked. The row is read
-    /// under a lock (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: `FOR UPDATE` on the
-    /// session), so two reuses revoke once and a replay never races a revoke.
-    async fn used_refresh(
+    /// Settles a token that is already used: reads its row under a lock
+    /// (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: `FOR UPDATE` on the session),
+    /// lets `decide` choose replay or reuse, and on reuse revokes the session
+    /// in the same transaction; so two reuses revoke once and a replay never
+    /// races a revoke.
+    pub async fn settle_used(
         &self,
         hash: &[u8; 32],
-        rules: RefreshRules,
-        open: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
-    ) -> Result<Refresh, DbError> {
-        macro_rules! decide {
+        now: i64,
+        decide: impl FnOnce(&UsedToken) -> Settle,
+    ) -> Result<Settled, DbError> {
+        macro_rules! settle {
             ($tx:ident, $lock_suffix:literal) => {{
                 use sqlx::Row as _;
                 let row = sqlx::query(concat!(
@@ -329,7 +272,7 @@ impl Db {
                 .await
                 .map_err(sql("reading a refresh token"))?;
                 let Some(row) = row else {
-                    return Ok(Refresh::Refused("unknown_token"));
+                    return Ok(Settled::Unknown);
                 };
                 let used = (|| -> Result<UsedToken, sqlx::Error> {
                     Ok(UsedToken {
@@ -342,14 +285,10 @@ impl Db {
                 })()
                 .map_err(sql("reading a refresh token"))?;
                 if used.revoked {
-                    return Ok(Refresh::Refused("session_revoked"));
+                    return Ok(Settled::SessionRevoked);
                 }
-                if let Some(used_at) = used.used_at
-                    && rules.retry_window > 0
-                    && rules.now - used_at <= rules.retry_window
-                    && let Some(response) = used.sealed.as_deref().and_then(open)
-                {
-                    return Ok(Refresh::Replayed {
+                if let Settle::Replay(response) = decide(&used) {
+                    return Ok(Settled::Replayed {
                         session_id: used.session_id,
                         response,
                     });
@@ -358,7 +297,7 @@ impl Db {
                     "UPDATE sessions SET revoked_at = $1, revoked_why = 'refresh_token_reuse'
                      WHERE id = $2 AND revoked_at IS NULL",
                 )
-                .bind(rules.now)
+                .bind(now)
                 .bind(&used.session_id)
                 .execute(&mut *$tx)
                 .await
@@ -374,7 +313,7 @@ impl Db {
                     .begin_with("BEGIN IMMEDIATE")
                     .await
                     .map_err(sql("starting a refresh transaction"))?;
-                let used = decide!(tx, "");
+                let used = settle!(tx, "");
                 tx.commit().await.map_err(sql("committing a revocation"))?;
                 used
             }
@@ -384,30 +323,15 @@ impl Db {
                     .begin()
                     .await
                     .map_err(sql("starting a refresh transaction"))?;
-                let used = decide!(tx, " FOR UPDATE OF s");
+                let used = settle!(tx, " FOR UPDATE OF s");
                 tx.commit().await.map_err(sql("committing a revocation"))?;
                 used
             }
         };
-        Ok(Refresh::Reused {
+        Ok(Settled::Reused {
             session_id: used.session_id,
             user_id: used.user_id,
         })
-    }
-
-    /// Revokes the session a refresh token belongs to. Returns the session id, or
-    /// `None` for an unknown token.
-    pub async fn revoke_by_refresh_token(
-        &self,
-        hash: &[u8; 32],
-        now: i64,
-        why: &str,
-    ) -> Result<Option<String>, DbError> {
-        let Some(session_id) = self.refresh_token_session(hash).await? else {
-            return Ok(None);
-        };
-        self.revoke_session(&session_id, now, why).await?;
-        Ok(Some(session_id))
     }
 
     /// Revokes a session (its whole refresh-token family). Idempotent.

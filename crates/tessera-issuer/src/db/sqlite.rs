@@ -11,8 +11,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
 };
 
-use super::sessions::Rotation;
-use super::{DbError, sql};
+use super::{DbError, Rotation, sql};
 
 /// The embedded migrations, in order.
 pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[

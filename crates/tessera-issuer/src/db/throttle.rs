@@ -2,6 +2,21 @@
 
 use super::{Db, DbError, sql};
 
+/// The throttle's rules a reservation applies (`crate::throttle` decides
+/// them; this layer applies them atomically).
+#[derive(Debug, Clone, Copy)]
+pub struct ReserveRules {
+    /// Now, Unix seconds.
+    pub now: i64,
+    /// A key with no failure for this many seconds starts over.
+    pub forget_after: i64,
+    /// A successful login makes its address known for the user this long.
+    pub known_for: i64,
+    /// The block (seconds) after a key's `failures`th failure when it is
+    /// allowed `free` ones, if any.
+    pub delay: fn(i64, u32) -> Option<i64>,
+}
+
 /// What [`Db::throttle_reserve`] came to.
 #[derive(Debug)]
 pub enum Reserve {
@@ -25,7 +40,7 @@ impl Db {
     /// Reserves a login attempt on `user` and, unless the address is known
     /// for that user, on `ip`: each key's count goes up by one unless the key
     /// is blocked, and a key whose count passes its free failures is blocked
-    /// for [`crate::throttle::delay_after`]. One transaction: if any key is
+    /// for `rules.delay(failures, free)`. One transaction: if any key is
     /// blocked, nothing is counted. The upsert is conditional (`WHERE
     /// blocked_until <= now`), so concurrent reservations, in any process,
     /// are counted one by one against the committed row.
@@ -33,10 +48,11 @@ impl Db {
         &self,
         user: (&str, u32),
         ip: Option<(&str, u32)>,
-        now: i64,
+        rules: &ReserveRules,
     ) -> Result<Reserve, DbError> {
-        let forget_after = crate::throttle::FORGET_AFTER_SECS;
-        let known_since = now.saturating_sub(crate::throttle::KNOWN_FOR_SECS);
+        let now = rules.now;
+        let forget_after = rules.forget_after;
+        let known_since = now.saturating_sub(rules.known_for);
         Ok(in_transaction!(self, "reserving a login attempt", |tx| {
             let known = match ip {
                 Some((ip_key, _)) => sqlx::query_scalar::<_, i64>(
@@ -86,7 +102,7 @@ impl Db {
                     });
                     break;
                 };
-                if let Some(delay) = crate::throttle::delay_after(failures, free) {
+                if let Some(delay) = (rules.delay)(failures, free) {
                     let until = now.saturating_add(delay);
                     sqlx::query("UPDATE login_failures SET blocked_until = $2 WHERE key = $1")
                         .bind(key)

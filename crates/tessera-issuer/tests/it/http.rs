@@ -15,6 +15,7 @@ use tessera_issuer::db::scratch::test_database_url;
 use tessera_issuer::http::{AppState, router};
 use tessera_issuer::keys::KeyHandle;
 use tessera_issuer::passwords::Hasher;
+use tessera_issuer::service::Issuer;
 use tessera_issuer::tokens::TokenSettings;
 use tessera_keyring::{DEFAULT_BITS, KeyDir, RotationPolicy};
 use tower::ServiceExt as _;
@@ -46,7 +47,7 @@ async fn fixture_with(tmp: tempfile::TempDir, dir: KeyDir, keys: Arc<KeyHandle>)
         .await
         .unwrap();
     // The login client a first start registers.
-    tessera_issuer::clients::bootstrap(&db, "tessera-web", 0, true)
+    tessera_issuer::service::clients::bootstrap(&db, "tessera-web", 0, true)
         .await
         .unwrap();
     let settings = TokenSettings {
@@ -59,13 +60,13 @@ async fn fixture_with(tmp: tempfile::TempDir, dir: KeyDir, keys: Arc<KeyHandle>)
         login_client: "tessera-web".to_owned(),
         refresh_retry_window: Duration::from_secs(10),
     };
-    let state = AppState::new(
+    let state = AppState::new(Issuer::new(
         Arc::clone(&keys),
         db,
         Hasher::with_params(64, 1, 1, 2).unwrap(),
         Arc::new(tessera_keyring::SystemClock),
         settings,
-    );
+    ));
     Fixture {
         _tmp: tmp,
         dir,

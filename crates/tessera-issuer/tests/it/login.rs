@@ -18,6 +18,7 @@ use tessera_issuer::db::scratch::test_database_url;
 use tessera_issuer::http::{AppState, router};
 use tessera_issuer::keys::KeyHandle;
 use tessera_issuer::passwords::{Hasher, Password};
+use tessera_issuer::service::Issuer;
 use tessera_issuer::tokens::{TokenSettings, refresh_token_hash};
 use tessera_keyring::{DEFAULT_BITS, FixedClock, KeyDir, verify_rs256};
 use tower::ServiceExt as _;
@@ -44,7 +45,7 @@ async fn app() -> App {
         .await
         .unwrap();
     // The login client a first start registers.
-    tessera_issuer::clients::bootstrap(&db, "tessera-web", 0, true)
+    tessera_issuer::service::clients::bootstrap(&db, "tessera-web", 0, true)
         .await
         .unwrap();
     let hasher = Hasher::with_params(64, 1, 1, 2).unwrap();
@@ -61,13 +62,13 @@ async fn app() -> App {
     let clock = Arc::new(FixedClock(
         SystemTime::UNIX_EPOCH + Duration::from_secs(NOW),
     ));
-    let state = AppState::new(
+    let state = AppState::new(Issuer::new(
         Arc::clone(&keys),
         db.clone(),
         hasher.clone(),
         clock,
         settings,
-    );
+    ));
     let app = App {
         _tmp: tmp,
         state,

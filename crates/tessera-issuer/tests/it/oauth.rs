@@ -18,6 +18,7 @@ use tessera_issuer::db::scratch::test_database_url;
 use tessera_issuer::http::{AppState, router};
 use tessera_issuer::keys::KeyHandle;
 use tessera_issuer::passwords::{Hasher, Password, random_token};
+use tessera_issuer::service::Issuer;
 use tessera_issuer::tokens::TokenSettings;
 use tessera_keyring::{Clock, DEFAULT_BITS, KeyDir};
 use tower::ServiceExt as _;
@@ -69,7 +70,7 @@ async fn app_on(tmp: tempfile::TempDir, url: &str, fresh: bool) -> App {
     let keys = Arc::new(KeyHandle::load(dir).unwrap());
     let db = Db::connect(url).await.unwrap();
     // The login client a first start registers.
-    tessera_issuer::clients::bootstrap(&db, "tessera-web", 0, fresh)
+    tessera_issuer::service::clients::bootstrap(&db, "tessera-web", 0, fresh)
         .await
         .unwrap();
     let hasher = Hasher::with_params(64, 1, 1, 4).unwrap();
@@ -100,7 +101,13 @@ async fn app_on(tmp: tempfile::TempDir, url: &str, fresh: bool) -> App {
         .await
         .unwrap();
     }
-    let state = AppState::new(keys, db.clone(), hasher, clock.clone(), settings);
+    let state = AppState::new(Issuer::new(
+        keys,
+        db.clone(),
+        hasher,
+        clock.clone(),
+        settings,
+    ));
     App {
         _tmp: tmp,
         state,
@@ -342,7 +349,7 @@ impl App {
         };
         tessera_issuer::clients::check(&client).unwrap();
         self.db.add_client(&client).await.unwrap();
-        self.state.clients_changed();
+        self.state.service().clients_changed();
         secret
     }
 }
@@ -474,7 +481,7 @@ async fn the_password_grant_signs_only_what_the_client_registry_allows() {
     narrowed.scopes = vec!["orders:read".to_owned()];
     narrowed.default_scope = vec!["orders:read".to_owned()];
     app.db.update_client(&narrowed).await.unwrap();
-    app.state.clients_changed();
+    app.state.service().clients_changed();
     let refreshed = app
         .form_as("/token", &refresh, &basic("backoffice", &secret))
         .await;
@@ -487,7 +494,7 @@ async fn the_password_grant_signs_only_what_the_client_registry_allows() {
     // Disabled: no new tokens, no refresh.
     narrowed.disabled = true;
     app.db.update_client(&narrowed).await.unwrap();
-    app.state.clients_changed();
+    app.state.service().clients_changed();
     let next = format!(
         "grant_type=refresh_token&refresh_token={}",
         refresh_of(&refreshed.body)
@@ -508,7 +515,7 @@ async fn the_password_grant_signs_only_what_the_client_registry_allows() {
     let mut no_refresh = tessera_issuer::clients::login_client("kiosk", T0 as i64);
     no_refresh.grant_types = vec!["password".to_owned()];
     app.db.add_client(&no_refresh).await.unwrap();
-    app.state.clients_changed();
+    app.state.service().clients_changed();
     let kiosk = app
         .form("/token", &format!("{grant}&client_id=kiosk"))
         .await;
@@ -620,7 +627,7 @@ async fn oversized_form_bodies_are_413_everywhere() {
     let mut caller = app.db.client("resource-a").await.unwrap().unwrap();
     caller.introspect = true;
     app.db.update_client(&caller).await.unwrap();
-    app.state.clients_changed();
+    app.state.service().clients_changed();
     for path in ["/token", "/revoke", "/introspect"] {
         let reply = app.form_as(path, &big, &basic("resource-a", &secret)).await;
         assert_eq!(
@@ -783,7 +790,7 @@ async fn failed_logins_are_throttled_per_username_with_growing_delays() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parallel_wrong_guesses_reach_at_most_the_limit_of_password_checks() {
     let app = Arc::new(app().await);
-    let before = app.state.hasher().checks_run();
+    let before = app.state.service().hasher().checks_run();
     let guesses: Vec<_> = (0..40)
         .map(|i| {
             let app = Arc::clone(&app);
@@ -797,7 +804,7 @@ async fn parallel_wrong_guesses_reach_at_most_the_limit_of_password_checks() {
     for guess in guesses {
         statuses.push(guess.await.unwrap());
     }
-    let checked = app.state.hasher().checks_run() - before;
+    let checked = app.state.service().hasher().checks_run() - before;
     let refused = statuses
         .iter()
         .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
@@ -1394,17 +1401,18 @@ async fn distinct_cursors_beyond_the_signing_budget_get_the_snapshot() {
 #[tokio::test]
 async fn introspection_answers_configured_callers_only_and_sees_revocations() {
     let mut app = app().await;
-    let (secret, hash) = tessera_issuer::introspect::new_client_secret();
+    let (secret, hash) = tessera_issuer::service::clients::new_client_secret();
     let mut secret_sha256 = [0u8; 32];
     URL_SAFE_NO_PAD
         .decode_slice(&hash, &mut secret_sha256)
         .unwrap();
-    app.state = app.state.clone().with_introspection_clients(vec![
+    let issuer = app.state.service().clone().with_introspection_clients(vec![
         tessera_issuer::config::IntrospectionClient {
             client_id: "orders-api".to_owned(),
             secret_sha256,
         },
     ]);
+    app.state = AppState::new(issuer);
     let app = &app;
     let introspect = |auth: Option<String>, form: String| {
         let mut request = Request::post("/introspect")
@@ -1505,7 +1513,7 @@ async fn introspection_answers_configured_callers_only_and_sees_revocations() {
     let mut a = app.db.client("resource-a").await.unwrap().unwrap();
     a.introspect = true;
     app.db.update_client(&a).await.unwrap();
-    app.state.clients_changed();
+    app.state.service().clients_changed();
     let not_allowed = app.add_confidential("resource-b", &[], &[]).await;
     let (status, _, body) = introspect(basic("resource-a", &allowed), fourth.clone()).await;
     assert_eq!((status, &body["active"]), (StatusCode::OK, &json!(true)));

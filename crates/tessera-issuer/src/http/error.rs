@@ -1,0 +1,251 @@
+//! The one place errors become HTTP answers: RFC 6749 §5.2 bodies on the
+//! OAuth endpoints, RFC 6750 challenges for bad bearer tokens, `429`/`503`
+//! with `Retry-After`, and `500` without internals (the cause goes to the
+//! log only).
+
+use axum::Json;
+use axum::extract::rejection::{FormRejection, JsonRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::db::DbError;
+use crate::service::AuthError;
+
+/// Every error a client can see.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// 400 `invalid_request`.
+    InvalidRequest(String),
+    /// 401 `invalid_credentials` (`/login`): wrong password, unknown or
+    /// disabled user alike.
+    InvalidCredentials,
+    /// `invalid_client`: unknown, disabled, not allowed, or failed
+    /// authentication. `challenge`: the client tried to authenticate (`401`
+    /// with `WWW-Authenticate: Basic`); otherwise `400`.
+    InvalidClient {
+        /// Whether the client offered credentials.
+        challenge: bool,
+        /// Why, for the client's developer.
+        description: &'static str,
+    },
+    /// 400 `unauthorized_client`: registered, but not for this grant type.
+    UnauthorizedClient,
+    /// 400 `invalid_scope`.
+    InvalidScope,
+    /// 400 `invalid_grant`.
+    InvalidGrant,
+    /// 400 `unsupported_grant_type`.
+    UnsupportedGrantType,
+    /// 401 with an RFC 6750 `WWW-Authenticate: Bearer` challenge: no token
+    /// (`error` `None`), or a bad one.
+    Bearer {
+        /// `invalid_request` or `invalid_token`; `None` when no token came.
+        error: Option<&'static str>,
+        /// Why, for the client's developer.
+        description: &'static str,
+    },
+    /// 429 with `Retry-After`: too many failed logins for this username or IP.
+    Throttled {
+        /// Seconds to wait.
+        retry_after: i64,
+    },
+    /// 503 with `Retry-After`: the password-check queue is full.
+    Overloaded,
+    /// 413: the body is over [`super::MAX_BODY_BYTES`].
+    PayloadTooLarge,
+    /// 408: the body did not arrive within the server's `body_read_timeout`.
+    RequestTimeout,
+    /// 415: not `application/json`.
+    UnsupportedMediaType,
+    /// 503 `temporarily_unavailable` with `Retry-After`: the database cannot
+    /// be reached, or no keyring is loaded yet. The cause goes to the log.
+    Unavailable(String),
+    /// 500 `server_error`; the cause goes to the log only.
+    Internal(String),
+}
+
+impl From<DbError> for ApiError {
+    fn from(err: DbError) -> Self {
+        if err.is_unavailable() {
+            Self::Unavailable(err.to_string())
+        } else {
+            Self::Internal(err.to_string())
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::InvalidCredentials => Self::InvalidCredentials,
+            AuthError::Throttled { retry_after } => Self::Throttled { retry_after },
+            AuthError::Overloaded => Self::Overloaded,
+            AuthError::InvalidClient {
+                challenge,
+                description,
+            } => Self::InvalidClient {
+                challenge,
+                description,
+            },
+            AuthError::UnauthorizedClient => Self::UnauthorizedClient,
+            AuthError::InvalidScope => Self::InvalidScope,
+            AuthError::InvalidGrant => Self::InvalidGrant,
+            AuthError::InvalidToken(why) => Self::Bearer {
+                error: Some("invalid_token"),
+                description: why,
+            },
+            AuthError::Invalid(why) => Self::InvalidRequest(why),
+            AuthError::NoKeys => Self::Unavailable(err.to_string()),
+            AuthError::Db(db) => db.into(),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        if tessera_serve::is_body_timeout(&rejection) {
+            return Self::RequestTimeout;
+        }
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
+            _ => Self::InvalidRequest(rejection.body_text()),
+        }
+    }
+}
+
+impl From<FormRejection> for ApiError {
+    fn from(rejection: FormRejection) -> Self {
+        if tessera_serve::is_body_timeout(&rejection) {
+            Self::RequestTimeout
+        } else if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::PayloadTooLarge
+        } else {
+            Self::InvalidRequest("expected an application/x-www-form-urlencoded body".to_owned())
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let bad_request = |body| (StatusCode::BAD_REQUEST, body);
+        let (status, body) = match self {
+            Self::InvalidRequest(description) => {
+                bad_request(json!({"error": "invalid_request", "error_description": description}))
+            }
+            Self::InvalidCredentials => (
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "invalid_credentials"}),
+            ),
+            Self::InvalidClient {
+                challenge,
+                description,
+            } => {
+                let body = json!({"error": "invalid_client", "error_description": description});
+                if challenge {
+                    return challenged(HeaderValue::from_static("Basic realm=\"tessera\""), body);
+                }
+                bad_request(body)
+            }
+            Self::UnauthorizedClient => bad_request(json!({
+                "error": "unauthorized_client",
+                "error_description": "this client may not use this grant type",
+            })),
+            Self::InvalidScope => bad_request(json!({
+                "error": "invalid_scope",
+                "error_description": "a requested scope is not one this client may have",
+            })),
+            Self::InvalidGrant => bad_request(json!({"error": "invalid_grant"})),
+            Self::UnsupportedGrantType => bad_request(json!({"error": "unsupported_grant_type"})),
+            Self::Bearer { error, description } => {
+                let challenge = match error {
+                    None => HeaderValue::from_static("Bearer"),
+                    Some(error) => HeaderValue::from_str(&format!(
+                        "Bearer error=\"{error}\", error_description=\"{description}\""
+                    ))
+                    .unwrap_or(HeaderValue::from_static("Bearer")),
+                };
+                let body = json!({"error": error.unwrap_or("invalid_request")});
+                return challenged(challenge, body);
+            }
+            Self::Throttled { retry_after } => {
+                return retry_later(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    retry_after,
+                    "too_many_attempts",
+                    "too many failed logins; retry later",
+                );
+            }
+            Self::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"error": "invalid_request", "error_description": "request body too large"}),
+            ),
+            Self::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                json!({"error": "invalid_request", "error_description": "the request body did not arrive in time"}),
+            ),
+            Self::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                json!({"error": "invalid_request", "error_description": "expected application/json"}),
+            ),
+            Self::Overloaded => {
+                return retry_later(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    1,
+                    "temporarily_unavailable",
+                    "too many logins in progress; retry later",
+                );
+            }
+            Self::Unavailable(cause) => {
+                tracing::error!(error = %cause, "request failed: service unavailable");
+                return retry_later(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    1,
+                    "temporarily_unavailable",
+                    "the service cannot reach its database; retry later",
+                );
+            }
+            Self::Internal(cause) => {
+                tracing::error!(error = %cause, "request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"error": "server_error"}),
+                )
+            }
+        };
+        (status, no_store(), Json(body)).into_response()
+    }
+}
+
+/// `401` with a `WWW-Authenticate` challenge and an error body.
+fn challenged(challenge: HeaderValue, body: serde_json::Value) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        no_store(),
+        [(header::WWW_AUTHENTICATE, challenge)],
+        Json(body),
+    )
+        .into_response()
+}
+
+/// `status` with `Retry-After` (at least 1 s) and an error body: 429 and 503.
+fn retry_later(status: StatusCode, after: i64, error: &str, description: &str) -> Response {
+    (
+        status,
+        no_store(),
+        [(header::RETRY_AFTER, HeaderValue::from(after.max(1)))],
+        Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response()
+}
+
+/// RFC 6749 §5.1: token responses must not be cached.
+pub(crate) fn no_store() -> [(header::HeaderName, HeaderValue); 2] {
+    [
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        (header::PRAGMA, HeaderValue::from_static("no-cache")),
+    ]
+}

@@ -1,0 +1,162 @@
+//! The OAuth 2.0 endpoints: `/token` (RFC 6749: refresh and password grants)
+//! and `/revoke` (RFC 7009), and how a request offers client credentials.
+
+use std::collections::HashMap;
+
+use axum::Form;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::FormRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use zeroize::Zeroizing;
+
+use super::error::no_store;
+use super::{ApiError, AppState, client_ip};
+use crate::passwords::Password;
+use crate::service::AuthError;
+use crate::service::clients::Offered;
+
+/// Form parameters, each at most once (RFC 6749 §3.2).
+pub(super) fn params(
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<HashMap<String, String>, ApiError> {
+    let Form(pairs) = form?;
+    let mut map = HashMap::new();
+    for (k, v) in pairs {
+        if map.insert(k, v).is_some() {
+            return Err(ApiError::InvalidRequest(
+                "a parameter appears more than once".to_owned(),
+            ));
+        }
+    }
+    Ok(map)
+}
+
+fn required<'a>(params: &'a HashMap<String, String>, name: &str) -> Result<&'a str, ApiError> {
+    params
+        .get(name)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ApiError::InvalidRequest(name.to_owned()))
+}
+
+/// The client credentials a request offers (RFC 6749 §2.3.1): HTTP Basic,
+/// or `client_id` (and `client_secret`) in the body; never both.
+fn offered(headers: &HeaderMap, params: &HashMap<String, String>) -> Result<Offered, ApiError> {
+    let body_id = params.get("client_id").filter(|v| !v.is_empty());
+    let body_secret = params.get("client_secret").filter(|v| !v.is_empty());
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let (id, secret) = basic_credentials(value).ok_or(ApiError::InvalidClient {
+            challenge: true,
+            description: "unreadable HTTP Basic credentials",
+        })?;
+        if body_secret.is_some() || body_id.is_some_and(|b| *b != id) {
+            return Err(ApiError::InvalidRequest(
+                "client credentials in both the Authorization header and the body".to_owned(),
+            ));
+        }
+        return Ok(Offered {
+            id: Some(id),
+            secret: Some(secret),
+        });
+    }
+    Ok(Offered {
+        id: body_id.cloned(),
+        secret: body_secret.map(|s| Zeroizing::new(s.clone())),
+    })
+}
+
+/// The `(client_id, secret)` of an `Authorization: Basic` value, each
+/// form-urlencoded as RFC 6749 §2.3.1 says.
+pub(super) fn basic_credentials(value: &HeaderValue) -> Option<(String, Zeroizing<String>)> {
+    let value = value.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = Zeroizing::new(String::from_utf8(decoded).ok()?);
+    let (id, secret) = text.split_once(':')?;
+    Some((form_decode(id)?, Zeroizing::new(form_decode(secret)?)))
+}
+
+/// One form-urlencoded value (`+` is a space, `%XX` a byte).
+fn form_decode(text: &str) -> Option<String> {
+    let uri = format!("/?v={text}").parse().ok()?;
+    let axum::extract::Query(pairs) =
+        axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&uri).ok()?;
+    match pairs.as_slice() {
+        [(_, value)] => Some(value.clone()),
+        _ => None,
+    }
+}
+
+/// `POST /token`.
+pub(super) async fn token(
+    State(state): State<AppState>,
+    extensions: axum::http::Extensions,
+    headers: HeaderMap,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<Response, ApiError> {
+    let params = params(form)?;
+    let grant_type = params
+        .get("grant_type")
+        .ok_or_else(|| ApiError::InvalidRequest("grant_type".to_owned()))?;
+    let offered = offered(&headers, &params)?;
+    let service = state.service();
+    let response = match grant_type.as_str() {
+        "refresh_token" => {
+            service
+                .refresh(required(&params, "refresh_token")?, &offered)
+                .await?
+        }
+        "password" => {
+            let username = required(&params, "username")?.to_owned();
+            let password = params.get("password").cloned().unwrap_or_default();
+            let tokens = service
+                .password_grant(
+                    &offered,
+                    username,
+                    Password::new(password),
+                    params.get("scope").map(String::as_str),
+                    client_ip(&extensions),
+                )
+                .await
+                .map_err(|err| match err {
+                    // RFC 6749 §5.2: wrong resource-owner credentials are
+                    // an invalid grant here (`/login` says 401).
+                    AuthError::InvalidCredentials => ApiError::InvalidGrant,
+                    other => other.into(),
+                })?;
+            serde_json::to_vec(&tokens).map_err(|e| ApiError::Internal(e.to_string()))?
+        }
+        _ => return Err(ApiError::UnsupportedGrantType),
+    };
+    Ok((
+        no_store(),
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        Bytes::from(response),
+    )
+        .into_response())
+}
+
+/// `POST /revoke` (RFC 7009): `200` for unknown tokens too, so it reveals
+/// nothing.
+pub(super) async fn revoke(
+    State(state): State<AppState>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<Response, ApiError> {
+    let params = params(form)?;
+    state
+        .service()
+        .revoke_token(required(&params, "token")?)
+        .await?;
+    Ok((StatusCode::OK, no_store()).into_response())
+}

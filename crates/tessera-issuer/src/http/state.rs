@@ -1,0 +1,97 @@
+//! What every handler can reach: the service, and what the HTTP edge
+//! prepares once.
+
+use axum::body::Bytes;
+use axum::http::HeaderValue;
+use serde_json::json;
+
+use crate::proxies::Cidr;
+use crate::service::Issuer;
+
+/// The state of the HTTP edge: the [`Issuer`] and the responses and settings
+/// that are the edge's own. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    issuer: Issuer,
+    edge: std::sync::Arc<Edge>,
+}
+
+#[derive(Debug)]
+struct Edge {
+    jwks_cache_control: HeaderValue,
+    discovery: Bytes,
+    trusted_proxies: Vec<Cidr>,
+}
+
+impl AppState {
+    /// The HTTP state of `issuer`. The discovery document and the JWKS
+    /// `Cache-Control` value are prepared here, once.
+    pub fn new(issuer: Issuer) -> Self {
+        let settings = issuer.settings();
+        let url = &settings.issuer;
+        let discovery = json!({
+            "issuer": url,
+            "jwks_uri": format!("{url}/.well-known/jwks.json"),
+            "token_endpoint": format!("{url}/token"),
+            "revocation_endpoint": format!("{url}/revoke"),
+            "introspection_endpoint": format!("{url}/introspect"),
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
+            // Not an RFC 8414 field: the signed revocation list resource
+            // servers follow (feed.rs).
+            "tessera_revocation_feed_endpoint": format!("{url}/revocations"),
+            "grant_types_supported": ["password", "refresh_token"],
+            // REQUIRED by RFC 8414, and consumers (authlib) refuse an empty list.
+            // Tessera has no authorization endpoint; `none` is the one response
+            // type that promises nothing from one.
+            "response_types_supported": ["none"],
+            "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+            "revocation_endpoint_auth_methods_supported": ["none"],
+            // Not an RFC 8414 field: the algorithm of the access tokens (RFC 9068).
+            "access_token_signing_alg_values_supported": [tessera_keyring::ALG],
+        });
+        let jwks_cache_control = HeaderValue::from_str(&format!(
+            "public, max-age={}",
+            settings.jwks_cache_lifetime.as_secs()
+        ))
+        .unwrap_or(HeaderValue::from_static("public, max-age=300"));
+        Self {
+            edge: std::sync::Arc::new(Edge {
+                jwks_cache_control,
+                discovery: Bytes::from(discovery.to_string()),
+                trusted_proxies: Vec::new(),
+            }),
+            issuer,
+        }
+    }
+
+    /// The same state, believing `Forwarded` / `X-Forwarded-For` from these
+    /// proxies.
+    pub fn with_trusted_proxies(self, proxies: Vec<Cidr>) -> Self {
+        let edge = Edge {
+            jwks_cache_control: self.edge.jwks_cache_control.clone(),
+            discovery: self.edge.discovery.clone(),
+            trusted_proxies: proxies,
+        };
+        Self {
+            issuer: self.issuer,
+            edge: std::sync::Arc::new(edge),
+        }
+    }
+
+    /// The service.
+    pub fn service(&self) -> &Issuer {
+        &self.issuer
+    }
+
+    pub(super) fn jwks_cache_control(&self) -> &HeaderValue {
+        &self.edge.jwks_cache_control
+    }
+
+    pub(super) fn discovery(&self) -> &Bytes {
+        &self.edge.discovery
+    }
+
+    pub(super) fn trusted_proxies(&self) -> &[Cidr] {
+        &self.edge.trusted_proxies
+    }
+}

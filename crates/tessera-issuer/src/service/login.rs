@@ -1,0 +1,229 @@
+//! Password logins: `/login` (for the configured first-party client) and
+//! the password grant at `/token` (for a client that authenticated).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::audit::{self, Event};
+use crate::clients::Client;
+use crate::passwords::{Admitted, Checked, Password};
+use crate::throttle::Reservation;
+use crate::tokens::{AccessGrant, TokenResponse, new_refresh_token};
+
+use super::clients::Offered;
+use super::{AuthError, Issuer};
+
+/// Who is logging in, from where, for which client.
+#[derive(Debug, Clone)]
+pub struct Login {
+    /// The username given.
+    pub username: String,
+    /// The client's IP address, if known.
+    pub client_ip: Option<IpAddr>,
+    /// The registered client the tokens are for (already checked: enabled,
+    /// allowed the password grant).
+    pub client: Arc<Client>,
+    /// The scope to grant (already checked against the client's).
+    pub scope: String,
+}
+
+impl Issuer {
+    /// `/login`: a password login for the configured first-party client
+    /// (`login_client`) and its default scope.
+    pub async fn login(
+        &self,
+        username: String,
+        password: Password,
+        client_ip: Option<IpAddr>,
+    ) -> Result<TokenResponse, AuthError> {
+        let client = self
+            .clients()
+            .client(self.db(), &self.settings().login_client)
+            .await?
+            .filter(|c| !c.disabled && c.allows_grant("password"))
+            .ok_or(AuthError::InvalidClient {
+                challenge: false,
+                description: "the login client is not registered, is disabled, or may not use the password grant",
+            })?;
+        let scope = client.default_scope.join(" ");
+        let login = Login {
+            username,
+            client_ip,
+            client,
+            scope,
+        };
+        self.password_login(login, password).await
+    }
+
+    /// The password grant (RFC 6749 §4.3): the client authenticates first,
+    /// and the scope asked for must be the client's.
+    pub async fn password_grant(
+        &self,
+        offered: &Offered,
+        username: String,
+        password: Password,
+        requested_scope: Option<&str>,
+        client_ip: Option<IpAddr>,
+    ) -> Result<TokenResponse, AuthError> {
+        let client = self.authenticate_client(offered, "password").await?;
+        if requested_scope
+            .is_some_and(|s| crate::validate::scope(s.trim()).is_err() && !s.trim().is_empty())
+        {
+            return Err(AuthError::Invalid("scope".to_owned()));
+        }
+        let scope = client
+            .grant_scope(requested_scope)
+            .ok_or(AuthError::InvalidScope)?;
+        let login = Login {
+            username,
+            client_ip,
+            client,
+            scope,
+        };
+        self.password_login(login, password).await
+    }
+
+    /// Checks a username and password and, if they are right and the user is
+    /// enabled, starts a session. Unknown users, disabled users and wrong
+    /// passwords cost the same Argon2 work and get the same error.
+    ///
+    /// Before any password work: a username this instance knows is blocked
+    /// is throttled; a full password-check queue is overloaded; then the
+    /// attempt is reserved in the database (throttled if a key is blocked).
+    /// From there the login runs to its end on a task of its own, so a check
+    /// that runs is counted and audited even if the client has gone.
+    pub async fn password_login(
+        &self,
+        login: Login,
+        password: Password,
+    ) -> Result<TokenResponse, AuthError> {
+        let now = self.now();
+        if let Some(retry_after) = self.inner.throttle.known_block(&login.username, now) {
+            self.log_throttled(login.client_ip, retry_after);
+            return Err(AuthError::Throttled { retry_after });
+        }
+        let admitted = self.inner.hasher.try_admit().ok_or(AuthError::Overloaded)?;
+        let issuer = self.clone();
+        tokio::spawn(async move { issuer.finish_login(login, admitted, password).await })
+            .await
+            .map_err(|e| AuthError::Issuing(format!("login task: {e}")))?
+    }
+
+    /// One `login_throttled` line per second at most, with how many were
+    /// folded into it (a flood of throttled attempts once wrote 96,000 lines
+    /// in 20 s); the counts stay exact.
+    fn log_throttled(&self, client_ip: Option<IpAddr>, retry_after: i64) {
+        if let Some(folded) = self.inner.throttled_lines.tick(self.now()) {
+            let event = Event::new("login_throttled")
+                .ip(client_ip)
+                .with("retry_after", retry_after)
+                .with("also_throttled_since_last_line", folded);
+            audit::log(&event);
+        }
+    }
+
+    async fn finish_login(
+        &self,
+        login: Login,
+        admitted: Admitted,
+        password: Password,
+    ) -> Result<TokenResponse, AuthError> {
+        let Login {
+            username,
+            client_ip,
+            client,
+            scope,
+        } = login;
+        let (username, scope) = (username.as_str(), scope.as_str());
+        let client_id = client.client_id.as_str();
+        let throttle = &self.inner.throttle;
+        let db = self.db();
+        let reserved = match throttle
+            .reserve(db, username, client_ip, self.now())
+            .await?
+        {
+            Reservation::Granted(reserved) => reserved,
+            Reservation::Blocked { retry_after } => {
+                self.log_throttled(client_ip, retry_after);
+                return Err(AuthError::Throttled { retry_after });
+            }
+        };
+        let credentials = if crate::validate::username(username).is_ok() {
+            db.credentials(username).await?
+        } else {
+            None
+        };
+        let stored = credentials.as_ref().map(|c| c.password_hash.clone());
+        let checked = self
+            .inner
+            .hasher
+            .check_async(admitted, password, stored)
+            .await;
+        let user = match (credentials, checked) {
+            (Some(c), Checked::Match { rehash }) if !c.user.disabled => {
+                if let Some(hash) = rehash {
+                    // Parameters changed since this hash was made: upgrade it now
+                    // that the password is at hand. A failure only delays that.
+                    if let Err(err) = db.set_password_hash(username, &hash, self.now()).await {
+                        tracing::warn!(error = %err, "password rehash failed");
+                    }
+                }
+                c.user
+            }
+            (credentials, checked) => {
+                let reason = match (&credentials, checked) {
+                    (None, _) => "unknown_user",
+                    (Some(c), Checked::Match { .. }) if c.user.disabled => "disabled_user",
+                    _ => "wrong_password",
+                };
+                let mut event = Event::new("login_failure")
+                    .ip(client_ip)
+                    .with("reason", reason);
+                if let Some(c) = &credentials {
+                    event = event.user(&c.user.id);
+                }
+                audit::record(db, self.now(), event).await;
+                // The reservation stays: it was this failure, counted.
+                return Err(AuthError::InvalidCredentials);
+            }
+        };
+        throttle.release(db, reserved, self.now()).await?;
+        let now = self.now();
+        let session_id = crate::passwords::random_token(16);
+        let refresh = client.allows_grant("refresh_token").then(new_refresh_token);
+        let session = crate::db::NewSession {
+            id: &session_id,
+            user_id: &user.id,
+            client_id,
+            scope,
+        };
+        db.start_session(&session, refresh.as_ref().map(|r| &r.1[..]), now)
+            .await?;
+        let snapshot = self.snapshot()?;
+        let grant = AccessGrant {
+            user: &user,
+            session_id: &session_id,
+            client_id,
+            scope,
+            audiences: &client.audiences,
+        };
+        let access_token = self
+            .settings()
+            .sign_access(snapshot.signer(), &grant, now)
+            .map_err(|e| AuthError::Issuing(e.to_string()))?;
+        let event = Event::new("login_success")
+            .user(&user.id)
+            .session(&session_id)
+            .ip(client_ip)
+            .with("client_id", client_id)
+            .with("kid", snapshot.signer().kid());
+        audit::record(db, now, event).await;
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: self.settings().access_token_lifetime.as_secs(),
+            refresh_token: refresh.map(|r| r.0),
+            scope: scope.to_owned(),
+        })
+    }
+}

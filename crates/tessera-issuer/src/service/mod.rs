@@ -1,0 +1,203 @@
+//! The issuer's rules, with no HTTP in them: who may log in, refresh and
+//! revoke, and what each of these does to sessions, the revocation list and
+//! the audit trail. The HTTP handlers ([`crate::http`]) and the operator CLI
+//! both call this layer; nothing else decides these rules.
+//!
+//! - [`Issuer`] (this file): what a running service holds, and its accessors.
+//! - [`login`]: password logins (throttling, Argon2, sessions, signing).
+//! - [`refresh`]: refresh-token rotation, replay and reuse.
+//! - [`revoke`]: logout, `/revoke`, and [`revoke::Revocations`], the one way
+//!   sessions and tokens are revoked (by the service and by operators).
+//! - [`accounts`]: operators' changes to users, with their side effects.
+//! - [`clients`]: the client registry and client authentication.
+//! - [`introspect`]: what RFC 7662 says about a token.
+//! - [`error`]: [`AuthError`], the one error of this layer.
+
+pub mod accounts;
+pub mod clients;
+pub mod error;
+pub mod introspect;
+pub mod login;
+pub mod refresh;
+pub mod revoke;
+
+use std::sync::Arc;
+
+use tessera_keyring::Clock;
+
+pub use error::AuthError;
+
+use crate::audit::Folded;
+use crate::config::IntrospectionClient;
+use crate::db::Db;
+use crate::feed::Feed;
+use crate::keys::{KeyHandle, KeySnapshot};
+use crate::passwords::Hasher;
+use crate::throttle::Throttle;
+use crate::tokens::TokenSettings;
+
+/// A running issuer: its database, keys, password hasher, throttle, token
+/// settings, revocation feed, client registry and clock. Cheap to clone (one
+/// `Arc`).
+#[derive(Debug, Clone)]
+pub struct Issuer {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: Db,
+    keys: Arc<KeyHandle>,
+    hasher: Hasher,
+    clock: Arc<dyn Clock>,
+    settings: TokenSettings,
+    throttle: Throttle,
+    feed: Feed,
+    clients: clients::Registry,
+    throttled_lines: Folded,
+    introspection_clients: Vec<IntrospectionClient>,
+}
+
+impl Issuer {
+    /// An issuer with the default login throttle and no legacy
+    /// introspection clients.
+    pub fn new(
+        keys: Arc<KeyHandle>,
+        db: Db,
+        hasher: Hasher,
+        clock: Arc<dyn Clock>,
+        settings: TokenSettings,
+    ) -> Self {
+        Self::build(Inner {
+            db,
+            keys,
+            hasher,
+            clock,
+            settings,
+            throttle: Throttle::default(),
+            feed: Feed::default(),
+            clients: clients::Registry::default(),
+            throttled_lines: Folded::default(),
+            introspection_clients: Vec::new(),
+        })
+    }
+
+    fn build(inner: Inner) -> Self {
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Takes the parts back to change one of them before the issuer is
+    /// shared (the builders below; a clone already made keeps the old one).
+    fn rebuilt(self, change: impl FnOnce(&mut Inner)) -> Self {
+        let mut inner = match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner,
+            Err(shared) => Inner {
+                db: shared.db.clone(),
+                keys: Arc::clone(&shared.keys),
+                hasher: shared.hasher.clone(),
+                clock: Arc::clone(&shared.clock),
+                settings: shared.settings.clone(),
+                throttle: Throttle::default(),
+                feed: Feed::default(),
+                clients: clients::Registry::default(),
+                throttled_lines: Folded::default(),
+                introspection_clients: shared.introspection_clients.clone(),
+            },
+        };
+        change(&mut inner);
+        Self::build(inner)
+    }
+
+    /// The same issuer with other throttling limits (benchmarks flood logins
+    /// on purpose; tests of the limits use small ones).
+    pub fn with_throttle(self, throttle: Throttle) -> Self {
+        self.rebuilt(|inner| inner.throttle = throttle)
+    }
+
+    /// The same issuer, with these callers also allowed to use `/introspect`
+    /// (the deprecated `[[introspection_clients]]` table).
+    pub fn with_introspection_clients(self, clients: Vec<IntrospectionClient>) -> Self {
+        self.rebuilt(|inner| inner.introspection_clients = clients)
+    }
+
+    /// The live keyring.
+    pub fn keys(&self) -> &Arc<KeyHandle> {
+        &self.inner.keys
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// The password hasher.
+    pub fn hasher(&self) -> &Hasher {
+        &self.inner.hasher
+    }
+
+    /// The token settings.
+    pub fn settings(&self) -> &TokenSettings {
+        &self.inner.settings
+    }
+
+    /// The issuer URL (`iss`).
+    pub fn issuer_url(&self) -> &str {
+        &self.inner.settings.issuer
+    }
+
+    /// Now, Unix seconds, by the injected clock.
+    pub fn now(&self) -> i64 {
+        crate::unix_now(self.inner.clock.as_ref())
+    }
+
+    /// This instance's revocation feed.
+    pub fn feed(&self) -> &Feed {
+        &self.inner.feed
+    }
+
+    /// The registry changed through this process: the next request reloads
+    /// it rather than wait up to [`crate::clients::FRESH_FOR`].
+    pub fn clients_changed(&self) {
+        self.inner.clients.forget();
+    }
+
+    /// The keyring snapshot to sign with.
+    pub fn snapshot(&self) -> Result<Arc<KeySnapshot>, AuthError> {
+        self.keys().current().ok_or(AuthError::NoKeys)
+    }
+
+    /// Revocations as this instance makes them: "now" by its clock, and the
+    /// feed told at once.
+    pub fn revocations(&self) -> revoke::Revocations<'_> {
+        revoke::Revocations::new(
+            self.db(),
+            self.inner.settings.access_token_lifetime,
+            crate::db::RevokedAt::Clock(self.now()),
+        )
+        .telling(&self.inner.feed)
+    }
+
+    /// Answers a poll of the revocation feed (`since`: the poller's cursor).
+    pub async fn revocation_feed(
+        &self,
+        since: Option<&str>,
+        if_none_match: impl Fn(&str) -> bool,
+    ) -> Result<crate::feed::Answer, crate::feed::FeedError> {
+        let snapshot = self
+            .snapshot()
+            .map_err(|_| crate::feed::FeedError::NoKeys)?;
+        self.inner
+            .feed
+            .answer(
+                self.db(),
+                snapshot.signer(),
+                self.issuer_url(),
+                since,
+                if_none_match,
+                self.now(),
+            )
+            .await
+    }
+}
