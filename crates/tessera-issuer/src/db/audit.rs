@@ -1,6 +1,7 @@
 //! The `audit_events` table (see `crate::audit`).
 
-use super::{Db, DbError, sql};
+use super::Db;
+use super::error::{DbError, sql};
 
 /// An audit event to store (see `crate::audit::record`).
 #[derive(Debug, Clone, Copy)]

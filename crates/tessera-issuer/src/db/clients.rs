@@ -1,6 +1,7 @@
 //! The `clients` table (see [`crate::clients`]).
 
-use super::{Db, DbError, sql};
+use super::Db;
+use super::error::{DbError, sql};
 use crate::clients::Client;
 
 /// The columns a client is read from, in [`client_from_row`]'s order.

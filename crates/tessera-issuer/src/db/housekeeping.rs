@@ -1,7 +1,8 @@
 //! Deletes what no request can need any more (the service's maintenance task
 //! runs these; every instance may, the deletes are idempotent).
 
-use super::{Db, DbError, sql};
+use super::Db;
+use super::error::{DbError, sql};
 
 impl Db {
     /// Deletes sessions (and, by cascade, their refresh tokens) past their

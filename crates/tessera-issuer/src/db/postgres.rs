@@ -6,7 +6,10 @@ use std::str::FromStr as _;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::{DbError, PoolSettings, Rotation, sql};
+use std::time::Duration;
+
+use super::error::{DbError, sql};
+use super::rotation::Rotation;
 
 /// The embedded migrations, in order. One script holds what SQLite reached in
 /// two: this backend started from the schema SQLite had by then.
@@ -156,5 +159,24 @@ impl Postgres {
         .await
         .map_err(sql("rotating a refresh token"))?;
         Ok(rows.len() == 1)
+    }
+}
+
+/// Connection settings that matter only for a server database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// The most connections this process opens to PostgreSQL. Default 10.
+    pub max_connections: u32,
+    /// How long a request waits for a connection before it is answered 503
+    /// (the database is down, or every connection is busy). Default 3 s.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(3),
+        }
     }
 }

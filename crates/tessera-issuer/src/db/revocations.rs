@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use super::{Backend, Db, DbError, sql};
+use super::error::{DbError, sql};
+use super::{Backend, Db};
 use crate::revocation::{Entry, Kind, MAX_LEEWAY};
 
 /// The advisory lock revocation inserts take on PostgreSQL, so that entries

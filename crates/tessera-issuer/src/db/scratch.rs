@@ -7,7 +7,7 @@ use std::path::Path;
 use sqlx::Connection as _;
 use sqlx::postgres::PgConnection;
 
-use super::{DbError, sql};
+use super::error::{DbError, sql};
 
 /// The variable naming a PostgreSQL server tests may create databases on,
 /// e.g. `postgres://127.0.0.1:5432/test`. Tests that need PostgreSQL skip

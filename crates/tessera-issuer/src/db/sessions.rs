@@ -3,8 +3,10 @@
 //! backend's concurrency control differs ([`super::sqlite`],
 //! [`super::postgres`]).
 
+use super::error::{DbError, sql};
+use super::rotation::Rotation;
 use super::users::{User, user_from_row};
-use super::{Backend, Db, DbError, sql};
+use super::{Backend, Db};
 
 /// A session to start.
 #[derive(Debug, Clone, Copy)]
@@ -45,21 +47,6 @@ pub struct FoundRefresh {
     pub session: SessionInfo,
     /// Its user.
     pub user: User,
-}
-
-/// The write of one rotation; see [`Db::rotate`].
-#[derive(Debug)]
-pub struct Rotation {
-    /// The hash of the token presented.
-    pub old_hash: [u8; 32],
-    /// The hash of its successor.
-    pub new_hash: [u8; 32],
-    /// The session.
-    pub session_id: String,
-    /// The response sealed for a replay within the retry window.
-    pub sealed: Option<Vec<u8>>,
-    /// Now, Unix seconds.
-    pub now: i64,
 }
 
 /// A used token's row, read under the lock that decides replay or reuse.

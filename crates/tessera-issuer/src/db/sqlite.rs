@@ -11,7 +11,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
 };
 
-use super::{DbError, Rotation, sql};
+use super::error::{DbError, sql};
+use super::rotation::Rotation;
 
 /// The embedded migrations, in order.
 pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[

@@ -1,6 +1,7 @@
 //! The `login_failures` and `login_known` tables (see `crate::throttle`).
 
-use super::{Db, DbError, sql};
+use super::Db;
+use super::error::{DbError, sql};
 
 /// The throttle's rules a reservation applies (`crate::throttle` decides
 /// them; this layer applies them atomically).

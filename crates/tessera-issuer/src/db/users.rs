@@ -1,6 +1,7 @@
 //! The `users` table.
 
-use super::{Db, DbError, sql};
+use super::Db;
+use super::error::{DbError, sql};
 
 /// A user as operators and tokens see it (no password hash).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

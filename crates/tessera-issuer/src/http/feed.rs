@@ -5,8 +5,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::error::ApiError;
 use super::keys::if_none_match;
-use super::{ApiError, AppState};
+use super::state::AppState;
 use crate::feed::{Answer, FeedError};
 
 /// The feed's query string.

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::AppState;
+use super::state::AppState;
 
 pub(super) async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))

@@ -15,9 +15,10 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::error::ApiError;
 use super::error::no_store;
 use super::oauth::basic_credentials;
-use super::{ApiError, AppState};
+use super::state::AppState;
 use crate::audit::{self, Event};
 
 /// The claims an active answer carries, besides `active`, `token_type` and

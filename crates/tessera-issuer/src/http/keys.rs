@@ -4,7 +4,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{ApiError, AppState};
+use super::error::ApiError;
+use super::state::AppState;
 
 /// `GET /.well-known/jwks.json`: bytes prepared at (re)load, a strong ETag, 304
 /// on `If-None-Match`.

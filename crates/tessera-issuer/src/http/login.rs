@@ -5,8 +5,10 @@ use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::response::{IntoResponse, Response};
 
+use super::address::client_ip;
+use super::error::ApiError;
 use super::error::no_store;
-use super::{ApiError, AppState, client_ip};
+use super::state::AppState;
 use crate::passwords::Password;
 
 /// `POST /login` body.

@@ -4,7 +4,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{ApiError, AppState};
+use super::error::ApiError;
+use super::state::AppState;
 
 /// Ends the token's session: `204`; `401` with an RFC 6750 challenge for a
 /// missing or bad token.

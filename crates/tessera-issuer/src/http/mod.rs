@@ -8,7 +8,9 @@
 //! - [`login`]: `/login`. [`oauth`]: `/token`, `/revoke`, client credentials.
 //! - [`logout`]: `/logout` (bearer). [`introspect`]: `/introspect`.
 //! - [`health`]: `/healthz`, `/readyz`, and the fallback.
+//! - [`address`]: the client's address, past trusted proxies.
 
+mod address;
 pub mod error;
 mod feed;
 mod health;
@@ -22,10 +24,11 @@ pub mod state;
 pub use error::ApiError;
 pub use state::AppState;
 
+use address::client_address;
+
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::DefaultBodyLimit;
 use axum::http::header;
-use axum::response::Response;
 use axum::routing::{get, post};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
@@ -83,32 +86,4 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
         path = %request.uri().path(),
         version = ?request.version(),
     )
-}
-
-/// Puts the client's address (past trusted proxies, see [`crate::proxies`])
-/// into the request's extensions for the handlers.
-async fn client_address(
-    State(state): State<AppState>,
-    mut request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let peer = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| info.0.ip());
-    if let Some(peer) = peer {
-        let addr = crate::proxies::client_addr(peer, request.headers(), state.trusted_proxies());
-        request.extensions_mut().insert(ClientAddr(addr));
-    }
-    next.run(request).await
-}
-
-/// The client's address, as [`client_address`] found it.
-#[derive(Debug, Clone, Copy)]
-struct ClientAddr(std::net::IpAddr);
-
-/// The client's address (past trusted proxies), when the server was started
-/// with connection info.
-fn client_ip(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
-    extensions.get::<ClientAddr>().map(|addr| addr.0)
 }

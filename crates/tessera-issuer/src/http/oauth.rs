@@ -12,8 +12,10 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use zeroize::Zeroizing;
 
+use super::address::client_ip;
+use super::error::ApiError;
 use super::error::no_store;
-use super::{ApiError, AppState, client_ip};
+use super::state::AppState;
 use crate::passwords::Password;
 use crate::service::AuthError;
 use crate::service::clients::Offered;

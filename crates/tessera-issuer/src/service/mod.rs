@@ -9,7 +9,8 @@
 //! - [`revoke`]: logout, `/revoke`, and [`revoke::Revocations`], the one way
 //!   sessions and tokens are revoked (by the service and by operators).
 //! - [`accounts`]: operators' changes to users, with their side effects.
-//! - [`clients`]: the client registry and client authentication.
+//! - [`clients`]: client authentication; [`registry`]: this instance's copy
+//!   of the client registry.
 //! - [`introspect`]: what RFC 7662 says about a token.
 //! - [`error`]: [`AuthError`], the one error of this layer.
 
@@ -19,6 +20,7 @@ pub mod error;
 pub mod introspect;
 pub mod login;
 pub mod refresh;
+pub mod registry;
 pub mod revoke;
 
 use std::sync::Arc;
@@ -53,7 +55,7 @@ struct Inner {
     settings: TokenSettings,
     throttle: Throttle,
     feed: Feed,
-    clients: clients::Registry,
+    clients: registry::Registry,
     throttled_lines: Folded,
     introspection_clients: Vec<IntrospectionClient>,
 }
@@ -76,7 +78,7 @@ impl Issuer {
             settings,
             throttle: Throttle::default(),
             feed: Feed::default(),
-            clients: clients::Registry::default(),
+            clients: registry::Registry::default(),
             throttled_lines: Folded::default(),
             introspection_clients: Vec::new(),
         })
@@ -101,7 +103,7 @@ impl Issuer {
                 settings: shared.settings.clone(),
                 throttle: Throttle::default(),
                 feed: Feed::default(),
-                clients: clients::Registry::default(),
+                clients: registry::Registry::default(),
                 throttled_lines: Folded::default(),
                 introspection_clients: shared.introspection_clients.clone(),
             },
@@ -166,17 +168,6 @@ impl Issuer {
     /// The keyring snapshot to sign with.
     pub fn snapshot(&self) -> Result<Arc<KeySnapshot>, AuthError> {
         self.keys().current().ok_or(AuthError::NoKeys)
-    }
-
-    /// Revocations as this instance makes them: "now" by its clock, and the
-    /// feed told at once.
-    pub fn revocations(&self) -> revoke::Revocations<'_> {
-        revoke::Revocations::new(
-            self.db(),
-            self.inner.settings.access_token_lifetime,
-            crate::db::RevokedAt::Clock(self.now()),
-        )
-        .telling(&self.inner.feed)
     }
 
     /// Answers a poll of the revocation feed (`since`: the poller's cursor).

@@ -75,6 +75,17 @@ impl<'a> Revocations<'a> {
 }
 
 impl Issuer {
+    /// Revocations as this instance makes them: "now" by its clock, and the
+    /// feed told at once.
+    pub fn revocations(&self) -> Revocations<'_> {
+        Revocations::new(
+            self.db(),
+            self.inner.settings.access_token_lifetime,
+            crate::db::RevokedAt::Clock(self.now()),
+        )
+        .telling(&self.inner.feed)
+    }
+
     /// Logout with an access token this issuer signed: ends its session, and
     /// revokes the session's access tokens (this one included) wherever
     /// resource servers follow the feed.

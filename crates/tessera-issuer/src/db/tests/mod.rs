@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use super::scratch::{ScratchDatabase, postgres_required, postgres_url};
-use super::sessions::Rotation;
+use super::rotation::Rotation;
 use super::*;
 
 /// A database, and what keeps it alive.

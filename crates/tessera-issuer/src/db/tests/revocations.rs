@@ -4,6 +4,7 @@
 use super::*;
 use crate::revocation::{Entry, Kind};
 use crate::service::refresh::tests::{Outcome, refresh_once};
+use std::time::Duration;
 
 /// Adds an entry at `now` on the caller's clock; its id, new or covering.
 pub(super) async fn add(db: &Db, kind: Kind, value: &str, now: i64, lifetime_secs: u64) -> i64 {
