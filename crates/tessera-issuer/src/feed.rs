@@ -52,9 +52,9 @@ use crate::revocation::{Entry, Kind};
 /// was revoked through this instance, which refreshes at once).
 pub const REFRESH_EVERY: Duration = Duration::from_secs(1);
 
-/// The `typ` of the feed's JWS: never `at+jwt`, so a feed document can never
-/// pass as an access token.
-pub const FEED_TYP: &str = "revocations+jwt";
+/// The `typ` of the feed's JWS (the contract's): never `at+jwt`, so a feed
+/// document can never pass as an access token.
+pub use tessera_feed::TYP as FEED_TYP;
 
 /// Distinct signed answers kept (most pollers share one cursor), and the most
 /// bytes they may hold together (a snapshot of 100,000 entries is ~13 MB).
@@ -63,11 +63,9 @@ const SIGNED_KEPT_BYTES: usize = 32 << 20;
 
 /// How an entry's value is published: `base64url(SHA-256("<kind>:<value>"))`.
 pub fn published_hash(kind: Kind, value: &str) -> String {
-    let mut input = Vec::with_capacity(kind.name().len() + 1 + value.len());
-    input.extend_from_slice(kind.name().as_bytes());
-    input.push(b':');
-    input.extend_from_slice(value.as_bytes());
-    b64url(&sha256(&input))
+    b64url(&sha256(
+        &tessera_feed::hash_parts(kind.name(), value).concat(),
+    ))
 }
 
 /// One entry as published.
@@ -75,23 +73,20 @@ pub fn published_hash(kind: Kind, value: &str) -> String {
 struct Published {
     #[serde(skip)]
     id: i64,
-    kind: Kind,
-    hash: String,
-    /// When the entry may be forgotten (Unix seconds).
-    exp: i64,
-    /// For `sub`: tokens with `iat` at or before this are revoked.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    iat_before: Option<i64>,
+    #[serde(flatten)]
+    wire: tessera_feed::Entry,
 }
 
 impl From<&Entry> for Published {
     fn from(entry: &Entry) -> Self {
         Self {
             id: entry.id,
-            kind: entry.kind,
-            hash: published_hash(entry.kind, &entry.value),
-            exp: entry.expires_at,
-            iat_before: entry.issued_before,
+            wire: tessera_feed::Entry {
+                kind: std::borrow::Cow::Borrowed(entry.kind.name()),
+                hash: published_hash(entry.kind, &entry.value),
+                exp: entry.expires_at,
+                iat_before: entry.issued_before,
+            },
         }
     }
 }
@@ -117,7 +112,7 @@ struct List {
 
 impl List {
     fn new(epoch: String, latest: i64, entries: Vec<Published>, generation: u64) -> Self {
-        let next_expiry = entries.iter().map(|e| e.exp).min();
+        let next_expiry = entries.iter().map(|e| e.wire.exp).min();
         let mut list = Self {
             epoch,
             latest,
@@ -296,7 +291,7 @@ impl Cursor {
 /// A new entry that reuses an id (after a restore) has another value, so
 /// another tag.
 fn entry_tag(entry: &Published) -> String {
-    let digest = sha256(format!("{}:{}", entry.id, entry.hash).as_bytes());
+    let digest = sha256(format!("{}:{}", entry.id, entry.wire.hash).as_bytes());
     let mut tag = b64url(&digest);
     tag.truncate(11);
     tag
@@ -388,7 +383,7 @@ impl Feed {
             iss: issuer,
             iat: now,
             since: since_text.as_deref(),
-            cursor,
+            cursor: &cursor,
             snapshot: ask == Ask::Snapshot,
             entries,
         };
@@ -526,7 +521,13 @@ impl Feed {
             return Ok(None);
         }
         let mut entries: Vec<Published> = old
-            .map(|o| o.entries.iter().filter(|e| e.exp > now).cloned().collect())
+            .map(|o| {
+                o.entries
+                    .iter()
+                    .filter(|e| e.wire.exp > now)
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         entries.extend(added.iter().map(Published::from));
         Ok(Some(List::new(epoch, latest_now, entries, generation)))
@@ -547,7 +548,7 @@ async fn went_back(db: &Db, old: &List, newest: i64, now: i64) -> Result<bool, D
     let held = old.entry(old.latest);
     let there = db.revocation_at(old.latest).await?;
     Ok(match (held, there) {
-        (Some(held), Some((kind, value, _))) => held.hash != published_hash(kind, &value),
+        (Some(held), Some((kind, value, _))) => held.wire.hash != published_hash(kind, &value),
         // Deleted by a `sub` entry that replaced it (a newer id covers it).
         (Some(_), None) => false,
         // Not held: it had expired, so a live row there is another entry.
@@ -560,21 +561,8 @@ fn new_or_empty(list: Option<List>) -> List {
     list.unwrap_or_else(|| List::new(String::new(), 0, Vec::new(), 0))
 }
 
-/// The signed payload.
-#[derive(Serialize)]
-struct Document<'a> {
-    iss: &'a str,
-    iat: i64,
-    /// The cursor this delta answers (the request it is bound to); absent
-    /// for a snapshot, which answers any request.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    since: Option<&'a str>,
-    /// Where the next poll starts (`since`).
-    cursor: String,
-    /// The entries replace the poller's list (else they add to it).
-    snapshot: bool,
-    entries: &'a [Published],
-}
+/// The signed payload (the contract's shape).
+type Document<'a> = tessera_feed::Document<&'a str, &'a [Published]>;
 
 #[cfg(test)]
 mod tests {

@@ -14,38 +14,8 @@ use std::time::Duration;
 /// caps `clock_leeway` at this too), added to every entry's lifetime.
 pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
 
-/// What an entry revokes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// One access token, by its `jti`.
-    Jti,
-    /// Every token of a session, by its `sid`.
-    Sid,
-    /// Every token of a user issued before `issued_before`, by its `sub`.
-    Sub,
-}
-
-impl Kind {
-    /// The name stored and sent.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Jti => "jti",
-            Self::Sid => "sid",
-            Self::Sub => "sub",
-        }
-    }
-
-    /// The kind a stored name stands for.
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "jti" => Some(Self::Jti),
-            "sid" => Some(Self::Sid),
-            "sub" => Some(Self::Sub),
-            _ => None,
-        }
-    }
-}
+/// What an entry revokes (the feed's contract: [`tessera_feed::Kind`]).
+pub use tessera_feed::Kind;
 
 /// An entry of the list.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

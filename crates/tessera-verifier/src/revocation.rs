@@ -23,7 +23,7 @@ use crate::VerifyError;
 use crate::error::{ConfigError, invalid};
 
 /// The `typ` of a feed document.
-pub(crate) const FEED_TYP: &str = "revocations+jwt";
+pub(crate) use tessera_feed::TYP as FEED_TYP;
 
 /// The largest feed document read (a snapshot of ~500,000 entries).
 pub(crate) const MAX_FEED_BYTES: usize = 64 << 20;
@@ -124,7 +124,7 @@ impl TokenKeys {
         iat: Option<i64>,
     ) -> Self {
         let hash = |kind: &str, value: Option<&str>| {
-            value.map(|v| crate::crypto::sha256(&[kind.as_bytes(), b":", v.as_bytes()]))
+            value.map(|v| crate::crypto::sha256(&tessera_feed::hash_parts(kind, v)))
         };
         Self {
             jti: hash("jti", jti),
@@ -211,28 +211,8 @@ impl List {
     }
 }
 
-/// A feed document's payload.
-#[derive(Debug, serde::Deserialize)]
-pub(crate) struct Document {
-    pub(crate) iss: String,
-    /// When it was signed (Unix seconds).
-    pub(crate) iat: i64,
-    /// The cursor a delta answers (absent for a snapshot).
-    #[serde(default)]
-    pub(crate) since: Option<String>,
-    pub(crate) cursor: String,
-    pub(crate) snapshot: bool,
-    pub(crate) entries: Vec<DocumentEntry>,
-}
-
-#[derive(Debug, serde::Deserialize)]
-pub(crate) struct DocumentEntry {
-    kind: String,
-    hash: String,
-    exp: i64,
-    #[serde(default)]
-    iat_before: Option<i64>,
-}
+/// A feed document's payload, as the contract shapes it.
+pub(crate) type Document = tessera_feed::Document<String, Vec<tessera_feed::Entry>>;
 
 /// What [`RevocationList::health`] reports.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -384,7 +364,7 @@ impl RevocationList {
         }
         let mut added = Vec::with_capacity(document.entries.len());
         for entry in &document.entries {
-            if !matches!(entry.kind.as_str(), "jti" | "sid" | "sub") {
+            if entry.known_kind().is_none() {
                 // A kind from a newer issuer: skipped, not fatal.
                 continue;
             }
@@ -505,10 +485,10 @@ mod tests {
             snapshot,
             entries: entries
                 .iter()
-                .map(|(kind, value, exp, iat_before)| DocumentEntry {
-                    kind: (*kind).to_owned(),
+                .map(|(kind, value, exp, iat_before)| tessera_feed::Entry {
+                    kind: (*kind).to_owned().into(),
                     hash: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
-                        crate::crypto::sha256(&[kind.as_bytes(), b":", value.as_bytes()]),
+                        crate::crypto::sha256(&tessera_feed::hash_parts(kind, value)),
                     ),
                     exp: *exp,
                     iat_before: *iat_before,
@@ -517,7 +497,12 @@ mod tests {
         }
     }
 
-    impl Document {
+    /// The same document, signed at `iat`.
+    trait At {
+        fn at(self, iat: i64) -> Self;
+    }
+
+    impl At for Document {
         fn at(mut self, iat: i64) -> Self {
             self.iat = iat;
             self

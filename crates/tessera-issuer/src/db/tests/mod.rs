@@ -3,8 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
-use super::scratch::{ScratchDatabase, postgres_required, postgres_url};
 use super::rotation::Rotation;
+use super::scratch::{ScratchDatabase, postgres_required, postgres_url};
 use super::*;
 
 /// A database, and what keeps it alive.
