@@ -13,9 +13,8 @@ use std::path::Path;
 use anyhow::Context as _;
 use tessera_issuer::db::scratch::ScratchDatabase;
 
-use super::{
-    Figure, REFRESH_CHAINS, Row, Server, field, post_json, refresh_chains, row, sign_rate,
-};
+use crate::harness::{Figure, REFRESH_CHAINS, Server, field, post_json, refresh_chains, sign_rate};
+use crate::report::{Row, row};
 
 /// An issuer process for this section: `pin` is the core it may run on, if any.
 fn issuer(

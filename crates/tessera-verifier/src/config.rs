@@ -185,7 +185,3 @@ impl VerifierConfig {
         Ok(())
     }
 }
-
-pub(crate) fn secs(d: Duration) -> i64 {
-    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
-}

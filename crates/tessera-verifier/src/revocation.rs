@@ -321,7 +321,7 @@ impl RevocationList {
         } else {
             last
         };
-        now.saturating_sub(since) > crate::config::secs(self.config.max_outage)
+        now.saturating_sub(since) > crate::clock::secs(self.config.max_outage)
     }
 
     /// What fail-closed refuses on: an outage, or no answer yet at all.
@@ -350,7 +350,7 @@ impl RevocationList {
         etag: Option<String>,
         now: i64,
     ) -> Result<(), FeedProblem> {
-        let max_age = crate::config::secs(self.config.max_document_age);
+        let max_age = crate::clock::secs(self.config.max_document_age);
         if document.iat < now.saturating_sub(max_age) || document.iat > now.saturating_add(60) {
             return Err(FeedProblem::Invalid(format!(
                 "document signed at {} is not recent (now {now}; revocations.max_document_age)",
