@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use tessera_issuer::config::{Config, KeyringKind, RawConfig, parse_duration};
 use tessera_issuer::db::Db;
 use tessera_issuer::keys::KeyStore;
-use tessera_keyring::{KeyDir, KeyRecord, KeyState, KeyringError, format_time};
+use tessera_keyring::{KeyDir, KeyRecord, KeyState, KeyringError, format_time, ops};
 
 /// Exit code when a rotation rule refused the change (`--force` overrides).
 const EXIT_REFUSED: u8 = 3;
@@ -494,7 +494,7 @@ async fn keys(store: &KeyStore, config: &Config, verb: KeysVerb) -> anyhow::Resu
     let mut out = std::io::stdout().lock();
     let warn = |text: String| writeln!(std::io::stderr(), "WARNING: {text}");
     match verb {
-        KeysVerb::Init { if_empty } => match store.init(bits).await {
+        KeysVerb::Init { if_empty } => match store.apply(ops::Init::new(bits)).await {
             Ok(o) => writeln!(
                 out,
                 "initialised keyring in {}\nactive key:  {}\npending key: {} (may become active from {})",
@@ -511,7 +511,7 @@ async fn keys(store: &KeyStore, config: &Config, verb: KeysVerb) -> anyhow::Resu
             Err(e) => return Err(e.into()),
         },
         KeysVerb::Generate => {
-            let key = store.generate(bits).await?;
+            let key = store.apply(ops::Generate::new(bits)).await?;
             writeln!(
                 out,
                 "generated pending key {} ({bits}-bit RS256); it may become active from {}",
@@ -520,7 +520,7 @@ async fn keys(store: &KeyStore, config: &Config, verb: KeysVerb) -> anyhow::Resu
             )?;
         }
         KeysVerb::Import { pem } => {
-            let key = store.import(&pem).await?;
+            let key = store.apply(ops::Import::new(&pem)).await?;
             writeln!(
                 out,
                 "imported {} as pending key {} ({}-bit); it may become active from {}",
@@ -531,7 +531,7 @@ async fn keys(store: &KeyStore, config: &Config, verb: KeysVerb) -> anyhow::Resu
             )?;
         }
         KeysVerb::Rotate { force } => {
-            let o = store.rotate(policy, force, bits).await?;
+            let o = store.apply(ops::Rotate::new(*policy, force, bits)).await?;
             if let Some(rule) = &o.forced {
                 warn(format!("--force overrode a rotation rule: {rule}"))?;
             }
@@ -551,7 +551,7 @@ async fn keys(store: &KeyStore, config: &Config, verb: KeysVerb) -> anyhow::Resu
             )?;
         }
         KeysVerb::Retire { kid } => {
-            let key = store.retire(&kid).await?;
+            let key = store.apply(ops::Retire::new(kid.as_str())).await?;
             let until = key.retired().map(|t| format_time(policy.prune_safe_at(t)));
             writeln!(
                 out,
@@ -560,7 +560,9 @@ async fn keys(store: &KeyStore, config: &Config, verb: KeysVerb) -> anyhow::Resu
             )?;
         }
         KeysVerb::Revoke { kid } => {
-            let o = store.revoke(&kid, policy, bits).await?;
+            let o = store
+                .apply(ops::Revoke::new(kid.as_str(), *policy, bits))
+                .await?;
             writeln!(out, "revoked key {}: removed from the JWKS", o.revoked)?;
             if let Some(p) = &o.promoted {
                 warn(format!(
@@ -584,7 +586,7 @@ async fn keys(store: &KeyStore, config: &Config, verb: KeysVerb) -> anyhow::Resu
             }
         }
         KeysVerb::Prune { force } => {
-            let o = store.prune(policy, force).await?;
+            let o = store.apply(ops::Prune::new(*policy, force)).await?;
             for rule in &o.forced {
                 warn(format!("--force overrode a rotation rule: {rule}"))?;
             }

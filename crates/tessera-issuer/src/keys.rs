@@ -11,16 +11,12 @@
 //! (several instances): [`KeyStore`] gives both the same operations, and the
 //! CLI and the service use nothing else.
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use axum::body::Bytes;
-use tessera_keyring::{
-    InitOutcome, Inspection, KeyDir, KeyRecord, Keyring, KeyringError, PruneOutcome, RevokeOutcome,
-    RotateOutcome, RotationPolicy, Signer, b64url, sha256,
-};
+use tessera_keyring::{Inspection, KeyDir, Keyring, KeyringError, Op, Signer, b64url, ops, sha256};
 
 use crate::db::keyring::DbKeyring;
 
@@ -113,61 +109,11 @@ impl KeyStore {
         }
     }
 
-    /// Starts an empty keyring.
-    pub async fn init(&self, bits: usize) -> Result<InitOutcome, KeyringError> {
-        on_store!(self, |dir| dir.init(bits), |db| db.init(bits))
-    }
-
-    /// Adds a generated pending key.
-    pub async fn generate(&self, bits: usize) -> Result<KeyRecord, KeyringError> {
-        on_store!(self, |dir| dir.generate(bits), |db| db.generate(bits))
-    }
-
-    /// Imports a PEM file as a pending key.
-    pub async fn import(&self, pem: &Path) -> Result<KeyRecord, KeyringError> {
-        let path = pem.to_owned();
-        on_store!(self, |dir| dir.import(&path), |db| db.import(pem))
-    }
-
-    /// The scheduled rotation.
-    pub async fn rotate(
-        &self,
-        policy: &RotationPolicy,
-        force: bool,
-        bits: usize,
-    ) -> Result<RotateOutcome, KeyringError> {
-        let p = *policy;
-        on_store!(self, |dir| dir.rotate(&p, force, bits), |db| db
-            .rotate(policy, force, bits))
-    }
-
-    /// Withdraws a pending key.
-    pub async fn retire(&self, kid: &str) -> Result<KeyRecord, KeyringError> {
-        let k = kid.to_owned();
-        on_store!(self, |dir| dir.retire(&k), |db| db.retire(kid))
-    }
-
-    /// Emergency revocation.
-    pub async fn revoke(
-        &self,
-        kid: &str,
-        policy: &RotationPolicy,
-        bits: usize,
-    ) -> Result<RevokeOutcome, KeyringError> {
-        let (k, p) = (kid.to_owned(), *policy);
-        on_store!(self, |dir| dir.revoke(&k, &p, bits), |db| db
-            .revoke(kid, policy, bits))
-    }
-
-    /// Deletes what may go.
-    pub async fn prune(
-        &self,
-        policy: &RotationPolicy,
-        force: bool,
-    ) -> Result<PruneOutcome, KeyringError> {
-        let p = *policy;
-        on_store!(self, |dir| dir.prune(&p, force), |db| db
-            .prune(policy, force))
+    /// Applies a keyring change (see [`tessera_keyring::ops`]): on a blocking
+    /// thread for a keys directory (file I/O, locks, key generation), or in a
+    /// transaction for the database keyring.
+    pub async fn apply<O: Op>(&self, op: O) -> Result<O::Outcome, KeyringError> {
+        on_store!(self, |dir| dir.apply(op), |db| db.apply(op))
     }
 
     /// Reads and checks the whole keyring.
@@ -330,7 +276,7 @@ impl KeyHandle {
         let first_load = self.current.load().is_none();
         let loaded = match (self.store.load().await, self.init_bits) {
             (Err(KeyringError::NotInitialised { .. }), Some(bits)) if first_load => {
-                match self.store.init(bits).await {
+                match self.store.apply(ops::Init::new(bits)).await {
                     Ok(o) => tracing::info!(
                         target: "audit",
                         event = "keyring_initialised",

@@ -24,7 +24,7 @@ pub enum KeyringError {
     #[error(
         "no keyring in {}: {} is missing (run `tessera-issuer keys init`)",
         dir.display(),
-        crate::store::MANIFEST_FILE
+        crate::MANIFEST_FILE
     )]
     NotInitialised {
         /// The keys directory.

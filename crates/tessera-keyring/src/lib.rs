@@ -34,6 +34,7 @@ mod jwk;
 mod keys;
 pub mod lifecycle;
 mod manifest;
+pub mod ops;
 mod policy;
 mod store;
 
@@ -41,12 +42,14 @@ pub use crypto::{BACKEND, SignError, open_with_secret, seal_with_secret, sha256,
 pub use error::{KeyringError, Refusal};
 pub use jwk::{Jwk, JwkSet, b64url, rsa_thumbprint};
 pub use keys::{GENERATE_BITS, NewKey, Signer};
+pub use lifecycle::{InitOutcome, Promotion, PruneOutcome, RevokeOutcome, RotateOutcome};
 pub use manifest::{KeyRecord, KeyState, Manifest};
+pub use ops::Op;
 pub use policy::{Clock, FixedClock, RotationPolicy, SystemClock, format_time};
-pub use store::{
-    InitOutcome, Inspection, KeyDir, Keyring, MANIFEST_FILE, Promotion, PruneOutcome,
-    RevokeOutcome, RotateOutcome,
-};
+pub use store::{Inspection, KeyDir, Keyring};
+
+/// The manifest's file name inside the keys directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
 
 /// The one signature algorithm Tessera issues.
 pub const ALG: &str = "RS256";

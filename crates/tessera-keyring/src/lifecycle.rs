@@ -13,7 +13,6 @@ use crate::error::{KeyringError, Refusal};
 use crate::keys::NewKey;
 use crate::manifest::{KeyRecord, KeyState, Manifest};
 use crate::policy::{Clock, RotationPolicy, stamp};
-use crate::store::{InitOutcome, Promotion, PruneOutcome, RevokeOutcome, RotateOutcome};
 
 /// The time an operation runs at, read once its lock is held and any new keys
 /// exist: `raw` for comparisons with rule deadlines, `stamp` (rounded up to
@@ -349,4 +348,69 @@ fn add(manifest: &mut Manifest, key: &NewKey, now: Now, state: KeyState) -> KeyR
     };
     manifest.keys.push(record.clone());
     record
+}
+
+/// What `init` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InitOutcome {
+    /// The key that signs from now on.
+    pub active: String,
+    /// The key published for the next rotation.
+    pub pending: String,
+    /// When it happened, as recorded.
+    pub at: SystemTime,
+}
+
+/// What `rotate` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RotateOutcome {
+    /// The pending key that now signs.
+    pub activated: String,
+    /// The previously active key, now retired.
+    pub retired: Option<String>,
+    /// The new pending key, published for the next rotation.
+    pub new_pending: String,
+    /// The rule `--force` overrode, if any.
+    pub forced: Option<Refusal>,
+    /// When it happened, as recorded.
+    pub at: SystemTime,
+}
+
+/// What `revoke` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RevokeOutcome {
+    /// The revoked key.
+    pub revoked: String,
+    /// If the revoked key was the active one: the key that signs now.
+    pub promoted: Option<Promotion>,
+    /// A new pending key generated so that the next rotation is possible.
+    pub new_pending: Option<String>,
+    /// When it happened, as recorded.
+    pub at: SystemTime,
+}
+
+/// An emergency promotion after the active key was revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Promotion {
+    /// The key that signs now.
+    pub kid: String,
+    /// Set if the key had not been published for a JWKS cache lifetime (or was
+    /// generated just now): verifiers will refetch the JWKS on its unknown kid.
+    pub early: Option<SystemTime>,
+}
+
+/// What `prune` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PruneOutcome {
+    /// Keys deleted: the manifest entry and the private key file.
+    pub removed: Vec<String>,
+    /// Retired keys kept because a rule forbids removing them yet.
+    pub kept: Vec<Refusal>,
+    /// Keys removed although a rule said to wait (`--force`).
+    pub forced: Vec<Refusal>,
 }

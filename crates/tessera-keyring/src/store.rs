@@ -15,18 +15,17 @@ use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use crate::error::{KeyringError, Refusal};
+use crate::error::KeyringError;
 use crate::jwk::JwkSet;
-use crate::keys::{self, NewKey, Signer};
-use crate::lifecycle::{self, Change, Now};
+use crate::keys::{self, Signer};
+use crate::lifecycle::{Change, InitOutcome, Now, PruneOutcome, RevokeOutcome, RotateOutcome};
 use crate::manifest::{KeyRecord, KeyState, Manifest};
+use crate::ops::{self, Op};
 use crate::policy::{Clock, RotationPolicy, SystemClock};
 use std::sync::Arc;
 
-/// The manifest's file name inside the keys directory.
-pub const MANIFEST_FILE: &str = "manifest.json";
 const LOCK_FILE: &str = ".lock";
 const KEY_MODE: u32 = 0o600;
 const DIR_MODE: u32 = 0o700;
@@ -139,71 +138,6 @@ impl Inspection {
     }
 }
 
-/// What `init` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct InitOutcome {
-    /// The key that signs from now on.
-    pub active: String,
-    /// The key published for the next rotation.
-    pub pending: String,
-    /// When it happened, as recorded.
-    pub at: SystemTime,
-}
-
-/// What `rotate` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RotateOutcome {
-    /// The pending key that now signs.
-    pub activated: String,
-    /// The previously active key, now retired.
-    pub retired: Option<String>,
-    /// The new pending key, published for the next rotation.
-    pub new_pending: String,
-    /// The rule `--force` overrode, if any.
-    pub forced: Option<Refusal>,
-    /// When it happened, as recorded.
-    pub at: SystemTime,
-}
-
-/// What `revoke` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RevokeOutcome {
-    /// The revoked key.
-    pub revoked: String,
-    /// If the revoked key was the active one: the key that signs now.
-    pub promoted: Option<Promotion>,
-    /// A new pending key generated so that the next rotation is possible.
-    pub new_pending: Option<String>,
-    /// When it happened, as recorded.
-    pub at: SystemTime,
-}
-
-/// An emergency promotion after the active key was revoked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Promotion {
-    /// The key that signs now.
-    pub kid: String,
-    /// Set if the key had not been published for a JWKS cache lifetime (or was
-    /// generated just now): verifiers will refetch the JWKS on its unknown kid.
-    pub early: Option<SystemTime>,
-}
-
-/// What `prune` did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PruneOutcome {
-    /// Keys deleted: the manifest entry and the private key file.
-    pub removed: Vec<String>,
-    /// Retired keys kept because a rule forbids removing them yet.
-    pub kept: Vec<Refusal>,
-    /// Keys removed although a rule said to wait (`--force`).
-    pub forced: Vec<Refusal>,
-}
-
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl KeyDir {
@@ -235,7 +169,7 @@ impl KeyDir {
 
     /// Where the manifest lives.
     pub fn manifest_path(&self) -> PathBuf {
-        self.dir.join(MANIFEST_FILE)
+        self.dir.join(crate::MANIFEST_FILE)
     }
 
     /// Where the private key with this kid lives.
@@ -457,28 +391,32 @@ impl KeyDir {
 
     // ---- operations -------------------------------------------------------
 
+    /// Applies `op` (see [`crate::ops`]): prepared outside the lock, then
+    /// run under it on the keyring as stored now.
+    pub fn apply<O: Op>(&self, mut op: O) -> Result<O::Outcome, KeyringError> {
+        let stored = if O::READS_FIRST {
+            self.read_manifest()?
+        } else {
+            None
+        };
+        op.prepare(stored.as_ref(), &self.dir)?;
+        self.modify(|manifest, now| op.apply(manifest, &self.dir, self.clock.as_ref(), now))
+    }
+
     /// Starts an empty keyring: one active key and one pending key.
     pub fn init(&self, bits: usize) -> Result<InitOutcome, KeyringError> {
-        // Refuse before spending seconds on key generation; re-checked under the lock.
-        if let Some(existing) = self.read_manifest()?.filter(|m| !m.keys.is_empty()) {
-            return Err(lifecycle::already_initialised(&self.dir, &existing));
-        }
-        let active = keys::generate(bits)?;
-        let pending = keys::generate(bits)?;
-        self.modify(|manifest, now| lifecycle::init(manifest, &self.dir, active, pending, now))
+        self.apply(ops::Init::new(bits))
     }
 
     /// Adds a freshly generated pending key and returns its record.
     pub fn generate(&self, bits: usize) -> Result<KeyRecord, KeyringError> {
-        let key = keys::generate(bits)?;
-        self.modify(move |manifest, now| Ok(lifecycle::generate(manifest, key, now)))
+        self.apply(ops::Generate::new(bits))
     }
 
     /// Imports an existing RSA private key (PKCS#8 or PKCS#1 PEM) as a pending key.
     /// It is stored as PKCS#8, whatever the input was.
     pub fn import(&self, pem_path: &Path) -> Result<KeyRecord, KeyringError> {
-        let key = NewKey::import_file(pem_path)?;
-        self.modify(move |manifest, now| lifecycle::import(manifest, key, now))
+        self.apply(ops::Import::new(pem_path))
     }
 
     /// The scheduled rotation: see [`lifecycle::rotate`].
@@ -488,13 +426,12 @@ impl KeyDir {
         force: bool,
         bits: usize,
     ) -> Result<RotateOutcome, KeyringError> {
-        let fresh = keys::generate(bits)?;
-        self.modify(move |manifest, now| lifecycle::rotate(manifest, policy, force, fresh, now))
+        self.apply(ops::Rotate::new(*policy, force, bits))
     }
 
     /// Withdraws a pending key: see [`lifecycle::retire`].
     pub fn retire(&self, kid: &str) -> Result<KeyRecord, KeyringError> {
-        self.modify(|manifest, now| lifecycle::retire(manifest, kid, now))
+        self.apply(ops::Retire::new(kid))
     }
 
     /// Emergency revocation: see [`lifecycle::revoke`].
@@ -504,28 +441,7 @@ impl KeyDir {
         policy: &RotationPolicy,
         bits: usize,
     ) -> Result<RevokeOutcome, KeyringError> {
-        // Generate replacements first if the key is active now (the common case for
-        // an emergency), so that the new keys' recorded times are not early. If the
-        // keyring changes in between, the lifecycle generates what it still needs.
-        let active_now = self
-            .read_manifest()?
-            .is_some_and(|m| lifecycle::revoke_needs_keys(&m, kid));
-        let spare = if active_now {
-            vec![keys::generate(bits)?, keys::generate(bits)?]
-        } else {
-            Vec::new()
-        };
-        self.modify(|manifest, now| {
-            lifecycle::revoke(
-                manifest,
-                kid,
-                policy,
-                spare,
-                &mut || keys::generate(bits),
-                self.clock.as_ref(),
-                now,
-            )
-        })
+        self.apply(ops::Revoke::new(kid, *policy, bits))
     }
 
     /// Deletes what may go: see [`lifecycle::prune`].
@@ -534,7 +450,7 @@ impl KeyDir {
         policy: &RotationPolicy,
         force: bool,
     ) -> Result<PruneOutcome, KeyringError> {
-        self.modify(|manifest, now| Ok(lifecycle::prune(manifest, policy, force, now)))
+        self.apply(ops::Prune::new(*policy, force))
     }
 }
 

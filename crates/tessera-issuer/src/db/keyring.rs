@@ -13,10 +13,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tessera_keyring::lifecycle::{self, Change, Now};
+use tessera_keyring::lifecycle::{Change, Now};
 use tessera_keyring::{
-    Clock, InitOutcome, Inspection, KeyRecord, Keyring, KeyringError, Manifest, NewKey,
-    PruneOutcome, RevokeOutcome, RotateOutcome, RotationPolicy, SystemClock,
+    Clock, Inspection, KeyRecord, Keyring, KeyringError, Manifest, NewKey, Op, SystemClock,
 };
 use zeroize::Zeroizing;
 
@@ -389,102 +388,26 @@ impl DbKeyring {
         Ok(outcome)
     }
 
-    /// Starts an empty keyring: one active key and one pending key.
-    pub async fn init(&self, bits: usize) -> Result<InitOutcome, KeyringError> {
-        if let Some(stored) = self.stored_manifest().await?
-            && !stored.keys.is_empty()
-        {
-            return Err(lifecycle::already_initialised(Path::new(LOCATION), &stored));
-        }
-        let active = generate(bits).await?;
-        let pending = generate(bits).await?;
-        self.modify(|manifest, now| {
-            lifecycle::init(manifest, Path::new(LOCATION), active, pending, now)
+    /// Applies `op` (see [`tessera_keyring::ops`]): prepared on a blocking
+    /// thread (RSA key generation takes up to seconds of CPU), then run in one
+    /// transaction under the keyring lock on the keyring as stored now.
+    pub async fn apply<O: Op>(&self, mut op: O) -> Result<O::Outcome, KeyringError> {
+        let stored = if O::READS_FIRST {
+            self.stored_manifest().await?
+        } else {
+            None
+        };
+        let op = tokio::task::spawn_blocking(move || {
+            op.prepare(stored.as_ref(), Path::new(LOCATION))?;
+            Ok::<_, KeyringError>(op)
         })
         .await
-    }
-
-    /// Adds a freshly generated pending key.
-    pub async fn generate(&self, bits: usize) -> Result<KeyRecord, KeyringError> {
-        let key = generate(bits).await?;
-        self.modify(move |manifest, now| Ok(lifecycle::generate(manifest, key, now)))
-            .await
-    }
-
-    /// Imports an operator's RSA private key as a pending key.
-    pub async fn import(&self, pem_path: &Path) -> Result<KeyRecord, KeyringError> {
-        let key = NewKey::import_file(pem_path)?;
-        self.modify(move |manifest, now| lifecycle::import(manifest, key, now))
-            .await
-    }
-
-    /// The scheduled rotation (see [`lifecycle::rotate`]).
-    pub async fn rotate(
-        &self,
-        policy: &RotationPolicy,
-        force: bool,
-        bits: usize,
-    ) -> Result<RotateOutcome, KeyringError> {
-        let fresh = generate(bits).await?;
-        self.rotate_to(policy, force, fresh).await
-    }
-
-    /// [`DbKeyring::rotate`] with the new pending key made already.
-    pub(crate) async fn rotate_to(
-        &self,
-        policy: &RotationPolicy,
-        force: bool,
-        fresh: NewKey,
-    ) -> Result<RotateOutcome, KeyringError> {
-        self.modify(move |manifest, now| lifecycle::rotate(manifest, policy, force, fresh, now))
-            .await
-    }
-
-    /// Withdraws a pending key (see [`lifecycle::retire`]).
-    pub async fn retire(&self, kid: &str) -> Result<KeyRecord, KeyringError> {
-        self.modify(|manifest, now| lifecycle::retire(manifest, kid, now))
-            .await
-    }
-
-    /// Emergency revocation (see [`lifecycle::revoke`]).
-    pub async fn revoke(
-        &self,
-        kid: &str,
-        policy: &RotationPolicy,
-        bits: usize,
-    ) -> Result<RevokeOutcome, KeyringError> {
-        let active_now = self
-            .stored_manifest()
-            .await?
-            .is_some_and(|m| lifecycle::revoke_needs_keys(&m, kid));
-        let spare = if active_now {
-            vec![generate(bits).await?, generate(bits).await?]
-        } else {
-            Vec::new()
-        };
+        .map_err(|e| KeyringError::Generate(e.to_string()))??;
         let clock = Arc::clone(&self.clock);
         self.modify(move |manifest, now| {
-            lifecycle::revoke(
-                manifest,
-                kid,
-                policy,
-                spare,
-                &mut || NewKey::generate(bits),
-                clock.as_ref(),
-                now,
-            )
+            op.apply(manifest, Path::new(LOCATION), clock.as_ref(), now)
         })
         .await
-    }
-
-    /// Deletes what may go (see [`lifecycle::prune`]).
-    pub async fn prune(
-        &self,
-        policy: &RotationPolicy,
-        force: bool,
-    ) -> Result<PruneOutcome, KeyringError> {
-        self.modify(|manifest, now| Ok(lifecycle::prune(manifest, policy, force, now)))
-            .await
     }
 
     /// The stored manifest, unchecked (to refuse early, before generating keys).
@@ -504,11 +427,4 @@ fn not_initialised() -> KeyringError {
     KeyringError::NotInitialised {
         dir: PathBuf::from(LOCATION),
     }
-}
-
-/// RSA key generation takes up to seconds of CPU: off the async workers.
-async fn generate(bits: usize) -> Result<NewKey, KeyringError> {
-    tokio::task::spawn_blocking(move || NewKey::generate(bits))
-        .await
-        .map_err(|e| KeyringError::Generate(e.to_string()))?
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tessera_keyring::{FixedClock, KeyState, KeyringError, Refusal, RotationPolicy};
+use tessera_keyring::{FixedClock, KeyState, KeyringError, Refusal, RotationPolicy, ops};
 
 use super::super::keyring::{DbKeyring, Kek};
 use super::*;
@@ -35,7 +35,7 @@ async fn keys_are_sealed_and_open_only_with_their_kek_and_row() {
     for t in backends().await {
         let name = t.db.backend_name();
         let keyring = DbKeyring::new(t.db.clone(), kek(7)).with_clock(at(1_000));
-        let init = keyring.init(BITS).await.unwrap();
+        let init = keyring.apply(ops::Init::new(BITS)).await.unwrap();
         let (loaded, version) = keyring.load().await.unwrap();
         assert_eq!(loaded.signer().kid(), init.active, "{name}");
         assert_eq!(loaded.jwks().keys.len(), 2, "{name}");
@@ -91,13 +91,16 @@ async fn the_lifecycle_runs_on_the_database_as_on_files() {
             keyring.load().await,
             Err(KeyringError::NotInitialised { .. })
         ));
-        let init = keyring.init(BITS).await.unwrap();
+        let init = keyring.apply(ops::Init::new(BITS)).await.unwrap();
         assert!(matches!(
-            keyring.init(BITS).await,
+            keyring.apply(ops::Init::new(BITS)).await,
             Err(KeyringError::AlreadyInitialised { count: 2, .. })
         ));
         // Too early to activate the pending key; the refusal changes nothing.
-        let early = keyring.rotate(&policy, false, BITS).await.unwrap_err();
+        let early = keyring
+            .apply(ops::Rotate::new(policy, false, BITS))
+            .await
+            .unwrap_err();
         assert!(
             matches!(
                 early,
@@ -108,7 +111,10 @@ async fn the_lifecycle_runs_on_the_database_as_on_files() {
         assert_eq!(keyring.version().await.unwrap(), Some(1), "{name}");
         // An hour later it rotates; the old active key is retired, still published.
         let later = keyring.clone().with_clock(at(1_000 + 3_600));
-        let rotated = later.rotate(&policy, false, BITS).await.unwrap();
+        let rotated = later
+            .apply(ops::Rotate::new(policy, false, BITS))
+            .await
+            .unwrap();
         assert_eq!(rotated.activated, init.pending, "{name}");
         assert_eq!(rotated.retired.as_deref(), Some(init.active.as_str()));
         let (loaded, version) = later.load().await.unwrap();
@@ -116,7 +122,10 @@ async fn the_lifecycle_runs_on_the_database_as_on_files() {
         assert_eq!(loaded.signer().kid(), init.pending, "{name}");
         assert_eq!(loaded.jwks().keys.len(), 3, "{name}");
         // Revoking the active key promotes the pending one at once.
-        let revoked = later.revoke(&init.pending, &policy, BITS).await.unwrap();
+        let revoked = later
+            .apply(ops::Revoke::new(&init.pending, policy, BITS))
+            .await
+            .unwrap();
         assert_eq!(
             revoked.promoted.as_ref().map(|p| p.kid.as_str()),
             Some(rotated.new_pending.as_str()),
@@ -126,7 +135,7 @@ async fn the_lifecycle_runs_on_the_database_as_on_files() {
         let pruned = keyring
             .clone()
             .with_clock(at(1_000 + 86_400))
-            .prune(&policy, false)
+            .apply(ops::Prune::new(policy, false))
             .await
             .unwrap();
         let mut removed = pruned.removed.clone();
@@ -164,7 +173,7 @@ async fn rotations_at_once_rotate_once() {
         let policy = RotationPolicy::default();
         DbKeyring::new(t.db.clone(), kek(3))
             .with_clock(at(1_000))
-            .init(BITS)
+            .apply(ops::Init::new(BITS))
             .await
             .unwrap();
         let other = Db::connect(&t.url).await.unwrap();
@@ -182,7 +191,11 @@ async fn rotations_at_once_rotate_once() {
                     other.clone()
                 };
                 let keyring = DbKeyring::new(db, kek(3)).with_clock(at(10_000));
-                tokio::spawn(async move { keyring.rotate_to(&policy, false, key).await })
+                tokio::spawn(async move {
+                    keyring
+                        .apply(ops::Rotate::with_key(policy, false, key))
+                        .await
+                })
             })
             .collect();
         let mut results = Vec::new();
