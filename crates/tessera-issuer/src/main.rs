@@ -2,6 +2,7 @@
 
 mod cli;
 mod clients_cli;
+mod keys_cli;
 mod users;
 
 fn main() -> std::process::ExitCode {

@@ -15,11 +15,14 @@ use crate::clock::Clock;
 use crate::clock::secs;
 use crate::config::{JwksSource, VerifierConfig};
 use crate::error::ConfigError;
-use crate::fetch::{self, FetchError};
+use crate::fetch;
 use crate::jwks::KeySet;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::revocation::{RevocationHealth, RevocationList, TokenKeys};
 use crate::token_cache::{Entry, TokenCache};
+
+mod feed;
+mod refresh;
 
 /// What the header's `kid` found in the key set.
 enum Lookup<'k> {
@@ -579,144 +582,6 @@ impl Inner {
         let max_age = max_age.map_or(0, |s| i64::try_from(s).unwrap_or(i64::MAX));
         max_age.clamp(self.timing.min_lifetime, self.timing.max_lifetime)
     }
-
-    /// Fetches the JWKS (revalidating with the ETag) and installs it. With
-    /// `observed`, does nothing if another fetch installed a newer set while
-    /// this one waited for the lock.
-    async fn refresh(&self, observed: Option<u64>) -> Result<(), FetchError> {
-        let _flight = self.fetch_lock.lock().await;
-        let current = self.keys.load_full();
-        if let Some(generation) = observed
-            && current.as_ref().is_some_and(|s| s.generation != generation)
-        {
-            return Ok(());
-        }
-        let result = self.fetch_and_install(current.as_deref()).await;
-        let now = self.clock.now();
-        if let Ok(mut health) = self.health.lock() {
-            match &result {
-                Ok(()) => {
-                    health.last_success_at = Some(now);
-                    health.last_error = None;
-                }
-                Err(e) => {
-                    health.last_error = Some(e.to_string());
-                    health.last_error_at = Some(now);
-                }
-            }
-        }
-        if let Err(e) = &result {
-            Metrics::bump(&self.metrics.jwks_fetch_errors);
-            let serving = current.as_ref().map_or(0, |s| s.keys.len());
-            tracing::warn!(error = %e, serving_keys = serving, "JWKS refresh failed; keeping the last good key set");
-        }
-        result
-    }
-
-    async fn fetch_and_install(&self, current: Option<&KeysState>) -> Result<(), FetchError> {
-        let url = self.jwks_url().await?;
-        let etag = current.and_then(|s| s.etag.as_deref());
-        Metrics::bump(&self.metrics.jwks_fetches);
-        let fetched = fetch::get(&self.connector, &url, etag, self.timing.fetch_timeout).await?;
-        let now = self.clock.now();
-        let lifetime = self.lifetime(fetched.max_age);
-        let generation = current.map_or(1, |s| s.generation + 1);
-        let state = match (fetched.status.as_u16(), current) {
-            (304, Some(current)) => {
-                Metrics::bump(&self.metrics.jwks_not_modified);
-                KeysState {
-                    keys: Arc::clone(&current.keys),
-                    etag: fetched.etag.or_else(|| current.etag.clone()),
-                    fresh_until: now.saturating_add(lifetime),
-                    refresh_at: now.saturating_add(lifetime - lifetime / 5),
-                    generation,
-                }
-            }
-            (200, _) => {
-                let algs: Vec<&str> = self.algorithms.iter().map(String::as_str).collect();
-                let (keys, skipped) = KeySet::from_jwks_json(&fetched.body, &algs)
-                    .map_err(|e| FetchError::Invalid(format!("JWKS from {url} refused: {e}")))?;
-                for skip in &skipped {
-                    tracing::warn!(kid = ?skip.kid, reason = %skip.reason, "JWKS key skipped");
-                }
-                if current.is_none_or(|c| {
-                    let mut old: Vec<&str> = c.keys.kids().collect();
-                    let mut new: Vec<&str> = keys.kids().collect();
-                    old.sort_unstable();
-                    new.sort_unstable();
-                    old != new
-                }) {
-                    tracing::info!(keys = keys.len(), "JWKS loaded");
-                }
-                if let Ok(mut misses) = self.misses.lock() {
-                    misses.clear();
-                }
-                KeysState {
-                    keys: Arc::new(keys),
-                    etag: fetched.etag,
-                    fresh_until: now.saturating_add(lifetime),
-                    refresh_at: now.saturating_add(lifetime - lifetime / 5),
-                    generation,
-                }
-            }
-            (status, _) => {
-                return Err(FetchError::Status {
-                    url: url.to_string(),
-                    status,
-                });
-            }
-        };
-        self.keys.store(Some(Arc::new(state)));
-        Ok(())
-    }
-
-    /// The JWKS URL, discovering it from the issuer's metadata the first time.
-    async fn jwks_url(&self) -> Result<Uri, FetchError> {
-        let Source::Fetch { jwks_url } = &self.source else {
-            return Err(FetchError::Invalid(
-                "static keys are never fetched".to_owned(),
-            ));
-        };
-        if let Some(url) = jwks_url.lock().ok().and_then(|u| u.clone()) {
-            return Ok(url);
-        }
-        let issuer = &self.validation.issuer;
-        let mut last = None;
-        for path in [
-            "/.well-known/oauth-authorization-server",
-            "/.well-known/openid-configuration",
-        ] {
-            let meta_url = fetch::parse_url(&format!("{}{path}", issuer.trim_end_matches('/')))?;
-            let fetched =
-                fetch::get(&self.connector, &meta_url, None, self.timing.fetch_timeout).await?;
-            if fetched.status.as_u16() != 200 {
-                last = Some(FetchError::Status {
-                    url: meta_url.to_string(),
-                    status: fetched.status.as_u16(),
-                });
-                continue;
-            }
-            let meta: serde_json::Value = serde_json::from_slice(&fetched.body)
-                .map_err(|_| FetchError::Invalid(format!("{meta_url}: not JSON")))?;
-            // RFC 8414 §3.3: the metadata's issuer must be the one configured.
-            if meta.get("issuer").and_then(|v| v.as_str()) != Some(issuer.as_str()) {
-                return Err(FetchError::Invalid(format!(
-                    "{meta_url}: `issuer` does not match the configured {issuer:?}"
-                )));
-            }
-            let jwks_uri = meta
-                .get("jwks_uri")
-                .and_then(|v| v.as_str())
-                .ok_or_else(|| FetchError::Invalid(format!("{meta_url}: no jwks_uri")))?;
-            let url = fetch::parse_url(jwks_uri)?;
-            warn_if_insecure(&url);
-            if let Ok(mut slot) = jwks_url.lock() {
-                *slot = Some(url.clone());
-            }
-            return Ok(url);
-        }
-        Err(last.unwrap_or_else(|| FetchError::Invalid("no metadata".to_owned())))
-    }
 }
 
 /// Polls the revocation feed every `poll_interval` until the verifier is
@@ -742,94 +607,6 @@ async fn follow_feed(weak: Weak<Inner>) {
         drop(verifier);
         drop(inner);
         tokio::time::sleep(interval).await;
-    }
-}
-
-impl Verifier {
-    /// One poll of the revocation feed: `304` (nothing new), or a document
-    /// that must be a JWS signed by a key of the issuer's JWKS, with `typ`
-    /// `revocations+jwt` and the configured issuer.
-    async fn poll_feed(&self) -> Result<(), String> {
-        let inner = &*self.inner;
-        let Some((list, base)) = &inner.revocations else {
-            return Ok(());
-        };
-        let (cursor, etag) = list.position();
-        let uri = match &cursor {
-            None => base.clone(),
-            Some(cursor) => {
-                let joiner = if base.query().is_some() { '&' } else { '?' };
-                fetch::parse_url(&format!("{base}{joiner}since={cursor}"))
-                    .map_err(|e| e.to_string())?
-            }
-        };
-        let fetched = fetch::get_limited(
-            &inner.connector,
-            &uri,
-            etag.as_deref().filter(|_| cursor.is_some()),
-            inner.timing.fetch_timeout,
-            crate::revocation::MAX_FEED_BYTES,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let now = inner.clock.now();
-        match fetched.status.as_u16() {
-            304 if cursor.is_some() => {
-                list.unchanged(now);
-                return Ok(());
-            }
-            200 => {}
-            status => return Err(format!("revocation feed {uri} answered {status}")),
-        }
-        let refused = |e: VerifyError| format!("revocation feed document refused: {e}");
-        let text = std::str::from_utf8(&fetched.body)
-            .map_err(|_| "revocation feed document is not UTF-8".to_owned())?
-            .trim();
-        let (kid, parts) = crate::jws::parse_with(text, crate::revocation::MAX_FEED_BYTES, |h| {
-            crate::jws::check_alg(h.alg, &inner.algorithms)?;
-            crate::jws::check_typ(h.typ, crate::revocation::FEED_TYP)?;
-            h.kid.map(str::to_owned).ok_or(VerifyError::UnknownKey)
-        })
-        .map_err(refused)?;
-        let lookup = || -> Result<Option<crate::crypto::VerifyingKey>, VerifyError> {
-            let guard = inner.keys.load();
-            let state = inner.usable(guard.as_deref(), now)?;
-            Ok(state.keys.get(&kid).cloned())
-        };
-        let key = match lookup().map_err(refused)? {
-            Some(key) => key,
-            None => {
-                let generation = inner.keys.load().as_ref().map_or(0, |s| s.generation);
-                self.refetch_for_unknown_kid(&kid, generation, now).await;
-                lookup()
-                    .map_err(refused)?
-                    .ok_or_else(|| refused(VerifyError::UnknownKey))?
-            }
-        };
-        parts.verify(&key).map_err(refused)?;
-        let document: crate::revocation::Document = serde_json::from_slice(&parts.payload)
-            .map_err(|e| format!("revocation feed document unreadable: {e}"))?;
-        if document.iss != inner.validation.issuer {
-            return Err(refused(VerifyError::WrongIssuer));
-        }
-        let cursor_ok = !document.cursor.is_empty()
-            && document.cursor.len() <= 128
-            && document
-                .cursor
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-        if !cursor_ok {
-            return Err("revocation feed cursor is not a plain token".to_owned());
-        }
-        // A delta counts only for the cursor it was asked for: a genuine
-        // delta for another request (replayed, or injected) is refused.
-        if !document.snapshot && document.since != cursor {
-            return Err(
-                "revocation feed delta answers another cursor than the one asked".to_owned(),
-            );
-        }
-        list.apply(document, fetched.etag, now)
-            .map_err(|e| e.to_string())
     }
 }
 
