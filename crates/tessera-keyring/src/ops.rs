@@ -25,10 +25,14 @@ pub trait Op: Send + 'static {
     type Outcome: Send + 'static;
     /// Whether [`Op::prepare`] needs the keyring as stored before the lock.
     const READS_FIRST: bool = false;
-    /// Generates or reads the keys the change needs, outside any lock.
+    /// Generates or reads the keys the change needs, outside any lock
+    /// (nothing, by default).
     /// `stored`: the manifest before the lock (only if [`Op::READS_FIRST`]);
     /// `location`: where the keyring is, for messages.
-    fn prepare(&mut self, stored: Option<&Manifest>, location: &Path) -> Result<(), KeyringError>;
+    fn prepare(&mut self, stored: Option<&Manifest>, location: &Path) -> Result<(), KeyringError> {
+        let _ = (stored, location);
+        Ok(())
+    }
     /// The change, under the store's lock, on the manifest as stored now.
     fn apply(
         self,
@@ -223,10 +227,6 @@ impl Retire {
 impl Op for Retire {
     type Outcome = KeyRecord;
 
-    fn prepare(&mut self, _: Option<&Manifest>, _: &Path) -> Result<(), KeyringError> {
-        Ok(())
-    }
-
     fn apply(
         self,
         manifest: &mut Manifest,
@@ -310,10 +310,6 @@ impl Prune {
 
 impl Op for Prune {
     type Outcome = PruneOutcome;
-
-    fn prepare(&mut self, _: Option<&Manifest>, _: &Path) -> Result<(), KeyringError> {
-        Ok(())
-    }
 
     fn apply(
         self,

@@ -133,16 +133,8 @@ impl Db {
         now: i64,
     ) -> Result<(), DbError> {
         let roles_json = serde_json::to_string(roles).unwrap_or_else(|_| "[]".to_owned());
-        let changed = on_pool!(self, |pool| sqlx::query(
-            "UPDATE users SET roles = $1, updated_at = $2 WHERE username = $3"
-        )
-        .bind(&roles_json)
-        .bind(now)
-        .bind(username)
-        .execute(pool)
-        .await
-        .map(|done| done.rows_affected()));
-        user_changed(username, changed)
+        self.update_user(username, Column::Roles(&roles_json), now)
+            .await
     }
 
     /// Replaces a user's password hash (password reset, or a rehash on login).
@@ -152,16 +144,8 @@ impl Db {
         hash: &str,
         now: i64,
     ) -> Result<(), DbError> {
-        let changed = on_pool!(self, |pool| sqlx::query(
-            "UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3"
-        )
-        .bind(hash)
-        .bind(now)
-        .bind(username)
-        .execute(pool)
-        .await
-        .map(|done| done.rows_affected()));
-        user_changed(username, changed)
+        self.update_user(username, Column::PasswordHash(hash), now)
+            .await
     }
 
     /// Disables or re-enables a user.
@@ -171,15 +155,39 @@ impl Db {
         disabled: bool,
         now: i64,
     ) -> Result<(), DbError> {
-        let changed = on_pool!(self, |pool| sqlx::query(
-            "UPDATE users SET disabled = $1, updated_at = $2 WHERE username = $3"
-        )
-        .bind(disabled)
-        .bind(now)
-        .bind(username)
-        .execute(pool)
-        .await
-        .map(|done| done.rows_affected()));
+        self.update_user(username, Column::Disabled(disabled), now)
+            .await
+    }
+
+    /// Sets one column of a user (and `updated_at`).
+    async fn update_user(
+        &self,
+        username: &str,
+        column: Column<'_>,
+        now: i64,
+    ) -> Result<(), DbError> {
+        let statement = match column {
+            Column::Roles(_) => "UPDATE users SET roles = $1, updated_at = $2 WHERE username = $3",
+            Column::PasswordHash(_) => {
+                "UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3"
+            }
+            Column::Disabled(_) => {
+                "UPDATE users SET disabled = $1, updated_at = $2 WHERE username = $3"
+            }
+        };
+        let changed = on_pool!(self, |pool| {
+            let query = sqlx::query(statement);
+            let query = match column {
+                Column::Roles(text) | Column::PasswordHash(text) => query.bind(text),
+                Column::Disabled(flag) => query.bind(flag),
+            };
+            query
+                .bind(now)
+                .bind(username)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        });
         user_changed(username, changed)
     }
 
@@ -194,6 +202,14 @@ impl Db {
         .map(|done| done.rows_affected()));
         user_changed(username, changed)
     }
+}
+
+/// One column of `users` to set, with its value.
+#[derive(Debug, Clone, Copy)]
+enum Column<'a> {
+    Roles(&'a str),
+    PasswordHash(&'a str),
+    Disabled(bool),
 }
 
 fn user_changed(username: &str, changed: Result<u64, sqlx::Error>) -> Result<(), DbError> {
