@@ -1,4 +1,5 @@
-//! The command line: parsing, the `keys` verbs, and turning errors into one line
+//! The command line: parsing, dispatch to the verbs (`keys_cli`, `users`,
+//! `clients_cli`), and turning errors into one line
 //! and an exit code. This is the edge where the clock is read and `anyhow` lives.
 
 use std::io::Write as _;

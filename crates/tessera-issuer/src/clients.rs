@@ -16,7 +16,7 @@
 //! client authentication a way to exhaust the issuer.
 //!
 //! **Reads.** Each instance keeps the registry in memory
-//! (`crate::service::clients::Registry`),
+//! (`crate::service::registry::Registry`),
 //! reloaded when it is more than [`FRESH_FOR`] old (and at once, at most every
 //! [`MISS_RELOAD_EVERY`], when a request names an id it does not hold), so a
 //! request costs no query and a CLI change is in force within a second.
