@@ -8,22 +8,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use tessera_tests::workspace_root;
+use crate::support::workspace_root;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jose_and_jsonwebtoken_verify_our_tokens_through_our_jwks_uri() {
     let Some(node) =
-        tessera_tests::interop_tool("TESSERA_INTEROP_NODE", "Node interoperability checks")
+        crate::support::interop_tool("TESSERA_INTEROP_NODE", "Node interoperability checks")
     else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let issuer = tessera_tests::start_issuer(tmp.path()).await;
-    let token =
-        tessera_tests::login(issuer.addr, "admin", &issuer.admin_password).await["access_token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+    let (issuer, token) = crate::support::issuer_with_admin_token(tmp.path()).await;
     let jwks_uri = format!("{}/.well-known/jwks.json", issuer.url);
     let script = workspace_root().join("tests/interop/node_verify.mjs");
     let run = |issuer_url: String, audience: &str| {
@@ -34,7 +29,7 @@ async fn jose_and_jsonwebtoken_verify_our_tokens_through_our_jwks_uri() {
             audience.to_owned(),
             token.clone(),
         ];
-        tessera_tests::run_verifier(node.clone(), args)
+        crate::support::run_verifier(node.clone(), args)
     };
     let accepted = run(issuer.url.clone(), "tessera").await;
     for client in ["jose", "jsonwebtoken"] {

@@ -14,31 +14,23 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::workspace_root;
 use serde_json::Value;
-use tessera_tests::workspace_root;
 use tessera_verifier::{AccessClaims, SystemClock, Verifier, VerifierConfig, VerifyError};
 
 fn python() -> Option<String> {
-    tessera_tests::interop_tool("TESSERA_INTEROP_PYTHON", "PyJWT interoperability checks")
+    crate::support::interop_tool("TESSERA_INTEROP_PYTHON", "PyJWT interoperability checks")
 }
 
 fn script(name: &str) -> std::path::PathBuf {
     workspace_root().join("tests/interop").join(name)
 }
 
-async fn login(issuer: std::net::SocketAddr, password: &str) -> String {
-    tessera_tests::login(issuer, "admin", password).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pyjwt_verifies_our_tokens_through_our_jwks_uri() {
     let Some(python) = python() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let issuer = tessera_tests::start_issuer(tmp.path()).await;
-    let token = login(issuer.addr, &issuer.admin_password).await;
+    let (issuer, token) = crate::support::issuer_with_admin_token(tmp.path()).await;
     let jwks_uri = format!("{}/.well-known/jwks.json", issuer.url);
     let run = |issuer_url: String, audience: &'static str, token: String| {
         let python = python.clone();
@@ -124,7 +116,7 @@ async fn our_verifier_accepts_a_pyjwt_issuer_only_when_configured_for_it() {
 
     // A verifier for our own issuer does not know the foreign key at all.
     let tmp = tempfile::tempdir().unwrap();
-    let ours = tessera_tests::start_issuer(tmp.path()).await;
+    let ours = tessera_testkit::stack::start_issuer(tmp.path(), |_| {}).await;
     let ours_verifier = Verifier::start(
         VerifierConfig::new(ours.url, ["orders-api"]),
         Arc::new(SystemClock),
@@ -147,7 +139,7 @@ async fn our_verifier_accepts_a_pyjwt_issuer_only_when_configured_for_it() {
 async fn authlib_reads_and_validates_our_rfc8414_metadata() {
     let Some(python) = python() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let issuer = tessera_tests::start_issuer(tmp.path()).await;
+    let issuer = tessera_testkit::stack::start_issuer(tmp.path(), |_| {}).await;
     let url = issuer.url.clone();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python)

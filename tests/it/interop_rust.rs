@@ -13,21 +13,17 @@ use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwks_client_rs_decodes_our_tokens_through_our_jwks_uri() {
-    let Some(binary) = tessera_tests::interop_tool("TESSERA_INTEROP_RUST", "jwks_client_rs checks")
+    let Some(binary) =
+        crate::support::interop_tool("TESSERA_INTEROP_RUST", "jwks_client_rs checks")
     else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let issuer = tessera_tests::start_issuer(tmp.path()).await;
-    let token =
-        tessera_tests::login(issuer.addr, "admin", &issuer.admin_password).await["access_token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+    let (issuer, token) = crate::support::issuer_with_admin_token(tmp.path()).await;
     let jwks_uri = format!("{}/.well-known/jwks.json", issuer.url);
     let run = |issuer_url: String, audience: &str, token: String| {
         let args = vec![jwks_uri.clone(), issuer_url, audience.to_owned(), token];
-        let output = tessera_tests::run_verifier(binary.clone(), args);
+        let output = crate::support::run_verifier(binary.clone(), args);
         async move { output.await["jwks_client_rs"].clone() }
     };
     let error = |v: &Value| v["error"].as_str().unwrap_or_default().to_lowercase();

@@ -15,8 +15,9 @@ use tessera_bench::Client;
 use tessera_verifier::{SystemClock, Verifier, VerifierConfig};
 
 /// The issuer in `dir` on `listen`, with a one-second JWKS cache lifetime.
-async fn issuer(dir: &Path, listen: SocketAddr) -> tessera_tests::RunningIssuer {
-    tessera_tests::start_issuer_on(dir, listen, |raw| {
+async fn issuer(dir: &Path, listen: SocketAddr) -> tessera_testkit::stack::InProcessIssuer {
+    tessera_testkit::stack::start_issuer(dir, |raw| {
+        raw.listen = Some(listen);
         raw.jwks_cache_lifetime = Some(Duration::from_secs(1));
     })
     .await
@@ -53,9 +54,9 @@ async fn tokens_keep_working_through_an_issuer_outage_and_sessions_survive_a_res
     vconfig.fetch_timeout = Duration::from_millis(500);
     let verifier = Verifier::start(vconfig, Arc::new(SystemClock)).unwrap();
     let health = verifier.clone();
-    let resource = tessera_tests::serve_resource(verifier).await;
+    let resource = tessera_testkit::stack::serve_resource(verifier).await;
 
-    let tokens = tessera_tests::login(addr, "admin", &first.admin_password).await;
+    let tokens = tessera_testkit::stack::login(addr, "admin", &first.admin_password).await;
     let access = tokens["access_token"].as_str().unwrap().to_owned();
     assert_eq!(profile(resource, &access).await, 200);
 

@@ -21,14 +21,14 @@ struct System {
 
 async fn start() -> System {
     let tmp = tempfile::tempdir().unwrap();
-    let issuer = tessera_tests::start_issuer(tmp.path()).await;
+    let issuer = tessera_testkit::stack::start_issuer(tmp.path(), |_| {}).await;
     // The resource server knows only the issuer's URL.
     let verifier = Verifier::start(
         VerifierConfig::new(issuer.url.clone(), ["tessera"]),
         Arc::new(SystemClock),
     )
     .unwrap();
-    let resource = tessera_tests::serve_resource(verifier).await;
+    let resource = tessera_testkit::stack::serve_resource(verifier).await;
     System {
         _tmp: tmp,
         issuer: issuer.addr,
@@ -61,7 +61,7 @@ async fn get(addr: SocketAddr, path: &str, token: &str) -> (u16, Value) {
 }
 
 async fn login(s: &System, username: &str, password: &str) -> Value {
-    tessera_tests::login(s.issuer, username, password).await
+    tessera_testkit::stack::login(s.issuer, username, password).await
 }
 
 /// `POST /token` with the refresh token of a token response.

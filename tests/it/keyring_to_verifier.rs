@@ -6,8 +6,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::support::verify_signature;
 use tessera_keyring::{DEFAULT_BITS, FixedClock, KeyDir, RotationPolicy};
-use tessera_tests::verify_signature;
 use tessera_verifier::KeySet;
 
 const MIN: Duration = Duration::from_secs(60);

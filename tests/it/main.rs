@@ -1,6 +1,6 @@
 //! Tessera's cross-crate and end-to-end tests, one binary for all of them
-//! (each module was a test file of its own); the shared helpers are the
-//! package's library (`support/lib.rs`).
+//! (each module was a test file of its own). Their own helpers are in
+//! `support`; what every suite shares is `tessera-testkit`'s.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -11,3 +11,5 @@ mod issuer_outage;
 mod issuer_to_resource_server;
 mod keyring_to_verifier;
 mod readme;
+mod support;
+mod testkit;

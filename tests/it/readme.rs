@@ -5,21 +5,15 @@
 
 use std::process::Command;
 
-use tessera_tests::workspace_root;
+use crate::support::workspace_root;
 
 fn readme_command(section: &str) -> String {
     let root = workspace_root();
-    let out = Command::new("bash")
-        .arg(root.join("scripts/readme-command.sh"))
-        .arg(section)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    tessera_testkit::process::stdout_of(
+        Command::new("bash")
+            .arg(root.join("scripts/readme-command.sh"))
+            .arg(section),
+    )
 }
 
 #[test]

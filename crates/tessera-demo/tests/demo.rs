@@ -48,17 +48,7 @@ fn the_printed_commands_walk_the_whole_flow_and_ctrl_c_stops_both() {
         .unwrap();
     let script = printed[begin..=end].join("\n");
 
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stdout = tessera_testkit::process::stdout_of(Command::new("bash").arg("-c").arg(&script));
     let results: Vec<&str> = stdout.lines().collect();
     // /profile JSON, then the statuses in order, then the JWKS.
     assert!(

@@ -354,12 +354,8 @@ async fn bootstrap(
     let now = crate::unix_now(&tessera_keyring::SystemClock);
     let first_start = db.count_users().await? == 0;
     if crate::service::clients::bootstrap(db, login_client, now, first_start).await? {
-        tracing::info!(
-            target: "audit",
-            event = "client_registered",
-            client_id = login_client,
-            "registered the login client (public; password and refresh grants; scope profile)"
-        );
+        // The login client: public, password and refresh grants, scope
+        // `profile`. `record` writes the log line too.
         let event = crate::audit::Event::new("client_added").with("client_id", login_client);
         crate::audit::record(db, now, event).await;
     }
@@ -423,7 +419,6 @@ async fn create_first_admin(db: &Db, hasher: &Hasher) -> Result<FirstAdmin, Serv
         now,
     )
     .await?;
-    tracing::info!(target: "audit", event = "first_admin_created", username = "admin");
     let event = crate::audit::Event::new("first_admin_created").with("username", "admin");
     crate::audit::record(db, now, event).await;
     Ok(FirstAdmin {

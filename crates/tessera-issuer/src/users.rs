@@ -167,19 +167,11 @@ async fn run_async(config: &Config, verb: UsersVerb) -> anyhow::Result<()> {
             let ended = accounts
                 .reset_password(&name, &Hasher::new(1)?, &password)
                 .await?;
-            writeln!(
-                out,
-                "{name}: {ended} session(s) ended, their tokens revoked"
-            )?;
-            writeln!(out, "{name}: password reset")?;
+            say_ended(&mut out, &name, ended, "password reset")?;
         }
         UsersVerb::Disable { name } => {
             let ended = accounts.disable(&name).await?;
-            writeln!(
-                out,
-                "{name}: {ended} session(s) ended, their tokens revoked"
-            )?;
-            writeln!(out, "{name}: disabled")?;
+            say_ended(&mut out, &name, ended, "disabled")?;
         }
         UsersVerb::Enable { name } => {
             accounts.enable(&name).await?;
@@ -306,4 +298,18 @@ fn roles_text(roles: &[String]) -> String {
     } else {
         roles.join(",")
     }
+}
+
+/// The two lines a verb that ends a user's sessions prints.
+fn say_ended(
+    out: &mut impl std::io::Write,
+    name: &str,
+    ended: usize,
+    what: &str,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{name}: {ended} session(s) ended, their tokens revoked"
+    )?;
+    writeln!(out, "{name}: {what}")
 }

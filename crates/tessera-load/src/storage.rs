@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::Context as _;
-use tessera_issuer::db::scratch::ScratchDatabase;
+use tessera_testkit::pg::ScratchDatabase;
 
 use crate::harness::{Figure, REFRESH_CHAINS, Server, field, post_json, refresh_chains, sign_rate};
 use crate::report::{Row, row};

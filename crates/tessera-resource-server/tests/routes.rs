@@ -5,14 +5,12 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
-use http_body_util::BodyExt as _;
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 use tessera_keyring::{DEFAULT_BITS, KeyDir, Keyring};
+use tessera_testkit::oneshot;
 use tessera_verifier::{JwksSource, KeySet, ManualClock, Verifier, VerifierConfig};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tower::ServiceExt as _;
 
 const NOW: i64 = 1_767_225_600;
 
@@ -60,25 +58,19 @@ async fn get(
     path: &str,
     token: Option<&str>,
 ) -> (StatusCode, Value, Option<String>) {
-    let mut request = Request::get(path);
-    if let Some(token) = token {
-        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
-    }
-    let response = tessera_resource_server::app(verifier.clone())
-        .oneshot(request.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let challenge = response
-        .headers()
-        .get(header::WWW_AUTHENTICATE)
-        .map(|v| v.to_str().unwrap().to_owned());
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&body).unwrap_or(Value::Null),
-        challenge,
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<_> = bearer
+        .iter()
+        .map(|b| ("authorization", b.as_str()))
+        .collect();
+    let reply = oneshot::get(
+        tessera_resource_server::app(verifier.clone()),
+        path,
+        &headers,
     )
+    .await;
+    let challenge = reply.challenge().map(str::to_owned);
+    (reply.status, reply.body, challenge)
 }
 
 #[tokio::test]

@@ -11,6 +11,43 @@
 //! | a token that fails verification | `401`, `error="invalid_token"` and a short `error_description` |
 //! | a valid token without the required role | `403`, `error="insufficient_scope"` |
 //! | no usable keys (issuer never reached, or stale past the limit) | `503` with `Retry-After` |
+//!
+//! A resource server with one route for any signed-in user and one for
+//! admins (compiled with the docs; `no_run` because it would fetch the
+//! issuer's JWKS):
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use axum::{Router, routing::get};
+//! use tessera_verifier::axum::{Authenticated, RequireRole, Role};
+//! use tessera_verifier::{SystemClock, Verifier, VerifierConfig};
+//!
+//! struct Admin;
+//! impl Role for Admin {
+//!     const NAME: &'static str = "admin";
+//! }
+//!
+//! async fn me(Authenticated(token): Authenticated) -> String {
+//!     format!("hello, {}", token.subject())
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = VerifierConfig::new("https://auth.example.com", ["https://api.example.com"]);
+//! // Starts fetching the JWKS; requests wait for the first answer.
+//! let verifier = Verifier::start(config, Arc::new(SystemClock))?;
+//! let app: Router = Router::new()
+//!     .route("/me", get(me))
+//!     .route("/admin", get(|_: RequireRole<Admin>| async { "hello, admin" }))
+//!     .with_state(verifier);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8081").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! (Serve it with `tessera_serve::serve` in production: it adds header,
+//! body and idle timeouts and a bounded shutdown.)
 
 use std::marker::PhantomData;
 

@@ -16,7 +16,8 @@
 //! - Optionally, it follows the issuer's signed revocation feed and refuses
 //!   revoked tokens, sessions and users ([`RevocationConfig`]).
 //! - With the `axum` feature (default): the [`axum::Authenticated`] extractor,
-//!   the [`axum::RequireRole`] guard and RFC 6750 responses.
+//!   the [`axum::RequireRole`] guard and RFC 6750 responses; the [`axum`]
+//!   module's docs show a whole resource server.
 
 mod b64;
 mod claims;

@@ -12,6 +12,36 @@ fn list_json(list: &[String]) -> String {
     serde_json::to_string(list).unwrap_or_else(|_| "[]".to_owned())
 }
 
+/// Binds a client's columns as `$1`…`$11` (`at`: the time the row gets), in
+/// the order `add_client` and `update_client` both use.
+trait BindClient: Sized {
+    fn bind_client(self, client: &Client, at: i64) -> Self;
+}
+
+impl<'q, DB> BindClient for sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    fn bind_client(self, client: &Client, at: i64) -> Self {
+        let secret = client.secret_sha256.map(|h| tessera_keyring::b64url(&h));
+        self.bind(client.client_id.clone())
+            .bind(client.kind.name().to_owned())
+            .bind(secret)
+            .bind(list_json(&client.grant_types))
+            .bind(list_json(&client.scopes))
+            .bind(list_json(&client.default_scope))
+            .bind(list_json(&client.audiences))
+            .bind(list_json(&client.redirect_uris))
+            .bind(client.introspect)
+            .bind(client.disabled)
+            .bind(at)
+    }
+}
+
 fn client_from_row<'r, R>(row: &'r R) -> Result<Client, sqlx::Error>
 where
     R: sqlx::Row,
@@ -62,24 +92,13 @@ impl Db {
 
     /// Registers a client (its settings already checked).
     pub async fn add_client(&self, client: &Client) -> Result<(), DbError> {
-        let secret = client.secret_sha256.map(|h| tessera_keyring::b64url(&h));
         let result = on_pool!(self, |pool| {
             sqlx::query(
             "INSERT INTO clients (client_id, kind, secret_sha256, grant_types, scopes,
                  default_scope, audiences, redirect_uris, introspect, disabled, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)"
         )
-        .bind(&client.client_id)
-        .bind(client.kind.name())
-        .bind(secret)
-        .bind(list_json(&client.grant_types))
-        .bind(list_json(&client.scopes))
-        .bind(list_json(&client.default_scope))
-        .bind(list_json(&client.audiences))
-        .bind(list_json(&client.redirect_uris))
-        .bind(client.introspect)
-        .bind(client.disabled)
-        .bind(client.created_at)
+        .bind_client(client, client.created_at)
         .execute(pool)
         .await
         .map(|_| ())
@@ -95,24 +114,13 @@ impl Db {
 
     /// Replaces a client's settings (and secret) with `client`'s.
     pub async fn update_client(&self, client: &Client) -> Result<(), DbError> {
-        let secret = client.secret_sha256.map(|h| tessera_keyring::b64url(&h));
         let changed = on_pool!(self, |pool| sqlx::query(
             "UPDATE clients SET kind = $2, secret_sha256 = $3, grant_types = $4, scopes = $5,
                  default_scope = $6, audiences = $7, redirect_uris = $8, introspect = $9,
                  disabled = $10, updated_at = $11
              WHERE client_id = $1"
         )
-        .bind(&client.client_id)
-        .bind(client.kind.name())
-        .bind(secret)
-        .bind(list_json(&client.grant_types))
-        .bind(list_json(&client.scopes))
-        .bind(list_json(&client.default_scope))
-        .bind(list_json(&client.audiences))
-        .bind(list_json(&client.redirect_uris))
-        .bind(client.introspect)
-        .bind(client.disabled)
-        .bind(client.updated_at)
+        .bind_client(client, client.updated_at)
         .execute(pool)
         .await
         .map(|done| done.rows_affected())

@@ -30,7 +30,6 @@ pub mod keyring;
 mod postgres;
 mod revocations;
 mod rotation;
-pub mod scratch;
 mod sessions;
 mod sqlite;
 mod throttle;

@@ -117,12 +117,11 @@ pub(super) async fn token(
                 .await?
         }
         "password" => {
-            let username = required(&params, "username")?.to_owned();
             let password = params.get("password").cloned().unwrap_or_default();
             let tokens = service
                 .password_grant(
                     &offered,
-                    username,
+                    params.get("username").map(String::as_str),
                     Password::new(password),
                     params.get("scope").map(String::as_str),
                     client_ip(&extensions),

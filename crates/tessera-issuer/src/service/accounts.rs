@@ -75,9 +75,7 @@ impl Accounts {
         password: &Password,
     ) -> Result<User, AuthError> {
         Self::check_new(name, roles)?;
-        let hash = hasher
-            .hash(password)
-            .map_err(|e| AuthError::Issuing(e.to_string()))?;
+        let hash = hasher.hash(password)?;
         let now = self.now();
         let user = self
             .db
@@ -131,9 +129,7 @@ impl Accounts {
         password: &Password,
     ) -> Result<usize, AuthError> {
         let id = self.user_id(name).await?;
-        let hash = hasher
-            .hash(password)
-            .map_err(|e| AuthError::Issuing(e.to_string()))?;
+        let hash = hasher.hash(password)?;
         let now = self.now();
         self.db.set_password_hash(name, &hash, now).await?;
         audit::record(&self.db, now, Event::new("user_password_reset").user(&id)).await;

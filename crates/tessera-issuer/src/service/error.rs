@@ -51,6 +51,9 @@ pub enum AuthError {
     /// answered).
     #[error("no keyring loaded yet")]
     NoKeys,
+    /// Hashing a new password failed (operator commands).
+    #[error(transparent)]
+    Hashing(#[from] crate::passwords::HashError),
     /// Building or signing a token failed.
     #[error("issuing tokens: {0}")]
     Issuing(String),

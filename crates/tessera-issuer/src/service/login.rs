@@ -27,6 +27,23 @@ pub struct Login {
     pub scope: String,
 }
 
+impl Login {
+    /// A login of `username` from `client_ip` for `client`, granting `scope`.
+    pub fn new(
+        username: String,
+        client_ip: Option<IpAddr>,
+        client: Arc<Client>,
+        scope: String,
+    ) -> Self {
+        Self {
+            username,
+            client_ip,
+            client,
+            scope,
+        }
+    }
+}
+
 impl Issuer {
     /// `/login`: a password login for the configured first-party client
     /// (`login_client`) and its default scope.
@@ -46,26 +63,27 @@ impl Issuer {
                 description: "the login client is not registered, is disabled, or may not use the password grant",
             })?;
         let scope = client.default_scope.join(" ");
-        let login = Login {
-            username,
-            client_ip,
-            client,
-            scope,
-        };
+        let login = Login::new(username, client_ip, client, scope);
         self.password_login(login, password).await
     }
 
-    /// The password grant (RFC 6749 §4.3): the client authenticates first,
-    /// and the scope asked for must be the client's.
+    /// The password grant (RFC 6749 §4.3): the client authenticates first
+    /// (so a request without a username tells an unauthenticated caller
+    /// nothing), then the username must be there and the scope asked for
+    /// must be the client's.
     pub async fn password_grant(
         &self,
         offered: &Offered,
-        username: String,
+        username: Option<&str>,
         password: Password,
         requested_scope: Option<&str>,
         client_ip: Option<IpAddr>,
     ) -> Result<TokenResponse, AuthError> {
         let client = self.authenticate_client(offered, "password").await?;
+        let username = username
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| AuthError::Invalid("username".to_owned()))?
+            .to_owned();
         if requested_scope
             .is_some_and(|s| crate::validate::scope(s.trim()).is_err() && !s.trim().is_empty())
         {
@@ -74,12 +92,7 @@ impl Issuer {
         let scope = client
             .grant_scope(requested_scope)
             .ok_or(AuthError::InvalidScope)?;
-        let login = Login {
-            username,
-            client_ip,
-            client,
-            scope,
-        };
+        let login = Login::new(username, client_ip, client, scope);
         self.password_login(login, password).await
     }
 

@@ -46,17 +46,20 @@ pub struct Issuer {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+/// The parts. The stateful ones (throttle, feed, registry, folded log lines)
+/// sit behind their own `Arc`, so a builder applied to an issuer that is
+/// already shared copies the parts and keeps sharing that state.
+#[derive(Debug, Clone)]
 struct Inner {
     db: Db,
     keys: Arc<KeyHandle>,
     hasher: Hasher,
     clock: Arc<dyn Clock>,
     settings: TokenSettings,
-    throttle: Throttle,
-    feed: Feed,
-    clients: registry::Registry,
-    throttled_lines: Folded,
+    throttle: Arc<Throttle>,
+    feed: Arc<Feed>,
+    clients: Arc<registry::Registry>,
+    throttled_lines: Arc<Folded>,
     introspection_clients: Vec<IntrospectionClient>,
 }
 
@@ -76,10 +79,10 @@ impl Issuer {
             hasher,
             clock,
             settings,
-            throttle: Throttle::default(),
-            feed: Feed::default(),
-            clients: registry::Registry::default(),
-            throttled_lines: Folded::default(),
+            throttle: Arc::default(),
+            feed: Arc::default(),
+            clients: Arc::default(),
+            throttled_lines: Arc::default(),
             introspection_clients: Vec::new(),
         })
     }
@@ -90,24 +93,12 @@ impl Issuer {
         }
     }
 
-    /// Takes the parts back to change one of them before the issuer is
-    /// shared (the builders below; a clone already made keeps the old one).
+    /// Takes the parts back to change one of them (the builders below). If
+    /// the issuer is already shared, the parts are copied: the copy shares
+    /// the same throttle, feed and registry; a clone made before keeps the
+    /// old value of the part changed.
     fn rebuilt(self, change: impl FnOnce(&mut Inner)) -> Self {
-        let mut inner = match Arc::try_unwrap(self.inner) {
-            Ok(inner) => inner,
-            Err(shared) => Inner {
-                db: shared.db.clone(),
-                keys: Arc::clone(&shared.keys),
-                hasher: shared.hasher.clone(),
-                clock: Arc::clone(&shared.clock),
-                settings: shared.settings.clone(),
-                throttle: Throttle::default(),
-                feed: Feed::default(),
-                clients: registry::Registry::default(),
-                throttled_lines: Folded::default(),
-                introspection_clients: shared.introspection_clients.clone(),
-            },
-        };
+        let mut inner = Arc::unwrap_or_clone(self.inner);
         change(&mut inner);
         Self::build(inner)
     }
@@ -115,7 +106,7 @@ impl Issuer {
     /// The same issuer with other throttling limits (benchmarks flood logins
     /// on purpose; tests of the limits use small ones).
     pub fn with_throttle(self, throttle: Throttle) -> Self {
-        self.rebuilt(|inner| inner.throttle = throttle)
+        self.rebuilt(|inner| inner.throttle = Arc::new(throttle))
     }
 
     /// The same issuer, with these callers also allowed to use `/introspect`

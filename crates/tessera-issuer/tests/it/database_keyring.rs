@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tessera_bench::Client;
-use tessera_issuer::db::scratch::{ScratchDatabase, postgres_required, postgres_url};
+use tessera_testkit::pg::{ScratchDatabase, postgres_required, postgres_url};
 use tokio::time::Instant;
 
 /// A database for the keyring: a SQLite file, and a scratch PostgreSQL

@@ -7,18 +7,14 @@ use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
-use http_body_util::BodyExt as _;
-use tessera_issuer::db::Db;
-use tessera_issuer::db::scratch::test_database_url;
+use axum::http::{StatusCode, header};
 use tessera_issuer::http::{AppState, router};
 use tessera_issuer::keys::KeyHandle;
 use tessera_issuer::passwords::Hasher;
 use tessera_issuer::service::Issuer;
-use tessera_issuer::tokens::TokenSettings;
 use tessera_keyring::{DEFAULT_BITS, KeyDir, RotationPolicy};
-use tower::ServiceExt as _;
+use tessera_testkit::oneshot::{self, Reply};
+use tessera_testkit::pg::test_database_url;
 
 const ISSUER: &str = "https://auth.example.test";
 
@@ -43,23 +39,8 @@ async fn fixture() -> Fixture {
 }
 
 async fn fixture_with(tmp: tempfile::TempDir, dir: KeyDir, keys: Arc<KeyHandle>) -> Fixture {
-    let db = Db::connect(&test_database_url(tmp.path()).unwrap())
-        .await
-        .unwrap();
-    // The login client a first start registers.
-    tessera_issuer::service::clients::bootstrap(&db, "tessera-web", 0, true)
-        .await
-        .unwrap();
-    let settings = TokenSettings {
-        issuer: ISSUER.to_owned(),
-        audiences: vec!["api".to_owned()],
-        access_token_lifetime: Duration::from_secs(900),
-        refresh_idle_lifetime: Duration::from_secs(14 * 86400),
-        refresh_absolute_lifetime: Duration::from_secs(30 * 86400),
-        jwks_cache_lifetime: Duration::from_secs(300),
-        login_client: "tessera-web".to_owned(),
-        refresh_retry_window: Duration::from_secs(10),
-    };
+    let db = crate::common::database(tmp.path()).await;
+    let settings = crate::common::settings(ISSUER);
     let state = AppState::new(Issuer::new(
         Arc::clone(&keys),
         db,
@@ -75,44 +56,9 @@ async fn fixture_with(tmp: tempfile::TempDir, dir: KeyDir, keys: Arc<KeyHandle>)
     }
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap()
-    }
-    fn header(&self, name: header::HeaderName) -> &str {
-        self.headers.get(name).unwrap().to_str().unwrap()
-    }
-}
-
 async fn get(state: &AppState, path: &str, if_none_match: Option<&str>) -> Reply {
-    let mut request = Request::get(path);
-    if let Some(tag) = if_none_match {
-        request = request.header(header::IF_NONE_MATCH, tag);
-    }
-    let response = router(state.clone())
-        .oneshot(request.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    let tag = if_none_match.map(|tag| ("if-none-match", tag));
+    oneshot::get(router(state.clone()), path, tag.as_slice()).await
 }
 
 #[tokio::test]
@@ -127,7 +73,7 @@ async fn jwks_serves_the_published_keys_with_caching_headers() {
         etag.starts_with('"') && etag.ends_with('"') && etag.len() > 10,
         "strong: {etag}"
     );
-    let served = reply.json();
+    let served = reply.body.clone();
     let on_disk = serde_json::to_value(f.dir.inspect().unwrap().jwks).unwrap();
     assert_eq!(served, on_disk);
     assert_eq!(served["keys"].as_array().unwrap().len(), 2);
@@ -158,7 +104,7 @@ async fn jwks_answers_304_to_a_matching_if_none_match() {
         assert_eq!(reply.header(header::ETAG), etag);
         assert_eq!(reply.header(header::CACHE_CONTROL), "public, max-age=300");
         if expected == StatusCode::NOT_MODIFIED {
-            assert!(reply.body.is_empty());
+            assert!(reply.raw.is_empty());
         }
     }
 }
@@ -173,7 +119,7 @@ async fn both_discovery_documents_point_at_our_endpoints() {
         let reply = get(&f.state, path, None).await;
         assert_eq!(reply.status, StatusCode::OK, "{path}");
         assert_eq!(reply.header(header::CONTENT_TYPE), "application/json");
-        let doc = reply.json();
+        let doc = reply.body.clone();
         assert_eq!(doc["issuer"], ISSUER);
         assert_eq!(doc["jwks_uri"], format!("{ISSUER}/.well-known/jwks.json"));
         assert_eq!(doc["token_endpoint"], format!("{ISSUER}/token"));
@@ -194,11 +140,11 @@ async fn health_readiness_and_unknown_routes() {
     let f = fixture().await;
     let health = get(&f.state, "/healthz", None).await;
     assert_eq!(health.status, StatusCode::OK);
-    assert_eq!(health.json()["status"], "ok");
+    assert_eq!(health.body["status"], "ok");
 
     let ready = get(&f.state, "/readyz", None).await;
     assert_eq!(ready.status, StatusCode::OK);
-    let ready = ready.json();
+    let ready = ready.body.clone();
     assert_eq!(
         ready["active_kid"],
         f.keys.current().unwrap().signer().kid()
@@ -209,7 +155,7 @@ async fn health_readiness_and_unknown_routes() {
 
     let missing = get(&f.state, "/login.php", None).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
-    assert_eq!(missing.json()["error"], "not_found");
+    assert_eq!(missing.body["error"], "not_found");
 }
 
 #[tokio::test]
@@ -230,7 +176,7 @@ async fn a_cli_rotation_is_served_after_a_reload_and_a_broken_keyring_is_not() {
     assert_eq!(f.keys.current().unwrap().signer().kid(), rotated.activated);
     let after = get(&f.state, "/.well-known/jwks.json", None).await;
     assert_ne!(after.header(header::ETAG), before.header(header::ETAG));
-    let kids: Vec<String> = after.json()["keys"]
+    let kids: Vec<String> = after.body["keys"]
         .as_array()
         .unwrap()
         .iter()
@@ -258,7 +204,7 @@ async fn a_cli_rotation_is_served_after_a_reload_and_a_broken_keyring_is_not() {
     let ready = get(&f.state, "/readyz", None).await;
     assert_eq!(ready.status, StatusCode::OK);
     assert!(
-        ready.json()["keyring_reload_error"]
+        ready.body["keyring_reload_error"]
             .as_str()
             .unwrap()
             .contains("manifest.json")
@@ -293,7 +239,7 @@ async fn a_keyring_that_vanishes_while_running_is_an_error_not_a_new_keyring() {
     let served = get(&f.state, "/.well-known/jwks.json", None).await;
     assert_eq!(served.body, before.body, "the same keys are published");
     let ready = get(&f.state, "/readyz", None).await;
-    let error = ready.json()["keyring_reload_error"]
+    let error = ready.body["keyring_reload_error"]
         .as_str()
         .unwrap()
         .to_owned();

@@ -39,13 +39,7 @@ impl Keys {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        tessera_testkit::process::stdout_of(&mut self.cmd(args))
     }
 
     fn list(&self) -> Vec<serde_json::Value> {

@@ -11,17 +11,15 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tessera_issuer::db::Db;
-use tessera_issuer::db::scratch::test_database_url;
 use tessera_issuer::http::{AppState, router};
 use tessera_issuer::keys::KeyHandle;
 use tessera_issuer::passwords::{Hasher, Password};
 use tessera_issuer::service::Issuer;
-use tessera_issuer::tokens::{TokenSettings, refresh_token_hash};
+use tessera_issuer::tokens::refresh_token_hash;
 use tessera_keyring::{DEFAULT_BITS, FixedClock, KeyDir, verify_rs256};
-use tower::ServiceExt as _;
+use tessera_testkit::oneshot;
 
 use crate::common;
 
@@ -41,24 +39,9 @@ async fn app() -> App {
     let dir = KeyDir::new(tmp.path().join("keys"));
     dir.init(DEFAULT_BITS).unwrap();
     let keys = Arc::new(KeyHandle::load(dir).unwrap());
-    let db = Db::connect(&test_database_url(tmp.path()).unwrap())
-        .await
-        .unwrap();
-    // The login client a first start registers.
-    tessera_issuer::service::clients::bootstrap(&db, "tessera-web", 0, true)
-        .await
-        .unwrap();
+    let db = crate::common::database(tmp.path()).await;
     let hasher = Hasher::with_params(64, 1, 1, 2).unwrap();
-    let settings = TokenSettings {
-        issuer: ISSUER.to_owned(),
-        audiences: vec!["api".to_owned()],
-        access_token_lifetime: Duration::from_secs(900),
-        refresh_idle_lifetime: Duration::from_secs(14 * 86400),
-        refresh_absolute_lifetime: Duration::from_secs(30 * 86400),
-        jwks_cache_lifetime: Duration::from_secs(300),
-        login_client: "tessera-web".to_owned(),
-        refresh_retry_window: Duration::from_secs(10),
-    };
+    let settings = crate::common::settings(ISSUER);
     let clock = Arc::new(FixedClock(
         SystemTime::UNIX_EPOCH + Duration::from_secs(NOW),
     ));
@@ -104,15 +87,12 @@ impl App {
         if let Some(ct) = content_type {
             request = request.header(header::CONTENT_TYPE, ct);
         }
-        let response = router(self.state.clone())
-            .oneshot(request.body(body.into()).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, headers, value)
+        let reply = oneshot::send(
+            router(self.state.clone()),
+            request.body(body.into()).unwrap(),
+        )
+        .await;
+        (reply.status, reply.headers, reply.body)
     }
 
     async fn login(&self, username: &str, password: &str) -> (StatusCode, Value) {

@@ -22,8 +22,8 @@ use std::time::Duration;
 use serde_json::Value;
 use sqlx::Connection as _;
 use tessera_bench::Client;
-use tessera_issuer::db::scratch::{ScratchDatabase, postgres_required, postgres_url};
 use tessera_issuer::serve::{FirstAdmin, Prepared};
+use tessera_testkit::pg::{ScratchDatabase, postgres_required, postgres_url};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 

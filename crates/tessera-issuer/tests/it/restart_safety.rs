@@ -73,7 +73,7 @@ const LIVE: &str = "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL";
 /// (SQLite; PostgreSQL enforces both itself), and the refresh invariant.
 /// Returns the number of live sessions.
 async fn check_database(dir: &Path) -> i64 {
-    let url = tessera_issuer::db::scratch::test_database_url(dir).unwrap();
+    let url = tessera_testkit::pg::test_database_url(dir).unwrap();
     if !url.starts_with("sqlite:") {
         let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
         let half_rotated: Vec<String> = sqlx::query_scalar(HALF_ROTATED)
@@ -109,7 +109,7 @@ async fn check_database(dir: &Path) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_refresh_leaves_no_half_rotated_family() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut first = IssuerProcess::start(tmp.path(), &ISSUER_URL);
+    let mut first = IssuerProcess::start(common::bin(), tmp.path(), &ISSUER_URL);
     let password = first.admin_password.clone().unwrap();
     let mut tokens = Vec::new();
     for _ in 0..FAMILIES {
@@ -143,7 +143,7 @@ async fn sigkill_mid_refresh_leaves_no_half_rotated_family() {
 
     // Restart on the same database and keys. Each client retries with the
     // token it holds: the one whose answer the kill may have swallowed.
-    let second = IssuerProcess::start(tmp.path(), &ISSUER_URL);
+    let second = IssuerProcess::start(common::bin(), tmp.path(), &ISSUER_URL);
     assert!(second.admin_password.is_none(), "no new admin on a restart");
     let mut c = Client::connect(second.addr).await.unwrap();
     let (mut working, mut invalid_grant) = (0, 0);

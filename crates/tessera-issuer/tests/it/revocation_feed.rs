@@ -131,7 +131,7 @@ async fn after_logout_the_resource_server_refuses_the_access_token_within_one_po
 async fn revoke_user_cuts_every_session_of_that_user_and_nothing_else() {
     let tmp = tempfile::tempdir().unwrap();
     let issuer = common::start_issuer(tmp.path(), |_| {}).await;
-    let database = tessera_issuer::db::scratch::test_database_url(tmp.path()).unwrap();
+    let database = tessera_testkit::pg::test_database_url(tmp.path()).unwrap();
     let run = |args: &[&str], stdin: Option<&str>| {
         use std::io::Write as _;
         let mut child = common::cli(args)

@@ -22,7 +22,7 @@ impl Users {
     }
 
     fn url(&self) -> String {
-        tessera_issuer::db::scratch::test_database_url(self.tmp.path()).unwrap()
+        tessera_testkit::pg::test_database_url(self.tmp.path()).unwrap()
     }
 
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
@@ -69,19 +69,13 @@ impl Users {
     /// `tessera-issuer <command> <args>` (not a `users` verb) on the same
     /// database, which must succeed: its standard output.
     fn top_level(&self, command: &str, args: &[&str]) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_tessera-issuer"))
-            .arg(command)
-            .args(args)
-            .args(["--database", &self.url()])
-            .env_remove("TESSERA_CONFIG")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{command} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        tessera_testkit::process::stdout_of(
+            Command::new(env!("CARGO_BIN_EXE_tessera-issuer"))
+                .arg(command)
+                .args(args)
+                .args(["--database", &self.url()])
+                .env_remove("TESSERA_CONFIG"),
+        )
     }
 
     fn list(&self) -> Vec<serde_json::Value> {
@@ -436,8 +430,11 @@ async fn an_introspection_client_made_by_the_cli_can_introspect() {
     assert!(!stanza.contains(&secret), "the file gets only the hash");
     let config = u.tmp.path().join("issuer.toml");
     std::fs::write(&config, stanza).unwrap();
-    let issuer =
-        common::IssuerProcess::start(u.tmp.path(), &["--config", config.to_str().unwrap()]);
+    let issuer = common::IssuerProcess::start(
+        common::bin(),
+        u.tmp.path(),
+        &["--config", config.to_str().unwrap()],
+    );
     let password = issuer.admin_password.clone().unwrap();
     let token = common::login(issuer.addr, "admin", &password).await["access_token"]
         .as_str()
@@ -479,7 +476,7 @@ async fn clients_registered_by_the_cli_get_exactly_what_they_were_registered_for
             String::from_utf8(out.stderr).unwrap(),
         )
     };
-    let issuer = common::IssuerProcess::start(u.tmp.path(), &[]);
+    let issuer = common::IssuerProcess::start(common::bin(), u.tmp.path(), &[]);
     let (code, out, err) = clients(
         &[
             "add",

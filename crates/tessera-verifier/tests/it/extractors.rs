@@ -6,14 +6,12 @@
 
 use crate::common::*;
 use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::StatusCode;
 use axum::routing::get;
-use http_body_util::BodyExt as _;
-use serde_json::{Value, json};
+use serde_json::json;
+use tessera_testkit::oneshot::{self, Reply};
 use tessera_verifier::Verifier;
 use tessera_verifier::axum::{Authenticated, RequireRole, Role};
-use tower::ServiceExt as _;
 
 struct Admin;
 impl Role for Admin {
@@ -30,44 +28,12 @@ fn app(verifier: Verifier) -> Router {
         .with_state(verifier)
 }
 
-struct Reply {
-    status: StatusCode,
-    challenge: Option<String>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap()
-    }
-}
-
 async fn send(verifier: &Verifier, path: &str, authorization: &[&str]) -> Reply {
-    let mut request = Request::get(path);
-    for value in authorization {
-        request = request.header(header::AUTHORIZATION, *value);
-    }
-    let response = app(verifier.clone())
-        .oneshot(request.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let challenge = response
-        .headers()
-        .get(header::WWW_AUTHENTICATE)
-        .map(|v| v.to_str().unwrap().to_owned());
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
-    Reply {
-        status,
-        challenge,
-        body,
-    }
+    let headers: Vec<_> = authorization
+        .iter()
+        .map(|v| ("authorization", *v))
+        .collect();
+    oneshot::get(app(verifier.clone()), path, &headers).await
 }
 
 #[tokio::test]
@@ -78,7 +44,7 @@ async fn a_valid_token_in_any_scheme_case_is_accepted() {
     for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
         let r = send(&verifier, "/me", &[&format!("{scheme} {t}")]).await;
         assert_eq!(r.status, StatusCode::OK, "{scheme}");
-        assert_eq!(r.body, b"u-1234");
+        assert_eq!(r.raw, b"u-1234");
     }
 }
 
@@ -87,7 +53,7 @@ async fn a_missing_token_gets_a_bare_challenge() {
     let (verifier, _) = static_verifier(|_| {});
     let r = send(&verifier, "/me", &[]).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(r.challenge.as_deref(), Some("Bearer realm=\"tessera\""));
+    assert_eq!(r.challenge(), Some("Bearer realm=\"tessera\""));
 }
 
 #[tokio::test]
@@ -106,13 +72,13 @@ async fn an_invalid_token_gets_invalid_token_with_a_description() {
     ] {
         let r = send(&verifier, "/me", &[&format!("Bearer {token}")]).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{description}");
-        let challenge = r.challenge.clone().unwrap();
+        let challenge = r.challenge().unwrap().to_owned();
         assert!(
             challenge.starts_with("Bearer realm=\"tessera\", error=\"invalid_token\""),
             "{challenge}"
         );
         assert!(challenge.contains(description), "{challenge}");
-        assert_eq!(r.json()["error"], "invalid_token");
+        assert_eq!(r.body["error"], "invalid_token");
     }
 }
 
@@ -133,12 +99,7 @@ async fn malformed_requests_are_400_invalid_request() {
     for (path, headers) in &cases {
         let r = send(&verifier, path, headers).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path} {headers:?}");
-        assert!(
-            r.challenge
-                .clone()
-                .unwrap()
-                .contains("error=\"invalid_request\"")
-        );
+        assert!(r.challenge().unwrap().contains("error=\"invalid_request\""));
     }
     // A query string without a token is fine.
     assert_eq!(
@@ -159,12 +120,11 @@ async fn the_role_guard_answers_403_insufficient_scope() {
     let r = send(&verifier, "/admin", &[&format!("Bearer {user}")]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(
-        r.challenge
-            .clone()
+        r.challenge()
             .unwrap()
             .contains("error=\"insufficient_scope\"")
     );
-    assert_eq!(r.json()["error"], "insufficient_scope");
+    assert_eq!(r.body["error"], "insufficient_scope");
     let r = send(&verifier, "/admin", &[&format!("Bearer {admin}")]).await;
     assert_eq!(r.status, StatusCode::OK);
     // No token at all: 401 before any role check.
@@ -184,5 +144,5 @@ async fn no_usable_keys_is_503_not_401() {
     let t = ours.sign(&header(ours.kid()), &claims());
     let r = send(&verifier, "/me", &[&format!("Bearer {t}")]).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(r.json()["error"], "temporarily_unavailable");
+    assert_eq!(r.body["error"], "temporarily_unavailable");
 }

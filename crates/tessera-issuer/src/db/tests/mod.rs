@@ -1,11 +1,11 @@
 //! The data-access layer on every backend: SQLite always, PostgreSQL when
-//! `TESSERA_TEST_POSTGRES_URL` names a server (see [`super::scratch`]).
+//! `TESSERA_TEST_POSTGRES_URL` names a server (see `tessera_testkit::pg`).
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use super::rotation::Rotation;
-use super::scratch::{ScratchDatabase, postgres_required, postgres_url};
 use super::*;
+use tessera_testkit::pg::{ScratchDatabase, postgres_required, postgres_url};
 
 /// A database, and what keeps it alive.
 pub(crate) struct TestDb {

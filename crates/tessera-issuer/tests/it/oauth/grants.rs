@@ -226,6 +226,16 @@ async fn the_password_grant_and_rfc6749_errors() {
             "no-store"
         );
     }
+    // Without client credentials the client is refused first: the caller
+    // learns nothing about the rest of the request.
+    let anonymous = app.form("/token", "grant_type=password&password=x").await;
+    assert_eq!(
+        anonymous.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        anonymous.body
+    );
+    assert_eq!(anonymous.body["error"], "invalid_client");
     let json_body = app
         .send(
             Request::post("/token")

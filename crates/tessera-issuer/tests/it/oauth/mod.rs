@@ -11,17 +11,16 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tessera_issuer::db::Db;
-use tessera_issuer::db::scratch::test_database_url;
 use tessera_issuer::http::{AppState, router};
 use tessera_issuer::keys::KeyHandle;
 use tessera_issuer::passwords::{Hasher, Password, random_token};
 use tessera_issuer::service::Issuer;
-use tessera_issuer::tokens::TokenSettings;
 use tessera_keyring::{Clock, DEFAULT_BITS, KeyDir};
-use tower::ServiceExt as _;
+use tessera_testkit::jws::claims_of as claims;
+use tessera_testkit::oneshot::{self, Reply};
+use tessera_testkit::pg::test_database_url;
 
 const DAY: u64 = 86_400;
 const T0: u64 = 1_767_225_600;
@@ -48,13 +47,6 @@ struct App {
     clock: Arc<TestClock>,
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Value,
-    raw: Vec<u8>,
-}
-
 async fn app() -> App {
     let tmp = tempfile::tempdir().unwrap();
     // A file database: concurrent requests get their own connections.
@@ -74,16 +66,7 @@ async fn app_on(tmp: tempfile::TempDir, url: &str, fresh: bool) -> App {
         .await
         .unwrap();
     let hasher = Hasher::with_params(64, 1, 1, 4).unwrap();
-    let settings = TokenSettings {
-        issuer: "https://auth.example.test".to_owned(),
-        audiences: vec!["api".to_owned()],
-        access_token_lifetime: Duration::from_secs(900),
-        refresh_idle_lifetime: Duration::from_secs(14 * DAY),
-        refresh_absolute_lifetime: Duration::from_secs(30 * DAY),
-        jwks_cache_lifetime: Duration::from_secs(300),
-        login_client: "tessera-web".to_owned(),
-        refresh_retry_window: Duration::from_secs(10),
-    };
+    let settings = crate::common::settings("https://auth.example.test");
     let clock = Arc::new(TestClock(Mutex::new(
         SystemTime::UNIX_EPOCH + Duration::from_secs(T0),
     )));
@@ -118,23 +101,7 @@ async fn app_on(tmp: tempfile::TempDir, url: &str, fresh: bool) -> App {
 
 impl App {
     async fn send(&self, request: Request<Body>) -> Reply {
-        let response = router(self.state.clone()).oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let raw = response
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec();
-        let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            body,
-            raw,
-        }
+        oneshot::send(router(self.state.clone()), request).await
     }
 
     async fn form(&self, path: &str, form: &str) -> Reply {
@@ -177,11 +144,6 @@ impl App {
         }
         self.send(request.body(Body::empty()).unwrap()).await
     }
-}
-
-fn claims(token: &str) -> Value {
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
 
 fn refresh_of(body: &Value) -> String {

@@ -70,12 +70,8 @@ async fn concurrent_refreshes_have_exactly_one_winner() {
                         "grant_type=refresh_token&refresh_token={token}"
                     )))
                     .unwrap();
-                let response = router(state).oneshot(request).await.unwrap();
-                let status = response.status();
-                (
-                    status,
-                    response.into_body().collect().await.unwrap().to_bytes(),
-                )
+                let reply = oneshot::send(router(state), request).await;
+                (reply.status, reply.raw)
             })
         })
         .collect();

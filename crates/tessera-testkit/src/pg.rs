@@ -7,7 +7,36 @@ use std::path::Path;
 use sqlx::Connection as _;
 use sqlx::postgres::PgConnection;
 
-use super::error::{DbError, sql};
+/// Why a scratch database could not be made or dropped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScratchError {
+    /// The server's URL, or the backend asked for, is not usable.
+    #[error("{0}")]
+    Config(String),
+    /// The server failed.
+    #[error("{action}: {source}")]
+    Sqlx {
+        /// What was being done.
+        action: &'static str,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+}
+
+fn sql(action: &'static str) -> impl FnOnce(sqlx::Error) -> ScratchError {
+    move |source| ScratchError::Sqlx { action, source }
+}
+
+/// A name no other scratch database of this process has (a counter), and
+/// unlikely for a later process of the same id (std's random hash keys).
+fn unique_suffix() -> String {
+    use std::hash::BuildHasher as _;
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let noise = std::collections::hash_map::RandomState::new().hash_one(n);
+    format!("{n}x{noise:x}")
+}
 
 /// The variable naming a PostgreSQL server tests may create databases on,
 /// e.g. `postgres://127.0.0.1:5432/test`. Tests that need PostgreSQL skip
@@ -46,16 +75,10 @@ impl ScratchDatabase {
     ///
     /// Names carry the creating process's id: databases of processes that
     /// are gone (killed before they could drop theirs) are dropped here first.
-    pub async fn create(admin_url: &str) -> Result<Self, DbError> {
-        let name = format!(
-            "tessera_scratch_{}_{}",
-            std::process::id(),
-            crate::passwords::random_token(9)
-                .to_ascii_lowercase()
-                .replace('-', "_")
-        );
+    pub async fn create(admin_url: &str) -> Result<Self, ScratchError> {
+        let name = format!("tessera_scratch_{}_{}", std::process::id(), unique_suffix());
         let url = with_database(admin_url, &name)
-            .ok_or_else(|| DbError::UnsupportedUrl(admin_url.to_owned()))?;
+            .ok_or_else(|| ScratchError::Config(format!("not a PostgreSQL URL: {admin_url:?}")))?;
         let mut conn = PgConnection::connect(admin_url)
             .await
             .map_err(sql("connecting to the PostgreSQL server for tests"))?;
@@ -73,7 +96,7 @@ impl ScratchDatabase {
     }
 
     /// [`ScratchDatabase::create`] for code outside an async runtime.
-    pub fn create_blocking(admin_url: &str) -> Result<Self, DbError> {
+    pub fn create_blocking(admin_url: &str) -> Result<Self, ScratchError> {
         let admin_url = admin_url.to_owned();
         on_own_runtime(move || async move { Self::create(&admin_url).await })
     }
@@ -100,13 +123,16 @@ impl Drop for ScratchDatabase {
             Ok(())
         });
         if let Err(err) = dropped {
-            tracing::warn!(error = %err, database = %self.name, "scratch database left behind");
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("scratch database {} left behind: {err}", self.name);
+            }
         }
     }
 }
 
 /// Drops the scratch databases of processes that no longer run.
-async fn drop_orphans(conn: &mut PgConnection) -> Result<(), DbError> {
+async fn drop_orphans(conn: &mut PgConnection) -> Result<(), ScratchError> {
     let names: Vec<String> = sqlx::query_scalar(
         "SELECT datname FROM pg_database WHERE datname LIKE 'tessera\\_scratch\\_%'",
     )
@@ -134,10 +160,10 @@ async fn drop_orphans(conn: &mut PgConnection) -> Result<(), DbError> {
 
 /// Runs `work` to completion on a runtime of its own, on a thread of its own,
 /// so it works from `Drop` and from inside or outside another runtime.
-fn on_own_runtime<T: Send + 'static, F: Future<Output = Result<T, DbError>>>(
+fn on_own_runtime<T: Send + 'static, F: Future<Output = Result<T, ScratchError>>>(
     work: impl FnOnce() -> F + Send + 'static,
-) -> Result<T, DbError> {
-    let failed = |e: std::io::Error| DbError::Sqlx {
+) -> Result<T, ScratchError> {
+    let failed = |e: std::io::Error| ScratchError::Sqlx {
         action: "starting a runtime for a scratch database",
         source: sqlx::Error::Io(e),
     };
@@ -157,7 +183,7 @@ fn on_own_runtime<T: Send + 'static, F: Future<Output = Result<T, DbError>>>(
 }
 
 /// `url` with its database name replaced by `name` (query parameters kept).
-fn with_database(url: &str, name: &str) -> Option<String> {
+pub fn with_database(url: &str, name: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
     let (address, query) = match rest.split_once('?') {
         Some((address, query)) => (address, Some(query)),
@@ -176,7 +202,7 @@ fn with_database(url: &str, name: &str) -> Option<String> {
 ///
 /// The scratch databases live as long as the test process; the next test
 /// process drops those whose process is gone (see [`ScratchDatabase::create`]).
-pub fn test_database_url(dir: &Path) -> Result<String, DbError> {
+pub fn test_database_url(dir: &Path) -> Result<String, ScratchError> {
     static DATABASES: std::sync::Mutex<Vec<(std::path::PathBuf, ScratchDatabase)>> =
         std::sync::Mutex::new(Vec::new());
     let backend = std::env::var(BACKEND_VAR).unwrap_or_default();
@@ -184,7 +210,7 @@ pub fn test_database_url(dir: &Path) -> Result<String, DbError> {
         "" | "sqlite" => Ok(format!("sqlite://{}", dir.join("issuer.db").display())),
         "postgres" => {
             let admin = postgres_url().ok_or_else(|| {
-                DbError::UnsupportedUrl(format!("{BACKEND_VAR}=postgres needs {POSTGRES_URL_VAR}"))
+                ScratchError::Config(format!("{BACKEND_VAR}=postgres needs {POSTGRES_URL_VAR}"))
             })?;
             let mut databases = DATABASES
                 .lock()
@@ -197,33 +223,8 @@ pub fn test_database_url(dir: &Path) -> Result<String, DbError> {
             databases.push((dir.to_owned(), db));
             Ok(url)
         }
-        other => Err(DbError::UnsupportedUrl(format!("{BACKEND_VAR}={other}"))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::with_database;
-
-    #[test]
-    fn the_database_name_is_replaced_and_the_rest_kept() {
-        for (url, expected) in [
-            (
-                "postgres://127.0.0.1:5432/test",
-                "postgres://127.0.0.1:5432/x",
-            ),
-            (
-                "postgres://u:p@h/test?sslmode=disable",
-                "postgres://u:p@h/x?sslmode=disable",
-            ),
-            ("postgresql://h:5432", "postgresql://h:5432/x"),
-            (
-                "postgres://h?application_name=a",
-                "postgres://h/x?application_name=a",
-            ),
-        ] {
-            assert_eq!(with_database(url, "x").as_deref(), Some(expected), "{url}");
-        }
-        assert_eq!(with_database("no scheme", "x"), None);
+        other => Err(ScratchError::Config(format!(
+            "unknown {BACKEND_VAR}={other}"
+        ))),
     }
 }
