@@ -8,6 +8,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use tessera_keyring::{DEFAULT_BITS, KeyDir, Keyring};
+use tessera_testkit::jwks::JwksServer;
 use tessera_testkit::oneshot;
 use tessera_verifier::{JwksSource, KeySet, ManualClock, Verifier, VerifierConfig};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -127,28 +128,11 @@ async fn bad_or_missing_tokens_are_401_and_health_is_open() {
     assert_eq!(get(&v, "/nope", None).await.0, StatusCode::NOT_FOUND);
 }
 
-/// A stand-in issuer: RFC 8414 metadata and the keyring's JWKS.
-async fn serve_issuer(jwks: Value) -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let meta = json!({"issuer": base, "jwks_uri": format!("{base}/.well-known/jwks.json")});
-    let app = axum::Router::new()
-        .route(
-            "/.well-known/oauth-authorization-server",
-            axum::routing::get(move || async move { axum::Json(meta) }),
-        )
-        .route(
-            "/.well-known/jwks.json",
-            axum::routing::get(move || async move { axum::Json(jwks) }),
-        );
-    let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (base, task)
-}
-
 #[tokio::test]
 async fn the_binary_serves_on_port_0_and_stops_cleanly_on_sigterm() {
     let issuer = Issuer::new();
-    let (base, _server) = serve_issuer(issuer.jwks()).await;
+    let server = JwksServer::start(issuer.jwks()).await;
+    let base = server.url();
     let (child, addr) = start_binary(
         &base,
         // Headers may take a minute: only the grace can end the stalled
@@ -203,7 +187,8 @@ async fn the_binary_serves_on_port_0_and_stops_cleanly_on_sigterm() {
 #[tokio::test]
 async fn the_binary_follows_the_feed_and_fails_closed_when_told() {
     let issuer = Issuer::new();
-    let (base, _server) = serve_issuer(issuer.jwks()).await;
+    let server = JwksServer::start(issuer.jwks()).await;
+    let base = server.url();
     let start =
         |extra: &'static [&'static str]| start_binary(&base, extra, std::process::Stdio::null());
     let t = issuer.token(&base, &["admin"], now() + 900);

@@ -2,6 +2,7 @@
 //!
 //! - [`oneshot`]: a request through a router (`tower::ServiceExt::oneshot`)
 //!   and its [`oneshot::Reply`];
+//! - [`jwks`]: a JWKS and metadata server standing in for an issuer;
 //! - [`jws`]: a compact token's header and claims, read without checking;
 //! - [`process`]: a command that must succeed, and what it printed;
 //! - [`pg`] (feature `pg`): scratch PostgreSQL databases, and the database a
@@ -14,6 +15,7 @@
 
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod jwks;
 pub mod jws;
 pub mod oneshot;
 #[cfg(feature = "pg")]
