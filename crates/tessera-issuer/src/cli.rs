@@ -153,6 +153,41 @@ struct GlobalArgs {
     /// How long requests in flight may finish after SIGTERM [default: 10s].
     #[arg(long, global = true, env = "TESSERA_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = parse_duration)]
     shutdown_grace: Option<Duration>,
+    /// A browser origin (`https://app.example.com`) whose pages may use the
+    /// cookie sessions at /session, with CORS; repeat or comma-separate
+    /// [default: none; the issuer's own origin always may].
+    #[arg(
+        long = "allowed-origin",
+        global = true,
+        env = "TESSERA_ALLOWED_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    allowed_origins: Option<Vec<String>>,
+    /// The access cookie's Domain, e.g. example.com [default: none, host-only].
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_COOKIE_DOMAIN",
+        value_name = "DOMAIN"
+    )]
+    cookie_domain: Option<String>,
+    /// The access token's cookie name [default: tessera_access].
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_ACCESS_COOKIE_NAME",
+        value_name = "NAME"
+    )]
+    access_cookie_name: Option<String>,
+    /// The refresh token's cookie name [default: tessera_refresh].
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_REFRESH_COOKIE_NAME",
+        value_name = "NAME"
+    )]
+    refresh_cookie_name: Option<String>,
     /// How long to wait for another process's keyring lock.
     #[arg(long, global = true, env = "TESSERA_LOCK_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
     lock_timeout: Duration,
@@ -299,6 +334,10 @@ fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
         max_connections: global.max_connections,
         max_connection_age: global.max_connection_age,
         shutdown_grace: global.shutdown_grace,
+        allowed_origins: global.allowed_origins.clone(),
+        cookie_domain: global.cookie_domain.clone(),
+        access_cookie_name: global.access_cookie_name.clone(),
+        refresh_cookie_name: global.refresh_cookie_name.clone(),
     };
     Ok(file.overlay(flags).validate()?)
 }

@@ -70,6 +70,38 @@ pub struct Config {
     pub refresh_retry_window: Duration,
     /// The HTTP server's timeouts, connection cap and shutdown grace.
     pub http_limits: tessera_serve::Limits,
+    /// Cookie sessions (`/session`): the cookies and the browser origins
+    /// allowed to use them.
+    pub cookie_sessions: CookieSessions,
+}
+
+/// Cookie sessions for same-site web apps (`POST /session` and its
+/// `/refresh` and `/logout`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieSessions {
+    /// Origins (`https://app.example.com`) whose pages may use the session
+    /// endpoints, with CORS and credentials; the issuer's own origin always
+    /// may. Default none.
+    pub allowed_origins: Vec<String>,
+    /// The access cookie's `Domain` (so sibling hosts' resource servers
+    /// receive it). Default none: host-only. The refresh cookie is always
+    /// host-only: only the issuer ever reads it.
+    pub cookie_domain: Option<String>,
+    /// The access token's cookie. Default `tessera_access`.
+    pub access_cookie: String,
+    /// The refresh token's cookie. Default `tessera_refresh`.
+    pub refresh_cookie: String,
+}
+
+impl Default for CookieSessions {
+    fn default() -> Self {
+        Self {
+            allowed_origins: Vec::new(),
+            cookie_domain: None,
+            access_cookie: "tessera_access".to_owned(),
+            refresh_cookie: "tessera_refresh".to_owned(),
+        }
+    }
 }
 
 /// A caller allowed to introspect tokens, authenticated with HTTP Basic.
@@ -183,6 +215,14 @@ pub struct RawConfig {
     /// `shutdown_grace = "10s"`
     #[serde(default, deserialize_with = "duration")]
     pub shutdown_grace: Option<Duration>,
+    /// `allowed_origins = ["https://app.example.com"]`
+    pub allowed_origins: Option<Vec<String>>,
+    /// `cookie_domain = "example.com"`
+    pub cookie_domain: Option<String>,
+    /// `access_cookie_name = "tessera_access"`
+    pub access_cookie_name: Option<String>,
+    /// `refresh_cookie_name = "tessera_refresh"`
+    pub refresh_cookie_name: Option<String>,
 }
 
 /// A configuration that cannot be used.
@@ -277,6 +317,10 @@ impl RawConfig {
             max_connections: over.max_connections.or(self.max_connections),
             max_connection_age: over.max_connection_age.or(self.max_connection_age),
             shutdown_grace: over.shutdown_grace.or(self.shutdown_grace),
+            allowed_origins: over.allowed_origins.or(self.allowed_origins),
+            cookie_domain: over.cookie_domain.or(self.cookie_domain),
+            access_cookie_name: over.access_cookie_name.or(self.access_cookie_name),
+            refresh_cookie_name: over.refresh_cookie_name.or(self.refresh_cookie_name),
         }
     }
 
@@ -455,6 +499,13 @@ impl RawConfig {
             key: "login_client",
             problem,
         })?;
+        let cookie_sessions = cookie_sessions(
+            self.allowed_origins,
+            self.cookie_domain,
+            self.access_cookie_name,
+            self.refresh_cookie_name,
+            issuer_url.as_deref(),
+        )?;
         Ok(Config {
             keys_dir: self.keys_dir.unwrap_or_else(|| PathBuf::from("keys")),
             rotation,
@@ -480,8 +531,84 @@ impl RawConfig {
             trusted_proxies,
             refresh_retry_window,
             http_limits,
+            cookie_sessions,
         })
     }
+}
+
+/// Checks the cookie-session settings: well-formed origins, cookie names
+/// that are RFC 6265 tokens (and differ), and a cookie domain the issuer's
+/// host is within (a browser drops a `Set-Cookie` whose `Domain` is not).
+fn cookie_sessions(
+    origins: Option<Vec<String>>,
+    domain: Option<String>,
+    access: Option<String>,
+    refresh: Option<String>,
+    issuer_url: Option<&str>,
+) -> Result<CookieSessions, ConfigError> {
+    let defaults = CookieSessions::default();
+    let mut allowed_origins = Vec::new();
+    for origin in origins.unwrap_or_default() {
+        let origin =
+            crate::validate::origin(origin.trim()).map_err(|problem| ConfigError::Invalid {
+                key: "allowed_origins",
+                problem,
+            })?;
+        if !allowed_origins.contains(&origin) {
+            allowed_origins.push(origin);
+        }
+    }
+    let name = |key: &'static str, value: Option<String>, default: String| {
+        let value = value.unwrap_or(default);
+        crate::validate::cookie_name(&value)
+            .map(|()| value)
+            .map_err(|problem| ConfigError::Invalid { key, problem })
+    };
+    let access_cookie = name("access_cookie_name", access, defaults.access_cookie)?;
+    let refresh_cookie = name("refresh_cookie_name", refresh, defaults.refresh_cookie)?;
+    if access_cookie == refresh_cookie {
+        return Err(ConfigError::Invalid {
+            key: "refresh_cookie_name",
+            problem: "must differ from access_cookie_name".to_owned(),
+        });
+    }
+    let cookie_domain = match domain.map(|d| d.trim().trim_start_matches('.').to_ascii_lowercase())
+    {
+        None => None,
+        Some(domain) => {
+            let invalid = |problem: String| ConfigError::Invalid {
+                key: "cookie_domain",
+                problem,
+            };
+            if domain.is_empty()
+                || !domain.contains('.')
+                || !domain
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            {
+                return Err(invalid(format!(
+                    "{domain:?} is not a domain name like \"example.com\""
+                )));
+            }
+            let host = issuer_url
+                .and_then(crate::validate::url_host)
+                .ok_or_else(|| {
+                    invalid("needs issuer_url (a domain cookie needs a domain name)".to_owned())
+                })?;
+            if host != domain && !host.ends_with(&format!(".{domain}")) {
+                return Err(invalid(format!(
+                    "the issuer's host {host:?} is not within {domain:?}, so browsers would refuse the cookie"
+                )));
+            }
+            Some(domain)
+        }
+    };
+    Ok(CookieSessions {
+        allowed_origins,
+        cookie_domain,
+        access_cookie,
+        refresh_cookie,
+    })
 }
 
 /// Each client: a plain id, once; a hash of 32 bytes in base64url.
@@ -654,6 +781,94 @@ mod tests {
             assert!(
                 matches!(err, ConfigError::Invalid { key: k, .. } if k == key),
                 "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn cookie_session_settings_are_checked_against_the_issuer() {
+        let file = r#"
+            issuer_url = "https://auth.example.com"
+            allowed_origins = ["HTTPS://App.Example.com:443", "https://app.example.com", "http://127.0.0.1:8081"]
+            cookie_domain = ".Example.com"
+            access_cookie_name = "at"
+        "#;
+        let c = toml::from_str::<RawConfig>(file)
+            .unwrap()
+            .validate()
+            .unwrap()
+            .cookie_sessions;
+        assert_eq!(
+            c.allowed_origins,
+            ["https://app.example.com", "http://127.0.0.1:8081"]
+        );
+        assert_eq!(c.cookie_domain.as_deref(), Some("example.com"));
+        assert_eq!(
+            (c.access_cookie.as_str(), c.refresh_cookie.as_str()),
+            ("at", "tessera_refresh")
+        );
+        assert_eq!(
+            RawConfig::default().validate().unwrap().cookie_sessions,
+            CookieSessions::default()
+        );
+        let issuer = || Some("https://auth.example.com".to_owned());
+        for (raw, key) in [
+            (
+                RawConfig {
+                    allowed_origins: Some(vec!["https://app.example.com/".to_owned()]),
+                    ..Default::default()
+                },
+                "allowed_origins",
+            ),
+            (
+                RawConfig {
+                    allowed_origins: Some(vec!["*".to_owned()]),
+                    ..Default::default()
+                },
+                "allowed_origins",
+            ),
+            (
+                RawConfig {
+                    issuer_url: issuer(),
+                    cookie_domain: Some("other.com".to_owned()),
+                    ..Default::default()
+                },
+                "cookie_domain",
+            ),
+            (
+                RawConfig {
+                    issuer_url: issuer(),
+                    cookie_domain: Some("le.com".to_owned()),
+                    ..Default::default()
+                },
+                "cookie_domain",
+            ),
+            (
+                RawConfig {
+                    cookie_domain: Some("example.com".to_owned()),
+                    ..Default::default()
+                },
+                "cookie_domain",
+            ),
+            (
+                RawConfig {
+                    access_cookie_name: Some("a b".to_owned()),
+                    ..Default::default()
+                },
+                "access_cookie_name",
+            ),
+            (
+                RawConfig {
+                    refresh_cookie_name: Some("tessera_access".to_owned()),
+                    ..Default::default()
+                },
+                "refresh_cookie_name",
+            ),
+        ] {
+            let err = raw.validate().unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Invalid { key: k, .. } if *k == key),
+                "{key}: {err}"
             );
         }
     }

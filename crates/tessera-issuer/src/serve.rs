@@ -145,7 +145,9 @@ impl Prepared {
             settings,
         )
         .with_introspection_clients(config.introspection_clients.clone());
-        let state = AppState::new(issuer).with_trusted_proxies(config.trusted_proxies.clone());
+        let state = AppState::new(issuer)
+            .with_trusted_proxies(config.trusted_proxies.clone())
+            .with_cookie_sessions(&config.cookie_sessions);
         Ok(Self {
             listener,
             addr,

@@ -62,6 +62,15 @@ pub enum ApiError {
     /// 503 `temporarily_unavailable` with `Retry-After`: the database cannot
     /// be reached, or no keyring is loaded yet. The cause goes to the log.
     Unavailable(String),
+    /// 403 `invalid_origin`: a cookie-session request from an origin that is
+    /// neither the issuer's nor allowed (or with no `Origin`).
+    ForbiddenOrigin,
+    /// 401 `invalid_session`: no live cookie session; the `Set-Cookie`
+    /// values that clear its cookies go with it.
+    SessionEnded {
+        /// `Set-Cookie` values (`Max-Age=0`).
+        clear: [HeaderValue; 2],
+    },
     /// 500 `server_error`; the cause goes to the log only.
     Internal(String),
 }
@@ -207,6 +216,28 @@ impl IntoResponse for ApiError {
                     "temporarily_unavailable",
                     "the service cannot reach its database; retry later",
                 );
+            }
+            Self::ForbiddenOrigin => (
+                StatusCode::FORBIDDEN,
+                json!({
+                    "error": "invalid_origin",
+                    "error_description": "cookie sessions are open to the issuer's own origin and its allowed_origins only",
+                }),
+            ),
+            Self::SessionEnded { clear } => {
+                let mut response = (
+                    StatusCode::UNAUTHORIZED,
+                    no_store(),
+                    Json(json!({
+                        "error": "invalid_session",
+                        "error_description": "no live session: sign in again",
+                    })),
+                )
+                    .into_response();
+                for value in clear {
+                    response.headers_mut().append(header::SET_COOKIE, value);
+                }
+                return response;
             }
             Self::Internal(cause) => {
                 tracing::error!(error = %cause, "request failed");

@@ -7,6 +7,8 @@
 //! - [`keys`]: JWKS and discovery. [`feed`]: the signed revocation feed.
 //! - [`login`]: `/login`. [`oauth`]: `/token`, `/revoke`, client credentials.
 //! - [`logout`]: `/logout` (bearer). [`introspect`]: `/introspect`.
+//! - [`session`]: cookie sessions, `/session` and its `/refresh` and
+//!   `/logout`, with their CSRF rule and CORS.
 //! - [`health`]: `/healthz`, `/readyz`, and the fallback.
 //! - [`address`]: the client's address, past trusted proxies.
 
@@ -19,6 +21,7 @@ mod keys;
 mod login;
 mod logout;
 mod oauth;
+mod session;
 pub mod state;
 
 pub use error::ApiError;
@@ -30,7 +33,9 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::routing::{get, post};
-use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::sensitive_headers::{
+    SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer,
+};
 use tower_http::trace::TraceLayer;
 
 /// The largest request body accepted (login and token requests are tiny).
@@ -43,15 +48,17 @@ pub fn router(state: AppState) -> Router {
 
 /// The layers every request passes: the client's address (past trusted
 /// proxies), the body limit, and request tracing with
-/// `Authorization` marked sensitive first so a bearer token never reaches a log.
+/// `Authorization`, `Cookie` and `Set-Cookie` marked sensitive first so a bearer token never reaches a log.
 /// Applied once, here, to every route (the fallback included).
 pub fn with_edge_layers(routes: Router, state: AppState) -> Router {
     routes
         .layer(axum::middleware::from_fn_with_state(state, client_address))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(SetSensitiveResponseHeadersLayer::new([header::SET_COOKIE]))
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
+            header::COOKIE,
         ]))
 }
 
@@ -71,6 +78,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/logout", post(logout::logout))
         .route("/revocations", get(feed::revocations))
         .route("/introspect", post(introspect::introspect))
+        .merge(session::routes(&state))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(health::not_found)

@@ -5,6 +5,8 @@ use axum::body::Bytes;
 use axum::http::HeaderValue;
 use serde_json::json;
 
+use super::session::Sessions;
+use crate::config::CookieSessions;
 use crate::proxies::Cidr;
 use crate::service::Issuer;
 
@@ -21,6 +23,7 @@ struct Edge {
     jwks_cache_control: HeaderValue,
     discovery: Bytes,
     trusted_proxies: Vec<Cidr>,
+    sessions: Sessions,
 }
 
 impl AppState {
@@ -59,6 +62,7 @@ impl AppState {
                 jwks_cache_control,
                 discovery: Bytes::from(discovery.to_string()),
                 trusted_proxies: Vec::new(),
+                sessions: Sessions::new(settings, &CookieSessions::default()),
             }),
             issuer,
         }
@@ -67,11 +71,24 @@ impl AppState {
     /// The same state, believing `Forwarded` / `X-Forwarded-For` from these
     /// proxies.
     pub fn with_trusted_proxies(self, proxies: Vec<Cidr>) -> Self {
-        let edge = Edge {
+        self.with_edge(|edge| edge.trusted_proxies = proxies)
+    }
+
+    /// The same state, with these cookie-session settings (default: the
+    /// default cookie names, host-only, no origin allowed but the issuer's).
+    pub fn with_cookie_sessions(self, config: &CookieSessions) -> Self {
+        let sessions = Sessions::new(self.issuer.settings(), config);
+        self.with_edge(|edge| edge.sessions = sessions)
+    }
+
+    fn with_edge(self, change: impl FnOnce(&mut Edge)) -> Self {
+        let mut edge = Edge {
             jwks_cache_control: self.edge.jwks_cache_control.clone(),
             discovery: self.edge.discovery.clone(),
-            trusted_proxies: proxies,
+            trusted_proxies: self.edge.trusted_proxies.clone(),
+            sessions: self.edge.sessions.clone(),
         };
+        change(&mut edge);
         Self {
             issuer: self.issuer,
             edge: std::sync::Arc::new(edge),
@@ -93,5 +110,9 @@ impl AppState {
 
     pub(super) fn trusted_proxies(&self) -> &[Cidr] {
         &self.edge.trusted_proxies
+    }
+
+    pub(super) fn sessions(&self) -> &Sessions {
+        &self.edge.sessions
     }
 }

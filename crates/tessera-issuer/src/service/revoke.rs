@@ -105,6 +105,48 @@ impl Issuer {
         Ok(())
     }
 
+    /// Logout with a refresh token (a cookie session's): ends its session and
+    /// revokes the session's access tokens, as [`Issuer::logout`] does.
+    /// [`AuthError::InvalidGrant`] when the token is unknown or its session
+    /// is over already (revoked, idle or past its absolute lifetime, its user
+    /// disabled). A token already rotated still ends its live session: ending
+    /// a session is never a privilege worth refusing.
+    pub async fn end_session(&self, refresh_token: &str) -> Result<(), AuthError> {
+        if refresh_token.len() > 512 {
+            return Err(AuthError::InvalidGrant);
+        }
+        let now = self.now();
+        let found = self
+            .db()
+            .find_refresh(&refresh_token_hash(refresh_token))
+            .await?
+            .ok_or(AuthError::InvalidGrant)?;
+        let settings = self.settings();
+        let over = found.revoked
+            || found.user.disabled
+            || now
+                >= found
+                    .last_used_at
+                    .saturating_add(crate::secs(settings.refresh_idle_lifetime))
+            || now
+                >= found
+                    .created_at
+                    .saturating_add(crate::secs(settings.refresh_absolute_lifetime));
+        if over {
+            return Err(AuthError::InvalidGrant);
+        }
+        let session_id = &found.session.id;
+        self.revocations()
+            .session(session_id, now, "logout")
+            .await?;
+        let event = Event::new("logout")
+            .user(&found.user.id)
+            .session(session_id)
+            .with("via", "refresh_token");
+        audit::record(self.db(), now, event).await;
+        Ok(())
+    }
+
     /// `/revoke` (RFC 7009): a refresh token revokes its whole family; an
     /// access token this issuer signed (still valid) revokes itself, by
     /// `jti`. Unknown tokens change nothing and are not an error, so the

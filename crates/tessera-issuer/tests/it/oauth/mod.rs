@@ -57,6 +57,11 @@ async fn app() -> App {
 /// An instance on the database at `url`; `fresh`: a first start (the login
 /// client and the user alice are created), else they are already there.
 async fn app_on(tmp: tempfile::TempDir, url: &str, fresh: bool) -> App {
+    app_issued_by(tmp, url, fresh, "https://auth.example.test").await
+}
+
+/// [`app_on`], with the issuer URL `issuer`.
+async fn app_issued_by(tmp: tempfile::TempDir, url: &str, fresh: bool, issuer: &str) -> App {
     let dir = KeyDir::new(tmp.path().join("keys"));
     dir.init(DEFAULT_BITS).unwrap();
     let keys = Arc::new(KeyHandle::load(dir).unwrap());
@@ -66,7 +71,7 @@ async fn app_on(tmp: tempfile::TempDir, url: &str, fresh: bool) -> App {
         .await
         .unwrap();
     let hasher = Hasher::with_params(64, 1, 1, 4).unwrap();
-    let settings = crate::common::settings("https://auth.example.test");
+    let settings = crate::common::settings(issuer);
     let clock = Arc::new(TestClock(Mutex::new(
         SystemTime::UNIX_EPOCH + Duration::from_secs(T0),
     )));
@@ -194,4 +199,5 @@ mod grants;
 mod introspection;
 mod refresh;
 mod revocation;
+mod session;
 mod throttling;
