@@ -14,7 +14,7 @@ use tessera_issuer::config::RawConfig;
 use tessera_issuer::db::Db;
 use tessera_issuer::passwords::{Hasher, Password, random_token};
 use tessera_issuer::serve::Prepared;
-use tessera_verifier::{RevocationConfig, SystemClock, Verifier, VerifierConfig};
+use tessera_verifier::{CookieSource, RevocationConfig, SystemClock, Verifier, VerifierConfig};
 
 /// How often the demo's resource server polls the revocation feed.
 const DEMO_FEED_POLL: std::time::Duration = std::time::Duration::from_millis(500);
@@ -79,10 +79,17 @@ fn run() -> anyhow::Result<()> {
 }
 
 async fn demo(args: Args) -> anyhow::Result<()> {
+    // The resource server's address first: the issuer allows its page's
+    // origin to use cookie sessions.
+    let listener = tokio::net::TcpListener::bind(args.resource_listen)
+        .await
+        .with_context(|| format!("binding {}", args.resource_listen))?;
+    let resource_url = format!("http://{}", listener.local_addr()?);
     let config = RawConfig {
         keys_dir: Some(args.keys_dir),
         database_url: Some(args.database_url.clone()),
         listen: Some(args.issuer_listen),
+        allowed_origins: Some(vec![resource_url.clone()]),
         ..RawConfig::default()
     }
     .validate()?;
@@ -98,16 +105,14 @@ async fn demo(args: Args) -> anyhow::Result<()> {
     let issuer = tokio::spawn(prepared.run(wait(stopped.clone())));
 
     // The resource server follows the issuer's revocation feed (every
-    // 500 ms here, so the walk-through shows a logout taking effect).
+    // 500 ms here, so the walk-through shows a logout taking effect), and
+    // takes the access cookie, state-changing requests from its own page.
     let mut config = VerifierConfig::new(issuer_url.clone(), ["tessera"]);
     let mut feed = RevocationConfig::default();
     feed.poll_interval = DEMO_FEED_POLL;
     config.revocations = Some(feed);
+    config.cookie = Some(CookieSource::new("tessera_access", [resource_url.clone()]));
     let verifier = Verifier::start(config, Arc::new(SystemClock))?;
-    let listener = tokio::net::TcpListener::bind(args.resource_listen)
-        .await
-        .with_context(|| format!("binding {}", args.resource_listen))?;
-    let resource_url = format!("http://{}", listener.local_addr()?);
     let app = tessera_resource_server::app(verifier.clone());
     let resource = tokio::spawn(tessera_serve::serve(
         listener,
@@ -194,6 +199,10 @@ fn print_guide(
         out,
         "tessera-demo: issuer {issuer}, resource server {resource}"
     )?;
+    writeln!(
+        out,
+        "web app (cookie sessions): open {resource}/app in a browser and sign in"
+    )?;
     for (name, password) in passwords {
         writeln!(out, "demo user {name}: password {password}")?;
     }
@@ -269,7 +278,73 @@ fn print_guide(
     )?;
     writeln!(out, "# The issuer's public keys (JWKS):")?;
     writeln!(out, "curl -s {issuer}/.well-known/jwks.json; echo")?;
+    print_cookie_guide(out, issuer, resource, user)?;
     writeln!(out, "# ---- end ----")?;
     writeln!(out, "Ctrl-C stops both servers.")?;
+    Ok(())
+}
+
+/// The cookie-session walk-through: curl's cookie jar plays the browser (it
+/// keeps the cookies and sends `Origin`, as the page's requests do).
+fn print_cookie_guide(
+    out: &mut impl std::io::Write,
+    issuer: &str,
+    resource: &str,
+    (name, password): &(&str, String),
+) -> std::io::Result<()> {
+    let status = "-s -o /dev/null -w '%{http_code}\\n'";
+    let jar = "-b \"$JAR\" -c \"$JAR\"";
+    let origin = format!("-H 'Origin: {resource}'");
+    let json = "-H 'Content-Type: application/json'";
+    writeln!(
+        out,
+        "# Cookie sessions, as the page at {resource}/app uses them (curl's cookie jar\n\
+         # plays the browser: it keeps the cookies, and each request says its Origin):"
+    )?;
+    writeln!(out, "JAR=$(mktemp)")?;
+    writeln!(
+        out,
+        "# Sign in (200: the session's facts; the tokens go into the jar, never the body):"
+    )?;
+    writeln!(
+        out,
+        "curl -s {jar} {origin} {json} -d '{{\"username\":\"{name}\",\"password\":\"{password}\"}}' {issuer}/session; echo"
+    )?;
+    writeln!(out, "# The welcome page reads the access cookie:")?;
+    writeln!(out, "curl -s {jar} {resource}/welcome; echo")?;
+    writeln!(
+        out,
+        "# Refresh with the refresh cookie (200, both cookies new):"
+    )?;
+    writeln!(
+        out,
+        "curl {status} {jar} -X POST {origin} {issuer}/session/refresh"
+    )?;
+    writeln!(
+        out,
+        "# A state-changing request with the cookie: 201 from the app's origin, 403 from\n\
+         # another (what a forged cross-site request gets):"
+    )?;
+    writeln!(
+        out,
+        "curl {status} {jar} {origin} {json} -d '{{\"text\":\"hi\"}}' {resource}/notes"
+    )?;
+    writeln!(
+        out,
+        "curl {status} {jar} -H 'Origin: https://evil.example' {json} -d '{{\"text\":\"hi\"}}' {resource}/notes"
+    )?;
+    writeln!(
+        out,
+        "# Sign out (204; the answer clears both cookies). Even a copy of the old access\n\
+         # cookie is refused at the welcome page within one poll of the feed (401):"
+    )?;
+    writeln!(out, "cp \"$JAR\" \"$JAR.copy\"")?;
+    writeln!(
+        out,
+        "curl {status} {jar} -X POST {origin} {issuer}/session/logout"
+    )?;
+    writeln!(out, "sleep 1")?;
+    writeln!(out, "curl {status} -b \"$JAR.copy\" {resource}/welcome")?;
+    writeln!(out, "rm -f \"$JAR\" \"$JAR.copy\"")?;
     Ok(())
 }

@@ -61,6 +61,24 @@ fn the_printed_commands_walk_the_whole_flow_and_ctrl_c_stops_both() {
         "{stdout}"
     );
     assert!(results[7].starts_with("{\"keys\":["), "{stdout}");
+    // The cookie walk-through: sign-in's facts (no token), the welcome
+    // page, refresh, a note from the app's origin and from another, sign
+    // out, and the old access cookie refused after a feed poll.
+    let facts: serde_json::Value = serde_json::from_str(results[8]).unwrap();
+    assert_eq!(
+        facts,
+        serde_json::json!({"username": "demo-user", "roles": ["user"], "expires_in": 900})
+    );
+    assert_eq!(results[9], "Welcome demo-user!");
+    assert_eq!(
+        &results[10..],
+        ["200", "201", "403", "204", "401"],
+        "{stdout}"
+    );
+    assert!(
+        text.contains("/app in a browser"),
+        "the page's URL is printed: {text}"
+    );
 
     // Ctrl-C: both servers stop cleanly.
     assert!(

@@ -7,11 +7,24 @@
 //! - `GET /healthz`: liveness, with the state of the verification keys.
 //! - `GET /readyz`: `200` once keys are usable, `503` before.
 //! - `GET /metrics`: the verifier's counters, as JSON.
+//! - `GET /welcome`: `Welcome <username>!` (the classic cookie tutorial's
+//!   page); `POST /notes`: a toy state-changing route (`{"text": "…"}`).
+//! - `GET /app`: a small web page that signs in with the issuer's cookie
+//!   session, greets, refreshes and signs out (no framework, no CDN).
+//!
+//! Every protected route takes the token from the `Authorization` header or,
+//! when the verifier has a cookie source, from the access cookie; see
+//! [`tessera_verifier::axum`] for the rules (two tokens: `400`; a cookie on
+//! an unsafe method from an origin not allowed: `403`).
 
-use axum::extract::State;
+mod web;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, FromRef, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use tessera_verifier::Verifier;
@@ -27,25 +40,67 @@ impl Role for Admin {
     const NAME: &'static str = "admin";
 }
 
-/// The routes, with `Authorization` marked sensitive before tracing sees it.
+/// What the handlers share.
+#[derive(Debug, Clone)]
+struct AppState {
+    verifier: Verifier,
+    notes: Arc<web::Notes>,
+    page: Arc<web::Page>,
+}
+
+impl FromRef<AppState> for Verifier {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<web::Notes> {
+    fn from_ref(state: &AppState) -> Self {
+        state.notes.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<web::Page> {
+    fn from_ref(state: &AppState) -> Self {
+        state.page.clone()
+    }
+}
+
+/// The routes, with `Authorization` and `Cookie` marked sensitive before
+/// tracing sees them.
 pub fn app(verifier: Verifier) -> Router {
     routes(verifier)
         .layer(TraceLayer::new_for_http())
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
+            header::COOKIE,
         ]))
 }
 
 /// The routes without the edge layers.
 pub fn routes(verifier: Verifier) -> Router {
+    let state = AppState {
+        page: Arc::new(web::Page::new(&verifier)),
+        verifier,
+        notes: Arc::default(),
+    };
     Router::new()
         .route("/profile", get(profile))
         .route("/admin", get(admin))
+        .route("/welcome", get(web::welcome))
+        .route(
+            "/notes",
+            post(web::add_note).layer(DefaultBodyLimit::max(4 * 1024)),
+        )
+        .route("/app", get(web::app_page))
+        .route("/app/app.js", get(web::app_script))
+        .route("/app/app.css", get(web::app_style))
+        .route("/app/config.json", get(web::app_config))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "not_found"}))) })
-        .with_state(verifier)
+        .with_state(state)
 }
 
 /// `GET /profile`'s answer.

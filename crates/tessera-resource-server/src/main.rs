@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use tessera_verifier::{
-    JwksSource, OutagePolicy, RevocationConfig, SystemClock, TokenCacheConfig, Verifier,
-    VerifierConfig,
+    CookieSource, JwksSource, OutagePolicy, RevocationConfig, SystemClock, TokenCacheConfig,
+    Verifier, VerifierConfig,
 };
 
 /// Tessera's demo resource server: /profile and /admin, protected by tokens
@@ -78,6 +78,28 @@ struct Args {
     /// token with 503, instead of going on with the last list received.
     #[arg(long, env = "TESSERA_RS_REVOCATION_FAIL_CLOSED")]
     revocation_fail_closed: bool,
+    /// The cookie that may carry the access token when a request has no
+    /// Authorization header (the issuer's access_cookie_name).
+    #[arg(
+        long,
+        env = "TESSERA_RS_COOKIE_NAME",
+        value_name = "NAME",
+        default_value = "tessera_access"
+    )]
+    cookie_name: String,
+    /// Accept tokens from the Authorization header only.
+    #[arg(long, env = "TESSERA_RS_NO_COOKIE")]
+    no_cookie: bool,
+    /// An origin whose pages may make state-changing requests (POST /notes)
+    /// with the cookie, besides this server's own (http://<bound address>);
+    /// repeat or comma-separate.
+    #[arg(
+        long = "allowed-origin",
+        env = "TESSERA_RS_ALLOWED_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    allowed_origins: Vec<String>,
     /// A request's headers must arrive within this many seconds (also how
     /// long an idle keep-alive connection waits for its next request).
     #[arg(
@@ -166,18 +188,24 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         }
         config.revocations = Some(feed);
     }
-    let verifier =
-        Verifier::start(config, Arc::new(SystemClock)).context("configuring the verifier")?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
+    if !args.no_cookie {
+        // The page at /app posts to this server from its own origin.
+        let mut origins = vec![format!("http://{addr}")];
+        origins.extend(args.allowed_origins);
+        config.cookie = Some(CookieSource::new(args.cookie_name, origins));
+    }
+    let verifier =
+        Verifier::start(config, Arc::new(SystemClock)).context("configuring the verifier")?;
     #[allow(clippy::print_stdout)] // scripts and tests read the bound address here
     {
         println!("tessera-resource-server listening on http://{addr}");
     }
     tracing::info!(%addr, "listening");
-    // Its routes read no body; the body timeout stays at its default.
+    // Its one body (POST /notes) is tiny; the body timeout stays at its default.
     let mut limits = tessera_serve::Limits::default();
     // Each at most a day (tessera-serve clamps as well).
     let secs = |n: u64| Duration::from_secs(n.clamp(1, 86_400));

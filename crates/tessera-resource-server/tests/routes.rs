@@ -128,6 +128,122 @@ async fn bad_or_missing_tokens_are_401_and_health_is_open() {
     assert_eq!(get(&v, "/nope", None).await.0, StatusCode::NOT_FOUND);
 }
 
+/// A verifier that also reads the `tessera_access` cookie, with unsafe
+/// methods allowed from the app's origin.
+fn cookie_verifier(issuer: &Issuer) -> Verifier {
+    let (set, _) =
+        KeySet::from_jwks_json(issuer.jwks().to_string().as_bytes(), &["RS256"]).unwrap();
+    let mut config =
+        VerifierConfig::new("http://issuer.test", ["tessera"]).with_jwks(JwksSource::Static(set));
+    config.cookie = Some(tessera_verifier::CookieSource::new(
+        "tessera_access",
+        ["http://app.test"],
+    ));
+    Verifier::start(config, Arc::new(ManualClock::new(NOW))).unwrap()
+}
+
+async fn send(
+    app: &axum::Router,
+    request: axum::http::request::Builder,
+    body: &str,
+) -> oneshot::Reply {
+    let request = request
+        .body(axum::body::Body::from(body.to_owned()))
+        .unwrap();
+    oneshot::send(app.clone(), request).await
+}
+
+#[tokio::test]
+async fn welcome_and_notes_take_the_cookie_and_notes_need_the_apps_origin() {
+    let issuer = Issuer::new();
+    let v = tessera_resource_server::app(cookie_verifier(&issuer));
+    let t = issuer.token("http://issuer.test", &["user"], NOW + 900);
+    let cookie = format!("tessera_access={t}");
+    let get = |path: &str| axum::http::Request::get(path.to_owned());
+    let welcome = send(&v, get("/welcome").header("cookie", &cookie), "").await;
+    assert_eq!(welcome.status, StatusCode::OK);
+    assert_eq!(welcome.text(), "Welcome alice!");
+    // Every protected route takes the cookie.
+    let profile = send(&v, get("/profile").header("cookie", &cookie), "").await;
+    assert_eq!(profile.body["preferred_username"], "alice");
+    let none = send(&v, get("/welcome"), "").await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    // Cookie and header together: 400.
+    let both = send(
+        &v,
+        get("/welcome")
+            .header("cookie", &cookie)
+            .header("authorization", format!("Bearer {t}")),
+        "",
+    )
+    .await;
+    assert_eq!(both.status, StatusCode::BAD_REQUEST);
+
+    let note = |origin: &str| {
+        axum::http::Request::post("/notes")
+            .header("cookie", cookie.clone())
+            .header("origin", origin.to_owned())
+            .header("content-type", "application/json")
+    };
+    let saved = send(&v, note("http://app.test"), r#"{"text":"first"}"#).await;
+    assert_eq!(saved.status, StatusCode::CREATED, "{}", saved.text());
+    assert_eq!(
+        saved.body,
+        json!({"by": "alice", "text": "first", "notes": 1})
+    );
+    let forged = send(&v, note("https://evil.example"), r#"{"text":"forged"}"#).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(forged.body["error"], "invalid_origin");
+    let saved = send(&v, note("http://app.test"), r#"{"text":"second"}"#).await;
+    assert_eq!(saved.body["notes"], 2, "the forged note was not kept");
+    let long = send(
+        &v,
+        note("http://app.test"),
+        &json!({"text": "x".repeat(281)}).to_string(),
+    )
+    .await;
+    assert_eq!(long.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_app_page_is_served_with_a_strict_content_security_policy() {
+    let issuer = Issuer::new();
+    let v = tessera_resource_server::app(cookie_verifier(&issuer));
+    let page = send(&v, axum::http::Request::get("/app"), "").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.header(axum::http::header::CONTENT_TYPE)
+            .starts_with("text/html")
+    );
+    assert!(page.text().contains("<script src=\"/app/app.js\""));
+    let csp = page
+        .header(axum::http::header::CONTENT_SECURITY_POLICY)
+        .to_owned();
+    for part in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "connect-src 'self' http://issuer.test",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(part), "{csp}");
+    }
+    let config = send(&v, axum::http::Request::get("/app/config.json"), "").await;
+    assert_eq!(config.body, json!({"issuer": "http://issuer.test"}));
+    for (path, kind) in [
+        ("/app/app.js", "text/javascript"),
+        ("/app/app.css", "text/css"),
+    ] {
+        let asset = send(&v, axum::http::Request::get(path), "").await;
+        assert_eq!(asset.status, StatusCode::OK, "{path}");
+        assert!(
+            asset
+                .header(axum::http::header::CONTENT_TYPE)
+                .starts_with(kind),
+            "{path}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn the_binary_serves_on_port_0_and_stops_cleanly_on_sigterm() {
     let issuer = Issuer::new();

@@ -11,6 +11,12 @@
 //! | a token that fails verification | `401`, `error="invalid_token"` and a short `error_description` |
 //! | a valid token without the required role | `403`, `error="insufficient_scope"` |
 //! | no usable keys (issuer never reached, or stale past the limit) | `503` with `Retry-After` |
+//! | with a [`CookieSource`](crate::CookieSource): a token in both the header and the cookie | `400`, `error="invalid_request"` |
+//! | a cookie-borne token on an unsafe method from an origin not allowed (or no `Origin`) | `403`, `"error": "invalid_origin"` |
+//!
+//! With a cookie source configured, a request without an `Authorization`
+//! header is authenticated by the cookie instead (a web app's, set by the
+//! issuer's `POST /session`).
 //!
 //! A resource server with one route for any signed-in user and one for
 //! admins (compiled with the docs; `no_run` because it would fetch the
@@ -54,7 +60,7 @@ use std::marker::PhantomData;
 use ::axum::Json;
 use ::axum::extract::{FromRef, FromRequestParts};
 use ::axum::http::request::Parts;
-use ::axum::http::{HeaderValue, StatusCode, header};
+use ::axum::http::{HeaderValue, Method, StatusCode, header};
 use ::axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
@@ -120,6 +126,10 @@ pub enum AuthError {
         /// The role required.
         role: &'static str,
     },
+    /// A state-changing request authenticated by a cookie, from an origin
+    /// the [`CookieSource`](crate::CookieSource) does not allow (CSRF):
+    /// `403 invalid_origin`.
+    ForbiddenOrigin,
 }
 
 impl IntoResponse for AuthError {
@@ -175,12 +185,101 @@ impl IntoResponse for AuthError {
                 "insufficient_scope",
                 format!("role {role} required"),
             ),
+            Self::ForbiddenOrigin => {
+                let body = serde_json::json!({
+                    "error": "invalid_origin",
+                    "error_description": "a cookie authenticates state-changing requests from allowed origins only",
+                });
+                return (StatusCode::FORBIDDEN, Json(body)).into_response();
+            }
         };
         let challenge =
             HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer"));
         let body = serde_json::json!({"error": error, "error_description": description});
         (status, [(header::WWW_AUTHENTICATE, challenge)], Json(body)).into_response()
     }
+}
+
+/// The token of a request, from where `verifier` looks: the `Authorization`
+/// header ([`bearer_token`]), or with a [`CookieSource`](crate::CookieSource)
+/// and no such header, the cookie, which on an unsafe method needs an allowed
+/// `Origin`. Never both.
+pub fn request_token<'a>(parts: &'a Parts, verifier: &Verifier) -> Result<&'a str, AuthError> {
+    let realm = verifier.realm();
+    let Some(source) = verifier.cookie_source() else {
+        return bearer_token(parts, realm);
+    };
+    let invalid = |description| AuthError::InvalidRequest {
+        realm: realm.to_owned(),
+        description,
+    };
+    let cookie = cookie_token(parts, &source.name).map_err(invalid)?;
+    match cookie {
+        None => bearer_token(parts, realm),
+        Some(_) if parts.headers.contains_key(header::AUTHORIZATION) => Err(invalid(
+            "a token in both the Authorization header and a cookie",
+        )),
+        Some(token) => {
+            refuse_query_token(parts, realm)?;
+            let safe = matches!(
+                parts.method,
+                Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+            );
+            if !safe && !origin_allowed(parts, &source.allowed_origins) {
+                return Err(AuthError::ForbiddenOrigin);
+            }
+            Ok(token)
+        }
+    }
+}
+
+/// The value of cookie `name`, if the request has it (once: a second, which a
+/// sibling host may have planted, makes the request ambiguous).
+fn cookie_token<'a>(parts: &'a Parts, name: &str) -> Result<Option<&'a str>, &'static str> {
+    let mut found = None;
+    let texts = parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    for text in texts {
+        for cookie in cookie::Cookie::split_parse(text).flatten() {
+            if cookie.name() != name {
+                continue;
+            }
+            if found.is_some() {
+                return Err("the token cookie appears more than once");
+            }
+            found = cookie.value_raw();
+        }
+    }
+    Ok(found.filter(|v| !v.is_empty()))
+}
+
+/// One `Origin` header, one of `allowed`.
+fn origin_allowed(parts: &Parts, allowed: &[String]) -> bool {
+    let mut values = parts.headers.get_all(header::ORIGIN).iter();
+    match (values.next(), values.next()) {
+        (Some(origin), None) => origin
+            .to_str()
+            .is_ok_and(|o| allowed.iter().any(|a| a.eq_ignore_ascii_case(o))),
+        _ => false,
+    }
+}
+
+/// RFC 6750 §2.3 tokens are refused: they end up in logs and browser
+/// histories.
+fn refuse_query_token(parts: &Parts, realm: &str) -> Result<(), AuthError> {
+    if parts.uri.query().is_some_and(|q| {
+        q.split('&')
+            .any(|p| p == "access_token" || p.starts_with("access_token="))
+    }) {
+        return Err(AuthError::InvalidRequest {
+            realm: realm.to_owned(),
+            description: "tokens in the query string are not accepted",
+        });
+    }
+    Ok(())
 }
 
 /// The bearer token of a request (RFC 6750 §2.1): exactly one `Authorization`
@@ -191,12 +290,7 @@ pub fn bearer_token<'a>(parts: &'a Parts, realm: &str) -> Result<&'a str, AuthEr
         realm: realm.to_owned(),
         description,
     };
-    if parts.uri.query().is_some_and(|q| {
-        q.split('&')
-            .any(|p| p == "access_token" || p.starts_with("access_token="))
-    }) {
-        return Err(invalid("tokens in the query string are not accepted"));
-    }
+    refuse_query_token(parts, realm)?;
     let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Err(AuthError::Missing {
@@ -253,7 +347,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let verifier = Verifier::from_ref(state);
-        let token = bearer_token(parts, verifier.realm())?;
+        let token = request_token(parts, &verifier)?;
         match verifier.verify::<C>(token).await {
             Ok(verified) => Ok(Self(verified)),
             Err(error) => {

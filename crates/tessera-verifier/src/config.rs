@@ -40,6 +40,68 @@ impl Default for TokenCacheConfig {
     }
 }
 
+/// A cookie that carries the access token (a web app's, set by the issuer's
+/// `POST /session`), read by the axum extractors when a request has no
+/// `Authorization` header. A request with both is refused (`400`): two
+/// tokens, and no way to know which the caller meant.
+///
+/// Browsers send cookies with requests other sites make them send, so a
+/// cookie-borne token on an unsafe method (anything but `GET`, `HEAD`,
+/// `OPTIONS`, `TRACE`) counts only when the request's `Origin` is one of
+/// `allowed_origins`; otherwise `403` (CSRF). Header-borne tokens are not
+/// affected: no browser attaches those on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CookieSource {
+    /// The cookie's name (the issuer's `access_cookie_name`:
+    /// `tessera_access` unless configured).
+    pub name: String,
+    /// Origins (`https://app.example.com`: scheme, host, port; no path)
+    /// whose pages may make state-changing requests with the cookie:
+    /// usually this server's own. Compared without regard to case.
+    pub allowed_origins: Vec<String>,
+}
+
+impl CookieSource {
+    /// The cookie `name`, with unsafe methods allowed from `allowed_origins`.
+    pub fn new(
+        name: impl Into<String>,
+        allowed_origins: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            allowed_origins: allowed_origins.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if self.name.is_empty() || !self.name.bytes().all(token) {
+            return Err(invalid(
+                "cookie",
+                format!("{:?} is not a cookie name", self.name),
+            ));
+        }
+        for origin in &self.allowed_origins {
+            let rest = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
+            let ok = rest.is_some_and(|r| {
+                !r.is_empty()
+                    && !r.contains(['/', '?', '#', '@'])
+                    && !r.contains(char::is_whitespace)
+            });
+            if !ok {
+                return Err(invalid(
+                    "cookie",
+                    format!("{origin:?} is not an origin like \"https://app.example.com\""),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Everything a [`crate::Verifier`] is built from.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -89,6 +151,9 @@ pub struct VerifierConfig {
     /// `None` (off: not every issuer publishes one); the demo resource server
     /// turns it on.
     pub revocations: Option<crate::revocation::RevocationConfig>,
+    /// Also take the token from this cookie (the axum extractors). Default
+    /// `None`: the `Authorization` header only.
+    pub cookie: Option<CookieSource>,
 }
 
 impl VerifierConfig {
@@ -117,6 +182,7 @@ impl VerifierConfig {
             realm: "tessera".to_owned(),
             extra_root_certificates: Vec::new(),
             revocations: None,
+            cookie: None,
         }
     }
 
@@ -178,6 +244,9 @@ impl VerifierConfig {
         }
         if let Some(revocations) = &self.revocations {
             revocations.validate()?;
+        }
+        if let Some(cookie) = &self.cookie {
+            cookie.validate()?;
         }
         if self.realm.contains('"') || self.realm.contains('\\') {
             return Err(invalid("realm", "may not contain quotes or backslashes"));

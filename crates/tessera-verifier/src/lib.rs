@@ -38,7 +38,7 @@ pub mod axum;
 
 pub use claims::{AccessClaims, Claim, DEFAULT_REQUIRED, Registered, Validation, Verified};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{JwksSource, TokenCacheConfig, VerifierConfig};
+pub use config::{CookieSource, JwksSource, TokenCacheConfig, VerifierConfig};
 pub use crypto::{BACKEND, VerifyingKey};
 pub use error::{ConfigError, VerifyError};
 pub use fetch::FetchError;

@@ -57,6 +57,7 @@ struct Inner {
     required_typ: Option<String>,
     max_token_bytes: usize,
     realm: String,
+    cookie: Option<crate::config::CookieSource>,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
     token_cache: Option<TokenCache>,
@@ -217,6 +218,7 @@ impl Verifier {
             required_typ: config.required_typ.clone(),
             max_token_bytes: config.max_token_bytes,
             realm: config.realm.clone(),
+            cookie: config.cookie.clone(),
             clock,
             metrics: Metrics::default(),
             token_cache: config
@@ -452,9 +454,20 @@ impl Verifier {
         }
     }
 
+    /// The issuer whose tokens are accepted (the exact `iss`).
+    pub fn issuer(&self) -> &str {
+        &self.inner.validation.issuer
+    }
+
     /// The `realm` for `WWW-Authenticate` challenges.
     pub fn realm(&self) -> &str {
         &self.inner.realm
+    }
+
+    /// Where the axum extractors also look for a token, if anywhere: a cookie
+    /// (see [`crate::config::CookieSource`]).
+    pub fn cookie_source(&self) -> Option<&crate::config::CookieSource> {
+        self.inner.cookie.as_ref()
     }
 
     /// The kids of the current key set (for diagnostics).

@@ -146,3 +146,144 @@ async fn no_usable_keys_is_503_not_401() {
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.body["error"], "temporarily_unavailable");
 }
+
+/// A router with `/me` for GET and POST, behind a verifier that also reads
+/// the `tessera_access` cookie and allows unsafe methods from one origin.
+fn cookie_app() -> (Router, String) {
+    let ours = TestKey::load("ours");
+    let (verifier, _) = static_verifier(|c| {
+        c.cookie = Some(tessera_verifier::CookieSource::new(
+            "tessera_access",
+            ["https://app.example.test"],
+        ));
+    });
+    let me = |Authenticated(token): Authenticated| async move { token.subject().to_owned() };
+    let app = Router::new()
+        .route("/me", get(me).post(me).delete(me))
+        .with_state(verifier);
+    (app, ours.sign(&header(ours.kid()), &claims()))
+}
+
+async fn call(app: &Router, method: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut request = axum::http::Request::builder().method(method).uri("/me");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    oneshot::send(
+        app.clone(),
+        request.body(axum::body::Body::empty()).unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_configured_cookie_carries_the_token_when_there_is_no_header() {
+    let (app, token) = cookie_app();
+    let cookie = format!("theme=dark; tessera_access={token}; other=1");
+    let r = call(&app, "GET", &[("cookie", &cookie)]).await;
+    assert_eq!(
+        (r.status, r.raw.as_slice()),
+        (StatusCode::OK, &b"u-1234"[..])
+    );
+    // The header alone still works; neither is a bare 401.
+    let bearer = format!("Bearer {token}");
+    let r = call(&app, "GET", &[("authorization", &bearer)]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = call(&app, "GET", &[("cookie", "theme=dark")]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.challenge(), Some("Bearer realm=\"tessera\""));
+    // A bad cookie token is an invalid token, like a bad header.
+    let r = call(&app, "GET", &[("cookie", "tessera_access=not.a.token")]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.challenge().unwrap().contains("invalid_token"));
+    // Without a cookie source the cookie means nothing.
+    let (plain, _) = static_verifier(|_| {});
+    let r = oneshot::get(self::app(plain), "/me", &[("cookie", &cookie)]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_cookie_and_a_header_together_are_400() {
+    let (app, token) = cookie_app();
+    let cookie = format!("tessera_access={token}");
+    let bearer = format!("Bearer {token}");
+    let r = call(
+        &app,
+        "GET",
+        &[("cookie", &cookie), ("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.challenge()
+            .unwrap()
+            .contains("both the Authorization header and a cookie")
+    );
+    // Two token cookies are ambiguous too.
+    let two = format!("tessera_access={token}; tessera_access=planted");
+    let r = call(&app, "GET", &[("cookie", &two)]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn unsafe_methods_with_the_cookie_need_an_allowed_origin() {
+    let (app, token) = cookie_app();
+    let cookie = format!("tessera_access={token}");
+    for method in ["POST", "DELETE"] {
+        let ok = call(
+            &app,
+            method,
+            &[("cookie", &cookie), ("origin", "https://app.example.test")],
+        )
+        .await;
+        assert_eq!(ok.status, StatusCode::OK, "{method}");
+        for origin in [Some("https://evil.example"), Some("null"), None] {
+            let mut headers = vec![("cookie", cookie.as_str())];
+            if let Some(origin) = origin {
+                headers.push(("origin", origin));
+            }
+            let r = call(&app, method, &headers).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{method} from {origin:?}");
+            assert_eq!(r.body["error"], "invalid_origin");
+        }
+    }
+    // Safe methods need no Origin (a link from anywhere may show a page).
+    let r = call(
+        &app,
+        "GET",
+        &[("cookie", &cookie), ("origin", "https://evil.example")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    // A header-borne token is not a browser's doing: no Origin rule.
+    let bearer = format!("Bearer {token}");
+    let r = call(
+        &app,
+        "POST",
+        &[
+            ("authorization", &bearer),
+            ("origin", "https://evil.example"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_cookie_source_is_checked_at_start() {
+    for source in [
+        tessera_verifier::CookieSource::new("a b", ["https://app.example.test"]),
+        tessera_verifier::CookieSource::new("at", ["https://app.example.test/"]),
+        tessera_verifier::CookieSource::new("at", ["app.example.test"]),
+    ] {
+        let mut config = tessera_verifier::VerifierConfig::new("https://issuer.test", ["api"]);
+        config.cookie = Some(source.clone());
+        let err = Verifier::start(
+            config,
+            std::sync::Arc::new(tessera_verifier::ManualClock::new(NOW)),
+        )
+        .err()
+        .unwrap_or_else(|| panic!("{source:?} was accepted"));
+        assert!(err.to_string().contains("cookie"), "{err}");
+    }
+}
