@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cookie_sessions;
 mod interop_node;
 mod interop_python;
 mod interop_rust;

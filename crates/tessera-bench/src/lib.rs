@@ -101,14 +101,27 @@ impl Client {
 
     /// A header of the last response (the name compared case-insensitively).
     pub fn last_header(&self, name: &str) -> Option<String> {
-        let end = self.buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-        let head = std::str::from_utf8(&self.buf[..end]).ok()?;
-        head.lines().skip(1).find_map(|line| {
-            let (n, v) = line.split_once(':')?;
-            n.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_owned())
-        })
+        self.last_headers(name).into_iter().next()
+    }
+
+    /// Every value of a header of the last response (`Set-Cookie` comes
+    /// several times).
+    pub fn last_headers(&self, name: &str) -> Vec<String> {
+        let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return Vec::new();
+        };
+        let Ok(head) = std::str::from_utf8(&self.buf[..end]) else {
+            return Vec::new();
+        };
+        head.lines()
+            .skip(1)
+            .filter_map(|line| {
+                let (n, v) = line.split_once(':')?;
+                n.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_owned())
+            })
+            .collect()
     }
 
     /// `GET path` with extra header lines.

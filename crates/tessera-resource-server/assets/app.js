@@ -6,8 +6,9 @@
 const $ = (id) => document.getElementById(id);
 let issuer = "";
 
-function status(text) {
+function status(text, failed = false) {
   $("status").textContent = text;
+  $("status").classList.toggle("failed", failed);
 }
 
 function show(signedIn) {
@@ -47,7 +48,7 @@ async function refresh() {
   const reply = await toIssuer("/session/refresh");
   if (!reply.ok) {
     show(false);
-    status("The session has ended: sign in again.");
+    status("The session has ended: sign in again.", true);
     return false;
   }
   facts(await reply.json());
@@ -69,11 +70,11 @@ $("signin").addEventListener("submit", async (event) => {
     await welcome();
     status("Signed in.");
   } else if (reply.status === 401) {
-    status("Wrong username or password.");
+    status("Wrong username or password.", true);
   } else if (reply.status === 429) {
-    status(`Too many attempts: retry in ${reply.headers.get("Retry-After")} s.`);
+    status(`Too many attempts: retry in ${reply.headers.get("Retry-After")} s.`, true);
   } else {
-    status(`Sign-in failed (${reply.status}).`);
+    status(`Sign-in failed (${reply.status}).`, true);
   }
 });
 
@@ -87,7 +88,11 @@ $("note").addEventListener("click", async () => {
     body: JSON.stringify({ text: "hello from the demo page" }),
   });
   const body = await reply.json();
-  status(reply.ok ? `Note saved (${body.notes} so far).` : `Note refused (${reply.status}).`);
+  if (reply.ok) {
+    status(`Note saved (${body.notes} so far).`);
+  } else {
+    status(`Note refused (${reply.status}: ${body.error}).`, true);
+  }
 });
 
 $("signout").addEventListener("click", async () => {

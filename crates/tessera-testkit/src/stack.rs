@@ -189,6 +189,15 @@ pub async fn serve_resource_now(verifier: tessera_verifier::Verifier) -> SocketA
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| panic!("binding the resource server: {e}"));
+    serve_resource_on(listener, verifier)
+}
+
+/// The demo resource server on `listener` (bound first when the issuer must
+/// know its origin before the verifier can be built), ready or not.
+pub fn serve_resource_on(
+    listener: tokio::net::TcpListener,
+    verifier: tessera_verifier::Verifier,
+) -> SocketAddr {
     let addr = listener
         .local_addr()
         .unwrap_or_else(|e| panic!("resource server address: {e}"));
