@@ -210,6 +210,19 @@ async fn wrong_credentials_get_what_login_gets_and_no_cookie() {
         )
         .await;
     assert_eq!((login.status, login.body), (reply.status, reply.body));
+
+    // The same throttle: failures at /session and /login add up, and then
+    // even the right password waits, with Retry-After.
+    for _ in 0..5 {
+        assert_eq!(
+            app.sign_in(Some(APP_ORIGIN), "wrong").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let blocked = app.sign_in(Some(APP_ORIGIN), "correct horse").await;
+    assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(blocked.header(header::RETRY_AFTER), "1");
+    assert!(set_cookies(&blocked).is_empty());
 }
 
 #[tokio::test]
