@@ -8,11 +8,12 @@
 //! - [`login`]: `/login`. [`oauth`]: `/token`, `/revoke`, client credentials.
 //! - [`logout`]: `/logout` (bearer). [`introspect`]: `/introspect`.
 //! - [`session`]: cookie sessions, `/session` and its `/refresh` and
-//!   `/logout`, with their CSRF rule and CORS.
+//!   `/logout`; [`cookies`]: their settings, the CSRF rule, the cookies.
 //! - [`health`]: `/healthz`, `/readyz`, and the fallback.
 //! - [`address`]: the client's address, past trusted proxies.
 
 mod address;
+mod cookies;
 pub mod error;
 mod feed;
 mod health;

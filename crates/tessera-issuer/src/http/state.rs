@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::http::HeaderValue;
 use serde_json::json;
 
-use super::session::Sessions;
+use super::cookies::Sessions;
 use crate::config::CookieSessions;
 use crate::proxies::Cidr;
 use crate::service::Issuer;
