@@ -97,8 +97,13 @@ $("note").addEventListener("click", async () => {
 
 $("signout").addEventListener("click", async () => {
   const reply = await toIssuer("/session/logout");
-  show(false);
-  status(reply.status === 204 ? "Signed out." : "The session had already ended.");
+  if (reply.status === 204 || reply.status === 401) {
+    show(false);
+    status(reply.status === 204 ? "Signed out." : "The session had already ended.");
+  } else {
+    // The session may still be live: say so rather than pretend.
+    status(`Sign-out failed (${reply.status}): try again.`, true);
+  }
 });
 
 (async () => {

@@ -67,7 +67,14 @@ fn name_of(token: &tessera_verifier::Verified<tessera_verifier::AccessClaims>) -
 /// `GET /welcome`: `Welcome <username>!`, as plain text.
 pub(crate) async fn welcome(Authenticated(token): Authenticated) -> Response {
     (
-        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        [
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            // A username may hold `<`: never sniffed as HTML.
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+        ],
         format!("Welcome {}!", name_of(&token)),
     )
         .into_response()

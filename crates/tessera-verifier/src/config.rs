@@ -74,6 +74,27 @@ impl CookieSource {
         }
     }
 
+    /// The same, each origin as browsers send it: lower case, without a
+    /// default port (`HTTPS://App.example.com:443` → `https://app.example.com`).
+    pub(crate) fn normalized(&self) -> Self {
+        let origins = self.allowed_origins.iter().map(|origin| {
+            let lower = origin.to_ascii_lowercase();
+            let default_port = if lower.starts_with("https://") {
+                ":443"
+            } else {
+                ":80"
+            };
+            match lower.strip_suffix(default_port) {
+                Some(bare) => bare.to_owned(),
+                None => lower,
+            }
+        });
+        Self {
+            name: self.name.clone(),
+            allowed_origins: origins.collect(),
+        }
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
         if self.name.is_empty() || !self.name.bytes().all(token) {
@@ -83,9 +104,10 @@ impl CookieSource {
             ));
         }
         for origin in &self.allowed_origins {
-            let rest = origin
+            let lower = origin.to_ascii_lowercase();
+            let rest = lower
                 .strip_prefix("https://")
-                .or_else(|| origin.strip_prefix("http://"));
+                .or_else(|| lower.strip_prefix("http://"));
             let ok = rest.is_some_and(|r| {
                 !r.is_empty()
                     && !r.contains(['/', '?', '#', '@'])

@@ -566,6 +566,31 @@ fn cookie_sessions(
     };
     let access_cookie = name("access_cookie_name", access, defaults.access_cookie)?;
     let refresh_cookie = name("refresh_cookie_name", refresh, defaults.refresh_cookie)?;
+    // Browsers drop a prefixed cookie whose attributes break its promise:
+    // `__Secure-` needs Secure, `__Host-` also Path=/ and no Domain.
+    let secure = issuer_url.is_some_and(|u| !crate::validate::is_loopback_http(u));
+    for (key, name, path_is_root, has_domain) in [
+        ("access_cookie_name", &access_cookie, true, domain.is_some()),
+        ("refresh_cookie_name", &refresh_cookie, false, false),
+    ] {
+        let lower = name.to_ascii_lowercase();
+        let host = lower.starts_with("__host-");
+        let problem = if (host || lower.starts_with("__secure-")) && !secure {
+            Some("a __Secure- or __Host- cookie needs an https issuer_url (it is Secure only then)")
+        } else if host && !path_is_root {
+            Some("a __Host- cookie needs Path=/, and the refresh cookie's path is /session")
+        } else if host && has_domain {
+            Some("a __Host- cookie may not have a Domain: unset cookie_domain")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(ConfigError::Invalid {
+                key,
+                problem: format!("{name:?}: {problem}"),
+            });
+        }
+    }
     if access_cookie == refresh_cookie {
         return Err(ConfigError::Invalid {
             key: "refresh_cookie_name",

@@ -131,6 +131,17 @@ fn cookie_session_settings_are_checked_against_the_issuer() {
         (c.access_cookie.as_str(), c.refresh_cookie.as_str()),
         ("at", "tessera_refresh")
     );
+    // Prefixed names whose promises hold are fine.
+    let prefixed = RawConfig {
+        issuer_url: Some("https://auth.example.com".to_owned()),
+        access_cookie_name: Some("__Host-at".to_owned()),
+        refresh_cookie_name: Some("__Secure-rt".to_owned()),
+        ..Default::default()
+    };
+    assert_eq!(
+        prefixed.validate().unwrap().cookie_sessions.access_cookie,
+        "__Host-at"
+    );
     assert_eq!(
         RawConfig::default().validate().unwrap().cookie_sessions,
         CookieSessions::default()
@@ -184,6 +195,30 @@ fn cookie_session_settings_are_checked_against_the_issuer() {
         (
             RawConfig {
                 refresh_cookie_name: Some("tessera_access".to_owned()),
+                ..Default::default()
+            },
+            "refresh_cookie_name",
+        ),
+        (
+            RawConfig {
+                access_cookie_name: Some("__Host-at".to_owned()),
+                ..Default::default()
+            },
+            "access_cookie_name",
+        ),
+        (
+            RawConfig {
+                issuer_url: issuer(),
+                access_cookie_name: Some("__Host-at".to_owned()),
+                cookie_domain: Some("example.com".to_owned()),
+                ..Default::default()
+            },
+            "access_cookie_name",
+        ),
+        (
+            RawConfig {
+                issuer_url: issuer(),
+                refresh_cookie_name: Some("__Host-rt".to_owned()),
                 ..Default::default()
             },
             "refresh_cookie_name",

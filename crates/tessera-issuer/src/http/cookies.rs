@@ -16,6 +16,9 @@ use super::error::{ApiError, no_store};
 use crate::config::CookieSessions;
 use crate::tokens::TokenSettings;
 
+/// The most refresh cookies a request is read for (each costs a lookup).
+const MAX_REFRESH_COOKIES: usize = 4;
+
 /// How long a browser may keep a preflight answer.
 const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(600);
 
@@ -74,6 +77,8 @@ impl Sessions {
                 .allow_methods([Method::POST])
                 .allow_headers([header::CONTENT_TYPE])
                 .allow_credentials(true)
+                // A throttled or overloaded sign-in says when to retry.
+                .expose_headers([header::RETRY_AFTER])
                 .max_age(PREFLIGHT_MAX_AGE),
         )
     }
@@ -94,29 +99,20 @@ impl Sessions {
         }
     }
 
-    /// The refresh cookie's value, if the request carries it once (twice is
-    /// refused: a sibling host may have planted the second).
-    pub(super) fn refresh_cookie(&self, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-        let mut found = None;
-        let texts = headers
+    /// The values of the refresh cookie in the request, at most
+    /// [`MAX_REFRESH_COOKIES`]. More than one means another host of the
+    /// domain planted one (cookie tossing): refresh then refuses to guess,
+    /// and logout ends every session they name.
+    pub(super) fn refresh_cookies(&self, headers: &HeaderMap) -> Vec<String> {
+        headers
             .get_all(header::COOKIE)
             .iter()
-            .filter_map(|v| v.to_str().ok());
-        for text in texts {
-            for cookie in Cookie::split_parse(text).flatten() {
-                if cookie.name() != self.refresh_name {
-                    continue;
-                }
-                if found.is_some() {
-                    return Err(ApiError::InvalidRequest(format!(
-                        "more than one {} cookie",
-                        self.refresh_name
-                    )));
-                }
-                found = Some(cookie.value().to_owned());
-            }
-        }
-        Ok(found.filter(|v| !v.is_empty()))
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|text| Cookie::split_parse(text).flatten())
+            .filter(|c| c.name() == self.refresh_name && !c.value().is_empty())
+            .map(|c| c.value().to_owned())
+            .take(MAX_REFRESH_COOKIES)
+            .collect()
     }
 
     fn access_cookie(&self, value: &str, max_age: i64) -> Cookie<'static> {
@@ -144,12 +140,19 @@ impl Sessions {
     }
 
     /// `Set-Cookie` values that remove both cookies (`Max-Age=0`, the same
-    /// name, path and domain they were set with).
-    pub(super) fn clearing(&self) -> [HeaderValue; 2] {
-        [
+    /// name, path and domain they were set with) and, with a cookie domain, a
+    /// refresh cookie some other host of it may have set there.
+    pub(super) fn clearing(&self) -> Vec<HeaderValue> {
+        let mut values = vec![
             set_cookie(&self.access_cookie("", 0)),
             set_cookie(&self.refresh_cookie_to_set("", 0)),
-        ]
+        ];
+        if let Some(domain) = &self.domain {
+            let mut planted = self.refresh_cookie_to_set("", 0);
+            planted.set_domain(domain.clone());
+            values.push(set_cookie(&planted));
+        }
+        values
     }
 
     /// `200` with the session's public facts and both cookies.

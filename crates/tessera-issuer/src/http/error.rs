@@ -69,7 +69,7 @@ pub enum ApiError {
     /// values that clear its cookies go with it.
     SessionEnded {
         /// `Set-Cookie` values (`Max-Age=0`).
-        clear: [HeaderValue; 2],
+        clear: Vec<HeaderValue>,
     },
     /// 500 `server_error`; the cause goes to the log only.
     Internal(String),

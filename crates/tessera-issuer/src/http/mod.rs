@@ -55,8 +55,10 @@ pub fn with_edge_layers(routes: Router, state: AppState) -> Router {
     routes
         .layer(axum::middleware::from_fn_with_state(state, client_address))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        // Inside the trace layer, so a response's cookies are marked before
+        // it sees them; the request's headers are marked before, outside.
         .layer(SetSensitiveResponseHeadersLayer::new([header::SET_COOKIE]))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
             header::COOKIE,

@@ -106,9 +106,10 @@ async fn start(State(state): State<AppState>, request: Request) -> Result<Respon
 async fn refresh(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let sessions = state.sessions();
     sessions.check_origin(&headers)?;
-    let Some(token) = sessions.refresh_cookie(&headers)? else {
-        return Err(sessions.ended());
-    };
+    let [token] = sessions
+        .refresh_cookies(&headers)
+        .try_into()
+        .map_err(|_| sessions.ended())?;
     let offered = Offered {
         id: Some(sessions.login_client.clone()),
         secret: None,
@@ -129,22 +130,25 @@ async fn refresh(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
 }
 
 /// `POST /session/logout`: ends the session (its access tokens go into the
-/// revocation feed, as with `/logout`) and clears both cookies: `204`.
+/// revocation feed, as with `/logout`) and clears both cookies: `204`. With
+/// several refresh cookies (one planted), every live session they name ends.
 async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let sessions = state.sessions();
     sessions.check_origin(&headers)?;
-    let Some(token) = sessions.refresh_cookie(&headers)? else {
-        return Err(sessions.ended());
-    };
-    match state.service().end_session(&token).await {
-        Ok(()) => {
-            let mut response = (StatusCode::NO_CONTENT, no_store()).into_response();
-            for value in sessions.clearing() {
-                response.headers_mut().append(header::SET_COOKIE, value);
-            }
-            Ok(response)
+    let mut ended = false;
+    for token in sessions.refresh_cookies(&headers) {
+        match state.service().end_session(&token).await {
+            Ok(()) => ended = true,
+            Err(AuthError::InvalidGrant) => {}
+            Err(other) => return Err(other.into()),
         }
-        Err(AuthError::InvalidGrant) => Err(sessions.ended()),
-        Err(other) => Err(other.into()),
     }
+    if !ended {
+        return Err(sessions.ended());
+    }
+    let mut response = (StatusCode::NO_CONTENT, no_store()).into_response();
+    for value in sessions.clearing() {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    Ok(response)
 }

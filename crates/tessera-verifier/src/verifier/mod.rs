@@ -218,7 +218,10 @@ impl Verifier {
             required_typ: config.required_typ.clone(),
             max_token_bytes: config.max_token_bytes,
             realm: config.realm.clone(),
-            cookie: config.cookie.clone(),
+            cookie: config
+                .cookie
+                .as_ref()
+                .map(crate::config::CookieSource::normalized),
             clock,
             metrics: Metrics::default(),
             token_cache: config

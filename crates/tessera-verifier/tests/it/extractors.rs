@@ -152,9 +152,10 @@ async fn no_usable_keys_is_503_not_401() {
 fn cookie_app() -> (Router, String) {
     let ours = TestKey::load("ours");
     let (verifier, _) = static_verifier(|c| {
+        // Written as a person might; matched as browsers send it.
         c.cookie = Some(tessera_verifier::CookieSource::new(
             "tessera_access",
-            ["https://app.example.test"],
+            ["HTTPS://App.Example.test:443"],
         ));
     });
     let me = |Authenticated(token): Authenticated| async move { token.subject().to_owned() };

@@ -173,6 +173,7 @@ async fn names_and_domain_follow_the_configuration_and_loopback_http_drops_secur
         .sign_in(Some("http://127.0.0.1:8080"), "correct horse")
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(set_cookies(&reply).len(), 2);
     for c in set_cookies(&reply) {
         assert_eq!(c.secure(), None, "{c}");
         assert_eq!(c.http_only(), Some(true), "{c}");
@@ -211,13 +212,20 @@ async fn wrong_credentials_get_what_login_gets_and_no_cookie() {
         .await;
     assert_eq!((login.status, login.body), (reply.status, reply.body));
 
-    // The same throttle: failures at /session and /login add up, and then
-    // even the right password waits, with Retry-After.
+    // The same throttle: failures at /login count at /session, and then
+    // even the right password waits there, with Retry-After.
     for _ in 0..5 {
-        assert_eq!(
-            app.sign_in(Some(APP_ORIGIN), "wrong").await.status,
-            StatusCode::UNAUTHORIZED
-        );
+        let failed = app
+            .send(
+                Request::post("/login")
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(
+                        json!({"username": "alice", "password": "wrong"}).to_string(),
+                    ))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(failed.status, StatusCode::UNAUTHORIZED);
     }
     let blocked = app.sign_in(Some(APP_ORIGIN), "correct horse").await;
     assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS);
@@ -364,6 +372,82 @@ async fn without_a_live_refresh_cookie_both_are_401_and_clear() {
         )
         .await;
     assert_eq!(idle.status, StatusCode::UNAUTHORIZED);
+    assert_cleared(&idle, None);
+}
+
+#[tokio::test]
+async fn a_planted_second_refresh_cookie_ends_sessions_rather_than_blocking_them() {
+    let app = sessions_app(|c| c.cookie_domain = Some("example.test".to_owned())).await;
+    let (_, mine) = app.signed_in().await;
+    let (_, planted) = app.signed_in().await;
+    let both = [
+        ("tessera_refresh", mine.as_str()),
+        ("tessera_refresh", planted.as_str()),
+    ];
+    // Refresh does not guess which is meant: 401, and the answer also
+    // removes a refresh cookie set for the whole domain.
+    let refreshed = app
+        .session("/session/refresh", Some(APP_ORIGIN), &both)
+        .await;
+    assert_eq!(refreshed.status, StatusCode::UNAUTHORIZED);
+    let removals: Vec<_> = set_cookies(&refreshed)
+        .into_iter()
+        .filter(|c| c.name() == "tessera_refresh")
+        .map(|c| (c.domain().map(str::to_owned), c.max_age()))
+        .collect();
+    assert_eq!(
+        removals,
+        [
+            (None, Some(cookie::time::Duration::ZERO)),
+            (
+                Some("example.test".to_owned()),
+                Some(cookie::time::Duration::ZERO)
+            ),
+        ]
+    );
+    // Logout ends every session the cookies name: sign-out always works.
+    let out = app
+        .session("/session/logout", Some(APP_ORIGIN), &both)
+        .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    for token in [&mine, &planted] {
+        assert_eq!(app.refresh(token).await.status, StatusCode::BAD_REQUEST);
+    }
+}
+
+#[tokio::test]
+async fn another_clients_refresh_token_in_the_cookie_is_refused_and_left_alone() {
+    let app = sessions_app(|_| {}).await;
+    let secret = app
+        .add_confidential("billing", &["profile"], &["profile"])
+        .await;
+    let granted = app
+        .form_as(
+            "/token",
+            "grant_type=password&username=alice&password=correct+horse",
+            &super::basic("billing", &secret),
+        )
+        .await;
+    assert_eq!(granted.status, StatusCode::OK, "{}", granted.text());
+    let theirs = super::refresh_of(&granted.body);
+    let reply = app
+        .session(
+            "/session/refresh",
+            Some(APP_ORIGIN),
+            &[("tessera_refresh", &theirs)],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_cleared(&reply, None);
+    // Its own client still refreshes it: nothing was rotated or revoked.
+    let own = app
+        .form_as(
+            "/token",
+            &format!("grant_type=refresh_token&refresh_token={theirs}"),
+            &super::basic("billing", &secret),
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.text());
 }
 
 #[tokio::test]
@@ -410,6 +494,16 @@ async fn other_origins_and_originless_requests_are_refused_before_any_work() {
         )
         .await;
     assert_eq!(two.status, StatusCode::FORBIDDEN);
+    // Refused before any work: a flood of wrong passwords from another
+    // origin counts for nothing, and the right one from the app still works.
+    for _ in 0..10 {
+        let reply = app.sign_in(Some("https://evil.example"), "wrong").await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    }
+    assert_eq!(
+        app.sign_in(Some(APP_ORIGIN), "correct horse").await.status,
+        StatusCode::OK
+    );
     // None of that ended the session; the issuer's own origin may use it.
     let own = app
         .session(
