@@ -63,7 +63,7 @@ impl ClientKind {
 }
 
 /// The grant types a client may be allowed (those this issuer implements).
-pub const GRANT_TYPES: &[&str] = &["password", "refresh_token"];
+pub const GRANT_TYPES: &[&str] = &["password", "refresh_token", "client_credentials"];
 
 /// A registered client, as operators see it (never its secret).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -73,7 +73,8 @@ pub struct Client {
     /// Public or confidential.
     #[serde(rename = "type")]
     pub kind: ClientKind,
-    /// Grant types it may use at `/token` (`password`, `refresh_token`).
+    /// Grant types it may use at `/token` (`password`, `refresh_token`,
+    /// `client_credentials`).
     pub grant_types: Vec<String>,
     /// Scopes it may be issued.
     pub scopes: Vec<String>,
@@ -222,6 +223,12 @@ pub fn check(client: &Client) -> Result<(), String> {
     }
     if client.introspect && client.kind == ClientKind::Public {
         return Err("only a confidential client may introspect".to_owned());
+    }
+    if client.allows_grant("client_credentials") && client.kind == ClientKind::Public {
+        return Err(
+            "only a confidential client may use client_credentials (a token for itself needs proof of who it is)"
+                .to_owned(),
+        );
     }
     Ok(())
 }

@@ -76,7 +76,8 @@ pub(crate) struct Settings {
     /// Has a secret and must authenticate [the default for `add`].
     #[arg(long)]
     confidential: bool,
-    /// A grant type it may use: password, refresh_token (repeat).
+    /// A grant type it may use: password, refresh_token, client_credentials
+    /// (confidential clients only) (repeat).
     #[arg(long = "grant", value_name = "G")]
     grants: Vec<String>,
     /// A scope it may be issued (repeat).

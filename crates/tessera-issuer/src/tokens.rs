@@ -108,6 +108,58 @@ impl TokenSettings {
     }
 }
 
+/// The claims of a token a client gets for itself (client credentials,
+/// RFC 9068 §2.2): `sub` is the client, and there is no session, role or
+/// username, since no user is involved.
+#[derive(Debug, Serialize)]
+struct ServiceClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: Audience<'a>,
+    exp: i64,
+    iat: i64,
+    nbf: i64,
+    jti: String,
+    client_id: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    scope: &'a str,
+}
+
+impl TokenSettings {
+    /// Signs a client's token for itself, issued at `now`, for `audiences`
+    /// (already checked against the client's; empty: the configured ones).
+    pub fn sign_service(
+        &self,
+        signer: &tessera_keyring::Signer,
+        client_id: &str,
+        scope: &str,
+        audiences: &[String],
+        now: i64,
+    ) -> Result<String, SignError> {
+        let audiences = if audiences.is_empty() {
+            self.audiences.as_slice()
+        } else {
+            audiences
+        };
+        let claims = ServiceClaims {
+            iss: &self.issuer,
+            sub: client_id,
+            aud: match audiences {
+                [one] => Audience::One(one),
+                many => Audience::Many(many),
+            },
+            exp: now.saturating_add(crate::secs(self.access_token_lifetime)),
+            iat: now,
+            nbf: now,
+            jti: random_token(16),
+            client_id,
+            scope,
+        };
+        let payload = serde_json::to_vec(&claims).map_err(|_| SignError::default())?;
+        signer.sign_jwt("at+jwt", &payload)
+    }
+}
+
 /// A new refresh token: 256 random bits, base64url, and the SHA-256 hash that is
 /// all the database ever stores.
 pub fn new_refresh_token() -> (String, [u8; 32]) {

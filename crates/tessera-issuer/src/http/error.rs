@@ -34,6 +34,9 @@ pub enum ApiError {
     UnauthorizedClient,
     /// 400 `invalid_scope`.
     InvalidScope,
+    /// 400 `invalid_target` (RFC 8707 §2): a `resource` the client may not
+    /// have tokens for.
+    InvalidTarget,
     /// 400 `invalid_grant`.
     InvalidGrant,
     /// 400 `unsupported_grant_type`.
@@ -100,6 +103,7 @@ impl From<AuthError> for ApiError {
             },
             AuthError::UnauthorizedClient => Self::UnauthorizedClient,
             AuthError::InvalidScope => Self::InvalidScope,
+            AuthError::InvalidTarget => Self::InvalidTarget,
             AuthError::InvalidGrant => Self::InvalidGrant,
             AuthError::InvalidToken(why) => Self::Bearer {
                 error: Some("invalid_token"),
@@ -166,6 +170,10 @@ impl IntoResponse for ApiError {
             Self::InvalidScope => bad_request(json!({
                 "error": "invalid_scope",
                 "error_description": "a requested scope is not one this client may have",
+            })),
+            Self::InvalidTarget => bad_request(json!({
+                "error": "invalid_target",
+                "error_description": "a requested resource is not one this client's tokens may be for",
             })),
             Self::InvalidGrant => bad_request(json!({"error": "invalid_grant"})),
             Self::UnsupportedGrantType => bad_request(json!({"error": "unsupported_grant_type"})),

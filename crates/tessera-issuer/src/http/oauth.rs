@@ -1,4 +1,5 @@
-//! The OAuth 2.0 endpoints: `/token` (RFC 6749: refresh and password grants)
+//! The OAuth 2.0 endpoints: `/token` (RFC 6749: refresh, password and client
+//! credentials grants; RFC 8707 `resource`)
 //! and `/revoke` (RFC 7009), and how a request offers client credentials.
 
 use std::collections::HashMap;
@@ -25,6 +26,23 @@ pub(super) fn params(
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<HashMap<String, String>, ApiError> {
     let Form(pairs) = form?;
+    unique(pairs)
+}
+
+/// Form parameters, each at most once, but `resource`, which RFC 8707 lets a
+/// request repeat: returned apart, in order.
+fn token_params(
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<(HashMap<String, String>, Vec<String>), ApiError> {
+    let Form(pairs) = form?;
+    let (resources, rest): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(k, _)| k == "resource");
+    Ok((
+        unique(rest)?,
+        resources.into_iter().map(|(_, v)| v).collect(),
+    ))
+}
+
+fn unique(pairs: Vec<(String, String)>) -> Result<HashMap<String, String>, ApiError> {
     let mut map = HashMap::new();
     for (k, v) in pairs {
         if map.insert(k, v).is_some() {
@@ -104,7 +122,7 @@ pub(super) async fn token(
     headers: HeaderMap,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, ApiError> {
-    let params = params(form)?;
+    let (params, resources) = token_params(form)?;
     let grant_type = params
         .get("grant_type")
         .ok_or_else(|| ApiError::InvalidRequest("grant_type".to_owned()))?;
@@ -133,6 +151,16 @@ pub(super) async fn token(
                     AuthError::InvalidCredentials => ApiError::InvalidGrant,
                     other => other.into(),
                 })?;
+            serde_json::to_vec(&tokens).map_err(|e| ApiError::Internal(e.to_string()))?
+        }
+        "client_credentials" => {
+            let tokens = service
+                .client_credentials(
+                    &offered,
+                    params.get("scope").map(String::as_str),
+                    &resources,
+                )
+                .await?;
             serde_json::to_vec(&tokens).map_err(|e| ApiError::Internal(e.to_string()))?
         }
         _ => return Err(ApiError::UnsupportedGrantType),

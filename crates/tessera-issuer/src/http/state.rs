@@ -42,7 +42,7 @@ impl AppState {
             // Not an RFC 8414 field: the signed revocation list resource
             // servers follow (feed.rs).
             "tessera_revocation_feed_endpoint": format!("{url}/revocations"),
-            "grant_types_supported": ["password", "refresh_token"],
+            "grant_types_supported": ["password", "refresh_token", "client_credentials"],
             // REQUIRED by RFC 8414, and consumers (authlib) refuse an empty list.
             // Tessera has no authorization endpoint; `none` is the one response
             // type that promises nothing from one.

@@ -33,6 +33,9 @@ pub enum AuthError {
     /// A scope the client may not have.
     #[error("a requested scope is not one this client may have")]
     InvalidScope,
+    /// An RFC 8707 `resource` the client's tokens may not be for.
+    #[error("a requested resource is not one this client's tokens may be for")]
+    InvalidTarget,
     /// A refresh token that is unknown, used, revoked or expired, or a
     /// session whose user or client may no longer have tokens.
     #[error("invalid grant")]

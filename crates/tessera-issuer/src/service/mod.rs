@@ -8,6 +8,7 @@
 //! - [`refresh`]: refresh-token rotation, replay and reuse.
 //! - [`revoke`]: logout, `/revoke`, and [`revoke::Revocations`], the one way
 //!   sessions and tokens are revoked (by the service and by operators).
+//! - [`client_credentials`]: a confidential client's token for itself.
 //! - [`accounts`]: operators' changes to users, with their side effects.
 //! - [`clients`]: client authentication; [`registry`]: this instance's copy
 //!   of the client registry.
@@ -15,6 +16,7 @@
 //! - [`error`]: [`AuthError`], the one error of this layer.
 
 pub mod accounts;
+pub mod client_credentials;
 pub mod clients;
 pub mod error;
 pub mod introspect;

@@ -195,6 +195,7 @@ impl App {
     }
 }
 
+mod client_credentials;
 mod grants;
 mod introspection;
 mod refresh;
