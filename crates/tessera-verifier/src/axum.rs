@@ -1,5 +1,7 @@
-//! axum integration: the [`Authenticated`] extractor, the [`RequireRole`]
-//! guard, and RFC 6750 error responses.
+//! axum integration: the [`Authenticated`] extractor (and
+//! `Option<Authenticated>` for routes that work with or without a user), the
+//! [`RequireRole`], [`RequireScope`] and [`RequireUser`] guards, the
+//! [`require_token`] layer for a whole router, and RFC 6750 error responses.
 //!
 //! The router's state must give a [`Verifier`] through `FromRef` (a `Verifier`
 //! as the state itself works).
@@ -10,8 +12,11 @@
 //! | two `Authorization` headers, a token in the query string, a scheme other than `Bearer` | `400`, `error="invalid_request"` |
 //! | a token that fails verification | `401`, `error="invalid_token"` and a short `error_description` |
 //! | a valid token without the required role | `403`, `error="insufficient_scope"` |
+//! | a valid token without the required scope ([`RequireScope`]) | `403`, `error="insufficient_scope", scope="…"` |
+//! | a client's own token where [`RequireUser`] wants a user's | `403`, `error="insufficient_scope"` |
+//! | `Option<Authenticated>` and no token at all | `None` (any token present must verify) |
+//! | a token in more than one of: the header, a configured forwarded header, the cookie | `400`, `error="invalid_request"` |
 //! | no usable keys (issuer never reached, or stale past the limit) | `503` with `Retry-After` |
-//! | with a [`CookieSource`](crate::CookieSource): a token in both the header and the cookie | `400`, `error="invalid_request"` |
 //! | a cookie-borne token on an unsafe method from an origin not allowed (or no `Origin`) | `403`, `"error": "invalid_origin"` |
 //!
 //! With a cookie source configured, a request without an `Authorization`
@@ -58,7 +63,7 @@
 use std::marker::PhantomData;
 
 use ::axum::Json;
-use ::axum::extract::{FromRef, FromRequestParts};
+use ::axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
 use ::axum::http::request::Parts;
 use ::axum::http::{HeaderValue, Method, StatusCode, header};
 use ::axum::response::{IntoResponse, Response};
@@ -126,6 +131,20 @@ pub enum AuthError {
         /// The role required.
         role: &'static str,
     },
+    /// The token is valid but lacks a scope: `403 insufficient_scope` with
+    /// the scope named in the challenge (RFC 6750 §3.1).
+    MissingScope {
+        /// The challenge's realm.
+        realm: String,
+        /// The scope required.
+        scope: &'static str,
+    },
+    /// The route needs a user's token and this one is a client's own
+    /// (client credentials): `403 insufficient_scope`.
+    UserRequired {
+        /// The challenge's realm.
+        realm: String,
+    },
     /// A state-changing request authenticated by a cookie, from an origin
     /// the [`CookieSource`](crate::CookieSource) does not allow (CSRF):
     /// `403 invalid_origin`.
@@ -185,6 +204,22 @@ impl IntoResponse for AuthError {
                 "insufficient_scope",
                 format!("role {role} required"),
             ),
+            Self::MissingScope { realm, scope } => (
+                StatusCode::FORBIDDEN,
+                format!(
+                    "Bearer realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{scope}\", error_description=\"scope {scope} required\""
+                ),
+                "insufficient_scope",
+                format!("scope {scope} required"),
+            ),
+            Self::UserRequired { realm } => (
+                StatusCode::FORBIDDEN,
+                format!(
+                    "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"a user's token is required\""
+                ),
+                "insufficient_scope",
+                "a user's token is required, not a client's own".to_owned(),
+            ),
             Self::ForbiddenOrigin => {
                 let body = serde_json::json!({
                     "error": "invalid_origin",
@@ -201,35 +236,77 @@ impl IntoResponse for AuthError {
 }
 
 /// The token of a request, from where `verifier` looks: the `Authorization`
-/// header ([`bearer_token`]), or with a [`CookieSource`](crate::CookieSource)
-/// and no such header, the cookie, which on an unsafe method needs an allowed
-/// `Origin`. Never both.
+/// header ([`bearer_token`]); with a configured
+/// [`token_header`](crate::VerifierConfig::token_header), that header (the raw
+/// token, as gateways forward it); with a [`CookieSource`](crate::CookieSource),
+/// the cookie, which on an unsafe method needs an allowed `Origin`. A request
+/// carrying a token in more than one of them is refused (`400`): there is no
+/// telling which one was meant.
 pub fn request_token<'a>(parts: &'a Parts, verifier: &Verifier) -> Result<&'a str, AuthError> {
     let realm = verifier.realm();
-    let Some(source) = verifier.cookie_source() else {
-        return bearer_token(parts, realm);
-    };
     let invalid = |description| AuthError::InvalidRequest {
         realm: realm.to_owned(),
         description,
     };
-    let cookie = cookie_token(parts, &source.name).map_err(invalid)?;
-    match cookie {
-        None => bearer_token(parts, realm),
-        Some(_) if parts.headers.contains_key(header::AUTHORIZATION) => Err(invalid(
-            "a token in both the Authorization header and a cookie",
-        )),
-        Some(token) => {
-            refuse_query_token(parts, realm)?;
-            let safe = matches!(
-                parts.method,
-                Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-            );
-            if !safe && !origin_allowed(parts, &source.allowed_origins) {
-                return Err(AuthError::ForbiddenOrigin);
-            }
-            Ok(token)
-        }
+    let forwarded = match verifier.token_header() {
+        Some(name) => forwarded_token(parts, name).map_err(invalid)?,
+        None => None,
+    };
+    let cookie = match verifier.cookie_source() {
+        Some(source) => cookie_token(parts, &source.name)
+            .map_err(invalid)?
+            .map(|token| (token, source)),
+        None => None,
+    };
+    let authorization = parts.headers.contains_key(header::AUTHORIZATION);
+    let sources = usize::from(authorization)
+        + usize::from(forwarded.is_some())
+        + usize::from(cookie.is_some());
+    if sources > 1 {
+        return Err(invalid(
+            "a token in more than one place (Authorization header, forwarded header, cookie)",
+        ));
+    }
+    if let Some(token) = forwarded {
+        refuse_query_token(parts, realm)?;
+        return Ok(token);
+    }
+    let Some((token, source)) = cookie else {
+        return bearer_token(parts, realm);
+    };
+    refuse_query_token(parts, realm)?;
+    let safe = matches!(
+        parts.method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    );
+    if !safe && !origin_allowed(parts, &source.allowed_origins) {
+        return Err(AuthError::ForbiddenOrigin);
+    }
+    Ok(token)
+}
+
+/// The raw token in header `name`, if present (once, and shaped like a
+/// token: base64url and dots).
+fn forwarded_token<'a>(parts: &'a Parts, name: &str) -> Result<Option<&'a str>, &'static str> {
+    let mut values = parts.headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err("the forwarded token header appears more than once");
+    }
+    let token = value
+        .to_str()
+        .map_err(|_| "malformed forwarded token")?
+        .trim();
+    let shaped = !token.is_empty()
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if shaped {
+        Ok(Some(token))
+    } else {
+        Err("malformed forwarded token")
     }
 }
 
@@ -346,6 +423,10 @@ where
     type Rejection = AuthError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // Verified already by the [`require_token`] layer.
+        if let Some(verified) = parts.extensions.get::<Verified<C>>() {
+            return Ok(Self(verified.clone()));
+        }
         let verifier = Verifier::from_ref(state);
         let token = request_token(parts, &verifier)?;
         match verifier.verify::<C>(token).await {
@@ -371,7 +452,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Authenticated(verified) =
-            Authenticated::<AccessClaims>::from_request_parts(parts, state).await?;
+            <Authenticated as FromRequestParts<_>>::from_request_parts(parts, state).await?;
         if verified.has_role(R::NAME) {
             Ok(Self(verified, PhantomData))
         } else {
@@ -380,5 +461,133 @@ where
                 role: R::NAME,
             })
         }
+    }
+}
+
+/// A scope a [`RequireScope`] guard demands: declare one type per scope.
+///
+/// ```
+/// struct ReportsRead;
+/// impl tessera_verifier::axum::Scope for ReportsRead {
+///     const NAME: &'static str = "reports:read";
+/// }
+/// ```
+pub trait Scope: Send + Sync + 'static {
+    /// The scope's name in the token's `scope` claim.
+    const NAME: &'static str;
+}
+
+/// A request whose token verified and carries scope `S` (a user's or a
+/// client's own); `403 insufficient_scope` with `scope="…"` otherwise.
+#[derive(Debug, Clone)]
+pub struct RequireScope<S: Scope>(pub Verified<AccessClaims>, PhantomData<S>);
+
+impl<S: Scope> RequireScope<S> {
+    /// The verified token.
+    pub fn token(&self) -> &Verified<AccessClaims> {
+        &self.0
+    }
+}
+
+impl<St, S> FromRequestParts<St> for RequireScope<S>
+where
+    Verifier: FromRef<St>,
+    St: Send + Sync,
+    S: Scope,
+{
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, Self::Rejection> {
+        let Authenticated(verified) =
+            <Authenticated as FromRequestParts<_>>::from_request_parts(parts, state).await?;
+        if verified.has_scope(S::NAME) {
+            Ok(Self(verified, PhantomData))
+        } else {
+            Err(AuthError::MissingScope {
+                realm: Verifier::from_ref(state).realm().to_owned(),
+                scope: S::NAME,
+            })
+        }
+    }
+}
+
+/// A request whose token verified and was issued to a user (not a client's
+/// token for itself, from client credentials); `403` otherwise.
+#[derive(Debug, Clone)]
+pub struct RequireUser(pub Verified<AccessClaims>);
+
+impl<S> FromRequestParts<S> for RequireUser
+where
+    Verifier: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Authenticated(verified) =
+            <Authenticated as FromRequestParts<_>>::from_request_parts(parts, state).await?;
+        if verified.is_user() {
+            Ok(Self(verified))
+        } else {
+            Err(AuthError::UserRequired {
+                realm: Verifier::from_ref(state).realm().to_owned(),
+            })
+        }
+    }
+}
+
+/// `Option<Authenticated>`: `None` when the request carries no token at all;
+/// a token that fails is still refused (`401`), never taken as anonymous.
+impl<S, C> OptionalFromRequestParts<S> for Authenticated<C>
+where
+    Verifier: FromRef<S>,
+    S: Send + Sync,
+    C: DeserializeOwned + Send + Sync + 'static,
+{
+    type Rejection = AuthError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        match <Self as FromRequestParts<S>>::from_request_parts(parts, state).await {
+            Ok(authenticated) => Ok(Some(authenticated)),
+            Err(AuthError::Missing { .. }) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+}
+
+/// A layer for a whole router, for those who prefer layers to extractors:
+/// every request must carry a token that verifies (the same sources and
+/// answers as [`Authenticated`]), and the [`Verified`] token goes into the
+/// request's extensions, where `Authenticated` (and the guards) find it
+/// without verifying again.
+///
+/// ```no_run
+/// # use axum::{Router, Extension, routing::get};
+/// # use tessera_verifier::{Verified, Verifier};
+/// # fn protect(verifier: Verifier) -> Router {
+/// Router::new()
+///     .route("/a", get(|Extension(t): Extension<Verified>| async move { t.subject().to_owned() }))
+///     .layer(axum::middleware::from_fn_with_state(
+///         verifier,
+///         tessera_verifier::axum::require_token,
+///     ))
+/// # }
+/// ```
+pub async fn require_token(
+    ::axum::extract::State(verifier): ::axum::extract::State<Verifier>,
+    request: ::axum::extract::Request,
+    next: ::axum::middleware::Next,
+) -> Response {
+    let (mut parts, body) = request.into_parts();
+    match <Authenticated as FromRequestParts<_>>::from_request_parts(&mut parts, &verifier).await {
+        Ok(Authenticated(verified)) => {
+            parts.extensions.insert(verified);
+            next.run(::axum::extract::Request::from_parts(parts, body))
+                .await
+        }
+        Err(rejection) => rejection.into_response(),
     }
 }

@@ -468,6 +468,13 @@ impl Verified<AccessClaims> {
         self.claims.roles.iter().any(|r| r == role)
     }
 
+    /// Whether the token was issued to a user (it belongs to a session), not
+    /// to a client for itself (client credentials: `sub` is the client and
+    /// there is no `sid`).
+    pub fn is_user(&self) -> bool {
+        self.claims.sid.is_some() && self.claims.client_id.as_deref() != Some(self.subject())
+    }
+
     /// Whether the token's `scope` includes `scope`.
     pub fn has_scope(&self, scope: &str) -> bool {
         self.claims

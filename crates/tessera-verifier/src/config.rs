@@ -176,6 +176,10 @@ pub struct VerifierConfig {
     /// Also take the token from this cookie (the axum extractors). Default
     /// `None`: the `Authorization` header only.
     pub cookie: Option<CookieSource>,
+    /// Also take the token from this request header, holding the raw token
+    /// (a gateway's `X-Forwarded-Access-Token`, say). Default `None`. Never
+    /// `Authorization` or `Cookie`; the query string stays refused.
+    pub token_header: Option<String>,
 }
 
 impl VerifierConfig {
@@ -205,6 +209,7 @@ impl VerifierConfig {
             extra_root_certificates: Vec::new(),
             revocations: None,
             cookie: None,
+            token_header: None,
         }
     }
 
@@ -269,6 +274,20 @@ impl VerifierConfig {
         }
         if let Some(cookie) = &self.cookie {
             cookie.validate()?;
+        }
+        if let Some(name) = &self.token_header {
+            let lower = name.to_ascii_lowercase();
+            let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            if lower.is_empty()
+                || !lower.bytes().all(token)
+                || lower == "authorization"
+                || lower == "cookie"
+            {
+                return Err(invalid(
+                    "token_header",
+                    format!("{name:?} is not a header name (nor Authorization or Cookie)"),
+                ));
+            }
         }
         if self.realm.contains('"') || self.realm.contains('\\') {
             return Err(invalid("realm", "may not contain quotes or backslashes"));

@@ -58,6 +58,7 @@ struct Inner {
     max_token_bytes: usize,
     realm: String,
     cookie: Option<crate::config::CookieSource>,
+    token_header: Option<String>,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
     token_cache: Option<TokenCache>,
@@ -222,6 +223,7 @@ impl Verifier {
                 .cookie
                 .as_ref()
                 .map(crate::config::CookieSource::normalized),
+            token_header: config.token_header.as_ref().map(|h| h.to_ascii_lowercase()),
             clock,
             metrics: Metrics::default(),
             token_cache: config
@@ -471,6 +473,12 @@ impl Verifier {
     /// (see [`crate::config::CookieSource`]).
     pub fn cookie_source(&self) -> Option<&crate::config::CookieSource> {
         self.inner.cookie.as_ref()
+    }
+
+    /// The request header that may carry a raw token, if one is configured
+    /// (lower case).
+    pub fn token_header(&self) -> Option<&str> {
+        self.inner.token_header.as_deref()
     }
 
     /// The kids of the current key set (for diagnostics).

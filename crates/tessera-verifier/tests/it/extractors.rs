@@ -218,7 +218,7 @@ async fn a_cookie_and_a_header_together_are_400() {
     assert!(
         r.challenge()
             .unwrap()
-            .contains("both the Authorization header and a cookie")
+            .contains("a token in more than one place")
     );
     // Two token cookies are ambiguous too.
     let two = format!("tessera_access={token}; tessera_access=planted");
@@ -287,4 +287,222 @@ async fn a_cookie_source_is_checked_at_start() {
         .unwrap_or_else(|| panic!("{source:?} was accepted"));
         assert!(err.to_string().contains("cookie"), "{err}");
     }
+}
+
+struct ReportsRead;
+impl tessera_verifier::axum::Scope for ReportsRead {
+    const NAME: &'static str = "reports:read";
+}
+
+/// A service's token for itself, as client credentials give it.
+fn client_token(scope: &str) -> String {
+    let ours = TestKey::load("ours");
+    let claims = claims_with(json!({
+        "sub": "reports-job", "client_id": "reports-job", "scope": scope,
+        "sid": null, "roles": null, "preferred_username": null,
+    }));
+    ours.sign(&header(ours.kid()), &claims)
+}
+
+fn shapes_app(config: impl FnOnce(&mut tessera_verifier::VerifierConfig)) -> (Router, String) {
+    use tessera_verifier::axum::{RequireScope, RequireUser};
+    let ours = TestKey::load("ours");
+    let (verifier, _) = static_verifier(config);
+    let app = Router::new()
+        .route(
+            "/reports",
+            get(|s: RequireScope<ReportsRead>| async move { s.token().subject().to_owned() }),
+        )
+        .route(
+            "/mine",
+            get(|RequireUser(t): RequireUser| async move { t.subject().to_owned() }),
+        )
+        .route(
+            "/maybe",
+            get(|who: Option<Authenticated>| async move {
+                who.map_or("anonymous".to_owned(), |Authenticated(t)| {
+                    t.subject().to_owned()
+                })
+            }),
+        )
+        .with_state(verifier);
+    (app, ours.sign(&header(ours.kid()), &claims()))
+}
+
+#[tokio::test]
+async fn require_scope_names_the_scope_and_takes_client_tokens() {
+    let (app, user) = shapes_app(|_| {});
+    let service = client_token("reports:read");
+    let ok = call_at(
+        &app,
+        "/reports",
+        &[("authorization", &format!("Bearer {service}"))],
+    )
+    .await;
+    assert_eq!(
+        (ok.status, ok.text().as_str()),
+        (StatusCode::OK, "reports-job")
+    );
+    let no = call_at(
+        &app,
+        "/reports",
+        &[("authorization", &format!("Bearer {user}"))],
+    )
+    .await;
+    assert_eq!(no.status, StatusCode::FORBIDDEN);
+    let challenge = no.challenge().unwrap();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\"")
+            && challenge.contains("scope=\"reports:read\""),
+        "{challenge}"
+    );
+    assert_eq!(no.body["error"], "insufficient_scope");
+    // Without a token it is a 401, as everywhere.
+    assert_eq!(
+        call_at(&app, "/reports", &[]).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn require_user_refuses_a_clients_own_token() {
+    let (app, user) = shapes_app(|_| {});
+    let service = client_token("profile");
+    let ok = call_at(
+        &app,
+        "/mine",
+        &[("authorization", &format!("Bearer {user}"))],
+    )
+    .await;
+    assert_eq!((ok.status, ok.text().as_str()), (StatusCode::OK, "u-1234"));
+    let no = call_at(
+        &app,
+        "/mine",
+        &[("authorization", &format!("Bearer {service}"))],
+    )
+    .await;
+    assert_eq!(no.status, StatusCode::FORBIDDEN);
+    assert!(no.challenge().unwrap().contains("insufficient_scope"));
+}
+
+#[tokio::test]
+async fn optional_authentication_is_none_without_a_token_and_401_with_a_bad_one() {
+    let (app, user) = shapes_app(|_| {});
+    let none = call_at(&app, "/maybe", &[]).await;
+    assert_eq!(
+        (none.status, none.text().as_str()),
+        (StatusCode::OK, "anonymous")
+    );
+    let some = call_at(
+        &app,
+        "/maybe",
+        &[("authorization", &format!("Bearer {user}"))],
+    )
+    .await;
+    assert_eq!(some.text(), "u-1234");
+    let forged = TestKey::load("attacker").sign(&header(TestKey::load("ours").kid()), &claims());
+    let bad = call_at(
+        &app,
+        "/maybe",
+        &[("authorization", &format!("Bearer {forged}"))],
+    )
+    .await;
+    assert_eq!(
+        bad.status,
+        StatusCode::UNAUTHORIZED,
+        "a bad token is never anonymous"
+    );
+    let malformed = call_at(&app, "/maybe", &[("authorization", "Basic abc")]).await;
+    assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_configured_header_carries_a_forwarded_token() {
+    let (app, user) = shapes_app(|c| c.token_header = Some("X-Forwarded-Access-Token".to_owned()));
+    let ok = call_at(&app, "/maybe", &[("x-forwarded-access-token", &user)]).await;
+    assert_eq!((ok.status, ok.text().as_str()), (StatusCode::OK, "u-1234"));
+    let both = call_at(
+        &app,
+        "/maybe",
+        &[
+            ("x-forwarded-access-token", &user),
+            ("authorization", &format!("Bearer {user}")),
+        ],
+    )
+    .await;
+    assert_eq!(both.status, StatusCode::BAD_REQUEST);
+    let bad = call_at(
+        &app,
+        "/maybe",
+        &[("x-forwarded-access-token", "Bearer x y")],
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let query = call_at(
+        &app,
+        "/maybe?access_token=x",
+        &[("x-forwarded-access-token", &user)],
+    )
+    .await;
+    assert_eq!(
+        query.status,
+        StatusCode::BAD_REQUEST,
+        "the query string stays refused"
+    );
+    // Authorization and Cookie cannot be configured as the forwarded header.
+    for name in ["Authorization", "cookie", "a b", ""] {
+        let mut config = tessera_verifier::VerifierConfig::new("https://issuer.test", ["api"]);
+        config.token_header = Some(name.to_owned());
+        assert!(
+            Verifier::start(
+                config,
+                std::sync::Arc::new(tessera_verifier::ManualClock::new(NOW))
+            )
+            .is_err(),
+            "{name:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_layer_protects_a_whole_router_and_hands_the_token_on() {
+    use axum::Extension;
+    let ours = TestKey::load("ours");
+    let (verifier, _) = static_verifier(|_| {});
+    let app = Router::new()
+        .route(
+            "/a",
+            get(
+                |Extension(t): Extension<tessera_verifier::Verified>| async move {
+                    t.subject().to_owned()
+                },
+            ),
+        )
+        .route(
+            "/b",
+            get(|Authenticated(t): Authenticated| async move { t.subject().to_owned() }),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            verifier.clone(),
+            tessera_verifier::axum::require_token,
+        ))
+        .with_state(verifier.clone());
+    let user = ours.sign(&header(ours.kid()), &claims());
+    for path in ["/a", "/b"] {
+        let ok = call_at(&app, path, &[("authorization", &format!("Bearer {user}"))]).await;
+        assert_eq!(
+            (ok.status, ok.text().as_str()),
+            (StatusCode::OK, "u-1234"),
+            "{path}"
+        );
+        let none = call_at(&app, path, &[]).await;
+        assert_eq!(none.status, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(none.challenge(), Some("Bearer realm=\"tessera\""));
+    }
+    // The handler's extractor reused the layer's verification.
+    assert_eq!(verifier.metrics().verified, 2);
+}
+
+async fn call_at(app: &Router, path: &str, headers: &[(&str, &str)]) -> Reply {
+    oneshot::get(app.clone(), path, headers).await
 }
