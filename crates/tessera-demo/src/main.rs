@@ -97,6 +97,7 @@ async fn demo(args: Args) -> anyhow::Result<()> {
     let first_admin = prepared.take_first_admin();
     let issuer_url = prepared.issuer().to_owned();
     let passwords = demo_users(&args.database_url).await?;
+    let service_secret = demo_service(&args.database_url).await?;
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -135,6 +136,9 @@ async fn demo(args: Args) -> anyhow::Result<()> {
         &passwords,
         first_admin.as_ref(),
     )?;
+    print_service_guide(&mut out, &issuer_url, &resource_url, &service_secret)?;
+    writeln!(out, "# ---- end ----")?;
+    writeln!(out, "Ctrl-C stops both servers.")?;
     out.flush()?;
     drop(out);
 
@@ -148,6 +152,36 @@ async fn demo(args: Args) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The demo's service client, `reports-job`: confidential, allowed the
+/// client-credentials grant and the scope `reports:read`, with a fresh secret
+/// on every start (returned).
+async fn demo_service(database_url: &str) -> anyhow::Result<String> {
+    use tessera_issuer::clients::{
+        Client, ClientKind, decode_hash, login_client, secret_hash_text,
+    };
+    let db = Db::connect(database_url).await?;
+    let now = tessera_issuer::unix_now(&tessera_keyring::SystemClock);
+    let secret = tessera_issuer::clients::new_secret();
+    let client = Client {
+        kind: ClientKind::Confidential,
+        grant_types: vec!["client_credentials".to_owned()],
+        scopes: vec!["reports:read".to_owned()],
+        default_scope: vec!["reports:read".to_owned()],
+        secret_sha256: decode_hash(&secret_hash_text(&secret)),
+        ..login_client(DEMO_SERVICE, now)
+    };
+    tessera_issuer::clients::check(&client).map_err(anyhow::Error::msg)?;
+    if db.client(DEMO_SERVICE).await?.is_some() {
+        db.update_client(&client).await?;
+    } else {
+        db.add_client(&client).await?;
+    }
+    Ok(secret)
+}
+
+/// The demo's service client.
+const DEMO_SERVICE: &str = "reports-job";
 
 /// Creates the demo users, or gives them fresh passwords and their roles back.
 async fn demo_users(database_url: &str) -> anyhow::Result<Vec<(&'static str, String)>> {
@@ -279,8 +313,6 @@ fn print_guide(
     writeln!(out, "# The issuer's public keys (JWKS):")?;
     writeln!(out, "curl -s {issuer}/.well-known/jwks.json; echo")?;
     print_cookie_guide(out, issuer, resource, user)?;
-    writeln!(out, "# ---- end ----")?;
-    writeln!(out, "Ctrl-C stops both servers.")?;
     Ok(())
 }
 
@@ -346,5 +378,51 @@ fn print_cookie_guide(
     writeln!(out, "sleep 1")?;
     writeln!(out, "curl {status} -b \"$JAR.copy\" {resource}/welcome")?;
     writeln!(out, "rm -f \"$JAR\" \"$JAR.copy\"")?;
+    Ok(())
+}
+
+/// The service walk-through: a token for the `reports-job` client itself,
+/// `/reports` (scope `reports:read`) and `/me/optional`.
+fn print_service_guide(
+    out: &mut impl std::io::Write,
+    issuer: &str,
+    resource: &str,
+    secret: &str,
+) -> std::io::Result<()> {
+    let status = "-s -o /dev/null -w '%{http_code}\\n'";
+    writeln!(
+        out,
+        "# A service's token for itself (client credentials, as the {DEMO_SERVICE} client):"
+    )?;
+    writeln!(
+        out,
+        "SERVICE=$(curl -s -u '{DEMO_SERVICE}:{secret}' {issuer}/token -d grant_type=client_credentials)"
+    )?;
+    writeln!(
+        out,
+        "SERVICE_TOKEN=$(printf '%s' \"$SERVICE\" | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')"
+    )?;
+    writeln!(
+        out,
+        "# /reports needs scope reports:read: the service's reports, and 403 for the admin\n\
+         # (whose token has scope profile only):"
+    )?;
+    writeln!(
+        out,
+        "curl -s -H \"Authorization: Bearer $SERVICE_TOKEN\" {resource}/reports; echo"
+    )?;
+    writeln!(
+        out,
+        "curl {status} -H \"Authorization: Bearer $ADMIN_TOKEN\" {resource}/reports"
+    )?;
+    writeln!(
+        out,
+        "# /me/optional works without a token, and says who you are with one:"
+    )?;
+    writeln!(out, "curl -s {resource}/me/optional; echo")?;
+    writeln!(
+        out,
+        "curl -s -H \"Authorization: Bearer $ADMIN_TOKEN\" {resource}/me/optional; echo"
+    )?;
     Ok(())
 }

@@ -71,10 +71,19 @@ fn the_printed_commands_walk_the_whole_flow_and_ctrl_c_stops_both() {
     );
     assert_eq!(results[9], "Welcome demo-user!");
     assert_eq!(
-        &results[10..],
+        &results[10..15],
         ["200", "201", "403", "204", "401"],
         "{stdout}"
     );
+    // The service walk-through: client credentials read /reports; the
+    // admin's token lacks the scope; /me/optional without and with a token.
+    let reports: serde_json::Value = serde_json::from_str(results[15]).unwrap();
+    assert_eq!(reports["for"], "reports-job", "{stdout}");
+    assert_eq!(results[16], "403", "{stdout}");
+    assert_eq!(results[17], r#"{"signed_in":false}"#);
+    let me: serde_json::Value = serde_json::from_str(results[18]).unwrap();
+    assert_eq!(me["preferred_username"], "demo-admin");
+    assert_eq!(results.len(), 19, "{stdout}");
     assert!(
         text.contains("/app in a browser"),
         "the page's URL is printed: {text}"

@@ -7,6 +7,10 @@
 //! - `GET /healthz`: liveness, with the state of the verification keys.
 //! - `GET /readyz`: `200` once keys are usable, `503` before.
 //! - `GET /metrics`: the verifier's counters, as JSON.
+//! - `GET /reports`: scope `reports:read` (a user's token or a service's
+//!   own, from client credentials); `403 insufficient_scope` otherwise.
+//! - `GET /me/optional`: works without a token; says who the caller is with
+//!   one (a bad token is still `401`).
 //! - `GET /welcome`: `Welcome <username>!` (the classic cookie tutorial's
 //!   page); `POST /notes`: a toy state-changing route (`{"text": "…"}`).
 //! - `GET /app`: a small web page that signs in with the issuer's cookie
@@ -28,9 +32,17 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use tessera_verifier::Verifier;
-use tessera_verifier::axum::{Authenticated, RequireRole, Role};
+use tessera_verifier::axum::{Authenticated, RequireRole, RequireScope, Role, Scope};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
+
+/// The scope `/reports` requires.
+#[derive(Debug)]
+pub struct ReportsRead;
+
+impl Scope for ReportsRead {
+    const NAME: &'static str = "reports:read";
+}
 
 /// The role `/admin` requires.
 #[derive(Debug)]
@@ -87,6 +99,8 @@ pub fn routes(verifier: Verifier) -> Router {
     Router::new()
         .route("/profile", get(profile))
         .route("/admin", get(admin))
+        .route("/reports", get(reports))
+        .route("/me/optional", get(me_optional))
         .route("/welcome", get(web::welcome))
         .route(
             "/notes",
@@ -132,6 +146,30 @@ async fn admin(admin: RequireRole<Admin>) -> Json<serde_json::Value> {
         "preferred_username": token.claims().preferred_username,
         "message": "welcome, administrator",
     }))
+}
+
+async fn reports(reader: RequireScope<ReportsRead>) -> Json<serde_json::Value> {
+    let token = reader.token();
+    Json(json!({
+        "for": token.subject(),
+        "client_id": token.claims().client_id,
+        "reports": [
+            {"name": "logins-by-day", "rows": 7},
+            {"name": "active-sessions", "rows": 1},
+        ],
+    }))
+}
+
+async fn me_optional(who: Option<Authenticated>) -> Json<serde_json::Value> {
+    Json(match who {
+        None => json!({"signed_in": false}),
+        Some(Authenticated(token)) => json!({
+            "signed_in": true,
+            "sub": token.subject(),
+            "preferred_username": token.claims().preferred_username,
+            "user": token.is_user(),
+        }),
+    })
 }
 
 async fn healthz(State(verifier): State<Verifier>) -> Json<serde_json::Value> {

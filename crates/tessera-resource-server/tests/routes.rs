@@ -46,6 +46,54 @@ impl Issuer {
     }
 }
 
+impl Issuer {
+    /// A service's token for itself, as client credentials give it.
+    fn service_token(&self, scope: &str) -> String {
+        let claims = json!({
+            "iss": "http://issuer.test", "sub": "reports-job", "aud": "tessera", "exp": NOW + 900,
+            "iat": NOW, "nbf": NOW, "jti": "j2", "client_id": "reports-job", "scope": scope,
+        });
+        self.keyring
+            .signer()
+            .sign_jwt("at+jwt", &serde_json::to_vec(&claims).unwrap())
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn reports_need_the_scope_and_me_optional_works_either_way() {
+    let issuer = Issuer::new();
+    let v = verifier(&issuer);
+    let service = issuer.service_token("reports:read");
+    let (status, body, _) = get(&v, "/reports", Some(&service)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["for"], "reports-job");
+    let user = issuer.token("http://issuer.test", &["admin"], NOW + 900);
+    let (status, _, challenge) = get(&v, "/reports", Some(&user)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(challenge.unwrap().contains("scope=\"reports:read\""));
+    let (status, body, _) = get(&v, "/me/optional", None).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"signed_in": false}))
+    );
+    let (_, body, _) = get(&v, "/me/optional", Some(&user)).await;
+    assert_eq!(body["preferred_username"], "alice");
+    assert_eq!(body["user"], true);
+    let (_, body, _) = get(&v, "/me/optional", Some(&service)).await;
+    assert_eq!(
+        (body["sub"].clone(), body["user"].clone()),
+        (json!("reports-job"), json!(false))
+    );
+    let expired = issuer.token("http://issuer.test", &["user"], NOW - 3600);
+    let (status, _, _) = get(&v, "/me/optional", Some(&expired)).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a bad token is never anonymous"
+    );
+}
+
 fn verifier(issuer: &Issuer) -> Verifier {
     let (set, _) =
         KeySet::from_jwks_json(issuer.jwks().to_string().as_bytes(), &["RS256"]).unwrap();
