@@ -1,7 +1,8 @@
 //! Interoperability with Python: PyJWT, the usual JWT library of Python
 //! services, verifies our access tokens through our `jwks_uri`; our verifier
 //! accepts tokens from a PyJWT-based issuer when configured for it; Authlib
-//! reads and validates our RFC 8414 metadata.
+//! reads and validates our RFC 8414 metadata, and gets a service's token with
+//! the client-credentials grant through its `OAuth2Session`.
 //!
 //! Needs a Python with tests/interop/requirements.txt installed, named by
 //! `TESSERA_INTEROP_PYTHON`; `.ci/run` makes one. Without that variable these
@@ -156,4 +157,91 @@ async fn authlib_reads_and_validates_our_rfc8414_metadata() {
         "Authlib refused our metadata: {stdout}"
     );
     assert_eq!(stdout.trim(), "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authlib_gets_a_service_token_with_client_credentials() {
+    use tessera_issuer::clients::{
+        Client, ClientKind, decode_hash, login_client, secret_hash_text,
+    };
+    let Some(python) = python() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let issuer = tessera_testkit::stack::start_issuer(tmp.path(), |_| {}).await;
+    let secret = tessera_issuer::clients::new_secret();
+    let db = tessera_issuer::db::Db::connect(&issuer.database_url)
+        .await
+        .unwrap();
+    let client = Client {
+        kind: ClientKind::Confidential,
+        grant_types: vec!["client_credentials".to_owned()],
+        scopes: vec!["reports:read".to_owned(), "reports:write".to_owned()],
+        default_scope: vec!["reports:read".to_owned()],
+        secret_sha256: decode_hash(&secret_hash_text(&secret)),
+        ..login_client("reports-job", 0)
+    };
+    db.add_client(&client).await.unwrap();
+    let verifier = Verifier::start(
+        VerifierConfig::new(issuer.url.clone(), ["tessera"]),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let resource = tessera_testkit::stack::serve_resource(verifier).await;
+    for method in ["client_secret_basic", "client_secret_post"] {
+        let (python, url, secret) = (python.clone(), issuer.url.clone(), secret.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(python)
+                .arg(script("client_credentials.py"))
+                .args([
+                    url.as_str(),
+                    "reports-job",
+                    secret.as_str(),
+                    method,
+                    "reports:read",
+                ])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "Authlib ({method}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(token["scope"], "reports:read", "{method}: {token}");
+        assert_eq!(token["expires_in"], 900);
+        assert_eq!(
+            token["refresh_token"],
+            Value::Null,
+            "no refresh token for a service"
+        );
+        let access = token["access_token"].as_str().unwrap();
+        let claims = tessera_testkit::jws::claims_of(access);
+        assert_eq!(claims["sub"], "reports-job");
+        // The resource server takes it where the scope is what counts.
+        let mut http = tessera_bench::Client::connect(resource).await.unwrap();
+        let auth = format!("Authorization: Bearer {access}");
+        let (status, body) = http.get("/reports", &[&auth]).await.unwrap();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    }
+    // A wrong secret: Authlib reports the issuer's invalid_client.
+    let url = issuer.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script("client_credentials.py"))
+            .args([
+                url.as_str(),
+                "reports-job",
+                "wrong-secret-wrong-secret-wrong-secret",
+                "client_secret_basic",
+                "reports:read",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid_client"));
 }
