@@ -219,6 +219,15 @@ enum Command {
         /// The username.
         name: String,
     },
+    /// Stop a client at once: disable it and revoke every token it holds
+    /// (client credentials) or its users got through it, at every resource
+    /// server following the revocation feed (`clients update ID --enable`
+    /// lets it in again).
+    RevokeClient {
+        /// The client id.
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+    },
     /// End a session (its refresh tokens) and revoke its access tokens.
     RevokeSession {
         /// The session id (`sid`).
@@ -350,6 +359,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Clients { verb } => crate::clients_cli::run(&config, verb),
         Command::RevokeUser { name } => {
             crate::users::revoke(&config, crate::users::RevokeTarget::User, &name)
+        }
+        Command::RevokeClient { client_id } => {
+            crate::users::revoke(&config, crate::users::RevokeTarget::Client, &client_id)
         }
         Command::RevokeSession { sid } => {
             crate::users::revoke(&config, crate::users::RevokeTarget::Session, &sid)

@@ -250,18 +250,21 @@ pub(crate) fn audit_list(
     })
 }
 
-/// What `revoke-user`, `revoke-session` and `revoke-token` name.
+/// What `revoke-user`, `revoke-client`, `revoke-session` and `revoke-token` name.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum RevokeTarget {
     /// A user, by username: every session and every token issued until now.
     User,
+    /// A client, by id: disabled, and every token it or its users hold.
+    Client,
     /// A session, by `sid`: its refresh family and its access tokens.
     Session,
     /// One access token, by `jti`.
     Token,
 }
 
-/// `tessera-issuer revoke-user NAME | revoke-session SID | revoke-token JTI`.
+/// `tessera-issuer revoke-user NAME | revoke-client ID | revoke-session SID |
+/// revoke-token JTI`.
 pub(crate) fn revoke(config: &Config, target: RevokeTarget, value: &str) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -276,6 +279,13 @@ pub(crate) fn revoke(config: &Config, target: RevokeTarget, value: &str) -> anyh
                 writeln!(
                     out,
                     "{value}: {ended} session(s) ended; every token issued to them until now is revoked"
+                )?;
+            }
+            RevokeTarget::Client => {
+                let ended = accounts.revoke_client(value).await?;
+                writeln!(
+                    out,
+                    "client {value}: disabled; its tokens and its users' through it ({ended} session(s) ended) are revoked"
                 )?;
             }
             RevokeTarget::Session => {

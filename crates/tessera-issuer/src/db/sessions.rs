@@ -161,6 +161,26 @@ impl Db {
 }
 
 impl Db {
+    /// Revokes every live session of a client (its users' logins through
+    /// it); returns their ids (`sid`s).
+    pub async fn revoke_client_sessions(
+        &self,
+        client_id: &str,
+        now: i64,
+        why: &str,
+    ) -> Result<Vec<String>, DbError> {
+        on_writer!(self, |conn| sqlx::query_scalar(
+            "UPDATE sessions SET revoked_at = $1, revoked_why = $2
+             WHERE client_id = $3 AND revoked_at IS NULL RETURNING id"
+        )
+        .bind(now)
+        .bind(why)
+        .bind(client_id)
+        .fetch_all(conn)
+        .await
+        .map_err(sql("revoking a client's sessions")))
+    }
+
     /// Revokes every live session of a user; returns their ids (`sid`s).
     pub async fn revoke_user_sessions(
         &self,

@@ -72,6 +72,18 @@ impl<'a> Revocations<'a> {
         }
         Ok(ended.len())
     }
+
+    /// Revokes every token of a client: its own (client credentials: `sub`
+    /// is the client id) issued until now, and its users' through it (each
+    /// of its sessions ends, by `sid`); returns how many sessions ended.
+    pub async fn client(&self, client_id: &str, now: i64, why: &str) -> Result<usize, DbError> {
+        let ended = self.db.revoke_client_sessions(client_id, now, why).await?;
+        self.tokens(Kind::Sub, client_id, why).await?;
+        for sid in &ended {
+            self.tokens(Kind::Sid, sid, why).await?;
+        }
+        Ok(ended.len())
+    }
 }
 
 impl Issuer {

@@ -126,7 +126,7 @@ async fn both_discovery_documents_point_at_our_endpoints() {
         assert_eq!(doc["revocation_endpoint"], format!("{ISSUER}/revoke"));
         assert_eq!(
             doc["grant_types_supported"],
-            serde_json::json!(["password", "refresh_token"])
+            serde_json::json!(["password", "refresh_token", "client_credentials"])
         );
         assert_eq!(
             doc["access_token_signing_alg_values_supported"],

@@ -410,3 +410,101 @@ async fn an_unusable_feed_document_never_empties_the_list() {
     let health = keep.revocations().unwrap();
     assert!(!health.loaded && health.last_error.is_some(), "{health:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_client_cuts_its_own_tokens_and_its_users_and_keeps_it_out() {
+    use tessera_issuer::clients::{
+        Client, ClientKind, decode_hash, login_client, secret_hash_text,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let issuer = common::start_issuer(tmp.path(), |_| {}).await;
+    let poll = Duration::from_millis(300);
+    let (_verifier, resource) = resource_server(&issuer.url, poll).await;
+    // A service client that may also log users in (password grant).
+    let secret = tessera_issuer::clients::new_secret();
+    let db = tessera_issuer::db::Db::connect(&issuer.database_url)
+        .await
+        .unwrap();
+    let client = Client {
+        kind: ClientKind::Confidential,
+        grant_types: vec!["client_credentials".to_owned(), "password".to_owned()],
+        secret_sha256: decode_hash(&secret_hash_text(&secret)),
+        ..login_client("backoffice", 0)
+    };
+    db.add_client(&client).await.unwrap();
+    let basic = {
+        use base64::Engine as _;
+        format!(
+            "Authorization: Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("backoffice:{secret}"))
+        )
+    };
+    let token_for = |form: String| {
+        let basic = basic.clone();
+        async move {
+            let mut c = tessera_bench::Client::connect(issuer.addr).await.unwrap();
+            let (status, body) = c
+                .request(
+                    "POST",
+                    "/token",
+                    &[&basic],
+                    "application/x-www-form-urlencoded",
+                    &form,
+                )
+                .await
+                .unwrap();
+            (
+                status,
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+            )
+        }
+    };
+    let (status, own) = token_for("grant_type=client_credentials".to_owned()).await;
+    assert_eq!(status, 200, "{own}");
+    let own = own["access_token"].as_str().unwrap().to_owned();
+    let password_form = format!(
+        "grant_type=password&username=admin&password={}",
+        issuer.admin_password
+    );
+    let (status, users) = token_for(password_form).await;
+    assert_eq!(status, 200, "{users}");
+    let users = users["access_token"].as_str().unwrap().to_owned();
+    // Another client's token is not touched.
+    let bystander = access_token(issuer.addr, "admin", &issuer.admin_password).await;
+    for token in [&own, &users, &bystander] {
+        assert_eq!(profile(resource, token).await.0, 200);
+    }
+
+    let out = common::cli(&["revoke-client", "backoffice"])
+        .args(["--database", &issuer.database_url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("backoffice: disabled") && said.contains("1 session(s) ended"),
+        "{said}"
+    );
+
+    for token in [&own, &users] {
+        let (_, challenge) = refused_within(resource, token, Duration::from_secs(5)).await;
+        assert!(challenge.contains("token revoked"), "{challenge}");
+    }
+    assert_eq!(profile(resource, &bystander).await.0, 200);
+    // Disabled: no new token (the registry reloads within a second).
+    let mut refused = false;
+    for _ in 0..40 {
+        let (status, body) = token_for("grant_type=client_credentials".to_owned()).await;
+        if status != 200 {
+            assert_eq!(body["error"], "invalid_client", "{body}");
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refused, "a revoked client still gets tokens");
+}

@@ -202,7 +202,8 @@ async fn the_password_grant_and_rfc6749_errors() {
             "grant_type=authorization_code&code=x",
             "unsupported_grant_type",
         ),
-        ("grant_type=client_credentials", "unsupported_grant_type"),
+        ("grant_type=implicit", "unsupported_grant_type"),
+        ("grant_type=client_credentials", "invalid_client"),
         ("grant_type=refresh_token", "invalid_request"),
         (
             "grant_type=refresh_token&refresh_token=not-a-token",
