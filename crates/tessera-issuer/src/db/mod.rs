@@ -56,7 +56,7 @@ use error::sql;
 pub use postgres::PoolSettings;
 pub use revocations::{Revoked, RevokedAt};
 pub use rotation::Rotation;
-pub use sessions::{FoundRefresh, NewSession, SessionInfo, Settle, Settled, UsedToken};
+pub use sessions::{FoundRefresh, NewSession, SessionInfo, SessionsOf, Settle, Settled, UsedToken};
 pub use throttle::{Reserve, ReserveRules};
 pub use users::{Credentials, User};
 

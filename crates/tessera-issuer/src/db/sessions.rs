@@ -160,44 +160,45 @@ impl Db {
     }
 }
 
-impl Db {
-    /// Revokes every live session of a client (its users' logins through
-    /// it); returns their ids (`sid`s).
-    pub async fn revoke_client_sessions(
-        &self,
-        client_id: &str,
-        now: i64,
-        why: &str,
-    ) -> Result<Vec<String>, DbError> {
-        on_writer!(self, |conn| sqlx::query_scalar(
-            "UPDATE sessions SET revoked_at = $1, revoked_why = $2
-             WHERE client_id = $3 AND revoked_at IS NULL RETURNING id"
-        )
-        .bind(now)
-        .bind(why)
-        .bind(client_id)
-        .fetch_all(conn)
-        .await
-        .map_err(sql("revoking a client's sessions")))
-    }
+/// Whose sessions [`Db::revoke_sessions_of`] ends.
+#[derive(Debug, Clone, Copy)]
+pub enum SessionsOf<'a> {
+    /// A user's, by user id.
+    User(&'a str),
+    /// A client's (its users' logins through it), by client id.
+    Client(&'a str),
+}
 
-    /// Revokes every live session of a user; returns their ids (`sid`s).
-    pub async fn revoke_user_sessions(
+impl Db {
+    /// Revokes every live session of a user or a client; returns their ids
+    /// (`sid`s).
+    pub async fn revoke_sessions_of(
         &self,
-        user_id: &str,
+        owner: SessionsOf<'_>,
         now: i64,
         why: &str,
     ) -> Result<Vec<String>, DbError> {
-        on_writer!(self, |conn| sqlx::query_scalar(
-            "UPDATE sessions SET revoked_at = $1, revoked_why = $2
-             WHERE user_id = $3 AND revoked_at IS NULL RETURNING id"
-        )
-        .bind(now)
-        .bind(why)
-        .bind(user_id)
-        .fetch_all(conn)
-        .await
-        .map_err(sql("revoking a user's sessions")))
+        let (query, id, what) = match owner {
+            SessionsOf::User(id) => (
+                "UPDATE sessions SET revoked_at = $1, revoked_why = $2
+                 WHERE user_id = $3 AND revoked_at IS NULL RETURNING id",
+                id,
+                "revoking a user's sessions",
+            ),
+            SessionsOf::Client(id) => (
+                "UPDATE sessions SET revoked_at = $1, revoked_why = $2
+                 WHERE client_id = $3 AND revoked_at IS NULL RETURNING id",
+                id,
+                "revoking a client's sessions",
+            ),
+        };
+        on_writer!(self, |conn| sqlx::query_scalar(query)
+            .bind(now)
+            .bind(why)
+            .bind(id)
+            .fetch_all(conn)
+            .await
+            .map_err(sql(what)))
     }
 }
 

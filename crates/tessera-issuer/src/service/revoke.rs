@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::audit::{self, Event};
-use crate::db::{Db, DbError, Revoked, RevokedAt};
+use crate::db::{Db, DbError, Revoked, RevokedAt, SessionsOf};
 use crate::feed::Feed;
 use crate::revocation::Kind;
 use crate::tokens::{check_own_access_token, refresh_token_hash};
@@ -65,20 +65,29 @@ impl<'a> Revocations<'a> {
     /// until now, and each ended session's tokens by `sid` (which needs no
     /// clock at all); returns how many sessions ended.
     pub async fn user(&self, user_id: &str, now: i64, why: &str) -> Result<usize, DbError> {
-        let ended = self.db.revoke_user_sessions(user_id, now, why).await?;
-        self.tokens(Kind::Sub, user_id, why).await?;
-        for sid in &ended {
-            self.tokens(Kind::Sid, sid, why).await?;
-        }
-        Ok(ended.len())
+        self.owner(SessionsOf::User(user_id), user_id, now, why)
+            .await
     }
 
     /// Revokes every token of a client: its own (client credentials: `sub`
     /// is the client id) issued until now, and its users' through it (each
     /// of its sessions ends, by `sid`); returns how many sessions ended.
     pub async fn client(&self, client_id: &str, now: i64, why: &str) -> Result<usize, DbError> {
-        let ended = self.db.revoke_client_sessions(client_id, now, why).await?;
-        self.tokens(Kind::Sub, client_id, why).await?;
+        self.owner(SessionsOf::Client(client_id), client_id, now, why)
+            .await
+    }
+
+    /// Ends `owner`'s sessions, revokes the tokens whose `sub` is `sub` up to
+    /// now, and each ended session's by `sid`.
+    async fn owner(
+        &self,
+        owner: SessionsOf<'_>,
+        sub: &str,
+        now: i64,
+        why: &str,
+    ) -> Result<usize, DbError> {
+        let ended = self.db.revoke_sessions_of(owner, now, why).await?;
+        self.tokens(Kind::Sub, sub, why).await?;
         for sid in &ended {
             self.tokens(Kind::Sid, sid, why).await?;
         }
