@@ -65,6 +65,30 @@ impl ClientKind {
 /// The grant types a client may be allowed (those this issuer implements).
 pub const GRANT_TYPES: &[&str] = &["password", "refresh_token", "client_credentials"];
 
+/// `client_secret_basic`: the secret in HTTP Basic (RFC 6749 §2.3.1).
+pub const SECRET_BASIC: &str = "client_secret_basic";
+/// `client_secret_post`: the secret in the form body (RFC 6749 §2.3.1).
+pub const SECRET_POST: &str = "client_secret_post";
+/// `private_key_jwt`: a JWT signed with one of the client's registered keys
+/// (RFC 7523 §2.2, OpenID Connect Core §9).
+pub const PRIVATE_KEY_JWT: &str = "private_key_jwt";
+/// The ways a confidential client may authenticate at `/token`.
+pub const AUTH_METHODS: &[&str] = &[SECRET_BASIC, SECRET_POST, PRIVATE_KEY_JWT];
+/// The algorithms a `private_key_jwt` assertion may be signed with.
+pub const ASSERTION_ALGS: &[&str] = &["RS256"];
+
+/// The largest registered JWK set, in bytes.
+pub const MAX_JWKS_BYTES: usize = 64 * 1024;
+/// The shortest per-client access-token lifetime, in seconds.
+pub const MIN_TOKEN_LIFETIME_SECS: u64 = 60;
+/// The longest per-client access-token lifetime, in seconds (a day: a
+/// service refetches; a revocation entry lives this long).
+pub const MAX_TOKEN_LIFETIME_SECS: u64 = 24 * 3600;
+/// How long a rotated secret stays valid unless the operator says otherwise.
+pub const DEFAULT_SECRET_GRACE_SECS: i64 = 24 * 3600;
+/// The longest grace a rotated secret may get.
+pub const MAX_SECRET_GRACE_SECS: i64 = 30 * 24 * 3600;
+
 /// A registered client, as operators see it (never its secret).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Client {
@@ -95,6 +119,44 @@ pub struct Client {
     /// SHA-256 of the secret (confidential clients).
     #[serde(skip)]
     pub secret_sha256: Option<[u8; 32]>,
+    /// How it may authenticate at `/token` ([`AUTH_METHODS`]); empty: by
+    /// what it holds (see [`Client::auth_methods`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub auth_methods: Vec<String>,
+    /// Its public keys, a JWK set as registered (JSON), for
+    /// `private_key_jwt`. Never fetched from a URL.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "jwks_kids")]
+    pub jwks: Option<String>,
+    /// SHA-256 of the secret before the last rotation, valid until
+    /// `previous_secret_until`.
+    #[serde(skip)]
+    pub previous_secret_sha256: Option<[u8; 32]>,
+    /// Until when (Unix seconds) the previous secret is accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_secret_until: Option<i64>,
+    /// Its access tokens' lifetime in seconds; `None`: the issuer's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_lifetime_secs: Option<u64>,
+}
+
+/// Operators see a client's key ids, not its JWK set.
+fn jwks_kids<S: serde::Serializer>(jwks: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    let kids = jwks.as_deref().map(kids_of).unwrap_or_default();
+    serde::Serialize::serialize(&kids, s)
+}
+
+/// The `kid`s of a registered JWK set.
+pub fn kids_of(jwks: &str) -> Vec<String> {
+    let parsed: serde_json::Value = serde_json::from_str(jwks).unwrap_or_default();
+    parsed
+        .get("keys")
+        .and_then(|k| k.as_array())
+        .map(|keys| {
+            keys.iter()
+                .filter_map(|k| k.get("kid").and_then(|v| v.as_str()).map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl Client {
@@ -133,12 +195,50 @@ impl Client {
             .join(" ")
     }
 
-    /// Whether `secret` is this client's (constant time in the secret).
-    pub fn secret_matches(&self, secret: &str) -> bool {
+    /// Whether `secret` is this client's at `now`: its secret, or the one
+    /// before the last rotation while its grace lasts. Both are compared
+    /// whichever matches, each in constant time.
+    pub fn secret_matches(&self, secret: &str, now: i64) -> bool {
+        let offered = sha256(secret.as_bytes());
+        let previous = match (&self.previous_secret_sha256, self.previous_secret_until) {
+            (Some(old), Some(until)) => same(&offered, old) & (now < until),
+            _ => false,
+        };
         match &self.secret_sha256 {
-            Some(stored) => same(&sha256(secret.as_bytes()), stored),
+            Some(stored) => same(&offered, stored) | previous,
             None => spend_secret_check(secret),
         }
+    }
+
+    /// How it may authenticate at `/token`: the registered methods, or, if
+    /// none are registered, what it holds (a secret: Basic or the body; a
+    /// JWK set: `private_key_jwt`). A public client: none.
+    pub fn auth_methods(&self) -> Vec<&str> {
+        if self.kind == ClientKind::Public {
+            return Vec::new();
+        }
+        if !self.auth_methods.is_empty() {
+            return self.auth_methods.iter().map(String::as_str).collect();
+        }
+        let mut methods = Vec::new();
+        if self.secret_sha256.is_some() {
+            methods.extend([SECRET_BASIC, SECRET_POST]);
+        }
+        if self.jwks.is_some() {
+            methods.push(PRIVATE_KEY_JWT);
+        }
+        methods
+    }
+
+    /// Whether it may authenticate with `method`.
+    pub fn allows_auth(&self, method: &str) -> bool {
+        self.auth_methods().contains(&method)
+    }
+
+    /// Its access tokens' lifetime: its own, or `default`.
+    pub fn token_lifetime(&self, default: Duration) -> Duration {
+        self.token_lifetime_secs
+            .map_or(default, Duration::from_secs)
     }
 }
 
@@ -230,7 +330,89 @@ pub fn check(client: &Client) -> Result<(), String> {
                 .to_owned(),
         );
     }
+    check_credentials(client)?;
+    if let Some(secs) = client.token_lifetime_secs
+        && !(MIN_TOKEN_LIFETIME_SECS..=MAX_TOKEN_LIFETIME_SECS).contains(&secs)
+    {
+        return Err(format!(
+            "a client's token lifetime is {MIN_TOKEN_LIFETIME_SECS} s to {MAX_TOKEN_LIFETIME_SECS} s"
+        ));
+    }
     Ok(())
+}
+
+/// What a client holds against how it may authenticate.
+fn check_credentials(client: &Client) -> Result<(), String> {
+    if client.kind == ClientKind::Public {
+        if !client.auth_methods.is_empty() {
+            return Err("a public client does not authenticate (no --auth-method)".to_owned());
+        }
+        if client.jwks.is_some() || client.secret_sha256.is_some() {
+            return Err("a public client holds no secret and no keys".to_owned());
+        }
+        return Ok(());
+    }
+    for method in &client.auth_methods {
+        if !AUTH_METHODS.contains(&method.as_str()) {
+            return Err(format!(
+                "{method:?} is not a client authentication method ({})",
+                AUTH_METHODS.join(", ")
+            ));
+        }
+    }
+    if let Some(jwks) = &client.jwks {
+        check_jwks(jwks)?;
+    }
+    let methods = client.auth_methods();
+    if methods.is_empty() {
+        return Err("a confidential client needs a secret or a JWK set (--jwks)".to_owned());
+    }
+    let uses_secret = methods.iter().any(|m| *m != PRIVATE_KEY_JWT);
+    if uses_secret && client.secret_sha256.is_none() {
+        return Err("client_secret_basic and client_secret_post need a secret".to_owned());
+    }
+    if methods.contains(&PRIVATE_KEY_JWT) && client.jwks.is_none() {
+        return Err("private_key_jwt needs the client's public keys (--jwks FILE)".to_owned());
+    }
+    Ok(())
+}
+
+/// JWK members that only a private or symmetric key has.
+const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// Checks a JWK set given for a client: public RSA signing keys only, each
+/// with a `kid`, every one usable for RS256 (nothing silently skipped).
+/// Returns how many keys it holds.
+pub fn check_jwks(jwks: &str) -> Result<usize, String> {
+    if jwks.len() > MAX_JWKS_BYTES {
+        return Err(format!(
+            "a client's JWK set has at most {MAX_JWKS_BYTES} bytes"
+        ));
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(jwks).map_err(|e| format!("not a JWK set: {e}"))?;
+    let keys = value
+        .get("keys")
+        .and_then(|k| k.as_array())
+        .ok_or("not a JWK set: no \"keys\" array")?;
+    for key in keys {
+        if PRIVATE_MEMBERS.iter().any(|m| key.get(m).is_some()) {
+            return Err(
+                "the JWK set holds a private key: register the client's public keys only"
+                    .to_owned(),
+            );
+        }
+    }
+    let (set, skipped) = tessera_verifier::KeySet::from_jwks_json(jwks.as_bytes(), ASSERTION_ALGS)
+        .map_err(|e| e.to_string())?;
+    if let Some(skip) = skipped.first() {
+        return Err(format!(
+            "key {} cannot be used: {}",
+            skip.kid.as_deref().unwrap_or("(no kid)"),
+            skip.reason
+        ));
+    }
+    Ok(set.len())
 }
 
 /// A redirect URI: absolute, `https`, or `http` on a loopback host (RFC 8252
@@ -283,6 +465,11 @@ pub fn login_client(client_id: &str, now: i64) -> Client {
         created_at: now,
         updated_at: now,
         secret_sha256: None,
+        auth_methods: Vec::new(),
+        jwks: None,
+        previous_secret_sha256: None,
+        previous_secret_until: None,
+        token_lifetime_secs: None,
     }
 }
 
@@ -371,9 +558,20 @@ mod tests {
             secret_sha256: decode_hash(&secret_hash_text(&secret)),
             ..client()
         };
-        assert!(c.secret_matches(&secret));
-        assert!(!c.secret_matches(&format!("{secret}x")));
-        assert!(!client().secret_matches(&secret), "public: no secret");
+        assert!(c.secret_matches(&secret, 0));
+        assert!(!c.secret_matches(&format!("{secret}x"), 0));
+        assert!(!client().secret_matches(&secret, 0), "public: no secret");
+        let next = new_secret();
+        let rotated = Client {
+            secret_sha256: decode_hash(&secret_hash_text(&next)),
+            previous_secret_sha256: c.secret_sha256,
+            previous_secret_until: Some(100),
+            ..c.clone()
+        };
+        assert!(rotated.secret_matches(&next, 99));
+        assert!(rotated.secret_matches(&secret, 99), "within the grace");
+        assert!(!rotated.secret_matches(&secret, 100), "after it");
+        assert!(rotated.secret_matches(&next, 100));
         assert!(check_secret("short").is_err());
         assert!(check_secret(&"x".repeat(32)).is_ok());
     }

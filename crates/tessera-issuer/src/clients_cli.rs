@@ -58,10 +58,15 @@ pub(crate) enum ClientsVerb {
         /// The `client_id`.
         id: String,
     },
-    /// Give a confidential client a new secret (the old one stops working).
+    /// Give a confidential client a new secret. The old one keeps working
+    /// for the grace period, so its services can move to the new one
+    /// without downtime.
     RotateSecret {
         /// The `client_id`.
         id: String,
+        /// How long the old secret stays valid (`0s`: it stops at once).
+        #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
         #[command(flatten)]
         secret: SecretSource,
     },
@@ -98,6 +103,19 @@ pub(crate) struct Settings {
     /// May not call `/introspect`.
     #[arg(long)]
     no_introspect: bool,
+    /// How it may authenticate at /token: client_secret_basic,
+    /// client_secret_post, private_key_jwt (repeat) [default: by what it
+    /// holds: a secret, both secret methods; keys, private_key_jwt].
+    #[arg(long = "auth-method", value_name = "M")]
+    auth_methods: Vec<String>,
+    /// Its public keys for private_key_jwt: a JWK set file, read now and
+    /// stored (`''` removes them). Never a URL.
+    #[arg(long, value_name = "FILE")]
+    jwks: Option<std::path::PathBuf>,
+    /// Its client-credentials tokens' lifetime, e.g. `5m` (`''`: the
+    /// issuer's access-token lifetime).
+    #[arg(long, value_name = "DURATION")]
+    token_lifetime: Option<String>,
 }
 
 /// Where a secret comes from: generated and shown once unless one of these.
@@ -142,7 +160,7 @@ fn new_secret(source: &SecretSource) -> anyhow::Result<(zeroize::Zeroizing<Strin
 }
 
 /// Replaces the lists `settings` gives; `''` alone clears a list.
-fn apply(client: &mut Client, settings: &Settings) {
+fn apply(client: &mut Client, settings: &Settings) -> anyhow::Result<()> {
     let replace = |target: &mut Vec<String>, given: &[String]| {
         if !given.is_empty() {
             *target = given.iter().filter(|v| !v.is_empty()).cloned().collect();
@@ -159,6 +177,53 @@ fn apply(client: &mut Client, settings: &Settings) {
     if settings.no_introspect {
         client.introspect = false;
     }
+    replace(&mut client.auth_methods, &settings.auth_methods);
+    if let Some(path) = &settings.jwks {
+        client.jwks = if path.as_os_str().is_empty() {
+            None
+        } else {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the JWK set {}", path.display()))?;
+            let count = clients::check_jwks(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            tracing::debug!(keys = count, "client JWK set read");
+            Some(text)
+        };
+    }
+    if let Some(lifetime) = &settings.token_lifetime {
+        client.token_lifetime_secs = if lifetime.is_empty() {
+            None
+        } else {
+            let parsed = humantime::parse_duration(lifetime)
+                .with_context(|| format!("--token-lifetime {lifetime:?}"))?;
+            Some(parsed.as_secs())
+        };
+    }
+    Ok(())
+}
+
+/// Whether a confidential client with these settings needs a secret: it
+/// may use a secret method (named, or implied by holding no keys).
+fn needs_secret(client: &Client) -> bool {
+    if client.auth_methods.is_empty() {
+        client.jwks.is_none()
+    } else {
+        client
+            .auth_methods
+            .iter()
+            .any(|m| m != clients::PRIVATE_KEY_JWT)
+    }
+}
+
+/// A client's lifetime is recorded before any token is issued with it, so
+/// that revocations outlive its tokens.
+async fn record_lifetime(db: &Db, client: &Client) -> anyhow::Result<()> {
+    if let Some(secs) = client.token_lifetime_secs {
+        let none = std::time::Duration::ZERO;
+        db.record_lifetimes(std::time::Duration::from_secs(secs), none, none)
+            .await?;
+    }
+    Ok(())
 }
 
 pub(crate) fn run(config: &Config, verb: ClientsVerb) -> anyhow::Result<()> {
@@ -193,9 +258,9 @@ async fn run_async(config: &Config, verb: ClientsVerb) -> anyhow::Result<()> {
                 introspect: false,
                 ..clients::login_client(&id, now)
             };
-            apply(&mut client, &settings);
-            clients::check(&client).map_err(anyhow::Error::msg)?;
-            let shown = if kind == ClientKind::Confidential {
+            apply(&mut client, &settings)?;
+            let with_secret = needs_secret(&client) || secret.secret_stdin || secret.secret_prompt;
+            let shown = if kind == ClientKind::Confidential && with_secret {
                 let (secret, generated) = new_secret(&secret)?;
                 client.secret_sha256 = clients::decode_hash(&clients::secret_hash_text(&secret));
                 generated.then_some(secret)
@@ -205,6 +270,8 @@ async fn run_async(config: &Config, verb: ClientsVerb) -> anyhow::Result<()> {
                 }
                 None
             };
+            clients::check(&client).map_err(anyhow::Error::msg)?;
+            record_lifetime(&db, &client).await?;
             db.add_client(&client).await?;
             record(&db, now, "client_added", &client).await;
             writeln!(out, "added {} client {id}", kind.name())?;
@@ -238,6 +305,11 @@ async fn run_async(config: &Config, verb: ClientsVerb) -> anyhow::Result<()> {
         }
         ClientsVerb::Show { id, json } => {
             let client = existing(&db, &id).await?;
+            let methods: Vec<String> = client
+                .auth_methods()
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
             if json {
                 serde_json::to_writer_pretty(&mut out, &client)?;
                 writeln!(out)?;
@@ -260,6 +332,32 @@ async fn run_async(config: &Config, verb: ClientsVerb) -> anyhow::Result<()> {
                     ("audiences", list_text(&client.audiences)),
                     ("redirect uris", list_text(&client.redirect_uris)),
                     ("introspect", client.introspect.to_string()),
+                    ("auth methods", list_text(&methods)),
+                    (
+                        "keys",
+                        list_text(
+                            &client
+                                .jwks
+                                .as_deref()
+                                .map(clients::kids_of)
+                                .unwrap_or_default(),
+                        ),
+                    ),
+                    (
+                        "token lifetime",
+                        client
+                            .token_lifetime_secs
+                            .map_or("the issuer's".to_owned(), |s| format!("{s}s")),
+                    ),
+                    (
+                        "old secret",
+                        match client.previous_secret_until {
+                            Some(until) if until > now => {
+                                format!("valid until {until} (Unix time)")
+                            }
+                            _ => "-".to_owned(),
+                        },
+                    ),
                 ];
                 for (name, value) in rows {
                     writeln!(out, "{name:<14} {value}")?;
@@ -274,7 +372,7 @@ async fn run_async(config: &Config, verb: ClientsVerb) -> anyhow::Result<()> {
             secret,
         } => {
             let mut client = existing(&db, &id).await?;
-            apply(&mut client, &settings);
+            apply(&mut client, &settings)?;
             client.disabled = (client.disabled || disable) && !enable;
             client.updated_at = now;
             let mut shown = None;
@@ -284,6 +382,16 @@ async fn run_async(config: &Config, verb: ClientsVerb) -> anyhow::Result<()> {
                 }
                 client.kind = ClientKind::Public;
                 client.secret_sha256 = None;
+                client.previous_secret_sha256 = None;
+                client.previous_secret_until = None;
+            } else if client.kind == ClientKind::Confidential
+                && client.secret_sha256.is_none()
+                && needs_secret(&client)
+            {
+                // Keys only until now, and a secret method named.
+                let (secret, generated) = new_secret(&secret)?;
+                client.secret_sha256 = clients::decode_hash(&clients::secret_hash_text(&secret));
+                shown = generated.then_some(secret);
             } else if settings.confidential && client.kind == ClientKind::Public {
                 let (secret, generated) = new_secret(&secret)?;
                 client.kind = ClientKind::Confidential;
@@ -293,6 +401,7 @@ async fn run_async(config: &Config, verb: ClientsVerb) -> anyhow::Result<()> {
                 bail!("to change the secret, use `clients rotate-secret {id}`");
             }
             clients::check(&client).map_err(anyhow::Error::msg)?;
+            record_lifetime(&db, &client).await?;
             db.update_client(&client).await?;
             record(&db, now, "client_updated", &client).await;
             writeln!(out, "updated client {id}")?;
@@ -306,18 +415,45 @@ async fn run_async(config: &Config, verb: ClientsVerb) -> anyhow::Result<()> {
             audit::record(&db, now, event).await;
             writeln!(out, "removed client {id}")?;
         }
-        ClientsVerb::RotateSecret { id, secret } => {
+        ClientsVerb::RotateSecret { id, grace, secret } => {
             let mut client = existing(&db, &id).await?;
             if client.kind != ClientKind::Confidential {
                 bail!("{id} is a public client: it has no secret");
             }
+            let Some(old) = client.secret_sha256 else {
+                bail!("{id} has no secret (it authenticates with its keys: see --jwks)");
+            };
+            let grace_secs = i64::try_from(grace.as_secs()).unwrap_or(i64::MAX);
+            if grace_secs > clients::MAX_SECRET_GRACE_SECS {
+                bail!(
+                    "--grace is at most {} days",
+                    clients::MAX_SECRET_GRACE_SECS / 86_400
+                );
+            }
             let (secret, generated) = new_secret(&secret)?;
             client.secret_sha256 = clients::decode_hash(&clients::secret_hash_text(&secret));
+            (client.previous_secret_sha256, client.previous_secret_until) = if grace_secs > 0 {
+                (Some(old), Some(now.saturating_add(grace_secs)))
+            } else {
+                (None, None)
+            };
             client.updated_at = now;
             db.update_client(&client).await?;
-            let event = Event::new("client_secret_rotated").with("client_id", id.as_str());
+            let event = Event::new("client_secret_rotated")
+                .with("client_id", id.as_str())
+                .with("grace_secs", grace_secs);
             audit::record(&db, now, event).await;
             writeln!(out, "client {id}: new secret in force")?;
+            if grace_secs > 0 {
+                writeln!(
+                    out,
+                    "the old secret stays valid for {} (until {} Unix time); rotating again ends it",
+                    humantime::format_duration(grace),
+                    now.saturating_add(grace_secs)
+                )?;
+            } else {
+                writeln!(out, "the old secret no longer works")?;
+            }
             if generated {
                 writeln!(out, "client secret (shown once): {}", secret.as_str())?;
             }

@@ -202,6 +202,58 @@ impl Throttle {
             .await
     }
 
+    /// Seconds to wait if this instance knows `client_id` is blocked from
+    /// `ip` for failed authentications; no database work.
+    pub fn client_block(&self, client_id: &str, ip: Option<IpAddr>, now: i64) -> Option<i64> {
+        self.remembered(&shared_client_key(client_id, ip), now)
+    }
+
+    /// Counts a failed client authentication of `client_id` from `ip`,
+    /// atomically in the database. A client (from one address) gets
+    /// `free_per_user` failures, then the login delays. `Some(seconds)` if
+    /// the key was blocked already (another instance's failures): this
+    /// instance then refuses it too, with no work, until it ends.
+    ///
+    /// Counted after the check, not reserved before it as logins are: the
+    /// check (SHA-256, or an RS256 verification) costs less than the
+    /// reservation would, and a reservation would put a database write on
+    /// every authenticated request. Each instance learns a block at its
+    /// next failure, so while blocked a client can be tried at most once
+    /// more per instance.
+    pub async fn client_failed(
+        &self,
+        db: &Db,
+        client_id: &str,
+        ip: Option<IpAddr>,
+        now: i64,
+    ) -> Result<Option<i64>, DbError> {
+        let key = shared_client_key(client_id, ip);
+        let counted = db
+            .throttle_reserve(
+                (&key, self.free_per_user),
+                None,
+                &crate::db::ReserveRules {
+                    now,
+                    forget_after: FORGET_AFTER_SECS,
+                    known_for: KNOWN_FOR_SECS,
+                    delay: delay_after,
+                },
+            )
+            .await?;
+        Ok(match counted {
+            crate::db::Reserve::Blocked { key, until } => {
+                self.remember(&key, until, now);
+                Some(until - now)
+            }
+            crate::db::Reserve::Granted { blocks, .. } => {
+                for (key, until) in blocks {
+                    self.remember(&key, until, now);
+                }
+                None
+            }
+        })
+    }
+
     /// How many blocked keys this instance remembers.
     pub fn remembered_blocks(&self) -> usize {
         self.blocked.lock().map(|b| b.len()).unwrap_or(0)
@@ -214,6 +266,16 @@ impl Throttle {
 pub fn shared_user_key(username: &str) -> String {
     let hash = tessera_keyring::sha256(username.as_bytes());
     format!("user:{}", tessera_keyring::b64url(&hash[..18]))
+}
+
+/// A client's key from an address: per client *and* address, so that
+/// whoever knows a service's client id cannot lock the service out from
+/// elsewhere (client secrets have at least 32 characters, generated ones
+/// 256 bits: a guessing budget per address is no risk to them).
+pub fn shared_client_key(client_id: &str, ip: Option<IpAddr>) -> String {
+    let ip = ip.map(shared_ip_key).unwrap_or_default();
+    let hash = tessera_keyring::sha256(format!("{client_id}\0{ip}").as_bytes());
+    format!("client:{}", tessera_keyring::b64url(&hash[..18]))
 }
 
 /// An address's key: IPv4 as is (IPv4-mapped IPv6 too), IPv6 by its /64 (a

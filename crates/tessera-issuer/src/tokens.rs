@@ -127,14 +127,15 @@ struct ServiceClaims<'a> {
 
 impl TokenSettings {
     /// Signs a client's token for itself, issued at `now`, for `audiences`
-    /// (already checked against the client's; empty: the configured ones).
+    /// (already checked against the client's; empty: the configured ones),
+    /// valid for `lifetime` (the client's, or the issuer's).
     pub fn sign_service(
         &self,
         signer: &tessera_keyring::Signer,
         client_id: &str,
         scope: &str,
         audiences: &[String],
-        now: i64,
+        (now, lifetime): (i64, Duration),
     ) -> Result<String, SignError> {
         let audiences = if audiences.is_empty() {
             self.audiences.as_slice()
@@ -148,7 +149,7 @@ impl TokenSettings {
                 [one] => Audience::One(one),
                 many => Audience::Many(many),
             },
-            exp: now.saturating_add(crate::secs(self.access_token_lifetime)),
+            exp: now.saturating_add(crate::secs(lifetime)),
             iat: now,
             nbf: now,
             jti: random_token(16),

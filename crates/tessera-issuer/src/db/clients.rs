@@ -6,13 +6,15 @@ use crate::clients::Client;
 
 /// The columns a client is read from, in [`client_from_row`]'s order.
 const COLUMNS: &str = "client_id, kind, secret_sha256, grant_types, scopes, default_scope,
-                       audiences, redirect_uris, introspect, disabled, created_at, updated_at";
+                       audiences, redirect_uris, introspect, disabled, created_at, updated_at,
+                       auth_methods, jwks, previous_secret_sha256, previous_secret_until,
+                       token_lifetime_secs";
 
 fn list_json(list: &[String]) -> String {
     serde_json::to_string(list).unwrap_or_else(|_| "[]".to_owned())
 }
 
-/// Binds a client's columns as `$1`…`$11` (`at`: the time the row gets), in
+/// Binds a client's columns as `$1`…`$16` (`at`: the time the row gets), in
 /// the order `add_client` and `update_client` both use.
 trait BindClient: Sized {
     fn bind_client(self, client: &Client, at: i64) -> Self;
@@ -25,9 +27,16 @@ where
     Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
     fn bind_client(self, client: &Client, at: i64) -> Self {
         let secret = client.secret_sha256.map(|h| tessera_keyring::b64url(&h));
+        let previous = client
+            .previous_secret_sha256
+            .map(|h| tessera_keyring::b64url(&h));
+        let lifetime = client
+            .token_lifetime_secs
+            .map(|s| i64::try_from(s).unwrap_or(i64::MAX));
         self.bind(client.client_id.clone())
             .bind(client.kind.name().to_owned())
             .bind(secret)
@@ -39,6 +48,11 @@ where
             .bind(client.introspect)
             .bind(client.disabled)
             .bind(at)
+            .bind(list_json(&client.auth_methods))
+            .bind(client.jwks.clone())
+            .bind(previous)
+            .bind(client.previous_secret_until)
+            .bind(lifetime)
     }
 }
 
@@ -50,6 +64,7 @@ where
     Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     let client_id: String = row.try_get("client_id")?;
     let unreadable = || sqlx::Error::Decode(format!("client {client_id:?} is unreadable").into());
@@ -59,10 +74,15 @@ where
     };
     let kind: String = row.try_get("kind")?;
     let secret: Option<String> = row.try_get("secret_sha256")?;
-    let secret_sha256 = match secret {
-        Some(text) => Some(crate::clients::decode_hash(&text).ok_or_else(unreadable)?),
-        None => None,
+    let hash = |text: Option<String>| match text {
+        Some(text) => crate::clients::decode_hash(&text)
+            .map(Some)
+            .ok_or_else(unreadable),
+        None => Ok(None),
     };
+    let secret_sha256 = hash(secret)?;
+    let previous_secret_sha256 = hash(row.try_get("previous_secret_sha256")?)?;
+    let lifetime: Option<i64> = row.try_get("token_lifetime_secs")?;
     Ok(Client {
         kind: crate::clients::ClientKind::from_name(&kind).ok_or_else(unreadable)?,
         grant_types: list("grant_types")?,
@@ -75,6 +95,11 @@ where
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         secret_sha256,
+        auth_methods: list("auth_methods")?,
+        jwks: row.try_get("jwks")?,
+        previous_secret_sha256,
+        previous_secret_until: row.try_get("previous_secret_until")?,
+        token_lifetime_secs: lifetime.map(|s| u64::try_from(s).unwrap_or(0)),
         client_id,
     })
 }
@@ -94,14 +119,16 @@ impl Db {
     pub async fn add_client(&self, client: &Client) -> Result<(), DbError> {
         let result = on_pool!(self, |pool| {
             sqlx::query(
-            "INSERT INTO clients (client_id, kind, secret_sha256, grant_types, scopes,
-                 default_scope, audiences, redirect_uris, introspect, disabled, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)"
-        )
-        .bind_client(client, client.created_at)
-        .execute(pool)
-        .await
-        .map(|_| ())
+                "INSERT INTO clients (client_id, kind, secret_sha256, grant_types, scopes,
+                 default_scope, audiences, redirect_uris, introspect, disabled, created_at,
+                 updated_at, auth_methods, jwks, previous_secret_sha256, previous_secret_until,
+                 token_lifetime_secs)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16)",
+            )
+            .bind_client(client, client.created_at)
+            .execute(pool)
+            .await
+            .map(|_| ())
         });
         match result {
             Ok(()) => Ok(()),
@@ -117,7 +144,9 @@ impl Db {
         let changed = on_pool!(self, |pool| sqlx::query(
             "UPDATE clients SET kind = $2, secret_sha256 = $3, grant_types = $4, scopes = $5,
                  default_scope = $6, audiences = $7, redirect_uris = $8, introspect = $9,
-                 disabled = $10, updated_at = $11
+                 disabled = $10, updated_at = $11, auth_methods = $12, jwks = $13,
+                 previous_secret_sha256 = $14, previous_secret_until = $15,
+                 token_lifetime_secs = $16
              WHERE client_id = $1"
         )
         .bind_client(client, client.updated_at)
@@ -176,5 +205,44 @@ impl Db {
                 .transpose()
                 .map_err(sql("reading a client"))
         })
+    }
+}
+
+impl Db {
+    /// Accepts a `private_key_jwt` assertion's `jti` for `client_id` until
+    /// `expires_at`: `true` the first time, `false` if any instance accepted
+    /// it before (a replay). Expired ones are cleared by housekeeping.
+    pub async fn accept_assertion(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: i64,
+    ) -> Result<bool, DbError> {
+        let result = on_writer!(self, |conn| sqlx::query(
+            "INSERT INTO client_assertions (client_id, jti, expires_at) VALUES ($1, $2, $3)"
+        )
+        .bind(client_id)
+        .bind(jti)
+        .bind(expires_at)
+        .execute(conn)
+        .await
+        .map(|_| ()));
+        match result {
+            Ok(()) => Ok(true),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+            Err(e) => Err(sql("recording a client assertion")(e)),
+        }
+    }
+
+    /// Forgets assertions that expired before `before`.
+    pub async fn forget_assertions(&self, before: i64) -> Result<u64, DbError> {
+        on_writer!(self, |conn| sqlx::query(
+            "DELETE FROM client_assertions WHERE expires_at < $1"
+        )
+        .bind(before)
+        .execute(conn)
+        .await
+        .map(|done| done.rows_affected())
+        .map_err(sql("forgetting client assertions")))
     }
 }

@@ -54,6 +54,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "revocation_facts",
         include_str!("../../migrations/postgres/0008_revocation_facts.sql"),
     ),
+    (
+        9,
+        "client_auth",
+        include_str!("../../migrations/postgres/0009_client_auth.sql"),
+    ),
 ];
 
 /// The advisory lock migrations take, so instances starting together apply

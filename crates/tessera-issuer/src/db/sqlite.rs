@@ -61,6 +61,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "revocation_facts",
         include_str!("../../migrations/sqlite/0009_revocation_facts.sql"),
     ),
+    (
+        10,
+        "client_auth",
+        include_str!("../../migrations/sqlite/0010_client_auth.sql"),
+    ),
 ];
 
 /// Creates the database file 0600 if it does not exist yet, whoever (the

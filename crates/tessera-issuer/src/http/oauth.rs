@@ -19,7 +19,8 @@ use super::error::no_store;
 use super::state::AppState;
 use crate::passwords::Password;
 use crate::service::AuthError;
-use crate::service::clients::Offered;
+use crate::service::assertion::{ASSERTION_TYPE, MAX_ASSERTION_BYTES};
+use crate::service::clients::{Offered, Proof};
 
 /// Form parameters, each at most once (RFC 6749 §3.2).
 pub(super) fn params(
@@ -62,12 +63,47 @@ fn required<'a>(params: &'a HashMap<String, String>, name: &str) -> Result<&'a s
         .ok_or_else(|| ApiError::InvalidRequest(name.to_owned()))
 }
 
-/// The client credentials a request offers (RFC 6749 §2.3.1): HTTP Basic,
-/// or `client_id` (and `client_secret`) in the body; never both.
-fn offered(headers: &HeaderMap, params: &HashMap<String, String>) -> Result<Offered, ApiError> {
-    let body_id = params.get("client_id").filter(|v| !v.is_empty());
-    let body_secret = params.get("client_secret").filter(|v| !v.is_empty());
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
+/// The client credentials a request offers: HTTP Basic, `client_id` (and
+/// `client_secret`) in the body (RFC 6749 §2.3.1), or a signed assertion
+/// (RFC 7523 §2.2); one way only.
+fn offered(
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+    ip: Option<std::net::IpAddr>,
+) -> Result<Offered, ApiError> {
+    let present = |name: &str| params.get(name).filter(|v| !v.is_empty());
+    let body_id = present("client_id");
+    let body_secret = present("client_secret");
+    let assertion = present("client_assertion");
+    let assertion_type = present("client_assertion_type");
+    let basic = headers.get(header::AUTHORIZATION);
+    if assertion.is_some() || assertion_type.is_some() {
+        if basic.is_some() || body_secret.is_some() {
+            return Err(ApiError::InvalidRequest(
+                "more than one client authentication method".to_owned(),
+            ));
+        }
+        if assertion_type.map(String::as_str) != Some(ASSERTION_TYPE) {
+            return Err(ApiError::InvalidClient {
+                challenge: false,
+                description: "client_assertion_type is not urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            });
+        }
+        let assertion =
+            assertion.ok_or_else(|| ApiError::InvalidRequest("client_assertion".to_owned()))?;
+        if assertion.len() > MAX_ASSERTION_BYTES {
+            return Err(ApiError::InvalidClient {
+                challenge: false,
+                description: "the client assertion is too large",
+            });
+        }
+        return Ok(Offered {
+            id: body_id.cloned(),
+            proof: Proof::Assertion(Zeroizing::new(assertion.clone())),
+            ip,
+        });
+    }
+    if let Some(value) = basic {
         let (id, secret) = basic_credentials(value).ok_or(ApiError::InvalidClient {
             challenge: true,
             description: "unreadable HTTP Basic credentials",
@@ -79,12 +115,14 @@ fn offered(headers: &HeaderMap, params: &HashMap<String, String>) -> Result<Offe
         }
         return Ok(Offered {
             id: Some(id),
-            secret: Some(secret),
+            proof: Proof::Basic(secret),
+            ip,
         });
     }
     Ok(Offered {
         id: body_id.cloned(),
-        secret: body_secret.map(|s| Zeroizing::new(s.clone())),
+        proof: body_secret.map_or(Proof::None, |s| Proof::Post(Zeroizing::new(s.clone()))),
+        ip,
     })
 }
 
@@ -126,7 +164,7 @@ pub(super) async fn token(
     let grant_type = params
         .get("grant_type")
         .ok_or_else(|| ApiError::InvalidRequest("grant_type".to_owned()))?;
-    let offered = offered(&headers, &params)?;
+    let offered = offered(&headers, &params, client_ip(&extensions))?;
     let service = state.service();
     let response = match grant_type.as_str() {
         "refresh_token" => {

@@ -112,7 +112,7 @@ async fn refresh(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
         .map_err(|_| sessions.ended())?;
     let offered = Offered {
         id: Some(sessions.login_client.clone()),
-        secret: None,
+        ..Offered::default()
     };
     match state.service().refresh(&token, &offered).await {
         Ok(response) => {

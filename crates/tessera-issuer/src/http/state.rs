@@ -47,7 +47,9 @@ impl AppState {
             // Tessera has no authorization endpoint; `none` is the one response
             // type that promises nothing from one.
             "response_types_supported": ["none"],
-            "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+            "token_endpoint_auth_methods_supported":
+                ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": crate::clients::ASSERTION_ALGS,
             "revocation_endpoint_auth_methods_supported": ["none"],
             // Not an RFC 8414 field: the algorithm of the access tokens (RFC 9068).
             "access_token_signing_alg_values_supported": [tessera_keyring::ALG],

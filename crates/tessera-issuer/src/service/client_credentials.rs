@@ -39,6 +39,7 @@ impl Issuer {
         let settings = self.settings();
         let audiences = audiences_for(&client, resources, settings)?;
         let now = self.now();
+        let lifetime = client.token_lifetime(settings.access_token_lifetime);
         let snapshot = self.snapshot()?;
         let access_token = settings
             .sign_service(
@@ -46,7 +47,7 @@ impl Issuer {
                 &client.client_id,
                 &scope,
                 &audiences,
-                now,
+                (now, lifetime),
             )
             .map_err(|e| AuthError::Issuing(e.to_string()))?;
         // Logged, not stored, like each refresh: a service may fetch a token
@@ -61,7 +62,7 @@ impl Issuer {
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer",
-            expires_in: settings.access_token_lifetime.as_secs(),
+            expires_in: lifetime.as_secs(),
             refresh_token: None,
             scope,
         })

@@ -126,8 +126,23 @@ impl Issuer {
     /// folded into it (a flood of throttled attempts once wrote 96,000 lines
     /// in 20 s); the counts stay exact.
     fn log_throttled(&self, client_ip: Option<IpAddr>, retry_after: i64) {
-        if let Some(folded) = self.inner.throttled_lines.tick(self.now()) {
-            let event = Event::new("login_throttled")
+        self.log_folded("login_throttled", client_ip, retry_after);
+    }
+
+    /// A throttled attempt's log line, folded to one a second per kind.
+    pub(super) fn log_folded(
+        &self,
+        kind: &'static str,
+        client_ip: Option<IpAddr>,
+        retry_after: i64,
+    ) {
+        let lines = if kind == "login_throttled" {
+            &self.inner.throttled_lines
+        } else {
+            &self.inner.client_throttled_lines
+        };
+        if let Some(folded) = lines.tick(self.now()) {
+            let event = Event::new(kind)
                 .ip(client_ip)
                 .with("retry_after", retry_after)
                 .with("also_throttled_since_last_line", folded);

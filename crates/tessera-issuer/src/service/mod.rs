@@ -16,6 +16,7 @@
 //! - [`error`]: [`AuthError`], the one error of this layer.
 
 pub mod accounts;
+pub mod assertion;
 pub mod client_credentials;
 pub mod clients;
 pub mod error;
@@ -62,6 +63,8 @@ struct Inner {
     feed: Arc<Feed>,
     clients: Arc<registry::Registry>,
     throttled_lines: Arc<Folded>,
+    /// The same for client authentication.
+    client_throttled_lines: Arc<Folded>,
     introspection_clients: Vec<IntrospectionClient>,
 }
 
@@ -85,6 +88,7 @@ impl Issuer {
             feed: Arc::default(),
             clients: Arc::default(),
             throttled_lines: Arc::default(),
+            client_throttled_lines: Arc::default(),
             introspection_clients: Vec::new(),
         })
     }

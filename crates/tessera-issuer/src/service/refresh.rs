@@ -180,9 +180,10 @@ impl Issuer {
         if presented.len() > 512 {
             return Err(AuthError::InvalidGrant);
         }
-        let authenticated = match offered.id {
-            Some(_) => Some(self.authenticate_client(offered, "refresh_token").await?),
-            None => None,
+        let names_client = offered.id.is_some() || offered.proof.method().is_some();
+        let authenticated = match names_client {
+            true => Some(self.authenticate_client(offered, "refresh_token").await?),
+            false => None,
         };
         let registry = self.clients().current(self.db()).await?;
         let old_hash = refresh_token_hash(presented);

@@ -8,13 +8,18 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwapOption;
 
-use crate::clients::{Client, FRESH_FOR, MISS_RELOAD_EVERY};
+use tessera_verifier::KeySet;
+
+use crate::clients::{ASSERTION_ALGS, Client, FRESH_FOR, MISS_RELOAD_EVERY};
 use crate::db::{Db, DbError};
 
 /// One load of the registry.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     clients: HashMap<String, Arc<Client>>,
+    /// Each `private_key_jwt` client's keys, parsed once: with the JWK set
+    /// they came from, so a reload reuses them while it is unchanged.
+    keys: HashMap<String, (Arc<str>, Arc<KeySet>)>,
 }
 
 impl Snapshot {
@@ -76,6 +81,21 @@ impl Registry {
         Ok(snapshot.get(client_id).cloned())
     }
 
+    /// `client`'s registered keys, parsed (at the load that read it; parsed
+    /// now if the registry changed since `client` was read).
+    pub fn keys_of(&self, client: &Client) -> Option<Arc<KeySet>> {
+        let jwks = client.jwks.as_deref()?;
+        let held = self.loaded.load_full().and_then(|loaded| {
+            loaded
+                .snapshot
+                .keys
+                .get(&client.client_id)
+                .filter(|(source, _)| &**source == jwks)
+                .map(|(_, set)| Arc::clone(set))
+        });
+        held.or_else(|| parse_keys(jwks).map(Arc::new))
+    }
+
     /// Forgets the copy: the next request reloads (after a change made
     /// through this process, which need not wait for [`FRESH_FOR`]).
     pub fn forget(&self) {
@@ -93,16 +113,48 @@ impl Registry {
             return Ok(Arc::clone(&loaded.snapshot));
         }
         let clients = db.list_clients().await?;
+        let before = self.loaded.load_full();
+        let mut keys = HashMap::new();
+        for client in &clients {
+            let Some(jwks) = client.jwks.as_deref() else {
+                continue;
+            };
+            let kept = before.as_ref().and_then(|b| {
+                b.snapshot
+                    .keys
+                    .get(&client.client_id)
+                    .filter(|(source, _)| &**source == jwks)
+                    .cloned()
+            });
+            let parsed = kept
+                .or_else(|| parse_keys(jwks).map(|set| (Arc::<str>::from(jwks), Arc::new(set))));
+            if let Some(entry) = parsed {
+                keys.insert(client.client_id.clone(), entry);
+            }
+        }
         let snapshot = Arc::new(Snapshot {
             clients: clients
                 .into_iter()
                 .map(|c| (c.client_id.clone(), Arc::new(c)))
                 .collect(),
+            keys,
         });
         self.loaded.store(Some(Arc::new(Loaded {
             snapshot: Arc::clone(&snapshot),
             at: tokio::time::Instant::now(),
         })));
         Ok(snapshot)
+    }
+}
+
+/// A registered JWK set's keys (checked at registration; a set that no
+/// longer parses gives no key, and the client cannot authenticate with one).
+fn parse_keys(jwks: &str) -> Option<KeySet> {
+    match KeySet::from_jwks_json(jwks.as_bytes(), ASSERTION_ALGS) {
+        Ok((set, _)) => Some(set),
+        Err(err) => {
+            tracing::warn!(error = %err, "a client's registered JWK set is unusable");
+            None
+        }
     }
 }

@@ -561,7 +561,8 @@ async fn clients_registered_by_the_cli_get_exactly_what_they_were_registered_for
         (400, &serde_json::json!("invalid_scope"))
     );
 
-    // A new secret from standard input: the old one stops working.
+    // A new secret from standard input: the old one keeps working for the
+    // grace (24 hours unless told), so services move over without downtime.
     let new_secret = "a-new-secret-of-forty-characters-0123456";
     let (code, out, err) = clients(
         &["rotate-secret", "backoffice", "--secret-stdin"],
@@ -569,17 +570,95 @@ async fn clients_registered_by_the_cli_get_exactly_what_they_were_registered_for
     );
     assert_eq!(code, Some(0), "{err}");
     assert!(!out.contains(new_secret));
-    // Within the registry's one-second reload (bounded: 50 × 100 ms).
+    assert!(out.contains("old secret stays valid for 1day"), "{out}");
+    // Within the registry's one-second reload (bounded: 20 × 300 ms). Each
+    // refusal before it counts as a failure for this client and address,
+    // so the polls are spaced: at most four, and five are free.
+    let mut new_works = false;
+    for _ in 0..20 {
+        if token(new_secret.to_owned(), "").await.0 == 200 {
+            new_works = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert!(new_works, "the new secret does not work");
+    assert_eq!(
+        token(secret.clone(), "").await.0,
+        200,
+        "the old one, in its grace"
+    );
+    let (_, shown, _) = clients(&["show", "backoffice"], None);
+    assert!(shown.contains("old secret     valid until"), "{shown}");
+    // Rotated again with no grace: both earlier secrets stop at once.
+    let newest = "the-newest-secret-of-forty-characters-01";
+    let (code, out, err) = clients(
+        &[
+            "rotate-secret",
+            "backoffice",
+            "--grace",
+            "0s",
+            "--secret-stdin",
+        ],
+        Some(&format!("{newest}\n")),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("the old secret no longer works"), "{out}");
     let mut old_refused = false;
-    for _ in 0..50 {
-        if token(secret.clone(), "").await.0 == 401 {
+    for _ in 0..20 {
+        if token(new_secret.to_owned(), "").await.0 == 401 {
             old_refused = true;
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
-    assert!(old_refused, "the old secret still works");
+    assert!(old_refused, "the previous secret still works");
+    let new_secret = newest;
     assert_eq!(token(new_secret.to_owned(), "").await.0, 200);
+
+    // A service that signs its assertions: registered with its public keys
+    // (a private key is refused), shown by kid, no secret generated.
+    let keys = tessera_keyring::KeyDir::new(u.tmp.path().join("client-keys"));
+    keys.init(tessera_keyring::DEFAULT_BITS).unwrap();
+    let signer_kid = keys.load().unwrap().signer().kid().to_owned();
+    let jwks_file = u.tmp.path().join("reports-job.jwks.json");
+    let jwks = serde_json::json!({"keys": [keys.load().unwrap().signer().jwk()]});
+    std::fs::write(&jwks_file, jwks.to_string()).unwrap();
+    let jwks_arg = jwks_file.to_str().unwrap();
+    let mut private = jwks.clone();
+    private["keys"][0]["d"] = serde_json::json!("AQAB");
+    let private_file = u.tmp.path().join("private.jwks.json");
+    std::fs::write(&private_file, private.to_string()).unwrap();
+    let (code, _, err) = clients(
+        &["add", "leaky", "--jwks", private_file.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(code, Some(1));
+    assert!(err.contains("private key"), "{err}");
+    let (code, out, err) = clients(
+        &[
+            "add",
+            "reports-job",
+            "--grant",
+            "client_credentials",
+            "--scope",
+            "reports:read",
+            "--jwks",
+            jwks_arg,
+            "--token-lifetime",
+            "5m",
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!out.contains("client secret"), "{out}");
+    let (_, shown, _) = clients(&["show", "reports-job"], None);
+    assert!(shown.contains("private_key_jwt"), "{shown}");
+    assert!(shown.contains(&signer_kid), "{shown}");
+    assert!(shown.contains("300s"), "{shown}");
+    let (code, _, err) = clients(&["rotate-secret", "reports-job"], None);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no secret"), "{err}");
 
     // Disabled: refused, as an unknown client is.
     let (code, _, err) = clients(&["update", "backoffice", "--disable"], None);

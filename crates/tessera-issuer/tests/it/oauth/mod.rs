@@ -198,6 +198,7 @@ impl App {
 mod client_credentials;
 mod grants;
 mod introspection;
+mod private_key_jwt;
 mod refresh;
 mod revocation;
 mod session;
