@@ -245,3 +245,69 @@ async fn authlib_gets_a_service_token_with_client_credentials() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid_client"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authlib_signs_in_with_private_key_jwt() {
+    use tessera_issuer::clients::{Client, ClientKind, login_client};
+    let Some(python) = python() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let issuer = tessera_testkit::stack::start_issuer(tmp.path(), |_| {}).await;
+    // The service's own key pair: the issuer gets the public half only.
+    let keys = tessera_keyring::KeyDir::new(tmp.path().join("service-keys"));
+    keys.init(tessera_keyring::DEFAULT_BITS).unwrap();
+    let keyring = keys.load().unwrap();
+    let kid = keyring.signer().kid().to_owned();
+    let db = tessera_issuer::db::Db::connect(&issuer.database_url)
+        .await
+        .unwrap();
+    let client = Client {
+        kind: ClientKind::Confidential,
+        grant_types: vec!["client_credentials".to_owned()],
+        scopes: vec!["reports:read".to_owned()],
+        default_scope: vec!["reports:read".to_owned()],
+        jwks: Some(serde_json::json!({"keys": [keyring.signer().jwk()]}).to_string()),
+        token_lifetime_secs: Some(300),
+        ..login_client("reports-job", 0)
+    };
+    tessera_issuer::clients::check(&client).unwrap();
+    db.add_client(&client).await.unwrap();
+    let run = |key_file: std::path::PathBuf| {
+        let (python, url) = (python.clone(), issuer.url.clone());
+        tokio::task::spawn_blocking(move || {
+            Command::new(python)
+                .arg(script("private_key_jwt.py"))
+                .arg(url.as_str())
+                .arg("reports-job")
+                .arg(key_file)
+                .arg("reports:read")
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run(keys.key_path(&kid)).await.unwrap();
+    assert!(
+        out.status.success(),
+        "Authlib (private_key_jwt): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tokens: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tokens = tokens.as_array().unwrap();
+    assert_eq!(tokens.len(), 2, "a fresh assertion each time");
+    for token in tokens {
+        assert_eq!(token["scope"], "reports:read");
+        assert_eq!(token["expires_in"], 300, "the client's own lifetime");
+        let claims = tessera_testkit::jws::claims_of(token["access_token"].as_str().unwrap());
+        assert_eq!(claims["sub"], "reports-job");
+        assert_eq!(
+            claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+            300
+        );
+    }
+    // Another key (not registered): Authlib reports invalid_client.
+    let other = tessera_keyring::KeyDir::new(tmp.path().join("other-keys"));
+    other.init(tessera_keyring::DEFAULT_BITS).unwrap();
+    let other_kid = other.load().unwrap().signer().kid().to_owned();
+    let out = run(other.key_path(&other_kid)).await.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid_client"));
+}

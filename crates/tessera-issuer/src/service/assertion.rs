@@ -21,9 +21,10 @@ use crate::clients::ASSERTION_ALGS;
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// The largest assertion read, in bytes.
 pub const MAX_ASSERTION_BYTES: usize = 8 * 1024;
-/// How far ahead an assertion's `exp` may be: assertions are for one
-/// request, and every accepted `jti` is kept until its `exp`.
-pub const MAX_LIFETIME_SECS: i64 = 300;
+/// How far ahead an assertion's `exp` may be. An hour: what Authlib's
+/// `PrivateKeyJWT` signs by default, and Okta's limit. Replay is stopped by
+/// the `jti`, not by `exp`; `exp` bounds how long each `jti` is kept.
+pub const MAX_LIFETIME_SECS: i64 = 3600;
 /// Clock difference tolerated between the client and the issuer.
 pub const LEEWAY_SECS: i64 = 60;
 /// The longest `jti` accepted.

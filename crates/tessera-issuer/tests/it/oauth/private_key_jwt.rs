@@ -208,7 +208,7 @@ async fn replayed_expired_misaddressed_and_foreign_assertions_are_refused() {
         })
     };
     let cases: Vec<(&str, Make<'_>, &str)> = vec![
-        // Past the 60 s leeway, and one that claims to last an hour.
+        // Past the 60 s leeway, and one that claims to last two hours.
         ("expired", with(|c, now| c["exp"] = json!(now - 61)), ""),
         (
             "an hour long",
