@@ -211,8 +211,8 @@ async fn replayed_expired_misaddressed_and_foreign_assertions_are_refused() {
         // Past the 60 s leeway, and one that claims to last two hours.
         ("expired", with(|c, now| c["exp"] = json!(now - 61)), ""),
         (
-            "an hour long",
-            with(|c, now| c["exp"] = json!(now + 3600)),
+            "two hours long",
+            with(|c, now| c["exp"] = json!(now + 7200)),
             "",
         ),
         // Meant for another server.
