@@ -3,8 +3,11 @@
 //! same parsed key, interleaved in one run. Also: the same token repeated, which
 //! the verified-token cache answers without RSA.
 //!
+//! Then the revocation list's cost (issue 7) and a two-issuer `VerifierSet`
+//! against a single `Verifier` (issue 18).
+//!
 //! Run: `cargo bench -p tessera-verifier --bench verify`. Target: full
-//! verification >= 0.9 x the primitive. Under `cargo test --benches` it runs a
+//! verification >= 0.9 x the primitive; the set >= 0.97 x the single one. Under `cargo test --benches` it runs a
 //! few rounds as a smoke test.
 //!
 //! [`Verifier`]: tessera_verifier::Verifier
@@ -166,6 +169,86 @@ fn main() {
     );
 
     revocation_list_cost(full, &pair, &jwks, &fresh);
+    verifier_set_cost(full, jwk, &token);
+}
+
+/// Issue 18: the same token through a two-issuer `VerifierSet` and through
+/// the single `Verifier` of its issuer, interleaved; without the token cache
+/// (every check, RSA included) and with it (a repeated token: then choosing
+/// the member is a larger share of the work).
+fn verifier_set_cost(full: bool, jwk: &serde_json::Value, token: &str) {
+    use tessera_verifier::VerifierSet;
+    let member = |issuer: &str, cache: Option<TokenCacheConfig>| {
+        let (set, _) = KeySet::from_jwks_json(
+            serde_json::json!({"keys": [jwk]}).to_string().as_bytes(),
+            &["RS256"],
+        )
+        .unwrap();
+        let mut config = VerifierConfig::new(issuer, ["https://api.example.com"])
+            .with_jwks(JwksSource::Static(set));
+        config.token_cache = cache;
+        Verifier::start(config, Arc::new(ManualClock::new(NOW))).unwrap()
+    };
+    let pair_of = |cache: Option<TokenCacheConfig>| {
+        let single = member("https://auth.example.com", cache);
+        let set = VerifierSet::new()
+            .with(member("https://partners.example.com", cache))
+            .unwrap()
+            .with(member("https://auth.example.com", cache))
+            .unwrap()
+            .build()
+            .unwrap();
+        (single, set)
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let run = |v: &Verifier, batch: usize| {
+        rt.block_on(async {
+            let start = Instant::now();
+            for _ in 0..batch {
+                black_box(v.verify::<AccessClaims>(black_box(token)).await.unwrap());
+            }
+            start.elapsed().as_secs_f64()
+        })
+    };
+    println!(
+        "VerifierSet (issue 18): two issuers, the token's the second added, vs the single Verifier of its issuer, interleaved:"
+    );
+    for (what, cache, rounds, batch) in [
+        ("every check (no cache)", None, 40, 200),
+        (
+            "repeated token (cached)",
+            Some(TokenCacheConfig::default()),
+            40,
+            20_000,
+        ),
+    ] {
+        let (rounds, batch) = if full { (rounds, batch) } else { (2, 5) };
+        let (single, set) = pair_of(cache);
+        let mut ratios = Vec::new();
+        let (mut t_single, mut t_set) = (0.0, 0.0);
+        for round in 0..rounds {
+            let (a, b) = if round % 2 == 0 {
+                let a = run(&single, batch);
+                (a, run(&set, batch))
+            } else {
+                let b = run(&set, batch);
+                (run(&single, batch), b)
+            };
+            ratios.push(a / b);
+            t_single += a;
+            t_set += b;
+        }
+        ratios.sort_by(f64::total_cmp);
+        let n = (rounds * batch) as f64;
+        println!(
+            "  {what:<24} {:>9.0}/s through the set, {:>9.0}/s single: median ratio {:.3} (target >= 0.97)",
+            n / t_set,
+            n / t_single,
+            ratios[ratios.len() / 2]
+        );
+    }
 }
 
 /// A compact JWS of `header` and `payload` signed RS256 with `pair`.

@@ -15,6 +15,8 @@
 //!   (never the time checks).
 //! - Optionally, it follows the issuer's signed revocation feed and refuses
 //!   revoked tokens, sessions and users ([`RevocationConfig`]).
+//! - [`VerifierSet`] accepts several issuers' tokens, each verified by its
+//!   own member (keys, feed, audiences), chosen by the token's `iss`.
 //! - With the `axum` feature (default): the [`axum::Authenticated`] extractor,
 //!   the [`axum::RequireRole`] guard and RFC 6750 responses; the [`axum`]
 //!   module's docs show a whole resource server.
@@ -46,7 +48,7 @@ pub use jwks::{JwksError, KeySet, SkippedKey};
 pub use jws::{Header, Jws};
 pub use metrics::MetricsSnapshot;
 pub use revocation::{OutagePolicy, RevocationConfig, RevocationHealth};
-pub use verifier::{KeysHealth, Verifier};
+pub use verifier::{KeysHealth, Verifier, VerifierSet};
 
 /// The smallest RSA modulus accepted, in bits.
 pub const MIN_RSA_BITS: usize = 2048;

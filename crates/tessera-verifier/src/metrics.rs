@@ -20,7 +20,7 @@ pub(crate) struct Metrics {
 }
 
 /// A copy of the counters at one moment.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct MetricsSnapshot {
     /// Tokens that verified.
@@ -49,6 +49,26 @@ pub struct MetricsSnapshot {
 }
 
 impl MetricsSnapshot {
+    /// Adds `other`'s counts to these (a verifier set's members).
+    pub fn add(&mut self, other: &Self) {
+        self.verified += other.verified;
+        for (reason, n) in &other.failed {
+            match self.failed.iter_mut().find(|(r, _)| r == reason) {
+                Some((_, mine)) => *mine += n,
+                None => self.failed.push((reason, *n)),
+            }
+        }
+        self.token_cache_hits += other.token_cache_hits;
+        self.jwks_fetches += other.jwks_fetches;
+        self.jwks_not_modified += other.jwks_not_modified;
+        self.jwks_fetch_errors += other.jwks_fetch_errors;
+        self.unknown_kid_refetches += other.unknown_kid_refetches;
+        self.stale_verifications += other.stale_verifications;
+        self.revocation_polls += other.revocation_polls;
+        self.revocation_poll_errors += other.revocation_poll_errors;
+        self.token_cache_entries += other.token_cache_entries;
+    }
+
     /// How many tokens were refused for `reason`.
     pub fn failed(&self, reason: &str) -> u64 {
         self.failed

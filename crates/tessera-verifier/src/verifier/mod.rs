@@ -17,12 +17,16 @@ use crate::config::{JwksSource, VerifierConfig};
 use crate::error::ConfigError;
 use crate::fetch;
 use crate::jwks::KeySet;
-use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::revocation::{RevocationHealth, RevocationList, TokenKeys};
+use crate::metrics::Metrics;
+use crate::revocation::{RevocationList, TokenKeys};
 use crate::token_cache::{Entry, TokenCache};
 
 mod feed;
 mod refresh;
+mod set;
+mod status;
+
+pub use set::VerifierSet;
 
 /// What the header's `kid` found in the key set.
 enum Lookup<'k> {
@@ -48,6 +52,9 @@ const MAX_MISSES: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct Verifier {
     inner: Arc<Inner>,
+    /// A [`VerifierSet`]'s members by issuer (then `inner` is the first
+    /// member's, used for nothing the set decides).
+    routes: Option<Arc<set::Routes>>,
 }
 
 #[derive(Debug)]
@@ -256,7 +263,10 @@ impl Verifier {
                 runtime.spawn(follow_feed(Arc::downgrade(&inner)));
             }
         }
-        Ok(Self { inner })
+        Ok(Self {
+            inner,
+            routes: None,
+        })
     }
 
     /// Verifies `token` (the compact JWT, without `Bearer `) and types its
@@ -268,6 +278,18 @@ impl Verifier {
     /// leeway, JSON types). A token seen before (same bytes, key still
     /// published) skips only the signature.
     pub async fn verify<C: DeserializeOwned + Send + Sync + 'static>(
+        &self,
+        token: &str,
+    ) -> Result<Verified<C>, VerifyError> {
+        let single = match &self.routes {
+            None => self,
+            Some(routes) => routes.choose(token)?,
+        };
+        single.verify_single(token).await
+    }
+
+    /// [`Verifier::verify`] by this (single-issuer) verifier.
+    async fn verify_single<C: DeserializeOwned + Send + Sync + 'static>(
         &self,
         token: &str,
     ) -> Result<Verified<C>, VerifyError> {
@@ -405,93 +427,6 @@ impl Verifier {
         Ok(Verified::new(claims, registered, kid))
     }
 
-    /// The counters.
-    pub fn metrics(&self) -> MetricsSnapshot {
-        let cached = self.inner.token_cache.as_ref().map_or(0, TokenCache::len);
-        self.inner.metrics.snapshot(cached)
-    }
-
-    /// The state of the key set, for health and readiness endpoints.
-    pub fn health(&self) -> KeysHealth {
-        let inner = &*self.inner;
-        let now = inner.clock.now();
-        let guard = inner.keys.load();
-        let state = guard.as_deref();
-        let fetch = inner.health.lock().map(|h| h.clone()).unwrap_or_default();
-        KeysHealth {
-            loaded: state.is_some(),
-            usable: inner.usable(state, now).is_ok(),
-            stale: state.is_some_and(|s| now >= s.fresh_until),
-            key_count: state.map_or(0, |s| s.keys.len()),
-            fresh_until: state.map(|s| s.fresh_until).filter(|&t| t != i64::MAX),
-            last_success_at: fetch.last_success_at,
-            last_error: fetch.last_error,
-        }
-    }
-
-    /// Where the revocation feed stands, if the verifier follows one.
-    pub fn revocations(&self) -> Option<RevocationHealth> {
-        let now = self.inner.clock.now();
-        self.inner
-            .revocations
-            .as_ref()
-            .map(|(list, _)| list.health(now))
-    }
-
-    /// Whether tokens can be verified now: keys usable, and not failing
-    /// closed for want of the revocation feed.
-    pub fn is_ready(&self) -> bool {
-        self.health().usable && self.revocations().is_none_or(|r| !r.failing_closed)
-    }
-
-    /// Waits (up to `timeout`) until keys are usable and, when a revocation
-    /// feed is followed, it has answered once; true if so.
-    pub async fn ready(&self, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if self.is_ready() && self.revocations().is_none_or(|r| r.loaded) {
-                return true;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    /// The issuer whose tokens are accepted (the exact `iss`).
-    pub fn issuer(&self) -> &str {
-        &self.inner.validation.issuer
-    }
-
-    /// The `realm` for `WWW-Authenticate` challenges.
-    pub fn realm(&self) -> &str {
-        &self.inner.realm
-    }
-
-    /// Where the axum extractors also look for a token, if anywhere: a cookie
-    /// (see [`crate::config::CookieSource`]).
-    pub fn cookie_source(&self) -> Option<&crate::config::CookieSource> {
-        self.inner.cookie.as_ref()
-    }
-
-    /// The request header that may carry a raw token, if one is configured
-    /// (lower case).
-    pub fn token_header(&self) -> Option<&str> {
-        self.inner.token_header.as_deref()
-    }
-
-    /// The kids of the current key set (for diagnostics).
-    pub fn kids(&self) -> Vec<String> {
-        let guard = self.inner.keys.load();
-        let mut kids: Vec<String> = guard
-            .as_deref()
-            .map(|s| s.keys.kids().map(str::to_owned).collect())
-            .unwrap_or_default();
-        kids.sort_unstable();
-        kids
-    }
-
     /// One refetch for an unknown `kid`, subject to the cooldown; waits for a
     /// refetch already in flight instead of starting another.
     async fn refetch_for_unknown_kid(&self, kid: &str, generation: u64, now: i64) {
@@ -622,6 +557,7 @@ async fn follow_feed(weak: Weak<Inner>) {
         let interval = list.config.poll_interval;
         let verifier = Verifier {
             inner: Arc::clone(&inner),
+            routes: None,
         };
         Metrics::bump(&inner.metrics.revocation_polls);
         if let Err(problem) = verifier.poll_feed().await {

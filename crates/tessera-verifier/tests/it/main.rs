@@ -11,3 +11,4 @@ mod https;
 mod jwks_cache;
 mod reject;
 mod vectors;
+mod verifier_set;
