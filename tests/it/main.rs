@@ -10,6 +10,7 @@ mod interop_python;
 mod interop_rust;
 mod issuer_outage;
 mod issuer_to_resource_server;
+mod jsonwebtoken_bridge;
 mod keyring_to_verifier;
 mod readme;
 mod support;

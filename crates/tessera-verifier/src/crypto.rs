@@ -31,6 +31,9 @@ pub struct VerifyingKey {
     parsed: std::sync::Arc<aws_lc_rs::signature::ParsedPublicKey>,
     #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
     components: ring::signature::RsaPublicKeyComponents<Vec<u8>>,
+    /// The modulus and exponent, for the `jsonwebtoken` bridge.
+    #[cfg(feature = "jsonwebtoken")]
+    n_e: std::sync::Arc<(Vec<u8>, Vec<u8>)>,
     bits: usize,
 }
 
@@ -63,6 +66,8 @@ impl VerifyingKey {
                 .map_err(|e| format!("RSA key rejected by aws-lc-rs ({e})"))?;
             Ok(Self {
                 parsed: std::sync::Arc::new(parsed),
+                #[cfg(feature = "jsonwebtoken")]
+                n_e: std::sync::Arc::new((n.to_vec(), e.to_vec())),
                 bits,
             })
         }
@@ -73,6 +78,8 @@ impl VerifyingKey {
                     n: n.to_vec(),
                     e: e.to_vec(),
                 },
+                #[cfg(feature = "jsonwebtoken")]
+                n_e: std::sync::Arc::new((n.to_vec(), e.to_vec())),
                 bits,
             })
         }
@@ -81,6 +88,12 @@ impl VerifyingKey {
     /// The modulus size.
     pub fn bits(&self) -> usize {
         self.bits
+    }
+
+    /// The key as `jsonwebtoken` takes it.
+    #[cfg(feature = "jsonwebtoken")]
+    pub(crate) fn decoding_key(&self) -> ::jsonwebtoken::DecodingKey {
+        ::jsonwebtoken::DecodingKey::from_rsa_raw_components(&self.n_e.0, &self.n_e.1)
     }
 
     /// Whether `signature` is a valid RS256 (RSASSA-PKCS1-v1_5 with SHA-256)

@@ -37,6 +37,8 @@ mod verifier;
 
 #[cfg(feature = "axum")]
 pub mod axum;
+#[cfg(feature = "jsonwebtoken")]
+pub mod jsonwebtoken;
 
 pub use claims::{AccessClaims, Claim, DEFAULT_REQUIRED, Registered, Validation, Verified};
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -21,11 +21,15 @@ use crate::metrics::Metrics;
 use crate::revocation::{RevocationList, TokenKeys};
 use crate::token_cache::{Entry, TokenCache};
 
+#[cfg(feature = "jsonwebtoken")]
+mod bridge;
 mod feed;
 mod refresh;
 mod set;
 mod status;
 
+#[cfg(feature = "jsonwebtoken")]
+pub use bridge::BridgeError;
 pub use set::VerifierSet;
 
 /// What the header's `kid` found in the key set.
