@@ -137,13 +137,13 @@ impl VerifierSet {
 }
 
 /// How a payload whose first member is `iss` = one issuer starts, in
-/// base64url: the characters that encode whole 3-byte groups of
-/// `{"iss":"<issuer>"`, and the 0 to 2 bytes left over, which share the
-/// next group with whatever follows.
+/// base64url: the characters that `{"iss":"<issuer>"` alone determines, and,
+/// when its length is not a multiple of 3, the one character it shares with
+/// whatever follows: its value and how many of its low bits are not ours.
 #[derive(Debug)]
 struct IssFirst {
-    encoded: Box<[u8]>,
-    rest: Box<[u8]>,
+    exact: Box<[u8]>,
+    shared: Option<(u8, u8)>,
 }
 
 impl IssFirst {
@@ -151,30 +151,48 @@ impl IssFirst {
         use base64::Engine as _;
         let json = serde_json::to_string(issuer).unwrap_or_default();
         let text = format!(r#"{{"iss":{json}"#);
-        let whole = text.len() / 3 * 3;
+        let mut chars = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(text.as_bytes())
+            .into_bytes();
+        // 1 byte over whole groups: its last character holds 2 of our bits
+        // (4 not ours); 2 bytes over: 4 of ours (2 not ours).
+        let shared = match text.len() % 3 {
+            1 => chars.pop().and_then(value).map(|v| (v, 4)),
+            2 => chars.pop().and_then(value).map(|v| (v, 2)),
+            _ => None,
+        };
         Self {
-            encoded: base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(&text.as_bytes()[..whole])
-                .into_bytes()
-                .into_boxed_slice(),
-            rest: text.as_bytes()[whole..].into(),
+            exact: chars.into_boxed_slice(),
+            shared,
         }
     }
 
     fn matches(&self, payload: &[u8]) -> bool {
-        let Some(after) = payload.strip_prefix(&*self.encoded) else {
+        let Some(after) = payload.strip_prefix(&*self.exact) else {
             return false;
         };
-        if self.rest.is_empty() {
-            return true;
+        match self.shared {
+            None => true,
+            Some((ours, not_ours)) => after
+                .first()
+                .and_then(|&c| value(c))
+                .is_some_and(|v| v >> not_ours == ours >> not_ours),
         }
-        let mut group = [0u8; 3];
-        after
-            .get(..4)
-            .and_then(|chars| crate::b64::decode_into(chars, &mut group))
-            .is_some_and(|_| group.starts_with(&self.rest))
     }
 }
+
+/// A base64url character's 6-bit value.
+fn value(c: u8) -> Option<u8> {
+    match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'-' => Some(62),
+        b'_' => Some(63),
+        _ => None,
+    }
+}
+
 /// Up to this many members, the member is found by comparing issuers in
 /// turn (cheaper than hashing for a few).
 const LINEAR_UP_TO: usize = 8;
@@ -277,5 +295,42 @@ impl Routes {
             }
         }
         total.unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::IssFirst;
+    use base64::Engine as _;
+
+    fn encoded(json: &str) -> Vec<u8> {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(json)
+            .into_bytes()
+    }
+
+    #[test]
+    fn the_encoded_prefix_matches_its_issuer_only_whatever_the_length() {
+        // Every remainder of the prefix's length modulo 3, and what follows
+        // the issuer's closing quote varied.
+        for len in 1..=12 {
+            let issuer = "i".repeat(len);
+            let prefix = IssFirst::new(&issuer);
+            for after in [r#","sub":"x"}"#, "}", r#","aud":["a"]}"#] {
+                let payload = encoded(&format!(r#"{{"iss":"{issuer}"{after}"#));
+                assert!(prefix.matches(&payload), "{len} {after}");
+                // One character more, or a different last character: no match.
+                let longer = encoded(&format!(r#"{{"iss":"{issuer}j"{after}"#));
+                assert!(!prefix.matches(&longer), "{len} longer");
+                let other = format!("{}j", &issuer[..len - 1]);
+                let different = encoded(&format!(r#"{{"iss":"{other}"{after}"#));
+                assert!(!prefix.matches(&different), "{len} different");
+            }
+            // iss not first, or nothing after the prefix: no match (the slow
+            // path then decides).
+            let later = encoded(&format!(r#"{{"sub":"x","iss":"{issuer}"}}"#));
+            assert!(!prefix.matches(&later));
+        }
     }
 }
