@@ -50,7 +50,8 @@ pub use jwks::{JwksError, KeySet, SkippedKey};
 pub use jws::{Header, Jws};
 pub use metrics::MetricsSnapshot;
 pub use revocation::{OutagePolicy, RevocationConfig, RevocationHealth};
-pub use verifier::{KeysHealth, Verifier, VerifierSet};
+pub use verifier::set::VerifierSet;
+pub use verifier::{KeysHealth, Verifier};
 
 /// The smallest RSA modulus accepted, in bits.
 pub const MIN_RSA_BITS: usize = 2048;

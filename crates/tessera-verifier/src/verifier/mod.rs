@@ -17,7 +17,7 @@ use crate::config::{JwksSource, VerifierConfig};
 use crate::error::ConfigError;
 use crate::fetch;
 use crate::jwks::KeySet;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::revocation::{RevocationList, TokenKeys};
 use crate::token_cache::{Entry, TokenCache};
 
@@ -25,12 +25,11 @@ use crate::token_cache::{Entry, TokenCache};
 mod bridge;
 mod feed;
 mod refresh;
-mod set;
+pub(crate) mod set;
 mod status;
 
 #[cfg(feature = "jsonwebtoken")]
 pub use bridge::BridgeError;
-pub use set::VerifierSet;
 
 /// What the header's `kid` found in the key set.
 enum Lookup<'k> {
@@ -58,7 +57,26 @@ pub struct Verifier {
     inner: Arc<Inner>,
     /// A [`VerifierSet`]'s members by issuer (then `inner` is the first
     /// member's, used for nothing the set decides).
-    routes: Option<Arc<set::Routes>>,
+    routes: Option<Arc<dyn Routes>>,
+}
+
+/// How a [`VerifierSet`](set::VerifierSet) routes: implemented in
+/// `set.rs` (a trait here, so this file names nothing of that one).
+pub(crate) trait Routes: std::fmt::Debug + Send + Sync {
+    /// The member for `token`'s claimed issuer.
+    fn choose(&self, token: &str) -> Result<&Verifier, VerifyError>;
+    /// Every member, in the order added.
+    fn members(&self) -> &[Verifier];
+    /// The set's challenge realm.
+    fn realm(&self) -> &str;
+    /// The set's cookie source.
+    fn cookie_source(&self) -> Option<&crate::config::CookieSource>;
+    /// The set's forwarded-token header.
+    fn token_header(&self) -> Option<&str>;
+    /// Every member's key health together.
+    fn health(&self) -> KeysHealth;
+    /// Every member's counters added.
+    fn metrics(&self) -> MetricsSnapshot;
 }
 
 #[derive(Debug)]

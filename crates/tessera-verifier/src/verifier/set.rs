@@ -42,7 +42,7 @@ pub struct VerifierSet {
 
 /// A built set: the members by issuer, and the set's own settings.
 #[derive(Debug)]
-pub(super) struct Routes {
+struct Routes {
     by_issuer: HashMap<Box<str>, Verifier>,
     /// Each member's payload prefix, for the fast path.
     prefixes: Vec<(IssFirst, Verifier)>,
@@ -198,8 +198,19 @@ fn value(c: u8) -> Option<u8> {
 const LINEAR_UP_TO: usize = 8;
 
 impl Routes {
-    /// The member for `token`'s claimed issuer.
-    pub(super) fn choose(&self, token: &str) -> Result<&Verifier, VerifyError> {
+    /// The member for `issuer` (a few: compared in turn; more: hashed).
+    fn member(&self, issuer: &str) -> Result<&Verifier, VerifyError> {
+        let found = if self.members.len() <= LINEAR_UP_TO {
+            self.members.iter().find(|m| m.issuer() == issuer)
+        } else {
+            self.by_issuer.get(issuer)
+        };
+        found.ok_or(VerifyError::WrongIssuer)
+    }
+}
+
+impl super::Routes for Routes {
+    fn choose(&self, token: &str) -> Result<&Verifier, VerifyError> {
         if token.len() > self.max_token_bytes {
             return Err(VerifyError::TooLarge {
                 max: self.max_token_bytes,
@@ -238,36 +249,26 @@ impl Routes {
         self.member(&issuer)
     }
 
-    /// The member for `issuer` (a few: compared in turn; more: hashed).
-    fn member(&self, issuer: &str) -> Result<&Verifier, VerifyError> {
-        let found = if self.members.len() <= LINEAR_UP_TO {
-            self.members.iter().find(|m| m.issuer() == issuer)
-        } else {
-            self.by_issuer.get(issuer)
-        };
-        found.ok_or(VerifyError::WrongIssuer)
-    }
-
-    pub(super) fn realm(&self) -> &str {
+    fn realm(&self) -> &str {
         &self.realm
     }
 
-    pub(super) fn cookie_source(&self) -> Option<&CookieSource> {
+    fn cookie_source(&self) -> Option<&CookieSource> {
         self.cookie.as_ref()
     }
 
-    pub(super) fn token_header(&self) -> Option<&str> {
+    fn token_header(&self) -> Option<&str> {
         self.token_header.as_deref()
     }
 
-    pub(super) fn members(&self) -> &[Verifier] {
+    fn members(&self) -> &[Verifier] {
         &self.members
     }
 
     /// Every member's health together: loaded and usable only if every
     /// member's keys are; stale if any is; the keys counted together; the
     /// soonest freshness and oldest success; the first error.
-    pub(super) fn health(&self) -> KeysHealth {
+    fn health(&self) -> KeysHealth {
         let all: Vec<KeysHealth> = self.members.iter().map(Verifier::health).collect();
         KeysHealth {
             loaded: all.iter().all(|h| h.loaded),
@@ -285,7 +286,7 @@ impl Routes {
     }
 
     /// Every member's counters added together.
-    pub(super) fn metrics(&self) -> MetricsSnapshot {
+    fn metrics(&self) -> MetricsSnapshot {
         let mut total: Option<MetricsSnapshot> = None;
         for member in &self.members {
             let m = member.metrics();
