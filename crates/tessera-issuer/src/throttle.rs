@@ -42,6 +42,16 @@ pub const KNOWN_FOR_SECS: i64 = 30 * 24 * 3600;
 /// Most blocked keys remembered in memory.
 const MAX_ENTRIES: usize = 100_000;
 
+/// The rules every reservation applies at `now`.
+fn rules(now: i64) -> crate::db::ReserveRules {
+    crate::db::ReserveRules {
+        now,
+        forget_after: FORGET_AFTER_SECS,
+        known_for: KNOWN_FOR_SECS,
+        delay: delay_after,
+    }
+}
+
 /// The block after the `failures`th failure of a key allowed `free` ones.
 pub(crate) fn delay_after(failures: i64, free: u32) -> Option<i64> {
     let free = i64::from(free);
@@ -160,12 +170,7 @@ impl Throttle {
             .throttle_reserve(
                 (&user_key, self.free_per_user),
                 seen_ip_key.as_deref().map(|k| (k, self.free_per_ip)),
-                &crate::db::ReserveRules {
-                    now,
-                    forget_after: FORGET_AFTER_SECS,
-                    known_for: KNOWN_FOR_SECS,
-                    delay: delay_after,
-                },
+                &rules(now),
             )
             .await?;
         match reserved {
@@ -229,16 +234,7 @@ impl Throttle {
     ) -> Result<Option<i64>, DbError> {
         let key = shared_client_key(client_id, ip);
         let counted = db
-            .throttle_reserve(
-                (&key, self.free_per_user),
-                None,
-                &crate::db::ReserveRules {
-                    now,
-                    forget_after: FORGET_AFTER_SECS,
-                    known_for: KNOWN_FOR_SECS,
-                    delay: delay_after,
-                },
-            )
+            .throttle_reserve((&key, self.free_per_user), None, &rules(now))
             .await?;
         Ok(match counted {
             crate::db::Reserve::Blocked { key, until } => {

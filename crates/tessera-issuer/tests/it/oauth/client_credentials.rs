@@ -191,13 +191,7 @@ async fn only_an_authenticated_client_allowed_the_grant_gets_a_token() {
 #[tokio::test]
 async fn discovery_lists_the_grant() {
     let app = app().await;
-    let meta = app
-        .send(
-            Request::get("/.well-known/oauth-authorization-server")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    let meta = app.discovery().await;
     let grants = meta.body["grant_types_supported"].as_array().unwrap();
     assert!(grants.contains(&json!("client_credentials")), "{grants:?}");
 }

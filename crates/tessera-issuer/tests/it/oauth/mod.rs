@@ -109,6 +109,16 @@ impl App {
         oneshot::send(router(self.state.clone()), request).await
     }
 
+    /// The RFC 8414 metadata document.
+    async fn discovery(&self) -> Reply {
+        self.send(
+            Request::get("/.well-known/oauth-authorization-server")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
     async fn form(&self, path: &str, form: &str) -> Reply {
         self.send(
             Request::post(path)

@@ -160,13 +160,7 @@ async fn a_service_signs_in_with_its_registered_key() {
         StatusCode::OK
     );
     // The discovery document says so.
-    let meta = app
-        .send(
-            Request::get("/.well-known/oauth-authorization-server")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    let meta = app.discovery().await;
     let methods = meta.body["token_endpoint_auth_methods_supported"].clone();
     assert!(
         methods
