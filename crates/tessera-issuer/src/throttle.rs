@@ -214,10 +214,18 @@ impl Throttle {
     }
 
     /// Counts a failed client authentication of `client_id` from `ip`,
-    /// atomically in the database. A client (from one address) gets
-    /// `free_per_user` failures, then the login delays. `Some(seconds)` if
-    /// the key was blocked already (another instance's failures): this
-    /// instance then refuses it too, with no work, until it ends.
+    /// atomically in the database: on the client from that address
+    /// (`free_per_user` free failures, then the login delays) and on the
+    /// address itself (`free_per_ip`, shared with logins). `Some(seconds)`
+    /// if a key is blocked: then nothing is counted or stored, and this
+    /// instance remembers the block.
+    ///
+    /// An address this instance knows is blocked costs no database work at
+    /// all: a flood of failures (random client ids, say) from one address
+    /// writes nothing once the address is blocked. The address's block
+    /// gates the cost of *failures* only: a right secret from that address
+    /// still gets in (`client_block` looks at the client's key alone), so a
+    /// service sharing an address with an attacker is not locked out.
     ///
     /// Counted after the check, not reserved before it as logins are: the
     /// check (SHA-256, or an RS256 verification) costs less than the
@@ -232,9 +240,17 @@ impl Throttle {
         ip: Option<IpAddr>,
         now: i64,
     ) -> Result<Option<i64>, DbError> {
+        let ip_key = ip.map(shared_ip_key);
+        if let Some(retry_after) = ip_key.as_deref().and_then(|k| self.remembered(k, now)) {
+            return Ok(Some(retry_after));
+        }
         let key = shared_client_key(client_id, ip);
         let counted = db
-            .throttle_reserve((&key, self.free_per_user), None, &rules(now))
+            .throttle_reserve(
+                (&key, self.free_per_user),
+                ip_key.as_deref().map(|k| (k, self.free_per_ip)),
+                &rules(now),
+            )
             .await?;
         Ok(match counted {
             crate::db::Reserve::Blocked { key, until } => {

@@ -208,9 +208,9 @@ impl Issuer {
         Ok(Ok(client))
     }
 
-    /// A failed client authentication: stored in the audit log, counted by
-    /// the throttle; the error to answer with (`401`, or `429` if the
-    /// database says the client is blocked from this address).
+    /// A failed client authentication: counted by the throttle and stored
+    /// in the audit log; the error to answer with (`401`, or `429` if a key
+    /// is blocked: then nothing is stored, and the line is folded).
     async fn client_auth_failed(
         &self,
         id: &str,
@@ -218,6 +218,19 @@ impl Issuer {
         reason: &'static str,
         now: i64,
     ) -> AuthError {
+        let counted = self
+            .inner
+            .throttle
+            .client_failed(self.db(), id, offered.ip, now)
+            .await;
+        match counted {
+            Ok(None) => {}
+            Ok(Some(retry_after)) => {
+                self.log_folded("client_auth_throttled", offered.ip, retry_after);
+                return AuthError::Throttled { retry_after };
+            }
+            Err(err) => return err.into(),
+        }
         let mut event = Event::new("client_auth_failure")
             .warn()
             .ip(offered.ip)
@@ -227,18 +240,9 @@ impl Issuer {
             event = event.with("client_id", id);
         }
         audit::record(self.db(), now, event).await;
-        match self
-            .inner
-            .throttle
-            .client_failed(self.db(), id, offered.ip, now)
-            .await
-        {
-            Ok(Some(retry_after)) => AuthError::Throttled { retry_after },
-            Ok(None) => AuthError::InvalidClient {
-                challenge: offered.proof.method().is_some(),
-                description: "unknown or disabled client, or wrong credentials",
-            },
-            Err(err) => err.into(),
+        AuthError::InvalidClient {
+            challenge: offered.proof.method().is_some(),
+            description: "unknown or disabled client, or wrong credentials",
         }
     }
 

@@ -420,3 +420,42 @@ async fn a_rotated_secret_works_until_its_grace_ends() {
         .await;
     assert_eq!(reply.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_flood_of_failures_from_one_address_stops_costing_writes() {
+    let app = app().await;
+    let secret = app
+        .add_confidential("backoffice", &["orders:read"], &[])
+        .await;
+    app.allow_client_credentials("backoffice").await;
+    let from = |id: String, secret: String| {
+        let mut request = Request::post("/token")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::AUTHORIZATION, basic(&id, &secret))
+            .body(Body::from("grant_type=client_credentials"))
+            .unwrap();
+        let addr: std::net::SocketAddr = "192.0.2.9:40000".parse().unwrap();
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(addr));
+        app.send(request)
+    };
+    // Random client ids: each a fresh client key, but one address. Its 20
+    // free failures are counted and stored; then it is blocked.
+    let mut statuses = Vec::new();
+    for i in 0..30 {
+        statuses.push(
+            from(format!("nobody-{i}"), "x".repeat(40))
+                .await
+                .status
+                .as_u16(),
+        );
+    }
+    assert!(statuses[..21].iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(statuses[21..].iter().all(|s| *s == 429), "{statuses:?}");
+    let stored = app.failures().await.len();
+    assert_eq!(stored, 21, "blocked failures are not stored");
+    // The right secret from that same address still gets in.
+    let ok = from("backoffice".to_owned(), secret).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+}
