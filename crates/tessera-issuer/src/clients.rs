@@ -63,7 +63,12 @@ impl ClientKind {
 }
 
 /// The grant types a client may be allowed (those this issuer implements).
-pub const GRANT_TYPES: &[&str] = &["password", "refresh_token", "client_credentials"];
+pub const GRANT_TYPES: &[&str] = &[
+    "authorization_code",
+    "password",
+    "refresh_token",
+    "client_credentials",
+];
 
 /// `client_secret_basic`: the secret in HTTP Basic (RFC 6749 §2.3.1).
 pub const SECRET_BASIC: &str = "client_secret_basic";
@@ -137,6 +142,11 @@ pub struct Client {
     /// Its access tokens' lifetime in seconds; `None`: the issuer's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_lifetime_secs: Option<u64>,
+    /// Not the issuer's own: browser sign-in asks the user to allow the
+    /// scopes it asks for (once per scope, remembered).
+    pub third_party: bool,
+    /// Where RP-initiated logout may send the browser afterwards (exact).
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 /// Operators see a client's key ids, not its JWK set.
@@ -235,6 +245,20 @@ impl Client {
         self.auth_methods().contains(&method)
     }
 
+    /// Whether `uri` is one of its redirect URIs: the same string, except
+    /// that a registered `http` URI on a loopback IP literal matches any
+    /// port (RFC 8252 §7.3: a native app listens on whatever port it got).
+    pub fn redirect_matches(&self, uri: &str) -> bool {
+        self.redirect_uris
+            .iter()
+            .any(|r| r == uri || loopback_port_varies(r, uri))
+    }
+
+    /// Whether `uri` is one of its post-logout redirect URIs (exactly).
+    pub fn post_logout_matches(&self, uri: &str) -> bool {
+        self.post_logout_redirect_uris.iter().any(|r| r == uri)
+    }
+
     /// Its access tokens' lifetime: its own, or `default`.
     pub fn token_lifetime(&self, default: Duration) -> Duration {
         self.token_lifetime_secs
@@ -318,8 +342,17 @@ pub fn check(client: &Client) -> Result<(), String> {
             return Err(format!("{audience:?} is not an audience"));
         }
     }
-    for uri in &client.redirect_uris {
+    for uri in client
+        .redirect_uris
+        .iter()
+        .chain(&client.post_logout_redirect_uris)
+    {
         check_redirect_uri(uri)?;
+    }
+    if client.allows_grant("authorization_code") && client.redirect_uris.is_empty() {
+        return Err(
+            "the authorization_code grant needs a redirect URI (--redirect-uri)".to_owned(),
+        );
     }
     if client.introspect && client.kind == ClientKind::Public {
         return Err("only a confidential client may introspect".to_owned());
@@ -431,6 +464,30 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
     }
 }
 
+/// `registered` and `offered` are the same `http` URI on the same loopback
+/// IP literal but for the port.
+fn loopback_port_varies(registered: &str, offered: &str) -> bool {
+    let (Ok(r), Ok(o)) = (
+        registered.parse::<axum::http::Uri>(),
+        offered.parse::<axum::http::Uri>(),
+    ) else {
+        return false;
+    };
+    let ip_literal = |host: &str| {
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+    };
+    r.scheme_str() == Some("http")
+        && o.scheme_str() == Some("http")
+        && r.host().is_some_and(ip_literal)
+        && r.host() == o.host()
+        && r.path_and_query() == o.path_and_query()
+        && !offered.contains('#')
+        && o.authority().is_some_and(|a| !a.as_str().contains('@'))
+}
+
 fn is_loopback(host: &str) -> bool {
     host.trim_start_matches('[')
         .trim_end_matches(']')
@@ -470,6 +527,8 @@ pub fn login_client(client_id: &str, now: i64) -> Client {
         previous_secret_sha256: None,
         previous_secret_until: None,
         token_lifetime_secs: None,
+        third_party: false,
+        post_logout_redirect_uris: Vec::new(),
     }
 }
 
@@ -547,6 +606,40 @@ mod tests {
             "http://10.0.0.1/cb",
         ] {
             assert!(check_redirect_uri(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn redirect_uris_match_exactly_but_for_a_loopback_port() {
+        let c = Client {
+            redirect_uris: vec![
+                "https://app.example.com/cb".into(),
+                "http://127.0.0.1/cb".into(),
+                "http://localhost:8080/cb".into(),
+            ],
+            ..client()
+        };
+        for ok in [
+            "https://app.example.com/cb",
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:49152/cb",
+            "http://localhost:8080/cb",
+        ] {
+            assert!(c.redirect_matches(ok), "{ok}");
+        }
+        for bad in [
+            "https://app.example.com/cb/",
+            "https://app.example.com/cb?x=1",
+            "https://app.example.com:444/cb",
+            "https://APP.example.com/cb",
+            "http://127.0.0.1:49152/cb2",
+            "http://127.0.0.1:49152/cb?x",
+            "http://127.0.0.2:49152/cb",
+            "http://localhost:8081/cb",
+            "http://user@127.0.0.1:1/cb",
+            "https://127.0.0.1/cb",
+        ] {
+            assert!(!c.redirect_matches(bad), "{bad}");
         }
     }
 

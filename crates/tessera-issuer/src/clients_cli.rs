@@ -81,8 +81,9 @@ pub(crate) struct Settings {
     /// Has a secret and must authenticate [the default for `add`].
     #[arg(long)]
     confidential: bool,
-    /// A grant type it may use: password, refresh_token, client_credentials
-    /// (confidential clients only) (repeat).
+    /// A grant type it may use: authorization_code (browser sign-in),
+    /// refresh_token, client_credentials (confidential clients only),
+    /// password (first-party tools only: RFC 9700 §2.4) (repeat).
     #[arg(long = "grant", value_name = "G")]
     grants: Vec<String>,
     /// A scope it may be issued (repeat).
@@ -94,9 +95,20 @@ pub(crate) struct Settings {
     /// An audience of its tokens (repeat) [default: the issuer's audiences].
     #[arg(long = "audience", value_name = "A")]
     audiences: Vec<String>,
-    /// A redirect URI for browser sign-in (repeat; exact match).
+    /// A redirect URI for browser sign-in (repeat; exact match, but a
+    /// loopback IP's port may vary, RFC 8252 §7.3).
     #[arg(long = "redirect-uri", value_name = "URI")]
     redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may send the browser back to (repeat; exact).
+    #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
+    post_logout_redirect_uris: Vec<String>,
+    /// Not the issuer's own application: browser sign-in asks the user to
+    /// allow the scopes it asks for (the answer is remembered).
+    #[arg(long, conflicts_with = "first_party")]
+    third_party: bool,
+    /// The issuer's own application: no consent page.
+    #[arg(long)]
+    first_party: bool,
     /// May call `/introspect` (confidential clients only).
     #[arg(long, conflicts_with = "no_introspect")]
     introspect: bool,
@@ -171,6 +183,16 @@ fn apply(client: &mut Client, settings: &Settings) -> anyhow::Result<()> {
     replace(&mut client.default_scope, &settings.default_scopes);
     replace(&mut client.audiences, &settings.audiences);
     replace(&mut client.redirect_uris, &settings.redirect_uris);
+    replace(
+        &mut client.post_logout_redirect_uris,
+        &settings.post_logout_redirect_uris,
+    );
+    if settings.third_party {
+        client.third_party = true;
+    }
+    if settings.first_party {
+        client.third_party = false;
+    }
     if settings.introspect {
         client.introspect = true;
     }
@@ -331,6 +353,14 @@ async fn run_async(config: &Config, verb: ClientsVerb) -> anyhow::Result<()> {
                     ("default scope", list_text(&client.default_scope)),
                     ("audiences", list_text(&client.audiences)),
                     ("redirect uris", list_text(&client.redirect_uris)),
+                    (
+                        "post-logout uris",
+                        list_text(&client.post_logout_redirect_uris),
+                    ),
+                    (
+                        "party",
+                        if client.third_party { "third" } else { "first" }.to_owned(),
+                    ),
                     ("introspect", client.introspect.to_string()),
                     ("auth methods", list_text(&methods)),
                     (

@@ -275,6 +275,11 @@ async fn maintain(issuer: &Issuer, audit_retention: i64) {
         if let Err(err) = db.forget_assertions(now - 60).await {
             tracing::debug!(error = %err, "client-assertion cleanup skipped");
         }
+        // Codes are kept a day past their expiry so a late replay still
+        // revokes what the first use issued; ended SSO sessions a day too.
+        if let Err(err) = db.forget_sign_ins(now - 24 * 3600).await {
+            tracing::debug!(error = %err, "sign-in cleanup skipped");
+        }
         if minute % 60 != 0 {
             continue;
         }

@@ -161,6 +161,71 @@ impl TokenSettings {
     }
 }
 
+/// The claims of an OpenID Connect ID token (Core §2): who signed in, when,
+/// how, for which client. `aud` is the client alone; `typ` is `JWT`, so no
+/// resource server that wants `at+jwt` takes it for an access token.
+#[derive(Debug, Serialize)]
+struct IdClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    azp: &'a str,
+    exp: i64,
+    iat: i64,
+    auth_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<&'a str>,
+    sid: &'a str,
+    amr: [&'static str; 1],
+    at_hash: String,
+}
+
+/// What an ID token says, besides what the settings do.
+#[derive(Debug)]
+pub struct IdGrant<'a> {
+    /// The user (`sub`).
+    pub user_id: &'a str,
+    /// The client (`aud`, `azp`).
+    pub client_id: &'a str,
+    /// The session (`sid`), the same as its access tokens'.
+    pub session_id: &'a str,
+    /// The authorization request's nonce.
+    pub nonce: Option<&'a str>,
+    /// When the password was checked.
+    pub auth_time: i64,
+    /// The access token issued with it (`at_hash`).
+    pub access_token: &'a str,
+}
+
+impl TokenSettings {
+    /// Signs an ID token issued at `now`, valid as long as an access token.
+    pub fn sign_id_token(
+        &self,
+        signer: &tessera_keyring::Signer,
+        grant: &IdGrant<'_>,
+        now: i64,
+    ) -> Result<String, SignError> {
+        let digest = sha256(grant.access_token.as_bytes());
+        let claims = IdClaims {
+            iss: &self.issuer,
+            sub: grant.user_id,
+            aud: grant.client_id,
+            azp: grant.client_id,
+            exp: now.saturating_add(crate::secs(self.access_token_lifetime)),
+            iat: now,
+            auth_time: grant.auth_time,
+            nonce: grant.nonce,
+            sid: grant.session_id,
+            // A password at the login page: RFC 8176 `pwd`.
+            amr: ["pwd"],
+            // OpenID Connect Core §3.1.3.6: the left half of the SHA-256.
+            at_hash: b64url(&digest[..16]),
+        };
+        let payload = serde_json::to_vec(&claims).map_err(|_| SignError::default())?;
+        signer.sign_jwt("JWT", &payload)
+    }
+}
+
 /// A new refresh token: 256 random bits, base64url, and the SHA-256 hash that is
 /// all the database ever stores.
 pub fn new_refresh_token() -> (String, [u8; 32]) {
@@ -190,6 +255,9 @@ pub struct TokenResponse {
     /// what was asked; Tessera always says).
     #[serde(skip_serializing_if = "str::is_empty")]
     pub scope: String,
+    /// The OpenID Connect ID token (authorization code with scope `openid`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
 }
 
 impl std::fmt::Debug for TokenResponse {
@@ -245,6 +313,18 @@ pub fn own_access_token_claims(
     now: i64,
     leeway: i64,
 ) -> Result<serde_json::Value, &'static str> {
+    own_token_claims(jwks, issuer, token, "at+jwt", (now, leeway))
+}
+
+/// The claims of a token this issuer signed with `typ` (`at+jwt`: an access
+/// token; `JWT`: an ID token), not expired more than `leeway` seconds ago.
+pub fn own_token_claims(
+    jwks: &tessera_keyring::JwkSet,
+    issuer: &str,
+    token: &str,
+    typ: &str,
+    (now, leeway): (i64, i64),
+) -> Result<serde_json::Value, &'static str> {
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     if token.len() > 8 * 1024 {
@@ -259,9 +339,7 @@ pub fn own_access_token_claims(
     let decode = |seg: &str| URL_SAFE_NO_PAD.decode(seg).map_err(|_| "malformed token");
     let header: serde_json::Value =
         serde_json::from_slice(&decode(h)?).map_err(|_| "malformed token")?;
-    if header["alg"] != tessera_keyring::ALG
-        || header["typ"] != "at+jwt"
-        || header.get("crit").is_some()
+    if header["alg"] != tessera_keyring::ALG || header["typ"] != typ || header.get("crit").is_some()
     {
         return Err("unacceptable header");
     }

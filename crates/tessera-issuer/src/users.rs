@@ -63,6 +63,19 @@ pub(crate) enum UsersVerb {
         /// Login name.
         name: String,
     },
+    /// List the third-party clients a user allowed, with the scopes.
+    Consents {
+        /// Login name.
+        name: String,
+    },
+    /// Withdraw a user's consent to a client: the next sign-in asks again,
+    /// and the user's sessions with that client end now.
+    WithdrawConsent {
+        /// Login name.
+        name: String,
+        /// The client's id.
+        client_id: String,
+    },
 }
 
 /// Reads a new password: the first line of stdin, or twice from a prompt.
@@ -180,6 +193,33 @@ async fn run_async(config: &Config, verb: UsersVerb) -> anyhow::Result<()> {
         UsersVerb::Delete { name } => {
             accounts.delete(&name).await?;
             writeln!(out, "{name}: deleted")?;
+        }
+        UsersVerb::Consents { name } => {
+            let consents = accounts.consents(&name).await?;
+            writeln!(out, "{:<24}  {:<20}  SCOPES", "CLIENT_ID", "GRANTED")?;
+            for (client, scopes, at) in consents {
+                let at = std::time::UNIX_EPOCH
+                    + std::time::Duration::from_secs(u64::try_from(at).unwrap_or(0));
+                writeln!(
+                    out,
+                    "{:<24}  {:<20}  {}",
+                    client,
+                    tessera_keyring::format_time(at),
+                    roles_text(&scopes)
+                )?;
+            }
+        }
+        UsersVerb::WithdrawConsent { name, client_id } => {
+            let (had, ended) = accounts.withdraw_consent(&name, &client_id).await?;
+            if had {
+                writeln!(out, "{name}: consent to {client_id} withdrawn")?;
+            } else {
+                writeln!(out, "{name}: had not allowed {client_id} anything")?;
+            }
+            writeln!(
+                out,
+                "{name}: {ended} session(s) with {client_id} ended, their tokens revoked"
+            )?;
         }
     }
     Ok(())

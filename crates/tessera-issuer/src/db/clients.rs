@@ -8,13 +8,13 @@ use crate::clients::Client;
 const COLUMNS: &str = "client_id, kind, secret_sha256, grant_types, scopes, default_scope,
                        audiences, redirect_uris, introspect, disabled, created_at, updated_at,
                        auth_methods, jwks, previous_secret_sha256, previous_secret_until,
-                       token_lifetime_secs";
+                       token_lifetime_secs, third_party, post_logout_redirect_uris";
 
 fn list_json(list: &[String]) -> String {
     serde_json::to_string(list).unwrap_or_else(|_| "[]".to_owned())
 }
 
-/// Binds a client's columns as `$1`…`$16` (`at`: the time the row gets), in
+/// Binds a client's columns as `$1`…`$18` (`at`: the time the row gets), in
 /// the order `add_client` and `update_client` both use.
 trait BindClient: Sized {
     fn bind_client(self, client: &Client, at: i64) -> Self;
@@ -53,6 +53,8 @@ where
             .bind(previous)
             .bind(client.previous_secret_until)
             .bind(lifetime)
+            .bind(client.third_party)
+            .bind(list_json(&client.post_logout_redirect_uris))
     }
 }
 
@@ -100,6 +102,8 @@ where
         previous_secret_sha256,
         previous_secret_until: row.try_get("previous_secret_until")?,
         token_lifetime_secs: lifetime.map(|s| u64::try_from(s).unwrap_or(0)),
+        third_party: row.try_get("third_party")?,
+        post_logout_redirect_uris: list("post_logout_redirect_uris")?,
         client_id,
     })
 }
@@ -122,8 +126,9 @@ impl Db {
                 "INSERT INTO clients (client_id, kind, secret_sha256, grant_types, scopes,
                  default_scope, audiences, redirect_uris, introspect, disabled, created_at,
                  updated_at, auth_methods, jwks, previous_secret_sha256, previous_secret_until,
-                 token_lifetime_secs)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16)",
+                 token_lifetime_secs, third_party, post_logout_redirect_uris)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16,
+                     $17, $18)",
             )
             .bind_client(client, client.created_at)
             .execute(pool)
@@ -146,7 +151,7 @@ impl Db {
                  default_scope = $6, audiences = $7, redirect_uris = $8, introspect = $9,
                  disabled = $10, updated_at = $11, auth_methods = $12, jwks = $13,
                  previous_secret_sha256 = $14, previous_secret_until = $15,
-                 token_lifetime_secs = $16
+                 token_lifetime_secs = $16, third_party = $17, post_logout_redirect_uris = $18
              WHERE client_id = $1"
         )
         .bind_client(client, client.updated_at)

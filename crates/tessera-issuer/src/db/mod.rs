@@ -23,6 +23,7 @@
 mod macros;
 
 mod audit;
+mod browser;
 mod clients;
 mod error;
 mod housekeeping;
@@ -51,12 +52,15 @@ enum Backend {
 }
 
 pub use audit::{AuditRecord, AuditRow};
+pub use browser::{NewCode, SsoSession, TakenCode};
 pub use error::DbError;
 use error::sql;
 pub use postgres::PoolSettings;
 pub use revocations::{Revoked, RevokedAt};
 pub use rotation::Rotation;
-pub use sessions::{FoundRefresh, NewSession, SessionInfo, SessionsOf, Settle, Settled, UsedToken};
+pub use sessions::{
+    FoundRefresh, NewSession, SessionInfo, SessionsOf, Settle, Settled, SsoLink, UsedToken,
+};
 pub use throttle::{Reserve, ReserveRules};
 pub use users::{Credentials, User};
 

@@ -59,6 +59,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "client_auth",
         include_str!("../../migrations/postgres/0009_client_auth.sql"),
     ),
+    (
+        10,
+        "browser_sign_in",
+        include_str!("../../migrations/postgres/0010_browser_sign_in.sql"),
+    ),
 ];
 
 /// The advisory lock migrations take, so instances starting together apply

@@ -19,6 +19,17 @@ pub struct NewSession<'a> {
     pub client_id: &'a str,
     /// The scope granted.
     pub scope: &'a str,
+    /// The browser sign-in (SSO session) it came from, if any.
+    pub sso: Option<SsoLink<'a>>,
+}
+
+/// The SSO session a session was started from (browser sign-in).
+#[derive(Debug, Clone, Copy)]
+pub struct SsoLink<'a> {
+    /// The SSO session's id.
+    pub id: &'a str,
+    /// When the user's password was checked (Unix seconds).
+    pub auth_time: i64,
 }
 
 /// The session a refresh belongs to, as `issue` sees it.
@@ -107,14 +118,17 @@ impl Db {
     ) -> Result<(), DbError> {
         in_transaction!(self, "committing a session", |tx| {
             sqlx::query(
-                "INSERT INTO sessions (id, user_id, client_id, scope, created_at, last_used_at)
-                 VALUES ($1, $2, $3, $4, $5, $5)",
+                "INSERT INTO sessions (id, user_id, client_id, scope, created_at, last_used_at,
+                                       sso_id, auth_time)
+                 VALUES ($1, $2, $3, $4, $5, $5, $6, $7)",
             )
             .bind(session.id)
             .bind(session.user_id)
             .bind(session.client_id)
             .bind(session.scope)
             .bind(now)
+            .bind(session.sso.map(|s| s.id))
+            .bind(session.sso.map(|s| s.auth_time))
             .execute(&mut *tx)
             .await
             .map_err(sql("starting a session"))?;
@@ -167,6 +181,10 @@ pub enum SessionsOf<'a> {
     User(&'a str),
     /// A client's (its users' logins through it), by client id.
     Client(&'a str),
+    /// One user's through one client (consent withdrawn): user id, client id.
+    UserClient(&'a str, &'a str),
+    /// Those a browser sign-in (SSO session) started, by its id.
+    Sso(&'a str),
 }
 
 impl Db {
@@ -178,27 +196,46 @@ impl Db {
         now: i64,
         why: &str,
     ) -> Result<Vec<String>, DbError> {
-        let (query, id, what) = match owner {
+        let (query, id, other, what) = match owner {
             SessionsOf::User(id) => (
                 "UPDATE sessions SET revoked_at = $1, revoked_why = $2
                  WHERE user_id = $3 AND revoked_at IS NULL RETURNING id",
                 id,
+                None,
                 "revoking a user's sessions",
             ),
             SessionsOf::Client(id) => (
                 "UPDATE sessions SET revoked_at = $1, revoked_why = $2
                  WHERE client_id = $3 AND revoked_at IS NULL RETURNING id",
                 id,
+                None,
                 "revoking a client's sessions",
             ),
+            SessionsOf::UserClient(user, client) => (
+                "UPDATE sessions SET revoked_at = $1, revoked_why = $2
+                 WHERE user_id = $3 AND client_id = $4 AND revoked_at IS NULL RETURNING id",
+                user,
+                Some(client),
+                "revoking a user's sessions with a client",
+            ),
+            SessionsOf::Sso(id) => (
+                "UPDATE sessions SET revoked_at = $1, revoked_why = $2
+                 WHERE sso_id = $3 AND revoked_at IS NULL RETURNING id",
+                id,
+                None,
+                "revoking a browser sign-in's sessions",
+            ),
         };
-        on_writer!(self, |conn| sqlx::query_scalar(query)
-            .bind(now)
-            .bind(why)
-            .bind(id)
+        on_writer!(self, |conn| {
+            let query = sqlx::query_scalar(query).bind(now).bind(why).bind(id);
+            match other {
+                Some(other) => query.bind(other),
+                None => query,
+            }
             .fetch_all(conn)
             .await
-            .map_err(sql(what)))
+            .map_err(sql(what))
+        })
     }
 }
 

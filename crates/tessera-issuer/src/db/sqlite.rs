@@ -66,6 +66,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "client_auth",
         include_str!("../../migrations/sqlite/0010_client_auth.sql"),
     ),
+    (
+        11,
+        "browser_sign_in",
+        include_str!("../../migrations/sqlite/0011_browser_sign_in.sql"),
+    ),
 ];
 
 /// Creates the database file 0600 if it does not exist yet, whoever (the

@@ -224,3 +224,138 @@ fn public_facts(access_token: &str) -> Result<Facts, ApiError> {
         .ok_or_else(|| ApiError::Internal("a fresh access token without a payload".to_owned()))?;
     serde_json::from_slice(&payload).map_err(|e| ApiError::Internal(e.to_string()))
 }
+
+/// Browser sign-in's two cookies: the SSO session (`HttpOnly`,
+/// `SameSite=Lax` so a client's link back to `/authorize` carries it) and
+/// the pre-login cookie the login form's CSRF token is bound to
+/// (`SameSite=Strict`: a form posted from another site arrives without it).
+/// Both `Secure` and `__Host-` prefixed unless the issuer is plain HTTP on
+/// loopback; both host-only, path `/`.
+#[derive(Debug, Clone)]
+pub(super) struct SignInCookies {
+    secure: bool,
+    sso_name: &'static str,
+    login_name: &'static str,
+    sso_max_age: i64,
+    own_origin: Option<String>,
+}
+
+/// How long a login form may wait for its answer.
+const LOGIN_FORM_MAX_AGE: i64 = 1800;
+
+impl SignInCookies {
+    pub(super) fn new(settings: &TokenSettings) -> Self {
+        let secure = !crate::validate::is_loopback_http(&settings.issuer);
+        let (sso_name, login_name) = if secure {
+            ("__Host-tessera_sso", "__Host-tessera_login")
+        } else {
+            ("tessera_sso", "tessera_login")
+        };
+        Self {
+            secure,
+            sso_name,
+            login_name,
+            sso_max_age: crate::secs(settings.refresh_absolute_lifetime),
+            own_origin: crate::validate::origin_of(&settings.issuer),
+        }
+    }
+
+    fn values(headers: &HeaderMap, name: &str) -> Vec<String> {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|text| Cookie::split_parse(text).flatten())
+            .filter(|c| c.name() == name && !c.value().is_empty())
+            .map(|c| c.value().to_owned())
+            .take(crate::service::authorize::MAX_SSO_COOKIES)
+            .collect()
+    }
+
+    /// The SSO cookie's values in the request (more than one: planted).
+    pub(super) fn sso_values(&self, headers: &HeaderMap) -> Vec<String> {
+        Self::values(headers, self.sso_name)
+    }
+
+    /// The pre-login cookie's values in the request.
+    pub(super) fn login_values(&self, headers: &HeaderMap) -> Vec<String> {
+        Self::values(headers, self.login_name)
+    }
+
+    fn cookie(&self, name: &'static str, value: &str, max_age: i64, strict: bool) -> HeaderValue {
+        let cookie = Cookie::build((name, value.to_owned()))
+            .http_only(true)
+            .secure(self.secure)
+            .same_site(if strict {
+                SameSite::Strict
+            } else {
+                SameSite::Lax
+            })
+            .path("/")
+            .max_age(cookie::time::Duration::seconds(max_age))
+            .build();
+        set_cookie(&cookie)
+    }
+
+    /// Starts the SSO session in the browser.
+    pub(super) fn set_sso(&self, value: &str) -> HeaderValue {
+        self.cookie(self.sso_name, value, self.sso_max_age, false)
+    }
+
+    /// Removes the SSO cookie.
+    pub(super) fn clear_sso(&self) -> HeaderValue {
+        self.cookie(self.sso_name, "", 0, false)
+    }
+
+    /// The pre-login cookie.
+    pub(super) fn set_login(&self, value: &str) -> HeaderValue {
+        self.cookie(self.login_name, value, LOGIN_FORM_MAX_AGE, true)
+    }
+
+    /// Removes the pre-login cookie.
+    pub(super) fn clear_login(&self) -> HeaderValue {
+        self.cookie(self.login_name, "", 0, true)
+    }
+
+    /// Whether a form post may come from where its `Origin` says: the
+    /// issuer's own origin, or `null` / none (what a browser sends for a
+    /// page with `Referrer-Policy: no-referrer`). Any other origin is
+    /// another site. The CSRF token, bound to a cookie that site cannot read
+    /// or send, is the check that decides.
+    pub(super) fn form_origin_ok(&self, headers: &HeaderMap) -> bool {
+        let mut values = headers.get_all(header::ORIGIN).iter();
+        match (values.next(), values.next()) {
+            (None, _) => true,
+            (Some(origin), None) => {
+                origin.as_bytes() == b"null"
+                    || self.own_origin.as_deref().map(str::as_bytes) == Some(origin.as_bytes())
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The CSRF token of a form bound to `cookie` for `purpose` (the cookie's
+/// value never appears in the page).
+pub(super) fn csrf_token(purpose: &str, cookie: &str) -> String {
+    tessera_keyring::b64url(&tessera_keyring::sha256(
+        format!("tessera {purpose} csrf\n{cookie}").as_bytes(),
+    ))
+}
+
+/// The cookie among `cookies` whose CSRF token for `purpose` is `token`
+/// (compared in constant time).
+pub(super) fn csrf_cookie<'a>(
+    purpose: &str,
+    cookies: &'a [String],
+    token: &str,
+) -> Option<&'a str> {
+    let offered = tessera_keyring::sha256(token.as_bytes());
+    cookies
+        .iter()
+        .find(|c| {
+            let expected = tessera_keyring::sha256(csrf_token(purpose, c).as_bytes());
+            crate::clients::same(&expected, &offered)
+        })
+        .map(String::as_str)
+}

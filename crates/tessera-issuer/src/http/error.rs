@@ -49,6 +49,9 @@ pub enum ApiError {
         /// Why, for the client's developer.
         description: &'static str,
     },
+    /// 403 with an RFC 6750 `insufficient_scope` challenge naming the scope
+    /// the endpoint needs.
+    InsufficientScope(&'static str),
     /// 429 with `Retry-After`: too many failed logins for this username or IP.
     Throttled {
         /// Seconds to wait.
@@ -109,6 +112,7 @@ impl From<AuthError> for ApiError {
                 error: Some("invalid_token"),
                 description: why,
             },
+            AuthError::InsufficientScope(scope) => Self::InsufficientScope(scope),
             AuthError::Invalid(why) => Self::InvalidRequest(why),
             AuthError::NoKeys => Self::Unavailable(err.to_string()),
             AuthError::Db(db) => db.into(),
@@ -187,6 +191,19 @@ impl IntoResponse for ApiError {
                 };
                 let body = json!({"error": error.unwrap_or("invalid_request")});
                 return challenged(challenge, body);
+            }
+            Self::InsufficientScope(scope) => {
+                let challenge = HeaderValue::from_str(&format!(
+                    "Bearer error=\"insufficient_scope\", scope=\"{scope}\""
+                ))
+                .unwrap_or(HeaderValue::from_static("Bearer"));
+                return (
+                    StatusCode::FORBIDDEN,
+                    no_store(),
+                    [(header::WWW_AUTHENTICATE, challenge)],
+                    Json(json!({"error": "insufficient_scope"})),
+                )
+                    .into_response();
             }
             Self::Throttled { retry_after } => {
                 return retry_later(

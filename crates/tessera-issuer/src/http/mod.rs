@@ -9,11 +9,16 @@
 //! - [`logout`]: `/logout` (bearer). [`introspect`]: `/introspect`.
 //! - [`session`]: cookie sessions, `/session` and its `/refresh` and
 //!   `/logout`; [`cookies`]: their settings, the CSRF rule, the cookies.
+//! - [`authorize`]: browser sign-in (`/authorize`, the login and consent
+//!   forms); [`end_session`]: RP-initiated logout; [`pages`]: their HTML.
+//! - [`logout`] also answers `/userinfo`.
 //! - [`health`]: `/healthz`, `/readyz`, and the fallback.
 //! - [`address`]: the client's address, past trusted proxies.
 
 mod address;
+mod authorize;
 mod cookies;
+mod end_session;
 pub mod error;
 mod feed;
 mod health;
@@ -22,6 +27,7 @@ mod keys;
 mod login;
 mod logout;
 mod oauth;
+mod pages;
 mod session;
 pub mod state;
 
@@ -32,8 +38,9 @@ use address::client_address;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::header;
+use axum::http::{HeaderValue, Method, header};
 use axum::routing::{get, post};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::sensitive_headers::{
     SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer,
 };
@@ -69,24 +76,78 @@ pub fn with_edge_layers(routes: Router, state: AppState) -> Router {
 /// baseline route before layering, so both pay for exactly the same layers).
 pub fn routes(state: AppState) -> Router {
     Router::new()
+        .route("/login", post(login::login))
+        .route("/authorize", get(authorize::authorize))
+        .route("/authorize/login", post(authorize::login))
+        .route("/authorize/consent", post(authorize::consent))
+        .route(
+            "/end_session",
+            get(end_session::end_session).post(end_session::confirmed),
+        )
+        .route("/assets/tessera.css", get(pages::stylesheet))
+        .route(
+            "/logout",
+            post(logout::logout).get(end_session::end_session),
+        )
+        .route("/revocations", get(feed::revocations))
+        .route("/introspect", post(introspect::introspect))
+        .merge(session::routes(&state))
+        .merge(public_routes())
+        .merge(browser_api_routes(&state))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(health::not_found)
+        .with_state(state)
+}
+
+/// JWKS and discovery: public documents any web page may read (CORS for
+/// every origin, no credentials).
+fn public_routes() -> Router<AppState> {
+    Router::new()
         .route("/.well-known/jwks.json", get(keys::jwks))
         .route(
             "/.well-known/oauth-authorization-server",
             get(keys::discovery),
         )
         .route("/.well-known/openid-configuration", get(keys::discovery))
-        .route("/login", post(login::login))
+        .layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::any())
+                .allow_methods([Method::GET])
+                .max_age(CORS_MAX_AGE),
+        )
+}
+
+/// `/token`, `/revoke` and `/userinfo`, with CORS (no credentials: they
+/// take none from cookies) for the origins of registered redirect URIs,
+/// so a browser app signing in with code + PKCE can call them.
+fn browser_api_routes(state: &AppState) -> Router<AppState> {
+    let issuer = state.service().clone();
+    let allowed = AllowOrigin::async_predicate(move |origin: HeaderValue, _parts| {
+        let issuer = issuer.clone();
+        async move {
+            match origin.to_str() {
+                Ok(origin) => issuer.browser_origin_allowed(origin).await,
+                Err(_) => false,
+            }
+        }
+    });
+    Router::new()
         .route("/token", post(oauth::token))
         .route("/revoke", post(oauth::revoke))
-        .route("/logout", post(logout::logout))
-        .route("/revocations", get(feed::revocations))
-        .route("/introspect", post(introspect::introspect))
-        .merge(session::routes(&state))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .fallback(health::not_found)
-        .with_state(state)
+        .route("/userinfo", get(logout::userinfo).post(logout::userinfo))
+        .layer(
+            CorsLayer::new()
+                .allow_origin(allowed)
+                .allow_methods([Method::GET, Method::POST])
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+                .expose_headers([header::RETRY_AFTER, header::WWW_AUTHENTICATE])
+                .max_age(CORS_MAX_AGE),
+        )
 }
+
+/// How long a browser may keep a preflight answer.
+const CORS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// The span of a request: method and path, never the query string (which
 /// may carry a token: `POST /logout?access_token=…`), at any level.

@@ -1,5 +1,6 @@
-//! The OAuth 2.0 endpoints: `/token` (RFC 6749: refresh, password and client
-//! credentials grants; RFC 8707 `resource`)
+//! The OAuth 2.0 endpoints: `/token` (RFC 6749: authorization code with
+//! PKCE, refresh, client credentials and password grants; RFC 8707
+//! `resource`)
 //! and `/revoke` (RFC 7009), and how a request offers client credentials.
 
 use std::collections::HashMap;
@@ -189,6 +190,17 @@ pub(super) async fn token(
                     AuthError::InvalidCredentials => ApiError::InvalidGrant,
                     other => other.into(),
                 })?;
+            serde_json::to_vec(&tokens).map_err(|e| ApiError::Internal(e.to_string()))?
+        }
+        "authorization_code" => {
+            let tokens = service
+                .authorization_code(
+                    &offered,
+                    required(&params, "code")?,
+                    params.get("redirect_uri").map(String::as_str),
+                    params.get("code_verifier").map(String::as_str),
+                )
+                .await?;
             serde_json::to_vec(&tokens).map_err(|e| ApiError::Internal(e.to_string()))?
         }
         "client_credentials" => {

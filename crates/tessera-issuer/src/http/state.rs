@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::http::HeaderValue;
 use serde_json::json;
 
-use super::cookies::Sessions;
+use super::cookies::{Sessions, SignInCookies};
 use crate::config::CookieSessions;
 use crate::proxies::Cidr;
 use crate::service::Issuer;
@@ -24,6 +24,7 @@ struct Edge {
     discovery: Bytes,
     trusted_proxies: Vec<Cidr>,
     sessions: Sessions,
+    sign_in: SignInCookies,
 }
 
 impl AppState {
@@ -34,23 +35,38 @@ impl AppState {
         let url = &settings.issuer;
         let discovery = json!({
             "issuer": url,
-            "jwks_uri": format!("{url}/.well-known/jwks.json"),
+            "authorization_endpoint": format!("{url}/authorize"),
             "token_endpoint": format!("{url}/token"),
+            "userinfo_endpoint": format!("{url}/userinfo"),
+            "end_session_endpoint": format!("{url}/end_session"),
+            "jwks_uri": format!("{url}/.well-known/jwks.json"),
             "revocation_endpoint": format!("{url}/revoke"),
             "introspection_endpoint": format!("{url}/introspect"),
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
             // Not an RFC 8414 field: the signed revocation list resource
             // servers follow (feed.rs).
             "tessera_revocation_feed_endpoint": format!("{url}/revocations"),
-            "grant_types_supported": ["password", "refresh_token", "client_credentials"],
-            // REQUIRED by RFC 8414, and consumers (authlib) refuse an empty list.
-            // Tessera has no authorization endpoint; `none` is the one response
-            // type that promises nothing from one.
-            "response_types_supported": ["none"],
+            "grant_types_supported":
+                ["authorization_code", "refresh_token", "client_credentials", "password"],
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "code_challenge_methods_supported": ["S256"],
+            // RFC 9207: the authorization response names the issuer.
+            "authorization_response_iss_parameter_supported": true,
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": [tessera_keyring::ALG],
+            "scopes_supported": ["openid", "profile", "roles"],
+            "claims_supported": [
+                "iss", "sub", "aud", "azp", "exp", "iat", "auth_time", "nonce", "sid", "amr",
+                "at_hash", "preferred_username", "roles",
+            ],
+            "prompt_values_supported": ["none", "login", "consent", "select_account"],
             "token_endpoint_auth_methods_supported":
                 ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"],
             "token_endpoint_auth_signing_alg_values_supported": crate::clients::ASSERTION_ALGS,
             "revocation_endpoint_auth_methods_supported": ["none"],
+            "request_parameter_supported": false,
+            "request_uri_parameter_supported": false,
             // Not an RFC 8414 field: the algorithm of the access tokens (RFC 9068).
             "access_token_signing_alg_values_supported": [tessera_keyring::ALG],
         });
@@ -65,6 +81,7 @@ impl AppState {
                 discovery: Bytes::from(discovery.to_string()),
                 trusted_proxies: Vec::new(),
                 sessions: Sessions::new(settings, &CookieSessions::default()),
+                sign_in: SignInCookies::new(settings),
             }),
             issuer,
         }
@@ -89,6 +106,7 @@ impl AppState {
             discovery: self.edge.discovery.clone(),
             trusted_proxies: self.edge.trusted_proxies.clone(),
             sessions: self.edge.sessions.clone(),
+            sign_in: self.edge.sign_in.clone(),
         };
         change(&mut edge);
         Self {
@@ -116,5 +134,9 @@ impl AppState {
 
     pub(super) fn sessions(&self) -> &Sessions {
         &self.edge.sessions
+    }
+
+    pub(super) fn sign_in(&self) -> &SignInCookies {
+        &self.edge.sign_in
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tessera_keyring::Clock;
 
 use crate::audit::{self, Event};
-use crate::db::{Db, RevokedAt, User};
+use crate::db::{Db, RevokedAt, SessionsOf, User};
 use crate::passwords::{Hasher, Password, random_token};
 use crate::revocation::Kind;
 use crate::validate;
@@ -225,6 +225,41 @@ impl Accounts {
         )
         .await;
         Ok(())
+    }
+
+    /// The consents a user gave third-party clients: `(client_id, scopes,
+    /// granted_at)`.
+    pub async fn consents(&self, name: &str) -> Result<Vec<(String, Vec<String>, i64)>, AuthError> {
+        let id = self.user_id(name).await?;
+        Ok(self.db.consents_of(&id).await?)
+    }
+
+    /// Withdraws a user's consent to a client: the next sign-in asks again,
+    /// and the user's sessions with that client end now (their tokens
+    /// revoked). Returns whether there was a consent, and how many sessions
+    /// ended.
+    pub async fn withdraw_consent(
+        &self,
+        name: &str,
+        client_id: &str,
+    ) -> Result<(bool, usize), AuthError> {
+        let id = self.user_id(name).await?;
+        let now = self.now();
+        let had = self.db.withdraw_consent(&id, client_id).await?;
+        let ended = self
+            .revocations()
+            .sessions(
+                SessionsOf::UserClient(&id, client_id),
+                now,
+                "consent_withdrawn",
+            )
+            .await?;
+        let event = Event::new("consent_withdrawn")
+            .user(&id)
+            .with("client_id", client_id)
+            .with("sessions_ended", ended.len());
+        audit::record(&self.db, now, event).await;
+        Ok((had, ended.len()))
     }
 
     /// Revokes one access token (by `jti`).

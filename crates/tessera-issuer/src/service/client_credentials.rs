@@ -65,6 +65,7 @@ impl Issuer {
             expires_in: lifetime.as_secs(),
             refresh_token: None,
             scope,
+            id_token: None,
         })
     }
 }

@@ -43,6 +43,9 @@ pub enum AuthError {
     /// A bearer token that is not a valid access token of this issuer.
     #[error("invalid token: {0}")]
     InvalidToken(&'static str),
+    /// A valid access token without the scope an endpoint needs.
+    #[error("the access token lacks the scope {0}")]
+    InsufficientScope(&'static str),
     /// A request that is malformed in a way the caller can fix (an
     /// operator's role name, a scope string).
     #[error("{0}")]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::audit::{self, Event};
 use crate::clients::Client;
+use crate::db::User;
 use crate::passwords::{Admitted, Checked, Password};
 use crate::throttle::Reservation;
 use crate::tokens::{AccessGrant, TokenResponse, new_refresh_token};
@@ -97,29 +98,48 @@ impl Issuer {
     }
 
     /// Checks a username and password and, if they are right and the user is
-    /// enabled, starts a session. Unknown users, disabled users and wrong
-    /// passwords cost the same Argon2 work and get the same error.
-    ///
-    /// Before any password work: a username this instance knows is blocked
-    /// is throttled; a full password-check queue is overloaded; then the
-    /// attempt is reserved in the database (throttled if a key is blocked).
-    /// From there the login runs to its end on a task of its own, so a check
-    /// that runs is counted and audited even if the client has gone.
+    /// enabled, starts a session ([`Issuer::check_password`] says how).
     pub async fn password_login(
         &self,
         login: Login,
         password: Password,
     ) -> Result<TokenResponse, AuthError> {
+        let user = self
+            .check_password(&login.username, login.client_ip, password)
+            .await?;
+        self.start_password_session(login, user).await
+    }
+
+    /// The user a username and password name, if they are right and the user
+    /// is enabled. Unknown users, disabled users and wrong passwords cost the
+    /// same Argon2 work and get the same error.
+    ///
+    /// Before any password work: a username this instance knows is blocked
+    /// is throttled; a full password-check queue is overloaded; then the
+    /// attempt is reserved in the database (throttled if a key is blocked).
+    /// From there the check runs to its end on a task of its own, so a check
+    /// that runs is counted and audited even if the client has gone.
+    pub async fn check_password(
+        &self,
+        username: &str,
+        client_ip: Option<IpAddr>,
+        password: Password,
+    ) -> Result<User, AuthError> {
         let now = self.now();
-        if let Some(retry_after) = self.inner.throttle.known_block(&login.username, now) {
-            self.log_throttled(login.client_ip, retry_after);
+        if let Some(retry_after) = self.inner.throttle.known_block(username, now) {
+            self.log_throttled(client_ip, retry_after);
             return Err(AuthError::Throttled { retry_after });
         }
         let admitted = self.inner.hasher.try_admit().ok_or(AuthError::Overloaded)?;
         let issuer = self.clone();
-        tokio::spawn(async move { issuer.finish_login(login, admitted, password).await })
-            .await
-            .map_err(|e| AuthError::Issuing(format!("login task: {e}")))?
+        let username = username.to_owned();
+        tokio::spawn(async move {
+            issuer
+                .verify_password(username, client_ip, admitted, password)
+                .await
+        })
+        .await
+        .map_err(|e| AuthError::Issuing(format!("login task: {e}")))?
     }
 
     /// One `login_throttled` line per second at most, with how many were
@@ -150,20 +170,14 @@ impl Issuer {
         }
     }
 
-    async fn finish_login(
+    async fn verify_password(
         &self,
-        login: Login,
+        username: String,
+        client_ip: Option<IpAddr>,
         admitted: Admitted,
         password: Password,
-    ) -> Result<TokenResponse, AuthError> {
-        let Login {
-            username,
-            client_ip,
-            client,
-            scope,
-        } = login;
-        let (username, scope) = (username.as_str(), scope.as_str());
-        let client_id = client.client_id.as_str();
+    ) -> Result<User, AuthError> {
+        let username = username.as_str();
         let throttle = &self.inner.throttle;
         let db = self.db();
         let reserved = match throttle
@@ -216,6 +230,25 @@ impl Issuer {
             }
         };
         throttle.release(db, reserved, self.now()).await?;
+        Ok(user)
+    }
+
+    /// A session for `user`, who has just proved their password, with its
+    /// tokens.
+    async fn start_password_session(
+        &self,
+        login: Login,
+        user: User,
+    ) -> Result<TokenResponse, AuthError> {
+        let Login {
+            client_ip,
+            client,
+            scope,
+            ..
+        } = login;
+        let scope = scope.as_str();
+        let client_id = client.client_id.as_str();
+        let db = self.db();
         let now = self.now();
         let session_id = crate::passwords::random_token(16);
         let refresh = client.allows_grant("refresh_token").then(new_refresh_token);
@@ -224,6 +257,7 @@ impl Issuer {
             user_id: &user.id,
             client_id,
             scope,
+            sso: None,
         };
         db.start_session(&session, refresh.as_ref().map(|r| &r.1[..]), now)
             .await?;
@@ -252,6 +286,7 @@ impl Issuer {
             expires_in: self.settings().access_token_lifetime.as_secs(),
             refresh_token: refresh.map(|r| r.0),
             scope: scope.to_owned(),
+            id_token: None,
         })
     }
 }

@@ -9,6 +9,9 @@
 //! - [`revoke`]: logout, `/revoke`, and [`revoke::Revocations`], the one way
 //!   sessions and tokens are revoked (by the service and by operators).
 //! - [`client_credentials`]: a confidential client's token for itself.
+//! - [`authorize`]: browser sign-in (authorization requests, the SSO
+//!   session, consent, codes); [`code`]: redeeming a code, ID tokens,
+//!   `/userinfo`.
 //! - [`accounts`]: operators' changes to users, with their side effects.
 //! - [`clients`]: client authentication; [`registry`]: this instance's copy
 //!   of the client registry.
@@ -17,8 +20,10 @@
 
 pub mod accounts;
 pub mod assertion;
+pub mod authorize;
 pub mod client_credentials;
 pub mod clients;
+pub mod code;
 pub mod error;
 pub mod introspect;
 pub mod login;

@@ -230,6 +230,7 @@ impl Issuer {
                 expires_in: settings.access_token_lifetime.as_secs(),
                 refresh_token: Some(refresh_token),
                 scope,
+                id_token: None,
             })
             .map_err(|e| AuthError::Issuing(e.to_string()))?;
             Ok(Issued { response, new_hash })

@@ -27,6 +27,11 @@ impl Snapshot {
     pub fn get(&self, client_id: &str) -> Option<&Arc<Client>> {
         self.clients.get(client_id)
     }
+
+    /// Every registered client.
+    pub fn clients(&self) -> impl Iterator<Item = &Arc<Client>> {
+        self.clients.values()
+    }
 }
 
 #[derive(Debug)]

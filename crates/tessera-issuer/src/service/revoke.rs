@@ -77,6 +77,21 @@ impl<'a> Revocations<'a> {
             .await
     }
 
+    /// Ends `owner`'s sessions and revokes each one's access tokens by
+    /// `sid` (and nothing else of their user's); returns their ids.
+    pub async fn sessions(
+        &self,
+        owner: SessionsOf<'_>,
+        now: i64,
+        why: &str,
+    ) -> Result<Vec<String>, DbError> {
+        let ended = self.db.revoke_sessions_of(owner, now, why).await?;
+        for sid in &ended {
+            self.tokens(Kind::Sid, sid, why).await?;
+        }
+        Ok(ended)
+    }
+
     /// Ends `owner`'s sessions, revokes the tokens whose `sub` is `sub` up to
     /// now, and each ended session's by `sid`.
     async fn owner(

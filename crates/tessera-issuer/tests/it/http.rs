@@ -126,7 +126,12 @@ async fn both_discovery_documents_point_at_our_endpoints() {
         assert_eq!(doc["revocation_endpoint"], format!("{ISSUER}/revoke"));
         assert_eq!(
             doc["grant_types_supported"],
-            serde_json::json!(["password", "refresh_token", "client_credentials"])
+            serde_json::json!([
+                "authorization_code",
+                "refresh_token",
+                "client_credentials",
+                "password"
+            ])
         );
         assert_eq!(
             doc["access_token_signing_alg_values_supported"],

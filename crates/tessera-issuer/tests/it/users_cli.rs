@@ -284,6 +284,7 @@ async fn disable_reset_and_revoke_commands_fill_the_revocation_list() {
             user_id: user,
             client_id: "tessera",
             scope: "profile",
+            sso: None,
         };
         db.start_session(&session, Some(sid.as_bytes()), 1)
             .await
@@ -393,6 +394,7 @@ async fn delete_and_role_removal_revoke_for_the_recorded_lifetime() {
         user_id: &dave,
         client_id: "tessera",
         scope: "profile",
+        sso: None,
     };
     db.start_session(&session, Some(b"s9"), 1).await.unwrap();
     u.ok(&["delete", "dave"], None);

@@ -56,6 +56,7 @@ pub(crate) async fn with_session() -> Vec<TestDb> {
             user_id: "u1",
             client_id: "tessera",
             scope: "profile",
+            sso: None,
         };
         t.db.start_session(&session, Some(&OLD), 100).await.unwrap();
     }

@@ -183,6 +183,7 @@ async fn housekeeping_forgets_ended_sessions_and_spent_replay_copies() {
             user_id: "u1",
             client_id: "tessera",
             scope: "profile",
+            sso: None,
         };
         t.db.start_session(&session, Some(&[7; 32]), 5_000)
             .await

@@ -199,9 +199,10 @@ async fn the_password_grant_and_rfc6749_errors() {
         ),
         ("username=alice&password=correct+horse", "invalid_request"),
         (
-            "grant_type=authorization_code&code=x",
-            "unsupported_grant_type",
+            "grant_type=authorization_code&code=x&client_id=tessera-web",
+            "unauthorized_client",
         ),
+        ("grant_type=device_code", "unsupported_grant_type"),
         ("grant_type=implicit", "unsupported_grant_type"),
         ("grant_type=client_credentials", "invalid_client"),
         ("grant_type=refresh_token", "invalid_request"),

@@ -205,6 +205,7 @@ impl App {
     }
 }
 
+mod browser;
 mod client_credentials;
 mod grants;
 mod introspection;
