@@ -306,3 +306,41 @@ async fn other_request_errors_go_back_with_state() {
         assert!(!params.contains_key("code"));
     }
 }
+
+#[tokio::test]
+async fn two_concurrent_redemptions_leave_no_live_session() {
+    let app = browser_app().await;
+    let mut browser = Browser::default();
+    let reply = browser.sign_in(&app, &authorize_query(SPA, "")).await;
+    let code = location_params(&reply)["code"].clone();
+    let (a, b) = tokio::join!(
+        app.redeem(SPA, &code, VERIFIER),
+        app.redeem(SPA, &code, VERIFIER)
+    );
+    // One takes the code; the other is a replay. Whether the replay lands
+    // before or after the first use's answer, the session ends: a winner's
+    // tokens are revoked, or the first use sees the mark and refuses.
+    let winners: Vec<&Reply> = [&a, &b]
+        .into_iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .collect();
+    assert!(winners.len() <= 1);
+    for reply in [&a, &b] {
+        if reply.status != StatusCode::OK {
+            assert_eq!(reply.body["error"], "invalid_grant");
+        }
+    }
+    let (sessions, _) = app.db.count_sessions().await.unwrap();
+    assert_eq!(sessions, 1, "the code's one session");
+    if let Some(won) = winners.first() {
+        let sid = claims(won.body["access_token"].as_str().unwrap())["sid"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(!app.db.session_active(&sid).await.unwrap());
+        assert_eq!(
+            app.refresh(&refresh_of(&won.body)).await.body["error"],
+            "invalid_grant"
+        );
+    }
+}

@@ -476,3 +476,31 @@ async fn discovery_describes_the_browser_flow() {
         .body;
     assert_eq!(oidc, doc, "RFC 8414 metadata says the same");
 }
+
+#[tokio::test]
+async fn the_login_page_is_throttled_with_login() {
+    let app = browser_app().await;
+    let mut browser = Browser::default();
+    let page = browser.get(&app, &authorize_query(SPA, "")).await;
+    // Six failures through /login (its limit), then the page is refused too:
+    // one budget for both doors.
+    for _ in 0..6 {
+        let reply = app
+            .send(
+                Request::post("/login")
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(
+                        serde_json::json!({"username": "alice", "password": "wrong"}).to_string(),
+                    ))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    let blocked = browser.log_in(&app, &page, "alice", "correct horse").await;
+    assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(blocked.headers.get(header::RETRY_AFTER).is_some());
+    assert!(blocked.text().contains("Too many failed sign-ins"));
+    assert!(blocked.headers.get(header::LOCATION).is_none());
+    assert!(!browser.jar.contains_key("__Host-tessera_sso"));
+}
