@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod browser_sign_in;
 mod cookie_sessions;
 mod interop_node;
 mod interop_python;

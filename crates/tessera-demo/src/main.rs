@@ -98,6 +98,7 @@ async fn demo(args: Args) -> anyhow::Result<()> {
     let issuer_url = prepared.issuer().to_owned();
     let passwords = demo_users(&args.database_url).await?;
     let service_secret = demo_service(&args.database_url).await?;
+    demo_spa(&args.database_url, &resource_url).await?;
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -180,6 +181,35 @@ async fn demo_service(database_url: &str) -> anyhow::Result<String> {
     Ok(secret)
 }
 
+/// The demo's browser client: public, code + PKCE and refresh, scopes
+/// `openid profile roles`, sent back to the resource server's `/spa` page
+/// (after sign-in and after sign-out). Registered again on every start, as
+/// the page's port may change.
+async fn demo_spa(database_url: &str, resource_url: &str) -> anyhow::Result<()> {
+    use tessera_issuer::clients::{Client, ClientKind, login_client};
+    let db = Db::connect(database_url).await?;
+    let now = tessera_issuer::unix_now(&tessera_keyring::SystemClock);
+    let id = tessera_resource_server::SPA_CLIENT;
+    let page = format!("{resource_url}/spa");
+    let strings = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let client = Client {
+        kind: ClientKind::Public,
+        grant_types: strings(&["authorization_code", "refresh_token"]),
+        scopes: strings(&["openid", "profile", "roles"]),
+        default_scope: strings(&["openid", "profile"]),
+        redirect_uris: vec![page.clone()],
+        post_logout_redirect_uris: vec![page],
+        ..login_client(id, now)
+    };
+    tessera_issuer::clients::check(&client).map_err(anyhow::Error::msg)?;
+    if db.client(id).await?.is_some() {
+        db.update_client(&client).await?;
+    } else {
+        db.add_client(&client).await?;
+    }
+    Ok(())
+}
+
 /// The demo's service client.
 const DEMO_SERVICE: &str = "reports-job";
 
@@ -236,6 +266,10 @@ fn print_guide(
     writeln!(
         out,
         "web app (cookie sessions): open {resource}/app in a browser and sign in"
+    )?;
+    writeln!(
+        out,
+        "browser sign-in (code + PKCE, OpenID Connect): open {resource}/spa in a browser"
     )?;
     for (name, password) in passwords {
         writeln!(out, "demo user {name}: password {password}")?;

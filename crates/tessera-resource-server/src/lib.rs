@@ -15,6 +15,9 @@
 //!   page); `POST /notes`: a toy state-changing route (`{"text": "…"}`).
 //! - `GET /app`: a small web page that signs in with the issuer's cookie
 //!   session, greets, refreshes and signs out (no framework, no CDN).
+//! - `GET /spa`: a small web page that signs in through the issuer's login
+//!   page (authorization code + PKCE, as the public client
+//!   [`SPA_CLIENT`]), shows `/profile`'s answer, refreshes and signs out.
 //!
 //! Every protected route takes the token from the `Authorization` header or,
 //! when the verifier has a cookie source, from the access cookie; see
@@ -35,6 +38,11 @@ use tessera_verifier::Verifier;
 use tessera_verifier::axum::{Authenticated, RequireRole, RequireScope, Role, Scope};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
+
+/// The client id the `/spa` page signs in as (a public client with the
+/// code grant whose redirect URI is this server's `/spa`; the demo
+/// registers it).
+pub const SPA_CLIENT: &str = "tessera-demo-spa";
 
 /// The scope `/reports` requires.
 #[derive(Debug)]
@@ -110,6 +118,8 @@ pub fn routes(verifier: Verifier) -> Router {
         .route("/app/app.js", get(web::app_script))
         .route("/app/app.css", get(web::app_style))
         .route("/app/config.json", get(web::app_config))
+        .route("/spa", get(web::spa_page))
+        .route("/spa/spa.js", get(web::spa_script))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

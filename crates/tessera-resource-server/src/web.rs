@@ -1,7 +1,8 @@
 //! The web app side of the demo: `GET /welcome` (the classic tutorial's
 //! page), `POST /notes` (a toy state-changing route, to show the CSRF rule on
-//! cookie-borne tokens), and the page at `/app` that signs in with the
-//! issuer's cookie session.
+//! cookie-borne tokens), the page at `/app` that signs in with the
+//! issuer's cookie session, and the page at `/spa` that signs in through the
+//! issuer's login page (authorization code + PKCE).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -43,7 +44,9 @@ impl Page {
         Self {
             csp: HeaderValue::from_str(&csp)
                 .unwrap_or(HeaderValue::from_static("default-src 'none'")),
-            config: json!({"issuer": issuer}).to_string().into_bytes(),
+            config: json!({"issuer": issuer, "client_id": crate::SPA_CLIENT})
+                .to_string()
+                .into_bytes(),
         }
     }
 }
@@ -169,7 +172,26 @@ pub(crate) async fn app_style(State(page): State<Arc<Page>>) -> Response {
     )
 }
 
-/// `GET /app/config.json`: the issuer the page signs in with.
+/// `GET /spa`: the page that signs in with code + PKCE.
+pub(crate) async fn spa_page(State(page): State<Arc<Page>>) -> Response {
+    asset(
+        &page,
+        "text/html; charset=utf-8",
+        include_str!("../assets/spa.html"),
+    )
+}
+
+/// `GET /spa/spa.js`.
+pub(crate) async fn spa_script(State(page): State<Arc<Page>>) -> Response {
+    asset(
+        &page,
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/spa.js"),
+    )
+}
+
+/// `GET /app/config.json`: the issuer the pages sign in with, and the
+/// browser client `/spa` is registered as.
 pub(crate) async fn app_config(State(page): State<Arc<Page>>) -> Response {
     (
         [(

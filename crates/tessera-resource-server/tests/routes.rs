@@ -276,10 +276,21 @@ async fn the_app_page_is_served_with_a_strict_content_security_policy() {
         assert!(csp.contains(part), "{csp}");
     }
     let config = send(&v, axum::http::Request::get("/app/config.json"), "").await;
-    assert_eq!(config.body, json!({"issuer": "http://issuer.test"}));
+    assert_eq!(
+        config.body,
+        json!({"issuer": "http://issuer.test", "client_id": "tessera-demo-spa"})
+    );
+    let spa = send(&v, axum::http::Request::get("/spa"), "").await;
+    assert!(spa.text().contains("<script src=\"/spa/spa.js\""));
+    assert_eq!(
+        spa.header(axum::http::header::CONTENT_SECURITY_POLICY),
+        csp,
+        "the same policy: scripts from here, fetches to here and the issuer"
+    );
     for (path, kind) in [
         ("/app/app.js", "text/javascript"),
         ("/app/app.css", "text/css"),
+        ("/spa/spa.js", "text/javascript"),
     ] {
         let asset = send(&v, axum::http::Request::get(path), "").await;
         assert_eq!(asset.status, StatusCode::OK, "{path}");

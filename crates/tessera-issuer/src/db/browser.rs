@@ -236,9 +236,8 @@ impl Db {
     /// has not ended (read after its session was started: see
     /// `crate::service::code`).
     pub async fn code_still_good(&self, hash: &[u8; 32]) -> Result<bool, DbError> {
-        let good: Option<i64> =
-            on_writer!(self, |conn| {
-                sqlx::query_scalar(
+        let good: Option<i64> = on_writer!(self, |conn| {
+            sqlx::query_scalar(
             "SELECT c.expires_at FROM authorization_codes c JOIN sso_sessions s ON s.id = c.sso_id
              WHERE c.hash = $1 AND c.replayed_at IS NULL AND s.ended_at IS NULL"
         )
@@ -246,7 +245,7 @@ impl Db {
         .fetch_optional(conn)
         .await
         .map_err(sql("reading an authorization code"))
-            })?;
+        })?;
         Ok(good.is_some())
     }
 
