@@ -15,6 +15,11 @@
 //!    at least 0.8 (issue 18). Then the same grant with `private_key_jwt`
 //!    (an RS256 verification and a `jti` insert per request), for its cost.
 //!
+//! 6. Full browser sign-ins per second (GET /authorize → the login form
+//!    posted → the code redeemed at /token), each a fresh browser, vs the
+//!    raw Argon2id check they contain, run through the same hasher pool at
+//!    the same concurrency right before and after. Target >= 0.8 (issue 19).
+//!
 //! Run: `cargo bench -p tessera-issuer --bench http`. Under `cargo test
 //! --benches` it runs each part for a moment, as a smoke test.
 
@@ -44,6 +49,15 @@ use tessera_keyring::{DEFAULT_BITS, KeyDir, SystemClock};
 
 /// The service client's secret (`reports-job`).
 const SERVICE_SECRET: &str = "bench-secret-bench-secret-bench-secret-0123";
+
+/// The sign-in measurement's browser app: where it is sent back, its PKCE
+/// verifier (RFC 7636 Appendix B) and that verifier's S256 challenge.
+const SPA_REDIRECT: &str = "http://127.0.0.1:9/cb";
+const SPA_VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const SPA_CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+/// Concurrent browsers in the sign-in measurement.
+const SIGN_IN_BROWSERS: usize = 4;
 
 /// Concurrent refresh chains (connections) in the refresh measurement.
 const REFRESH_CHAINS: usize = 16;
@@ -92,6 +106,17 @@ fn start_server(tmp: &std::path::Path, service_jwks: String) -> (SocketAddr, App
             };
             tessera_issuer::clients::check(&signer).unwrap();
             db.add_client(&signer).await.unwrap();
+            // A browser app for the sign-in measurement.
+            let spa = tessera_issuer::clients::Client {
+                kind: tessera_issuer::clients::ClientKind::Public,
+                grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+                scopes: vec!["openid".into(), "profile".into()],
+                default_scope: vec!["openid".into()],
+                redirect_uris: vec![SPA_REDIRECT.into()],
+                ..tessera_issuer::clients::login_client("bench-spa", 0)
+            };
+            tessera_issuer::clients::check(&spa).unwrap();
+            db.add_client(&spa).await.unwrap();
             let settings = TokenSettings {
                 issuer: "http://bench".into(),
                 audiences: vec!["api".into()],
@@ -446,4 +471,117 @@ fn main() {
         feed_304 / feed_trivial,
         feed_200 / feed_trivial
     );
+
+    // 6. Browser sign-in (issue 19) vs the raw Argon2id check it contains.
+    let hasher = state.service().hasher().clone();
+    let stored = hasher.hash(&Password::new("correct horse".into())).unwrap();
+    let argon2_rate = || {
+        let (hasher, stored) = (hasher.clone(), stored.clone());
+        rt.block_on(async move {
+            let start = Instant::now();
+            let tasks: Vec<_> = (0..SIGN_IN_BROWSERS)
+                .map(|_| {
+                    let (hasher, stored) = (hasher.clone(), stored.clone());
+                    tokio::spawn(async move {
+                        let mut n = 0u64;
+                        while start.elapsed() < run_for {
+                            let admitted = hasher.try_admit().unwrap();
+                            let password = Password::new("correct horse".into());
+                            let checked = hasher
+                                .check_async(admitted, password, Some(stored.clone()))
+                                .await;
+                            assert!(matches!(
+                                checked,
+                                tessera_issuer::passwords::Checked::Match { .. }
+                            ));
+                            n += 1;
+                        }
+                        n
+                    })
+                })
+                .collect();
+            let mut total = 0;
+            for task in tasks {
+                total += task.await.unwrap();
+            }
+            total as f64 / start.elapsed().as_secs_f64()
+        })
+    };
+    let argon2_before = argon2_rate();
+    let sign_in_rate = rt
+        .block_on(throughput(addr, SIGN_IN_BROWSERS, move |c| sign_ins(c, run_for)))
+        .unwrap();
+    let argon2_after = argon2_rate();
+    let argon2 = (argon2_before + argon2_after) / 2.0;
+    println!(
+        "  browser sign-in {sign_in_rate:>8.1} /s (authorize, login form, code at /token; {SIGN_IN_BROWSERS} browsers) vs raw Argon2id checks {argon2:>6.1}/s ({argon2_before:.1} before, {argon2_after:.1} after): ratio {:.3} (target >= 0.8)",
+        sign_in_rate / argon2
+    );
+}
+
+/// Full sign-ins on one connection until `run_for` has passed, each a fresh
+/// browser (no SSO cookie, so the form is always shown and posted).
+async fn sign_ins(mut c: Client, run_for: Duration) -> Result<u64, tessera_bench::Error> {
+    let redirect: String = form_urlencoded::byte_serialize(SPA_REDIRECT.as_bytes()).collect();
+    let authorize = format!(
+        "/authorize?response_type=code&client_id=bench-spa&redirect_uri={redirect}\
+         &scope=openid&state=s1&nonce=n1&code_challenge={SPA_CHALLENGE}&code_challenge_method=S256"
+    );
+    let start = Instant::now();
+    let mut n = 0;
+    while start.elapsed() < run_for {
+        let (status, page) = c.get(&authorize, &[]).await?;
+        assert_eq!(status, 200);
+        let cookie = c
+            .last_headers("set-cookie")
+            .into_iter()
+            .find(|v| v.contains("tessera_login="))
+            .and_then(|v| v.split(';').next().map(str::to_owned))
+            .unwrap();
+        let page = String::from_utf8_lossy(&page);
+        let csrf = page
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap();
+        let form = format!(
+            "csrf={csrf}&response_type=code&client_id=bench-spa&redirect_uri={redirect}\
+             &scope=openid&code_challenge={SPA_CHALLENGE}&code_challenge_method=S256\
+             &state=s1&nonce=n1&username=alice&password=correct+horse"
+        );
+        let cookie_line = format!("Cookie: {cookie}");
+        let (status, _) = c
+            .request(
+                "POST",
+                "/authorize/login",
+                &[&cookie_line],
+                "application/x-www-form-urlencoded",
+                &form,
+            )
+            .await?;
+        assert_eq!(status, 303);
+        let location = c.last_header("location").unwrap();
+        let code = location
+            .split("code=")
+            .nth(1)
+            .and_then(|rest| rest.split('&').next())
+            .unwrap()
+            .to_owned();
+        let redeem = format!(
+            "grant_type=authorization_code&code={code}&redirect_uri={redirect}\
+             &code_verifier={SPA_VERIFIER}&client_id=bench-spa"
+        );
+        let (status, body) = c
+            .request(
+                "POST",
+                "/token",
+                &[],
+                "application/x-www-form-urlencoded",
+                &redeem,
+            )
+            .await?;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        n += 1;
+    }
+    Ok(n)
 }
