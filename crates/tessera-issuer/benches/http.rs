@@ -509,7 +509,9 @@ fn main() {
     };
     let argon2_before = argon2_rate();
     let sign_in_rate = rt
-        .block_on(throughput(addr, SIGN_IN_BROWSERS, move |c| sign_ins(c, run_for)))
+        .block_on(throughput(addr, SIGN_IN_BROWSERS, move |c| {
+            sign_ins(c, run_for)
+        }))
         .unwrap();
     let argon2_after = argon2_rate();
     let argon2 = (argon2_before + argon2_after) / 2.0;

@@ -24,6 +24,14 @@ pub(super) async fn jwks(
     let cache = [
         (header::CACHE_CONTROL, state.jwks_cache_control().clone()),
         (header::ETAG, snapshot.etag_header().clone()),
+        // Public keys, readable by any web page (a browser app checking an
+        // ID token). A simple GET needs no preflight; the header is all of
+        // CORS this document needs, so it is set here rather than by a CORS
+        // layer's per-request work on the hottest route.
+        (
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        ),
     ];
     if if_none_match(headers, etag) {
         return (StatusCode::NOT_MODIFIED, cache).into_response();

@@ -56,7 +56,7 @@ pub fn router(state: AppState) -> Router {
 
 /// The layers every request passes: the client's address (past trusted
 /// proxies), the body limit, and request tracing with
-/// `Authorization`, `Cookie` and `Set-Cookie` marked sensitive first so a bearer token never reaches a log.
+/// `Authorization`, `Cookie`, `Set-Cookie` and `Location` marked sensitive first so a bearer token or a code never reaches a log.
 /// Applied once, here, to every route (the fallback included).
 pub fn with_edge_layers(routes: Router, state: AppState) -> Router {
     routes
@@ -64,7 +64,11 @@ pub fn with_edge_layers(routes: Router, state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Inside the trace layer, so a response's cookies are marked before
         // it sees them; the request's headers are marked before, outside.
-        .layer(SetSensitiveResponseHeadersLayer::new([header::SET_COOKIE]))
+        // `Location` carries authorization codes back to clients.
+        .layer(SetSensitiveResponseHeadersLayer::new([
+            header::SET_COOKIE,
+            header::LOCATION,
+        ]))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
@@ -76,6 +80,7 @@ pub fn with_edge_layers(routes: Router, state: AppState) -> Router {
 /// baseline route before layering, so both pay for exactly the same layers).
 pub fn routes(state: AppState) -> Router {
     Router::new()
+        .route("/.well-known/jwks.json", get(keys::jwks))
         .route("/login", post(login::login))
         .route("/authorize", get(authorize::authorize))
         .route("/authorize/login", post(authorize::login))
@@ -100,11 +105,12 @@ pub fn routes(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// JWKS and discovery: public documents any web page may read (CORS for
-/// every origin, no credentials).
+/// The discovery documents: public, any web page may read them (CORS for
+/// every origin, no credentials). The JWKS, as public, says the same in its
+/// prepared answer instead (`keys::jwks`): the CORS layer's work on every
+/// request cost the hot path a measurable share (docs/benchmarks.md).
 fn public_routes() -> Router<AppState> {
     Router::new()
-        .route("/.well-known/jwks.json", get(keys::jwks))
         .route(
             "/.well-known/oauth-authorization-server",
             get(keys::discovery),

@@ -18,4 +18,5 @@ mod postgres_instances;
 mod restart_safety;
 mod revocation_feed;
 mod rotation_under_traffic;
+mod sign_in_cli;
 mod users_cli;

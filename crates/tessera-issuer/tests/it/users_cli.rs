@@ -10,26 +10,26 @@ use tessera_issuer::db::Db;
 
 use crate::common;
 
-struct Users {
-    tmp: tempfile::TempDir,
+pub(crate) struct Users {
+    pub(crate) tmp: tempfile::TempDir,
 }
 
 impl Users {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             tmp: tempfile::tempdir().unwrap(),
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         tessera_testkit::pg::test_database_url(self.tmp.path()).unwrap()
     }
 
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+    pub(crate) fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
         self.run_verb("users", args, stdin)
     }
 
-    fn run_verb(&self, command: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    pub(crate) fn run_verb(&self, command: &str, args: &[&str], stdin: Option<&str>) -> Output {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tessera-issuer"))
             .arg(command)
             .args(args)
@@ -48,7 +48,7 @@ impl Users {
         child.wait_with_output().unwrap()
     }
 
-    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+    pub(crate) fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
         let out = self.run(args, stdin);
         assert!(
             out.status.success(),
@@ -58,7 +58,7 @@ impl Users {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
+    pub(crate) fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
         let out = self.run(args, stdin);
         assert_eq!(out.status.code(), Some(1), "{args:?} should fail");
         let err = String::from_utf8(out.stderr).unwrap();
@@ -68,7 +68,7 @@ impl Users {
 
     /// `tessera-issuer <command> <args>` (not a `users` verb) on the same
     /// database, which must succeed: its standard output.
-    fn top_level(&self, command: &str, args: &[&str]) -> String {
+    pub(crate) fn top_level(&self, command: &str, args: &[&str]) -> String {
         tessera_testkit::process::stdout_of(
             Command::new(env!("CARGO_BIN_EXE_tessera-issuer"))
                 .arg(command)
@@ -78,7 +78,7 @@ impl Users {
         )
     }
 
-    fn list(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn list(&self) -> Vec<serde_json::Value> {
         serde_json::from_str::<serde_json::Value>(&self.ok(&["list", "--json"], None))
             .unwrap()
             .as_array()
