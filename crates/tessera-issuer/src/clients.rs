@@ -459,7 +459,7 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
     let host = parsed.host().ok_or_else(bad)?;
     match parsed.scheme_str() {
         Some("https") => Ok(()),
-        Some("http") if host == "localhost" || is_loopback(host) => Ok(()),
+        Some("http") if host == "localhost" || is_loopback_ip(host) => Ok(()),
         _ => Err(bad()),
     }
 }
@@ -473,22 +473,18 @@ fn loopback_port_varies(registered: &str, offered: &str) -> bool {
     ) else {
         return false;
     };
-    let ip_literal = |host: &str| {
-        host.trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-    };
     r.scheme_str() == Some("http")
         && o.scheme_str() == Some("http")
-        && r.host().is_some_and(ip_literal)
+        && r.host().is_some_and(is_loopback_ip)
         && r.host() == o.host()
         && r.path_and_query() == o.path_and_query()
         && !offered.contains('#')
         && o.authority().is_some_and(|a| !a.as_str().contains('@'))
 }
 
-fn is_loopback(host: &str) -> bool {
+/// Whether `host` (as a URI has it, IPv6 in brackets) is a loopback IP
+/// literal: `127.0.0.0/8` or `[::1]`, not a name.
+pub fn is_loopback_ip(host: &str) -> bool {
     host.trim_start_matches('[')
         .trim_end_matches(']')
         .parse::<std::net::IpAddr>()

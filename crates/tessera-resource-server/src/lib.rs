@@ -39,10 +39,7 @@ use tessera_verifier::axum::{Authenticated, RequireRole, RequireScope, Role, Sco
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
-/// The client id the `/spa` page signs in as (a public client with the
-/// code grant whose redirect URI is this server's `/spa`; the demo
-/// registers it).
-pub const SPA_CLIENT: &str = "tessera-demo-spa";
+pub use web::SPA_CLIENT;
 
 /// The scope `/reports` requires.
 #[derive(Debug)]

@@ -16,6 +16,11 @@ use serde_json::json;
 use tessera_verifier::Verifier;
 use tessera_verifier::axum::Authenticated;
 
+/// The client id the `/spa` page signs in as (a public client with the
+/// code grant whose redirect URI is this server's `/spa`; the demo
+/// registers it).
+pub const SPA_CLIENT: &str = "tessera-demo-spa";
+
 /// The most notes kept (the oldest go first); this is a toy.
 pub(crate) const MAX_NOTES: usize = 100;
 /// The longest note, in characters.
@@ -44,7 +49,7 @@ impl Page {
         Self {
             csp: HeaderValue::from_str(&csp)
                 .unwrap_or(HeaderValue::from_static("default-src 'none'")),
-            config: json!({"issuer": issuer, "client_id": crate::SPA_CLIENT})
+            config: json!({"issuer": issuer, "client_id": SPA_CLIENT})
                 .to_string()
                 .into_bytes(),
         }

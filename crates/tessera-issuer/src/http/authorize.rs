@@ -247,23 +247,41 @@ pub(super) async fn authorize(
     }
 }
 
-/// A form's own fields (by name, each at most once) and the rest (the
-/// authorization request's).
-type Split = (Vec<Option<String>>, Vec<(String, String)>);
+/// A form posted from one of the issuer's pages: its own fields (by name,
+/// each at most once) and the rest, the authorization request's.
+struct OwnForm<const N: usize> {
+    fields: [Option<String>; N],
+    request: Vec<(String, String)>,
+}
 
-/// A form's fields: the ones named in `take` apart (each at most once), the
-/// rest for the authorization request.
-fn split_form(pairs: Vec<(String, String)>, take: &[&str]) -> Option<Split> {
-    let mut taken: Vec<Option<String>> = vec![None; take.len()];
+/// The form, if it may come from where it does and is well formed; else
+/// the page to answer with.
+fn own_form<const N: usize>(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+    take: [&str; N],
+) -> Result<OwnForm<N>, Box<Response>> {
+    if !state.sign_in().form_origin_ok(headers) {
+        return Err(Box::new(forbidden(state)));
+    }
+    let malformed = || Box::new(shown(state, "The form is malformed."));
+    let Ok(Form(pairs)) = form else {
+        return Err(malformed());
+    };
+    let mut taken: [Option<String>; N] = std::array::from_fn(|_| None);
     let mut rest = Vec::new();
     for (name, value) in pairs {
         match take.iter().position(|t| *t == name) {
-            Some(i) if taken[i].is_some() => return None,
+            Some(i) if taken[i].is_some() => return Err(malformed()),
             Some(i) => taken[i] = Some(value),
             None => rest.push((name, value)),
         }
     }
-    Some((taken, rest))
+    Ok(OwnForm {
+        fields: taken,
+        request: rest,
+    })
 }
 
 fn forbidden(state: &AppState) -> Response {
@@ -286,18 +304,12 @@ pub(super) async fn login(
     headers: HeaderMap,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
-    if !state.sign_in().form_origin_ok(&headers) {
-        return forbidden(&state);
-    }
-    let Ok(Form(pairs)) = form else {
-        return shown(&state, "The sign-in form is malformed.");
-    };
-    let Some((taken, rest)) = split_form(pairs, &["username", "password", "csrf"]) else {
-        return shown(&state, "The sign-in form is malformed.");
-    };
-    let [username, password, csrf]: [Option<String>; 3] = match taken.try_into() {
-        Ok(fields) => fields,
-        Err(_) => return shown(&state, "The sign-in form is malformed."),
+    let OwnForm {
+        fields: [username, password, csrf],
+        request: rest,
+    } = match own_form(&state, &headers, form, ["username", "password", "csrf"]) {
+        Ok(form) => form,
+        Err(refused) => return *refused,
     };
     let login_cookies = state.sign_in().login_values(&headers);
     if csrf_cookie(LOGIN, &login_cookies, csrf.as_deref().unwrap_or("")).is_none() {
@@ -358,18 +370,12 @@ pub(super) async fn consent(
     headers: HeaderMap,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
-    if !state.sign_in().form_origin_ok(&headers) {
-        return forbidden(&state);
-    }
-    let Ok(Form(pairs)) = form else {
-        return shown(&state, "The consent form is malformed.");
-    };
-    let Some((taken, rest)) = split_form(pairs, &["decision", "csrf"]) else {
-        return shown(&state, "The consent form is malformed.");
-    };
-    let [decision, csrf]: [Option<String>; 2] = match taken.try_into() {
-        Ok(fields) => fields,
-        Err(_) => return shown(&state, "The consent form is malformed."),
+    let OwnForm {
+        fields: [decision, csrf],
+        request: rest,
+    } = match own_form(&state, &headers, form, ["decision", "csrf"]) {
+        Ok(form) => form,
+        Err(refused) => return *refused,
     };
     let sso_cookies = state.sign_in().sso_values(&headers);
     let Some(cookie) = csrf_cookie(CONSENT, &sso_cookies, csrf.as_deref().unwrap_or("")) else {

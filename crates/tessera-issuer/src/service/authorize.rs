@@ -128,12 +128,8 @@ fn redirect_origin_matches(uri: &str, origin: &str) -> bool {
     if uri.scheme() != origin.scheme() || uri.host() != origin.host() {
         return false;
     }
-    let loopback = uri.scheme_str() == Some("http")
-        && uri
-            .host()
-            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
-            .and_then(|h| h.parse::<IpAddr>().ok())
-            .is_some_and(|ip| ip.is_loopback());
+    let loopback =
+        uri.scheme_str() == Some("http") && uri.host().is_some_and(crate::clients::is_loopback_ip);
     loopback || uri.port_u16() == origin.port_u16()
 }
 
@@ -533,37 +529,6 @@ impl Issuer {
             .with("sessions", ended.len());
         audit::record(self.db(), now, event).await;
         Ok(ended.len())
-    }
-}
-
-impl Issuer {
-    /// RP-initiated logout with an ID token hint: ends the SSO session the
-    /// hint's session came from (or, for a session that came from no
-    /// browser sign-in, that session), and `browser`, the browser's own SSO
-    /// session, if it is the same user's.
-    pub async fn sign_out_hinted(
-        &self,
-        hint: &super::code::Hint,
-        browser: Option<&SsoSession>,
-    ) -> Result<(), AuthError> {
-        let hinted = self.db().sso_of_session(&hint.sid).await?;
-        match &hinted {
-            Some(sso_id) => {
-                self.sign_out(sso_id, "logout").await?;
-            }
-            None => {
-                self.revocations()
-                    .session(&hint.sid, self.now(), "logout")
-                    .await?;
-            }
-        }
-        if let Some(browser) = browser
-            && browser.user.id == hint.sub
-            && hinted.as_deref() != Some(browser.id.as_str())
-        {
-            self.sign_out(&browser.id, "logout").await?;
-        }
-        Ok(())
     }
 }
 

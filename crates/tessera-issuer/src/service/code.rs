@@ -1,6 +1,6 @@
 //! `/token` with `grant_type=authorization_code` (RFC 6749 §4.1.3, RFC 7636
 //! §4.6), the ID token that comes with scope `openid`, `/userinfo`, and
-//! `id_token_hint`s.
+//! `id_token_hint`s with the logout they ask for.
 //!
 //! A code is taken by one conditional update, so of any number of
 //! concurrent redemptions on any instance exactly one gets it. A code
@@ -14,7 +14,7 @@ use tessera_keyring::sha256;
 
 use crate::audit::{self, Event};
 use crate::clients::same;
-use crate::db::{NewSession, SsoLink, TakenCode};
+use crate::db::{NewSession, SsoLink, SsoSession, TakenCode};
 use crate::tokens::{AccessGrant, IdGrant, TokenResponse, new_refresh_token};
 
 use super::authorize::{s256, verifier_is_well_formed};
@@ -205,6 +205,37 @@ impl Issuer {
             sid: text("sid")?,
             client_id: text("aud")?,
         })
+    }
+}
+
+impl Issuer {
+    /// RP-initiated logout with an ID token hint: ends the SSO session the
+    /// hint's session came from (or, for a session that came from no
+    /// browser sign-in, that session), and `browser`, the browser's own SSO
+    /// session, if it is the same user's.
+    pub async fn sign_out_hinted(
+        &self,
+        hint: &Hint,
+        browser: Option<&SsoSession>,
+    ) -> Result<(), AuthError> {
+        let hinted = self.db().sso_of_session(&hint.sid).await?;
+        match &hinted {
+            Some(sso_id) => {
+                self.sign_out(sso_id, "logout").await?;
+            }
+            None => {
+                self.revocations()
+                    .session(&hint.sid, self.now(), "logout")
+                    .await?;
+            }
+        }
+        if let Some(browser) = browser
+            && browser.user.id == hint.sub
+            && hinted.as_deref() != Some(browser.id.as_str())
+        {
+            self.sign_out(&browser.id, "logout").await?;
+        }
+        Ok(())
     }
 }
 
