@@ -177,6 +177,19 @@ impl Db {
         .map_err(sql("storing an authorization code")))
     }
 
+    /// Whether a code with this hash was issued (and not yet forgotten):
+    /// a read, so that made-up codes cost no write.
+    pub async fn code_issued(&self, hash: &[u8; 32]) -> Result<bool, DbError> {
+        let found: Option<i64> = on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT expires_at FROM authorization_codes WHERE hash = $1"
+        )
+        .bind(&hash[..])
+        .fetch_optional(pool)
+        .await
+        .map_err(sql("reading an authorization code")))?;
+        Ok(found.is_some())
+    }
+
     /// Marks a code used, if it is stored and unused: exactly one of any
     /// number of concurrent redemptions, on any instance, gets it (a
     /// conditional update). `None`: unknown or used before.

@@ -54,6 +54,12 @@ impl Issuer {
         }
         let hash = sha256(code.as_bytes());
         let now = self.now();
+        // A public client proves nothing at this grant, so a flood of
+        // made-up codes reaches here: a code nobody issued costs one read
+        // from the pool, never a write on the database's writer.
+        if !self.db().code_issued(&hash).await? {
+            return Err(AuthError::InvalidGrant);
+        }
         let Some(taken) = self.db().take_code(&hash, now).await? else {
             if let Some(session_id) = self.db().code_replayed(&hash, now).await? {
                 self.revocations()

@@ -344,3 +344,71 @@ async fn two_concurrent_redemptions_leave_no_live_session() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_confidential_client_authenticates_to_redeem_its_code() {
+    let app = browser_app().await;
+    let secret = tessera_issuer::clients::new_secret();
+    app.register(Client {
+        kind: ClientKind::Confidential,
+        secret_sha256: tessera_issuer::clients::decode_hash(
+            &tessera_issuer::clients::secret_hash_text(&secret),
+        ),
+        ..spa("portal")
+    })
+    .await;
+    let mut browser = Browser::default();
+    let form = |code: &str| {
+        format!(
+            "grant_type=authorization_code&code={code}&redirect_uri={}&code_verifier={VERIFIER}",
+            enc(REDIRECT)
+        )
+    };
+    // PKCE is required of it too.
+    let no_pkce =
+        authorize_query("portal", "").replace(&format!("&code_challenge={CHALLENGE}"), "");
+    let refused = browser.get(&app, &no_pkce).await;
+    assert_eq!(location_params(&refused)["error"], "invalid_request");
+
+    let reply = browser.sign_in(&app, &authorize_query("portal", "")).await;
+    let code = location_params(&reply)["code"].clone();
+    // Its id alone is not enough, and a wrong secret is refused: the code
+    // survives both (nothing was taken).
+    let bare = app
+        .form("/token", &format!("{}&client_id=portal", form(&code)))
+        .await;
+    assert_eq!(bare.body["error"], "invalid_client");
+    let wrong = app
+        .form_as(
+            "/token",
+            &form(&code),
+            &super::super::basic("portal", "x".repeat(40).as_str()),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong.body["error"], "invalid_client");
+    let right = app
+        .form_as(
+            "/token",
+            &form(&code),
+            &super::super::basic("portal", &secret),
+        )
+        .await;
+    assert_eq!(right.status, StatusCode::OK, "{:?}", right.body);
+    assert_eq!(
+        claims(right.body["access_token"].as_str().unwrap())["client_id"],
+        "portal"
+    );
+    // /userinfo answers a POST as well as a GET.
+    let access = right.body["access_token"].as_str().unwrap();
+    let posted = app
+        .send(
+            axum::http::Request::post("/userinfo")
+                .header(header::AUTHORIZATION, format!("Bearer {access}"))
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(posted.status, StatusCode::OK);
+    assert_eq!(posted.body["preferred_username"], "alice");
+}
