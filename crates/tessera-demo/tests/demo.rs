@@ -88,6 +88,30 @@ fn the_printed_commands_walk_the_whole_flow_and_ctrl_c_stops_both() {
         text.contains("/app in a browser"),
         "the page's URL is printed: {text}"
     );
+    // The browser sign-in page: printed, served, and its client registered
+    // with that page as its redirect URI (the issuer shows its login page
+    // for it, naming it, rather than an error).
+    let spa = printed
+        .iter()
+        .find_map(|l| l.strip_prefix("browser sign-in (code + PKCE, OpenID Connect): open "))
+        .and_then(|rest| rest.strip_suffix(" in a browser"))
+        .unwrap_or_else(|| panic!("no /spa line: {text}"));
+    let issuer = printed[0]
+        .strip_prefix("tessera-demo: issuer ")
+        .and_then(|rest| rest.split(',').next())
+        .unwrap();
+    let page = tessera_testkit::process::stdout_of(Command::new("curl").args(["-s", spa]));
+    assert!(page.contains("<script src=\"/spa/spa.js\""), "{page}");
+    let authorize = format!(
+        "{issuer}/authorize?response_type=code&client_id=tessera-demo-spa&redirect_uri={spa}\
+         &scope=openid&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM\
+         &code_challenge_method=S256"
+    );
+    let login = tessera_testkit::process::stdout_of(Command::new("curl").args(["-s", &authorize]));
+    assert!(
+        login.contains("to continue to <strong>tessera-demo-spa</strong>"),
+        "{login}"
+    );
 
     // Ctrl-C: both servers stop cleanly.
     assert!(
