@@ -210,7 +210,8 @@ impl Throttle {
     /// Seconds to wait if this instance knows `client_id` is blocked from
     /// `ip` for failed authentications; no database work.
     pub fn client_block(&self, client_id: &str, ip: Option<IpAddr>, now: i64) -> Option<i64> {
-        self.remembered(&shared_client_key(client_id, ip), now)
+        let ip_key = ip.map(shared_ip_key);
+        self.remembered(&shared_client_key(client_id, ip_key.as_deref()), now)
     }
 
     /// Counts a failed client authentication of `client_id` from `ip`,
@@ -244,7 +245,7 @@ impl Throttle {
         if let Some(retry_after) = ip_key.as_deref().and_then(|k| self.remembered(k, now)) {
             return Ok(Some(retry_after));
         }
-        let key = shared_client_key(client_id, ip);
+        let key = shared_client_key(client_id, ip_key.as_deref());
         let counted = db
             .throttle_reserve(
                 (&key, self.free_per_user),
@@ -284,8 +285,8 @@ pub fn shared_user_key(username: &str) -> String {
 /// whoever knows a service's client id cannot lock the service out from
 /// elsewhere (client secrets have at least 32 characters, generated ones
 /// 256 bits: a guessing budget per address is no risk to them).
-pub fn shared_client_key(client_id: &str, ip: Option<IpAddr>) -> String {
-    let ip = ip.map(shared_ip_key).unwrap_or_default();
+pub fn shared_client_key(client_id: &str, ip_key: Option<&str>) -> String {
+    let ip = ip_key.unwrap_or_default();
     let hash = tessera_keyring::sha256(format!("{client_id}\0{ip}").as_bytes());
     format!("client:{}", tessera_keyring::b64url(&hash[..18]))
 }

@@ -119,7 +119,8 @@ impl Issuer {
         if offered.proof.method().is_some()
             && let Some(retry_after) = self.inner.throttle.client_block(&id, offered.ip, now)
         {
-            self.log_folded("client_auth_throttled", offered.ip, retry_after);
+            let lines = &self.inner.client_throttled_lines;
+            self.log_folded(lines, "client_auth_throttled", offered.ip, retry_after);
             return Err(AuthError::Throttled { retry_after });
         }
         let client = match self.proven_client(&id, offered, now).await? {
@@ -171,6 +172,14 @@ impl Issuer {
                 if !client.secret_matches(secret, now) {
                     return Ok(Err("wrong_secret"));
                 }
+                // After the secret, so a wrong one is audited as such.
+                if offered
+                    .proof
+                    .method()
+                    .is_some_and(|m| !client.allows_auth(m))
+                {
+                    return Ok(Err("method_not_registered"));
+                }
             }
             Proof::Assertion(assertion) => {
                 if !client.allows_auth(crate::clients::PRIVATE_KEY_JWT) {
@@ -200,11 +209,6 @@ impl Issuer {
                 }
             }
         }
-        if let Some(method) = offered.proof.method()
-            && !client.allows_auth(method)
-        {
-            return Ok(Err("method_not_registered"));
-        }
         Ok(Ok(client))
     }
 
@@ -226,7 +230,8 @@ impl Issuer {
         match counted {
             Ok(None) => {}
             Ok(Some(retry_after)) => {
-                self.log_folded("client_auth_throttled", offered.ip, retry_after);
+                let lines = &self.inner.client_throttled_lines;
+                self.log_folded(lines, "client_auth_throttled", offered.ip, retry_after);
                 return AuthError::Throttled { retry_after };
             }
             Err(err) => return err.into(),

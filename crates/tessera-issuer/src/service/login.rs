@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::audit::{self, Event};
+use crate::audit::{self, Event, Folded};
 use crate::clients::Client;
 use crate::db::User;
 use crate::passwords::{Admitted, Checked, Password};
@@ -146,21 +146,19 @@ impl Issuer {
     /// folded into it (a flood of throttled attempts once wrote 96,000 lines
     /// in 20 s); the counts stay exact.
     fn log_throttled(&self, client_ip: Option<IpAddr>, retry_after: i64) {
-        self.log_folded("login_throttled", client_ip, retry_after);
+        let lines = &self.inner.throttled_lines;
+        self.log_folded(lines, "login_throttled", client_ip, retry_after);
     }
 
-    /// A throttled attempt's log line, folded to one a second per kind.
+    /// A throttled attempt's log line of `kind`, folded by `lines` to one a
+    /// second.
     pub(super) fn log_folded(
         &self,
+        lines: &Folded,
         kind: &'static str,
         client_ip: Option<IpAddr>,
         retry_after: i64,
     ) {
-        let lines = if kind == "login_throttled" {
-            &self.inner.throttled_lines
-        } else {
-            &self.inner.client_throttled_lines
-        };
         if let Some(folded) = lines.tick(self.now()) {
             let event = Event::new(kind)
                 .ip(client_ip)

@@ -32,6 +32,14 @@ impl Snapshot {
     pub fn clients(&self) -> impl Iterator<Item = &Arc<Client>> {
         self.clients.values()
     }
+
+    /// `client_id`'s parsed keys, if this snapshot parsed them from `jwks`
+    /// (the set as registered now).
+    fn keys_from(&self, client_id: &str, jwks: &str) -> Option<&(Arc<str>, Arc<KeySet>)> {
+        self.keys
+            .get(client_id)
+            .filter(|(source, _)| &**source == jwks)
+    }
 }
 
 #[derive(Debug)]
@@ -93,9 +101,7 @@ impl Registry {
         let held = self.loaded.load_full().and_then(|loaded| {
             loaded
                 .snapshot
-                .keys
-                .get(&client.client_id)
-                .filter(|(source, _)| &**source == jwks)
+                .keys_from(&client.client_id, jwks)
                 .map(|(_, set)| Arc::clone(set))
         });
         held.or_else(|| parse_keys(jwks).map(Arc::new))
@@ -124,13 +130,9 @@ impl Registry {
             let Some(jwks) = client.jwks.as_deref() else {
                 continue;
             };
-            let kept = before.as_ref().and_then(|b| {
-                b.snapshot
-                    .keys
-                    .get(&client.client_id)
-                    .filter(|(source, _)| &**source == jwks)
-                    .cloned()
-            });
+            let kept = before
+                .as_ref()
+                .and_then(|b| b.snapshot.keys_from(&client.client_id, jwks).cloned());
             let parsed = kept
                 .or_else(|| parse_keys(jwks).map(|set| (Arc::<str>::from(jwks), Arc::new(set))));
             if let Some(entry) = parsed {
