@@ -153,6 +153,39 @@ impl Db {
         .map_err(sql("ending an SSO session")))
     }
 
+    /// Ends SSO session `old` (its cookie was replaced) and, with `new`,
+    /// moves the sessions and unredeemed codes it started to `new`.
+    pub async fn supersede_sso(
+        &self,
+        old: &str,
+        new: Option<&str>,
+        now: i64,
+    ) -> Result<(), DbError> {
+        in_transaction!(self, "superseding an SSO session", |tx| {
+            if let Some(new) = new {
+                sqlx::query("UPDATE sessions SET sso_id = $2 WHERE sso_id = $1")
+                    .bind(old)
+                    .bind(new)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(sql("moving sessions to a new SSO session"))?;
+                sqlx::query("UPDATE authorization_codes SET sso_id = $2 WHERE sso_id = $1")
+                    .bind(old)
+                    .bind(new)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(sql("moving codes to a new SSO session"))?;
+            }
+            sqlx::query("UPDATE sso_sessions SET ended_at = $2 WHERE id = $1 AND ended_at IS NULL")
+                .bind(old)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(sql("ending an SSO session"))?;
+        });
+        Ok(())
+    }
+
     /// Stores an authorization code.
     pub async fn store_code(&self, code: &NewCode<'_>) -> Result<(), DbError> {
         on_writer!(self, |conn| sqlx::query(

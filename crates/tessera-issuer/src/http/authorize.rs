@@ -319,11 +319,20 @@ pub(super) async fn login(
         Ok(request) => request,
         Err(err) => return refused(&state, err),
     };
+    let previous = match sso_of(&state, &headers).await {
+        Ok(previous) => previous.map(|(_, sso)| sso),
+        Err(err) => return failure(&state, &err),
+    };
     let username = username.unwrap_or_default();
     let password = Password::new(password.unwrap_or_default());
     let signed_in = state
         .service()
-        .sign_in(username.trim(), password, client_ip(&extensions))
+        .sign_in(
+            username.trim(),
+            password,
+            client_ip(&extensions),
+            previous.as_ref(),
+        )
         .await;
     let (cookie, sso) = match signed_in {
         Ok(done) => done,

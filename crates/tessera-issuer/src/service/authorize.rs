@@ -479,11 +479,19 @@ impl Issuer {
     /// Checks a password at the login page and starts an SSO session: its
     /// cookie value (shown once) and the session. The same throttle, work
     /// and answer as `/login`.
+    ///
+    /// `previous` is the SSO session the browser held until now (a sign-in
+    /// again with `prompt=login`, or as someone else). It ends, since its
+    /// cookie is replaced. If it was the same user's, the sessions it
+    /// started move to the new one, so that signing out of the new one ends
+    /// them too; another user's keep theirs, which their own ID tokens can
+    /// still sign out of.
     pub async fn sign_in(
         &self,
         username: &str,
         password: Password,
         client_ip: Option<IpAddr>,
+        previous: Option<&SsoSession>,
     ) -> Result<(String, SsoSession), AuthError> {
         let user = self.check_password(username, client_ip, password).await?;
         let now = self.now();
@@ -499,6 +507,12 @@ impl Issuer {
                 now + lifetime,
             )
             .await?;
+        if let Some(previous) = previous {
+            let same_user = previous.user.id == user.id;
+            self.db()
+                .supersede_sso(&previous.id, same_user.then_some(id.as_str()), now)
+                .await?;
+        }
         let event = Event::new("sign_in")
             .user(&user.id)
             .ip(client_ip)

@@ -504,3 +504,36 @@ async fn the_login_page_is_throttled_with_login() {
     assert!(blocked.headers.get(header::LOCATION).is_none());
     assert!(!browser.jar.contains_key("__Host-tessera_sso"));
 }
+
+#[tokio::test]
+async fn signing_in_again_replaces_the_sso_session_and_keeps_its_sessions_together() {
+    let app = browser_app().await;
+    let mut browser = Browser::default();
+    let first = tokens(&app, &mut browser).await;
+    let old_cookie = browser.jar["__Host-tessera_sso"].clone();
+    // prompt=login: the password again, a new SSO cookie.
+    let page = browser.get(&app, &authorize_query(SPA, "&prompt=login")).await;
+    let reply = browser.log_in(&app, &page, "alice", "correct horse").await;
+    let second = app
+        .redeem(SPA, &location_params(&reply)["code"], VERIFIER)
+        .await
+        .body;
+    assert_ne!(browser.jar["__Host-tessera_sso"], old_cookie);
+    // The replaced cookie is worth nothing now, even to whoever copied it.
+    let mut copy = Browser::default();
+    copy.jar.insert("__Host-tessera_sso".into(), old_cookie);
+    let silent = copy.get(&app, &authorize_query(SPA, "&prompt=none")).await;
+    assert_eq!(location_params(&silent)["error"], "login_required");
+    // Signing out of the new one ends the first sign-in's session too.
+    let hint = second["id_token"].as_str().unwrap();
+    let out = browser
+        .get(&app, &format!("/end_session?id_token_hint={hint}"))
+        .await;
+    assert_eq!(out.status, StatusCode::OK);
+    for body in [&first, &second] {
+        assert_eq!(
+            app.refresh(&refresh_of(body)).await.body["error"],
+            "invalid_grant"
+        );
+    }
+}
