@@ -59,14 +59,14 @@ pub fn scope(scope: &str) -> Result<(), String> {
     }
 }
 
-/// A web origin (RFC 6454) as browsers send it in `Origin`:
-/// `http(s)://host[:port]`, lower case, no path, no default port. Returns it
 /// Whether `text` is unpadded base64url (the alphabet only).
 pub fn is_b64url(text: &str) -> bool {
     text.bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// A web origin (RFC 6454) as browsers send it in `Origin`:
+/// `http(s)://host[:port]`, lower case, no path, no default port. Returns it
 /// in that form (`HTTPS://App.Example.com:443` → `https://app.example.com`).
 pub fn origin(text: &str) -> Result<String, String> {
     let invalid = || {

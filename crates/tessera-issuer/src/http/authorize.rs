@@ -7,8 +7,8 @@
 //! The login form carries the checked authorization request in hidden
 //! fields, and the service checks it again when the form comes back, so the
 //! issuer keeps no state before a password is right. Its CSRF token is
-//! bound to the pre-login cookie (`SameSite=Strict`); the consent and
-//! sign-out forms' to the SSO cookie.
+//! bound to the pre-login cookie (`SameSite=Lax`: no cross-site POST carries
+//! it); the consent and sign-out forms' to the SSO cookie.
 
 use axum::Form;
 use axum::extract::rejection::{FormRejection, QueryRejection};

@@ -225,10 +225,11 @@ fn public_facts(access_token: &str) -> Result<Facts, ApiError> {
     serde_json::from_slice(&payload).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-/// Browser sign-in's two cookies: the SSO session (`HttpOnly`,
-/// `SameSite=Lax` so a client's link back to `/authorize` carries it) and
-/// the pre-login cookie the login form's CSRF token is bound to
-/// (`SameSite=Strict`: a form posted from another site arrives without it).
+/// Browser sign-in's two cookies, both `HttpOnly` and `SameSite=Lax`: the
+/// SSO session (a client's link back to `/authorize` must carry it) and the
+/// pre-login cookie the login form's CSRF token is bound to (a form posted
+/// from another site arrives without it; a second tab's cross-site link to
+/// `/authorize` brings it, so both tabs' forms stay good).
 /// Both `Secure` and `__Host-` prefixed unless the issuer is plain HTTP on
 /// loopback; both host-only, path `/`.
 #[derive(Debug, Clone)]
@@ -282,15 +283,11 @@ impl SignInCookies {
         Self::values(headers, self.login_name)
     }
 
-    fn cookie(&self, name: &'static str, value: &str, max_age: i64, strict: bool) -> HeaderValue {
+    fn cookie(&self, name: &'static str, value: &str, max_age: i64) -> HeaderValue {
         let cookie = Cookie::build((name, value.to_owned()))
             .http_only(true)
             .secure(self.secure)
-            .same_site(if strict {
-                SameSite::Strict
-            } else {
-                SameSite::Lax
-            })
+            .same_site(SameSite::Lax)
             .path("/")
             .max_age(cookie::time::Duration::seconds(max_age))
             .build();
@@ -299,22 +296,22 @@ impl SignInCookies {
 
     /// Starts the SSO session in the browser.
     pub(super) fn set_sso(&self, value: &str) -> HeaderValue {
-        self.cookie(self.sso_name, value, self.sso_max_age, false)
+        self.cookie(self.sso_name, value, self.sso_max_age)
     }
 
     /// Removes the SSO cookie.
     pub(super) fn clear_sso(&self) -> HeaderValue {
-        self.cookie(self.sso_name, "", 0, false)
+        self.cookie(self.sso_name, "", 0)
     }
 
     /// The pre-login cookie.
     pub(super) fn set_login(&self, value: &str) -> HeaderValue {
-        self.cookie(self.login_name, value, LOGIN_FORM_MAX_AGE, true)
+        self.cookie(self.login_name, value, LOGIN_FORM_MAX_AGE)
     }
 
     /// Removes the pre-login cookie.
     pub(super) fn clear_login(&self) -> HeaderValue {
-        self.cookie(self.login_name, "", 0, true)
+        self.cookie(self.login_name, "", 0)
     }
 
     /// Whether a form post may come from where its `Origin` says: the

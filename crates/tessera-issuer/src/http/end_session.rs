@@ -1,12 +1,13 @@
 //! RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0):
 //! `GET /end_session` (also `GET /logout`) and its confirmation form.
 //!
-//! With an `id_token_hint` this issuer signed, the SSO session the hint's
-//! session came from ends, with every session it started (their access
-//! tokens go into the revocation feed), and so does the browser's own SSO
-//! session if it is the same user's. Without a hint the user is asked first
-//! (a link on another site must not sign anyone out), through a form bound
-//! to the SSO cookie. The browser is sent back only to a
+//! With an `id_token_hint` this issuer signed for a session the browser's
+//! own SSO session started, that SSO session ends at once, with every
+//! session it started (their access tokens go into the revocation feed).
+//! Anything else (no hint, a hint from another browser or another user's
+//! sign-in, which a link on any site could carry) ends nothing until the
+//! user says so, through a form bound to the SSO cookie (RP-Initiated
+//! Logout §2). The browser is sent back only to a
 //! `post_logout_redirect_uri` the client registered; otherwise it is shown
 //! a page.
 
@@ -101,7 +102,7 @@ async fn target(
             .await
             .ok()
             .flatten();
-        if !client.is_some_and(|c| c.post_logout_matches(uri)) {
+        if !client.is_some_and(|c| !c.disabled && c.post_logout_matches(uri)) {
             return Err("The application asked to send you to an address it has not registered.");
         }
     }
@@ -138,43 +139,50 @@ pub(super) async fn end_session(
         Ok(sso) => sso,
         Err(err) => return failure(&state, &err),
     };
-    let Some(hint) = hint else {
-        // No hint: ask (or, with nothing to end, say so).
-        let Some((cookie, sso)) = sso else {
-            return signed_out(&state, &target);
-        };
-        let mut fields = vec![("csrf".to_owned(), csrf_token(SIGN_OUT, &cookie))];
-        for (name, value) in [
-            ("post_logout_redirect_uri", &target.uri),
-            ("state", &target.state),
-            ("client_id", &target.client_id),
-        ] {
-            if let Some(value) = value {
-                fields.push((name.to_owned(), value.clone()));
+    // A hint from this very browser's sign-in: sign out now.
+    if let (Some(hint), Some((_, browser))) = (&hint, &sso) {
+        match state.service().hint_is_of(hint, browser).await {
+            Ok(true) => {
+                if let Err(err) = state.service().sign_out(&browser.id, "logout").await {
+                    return failure(&state, &err);
+                }
+                return signed_out(&state, &target);
             }
+            Ok(false) => {}
+            Err(err) => return failure(&state, &err),
         }
-        let fields: Vec<(&str, &str)> = fields
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-        let body = pages::confirm_sign_out(
-            state.service().issuer_url(),
-            &sso.user.username,
-            &pages::hidden(&fields),
-        );
-        let page = Page {
-            status: StatusCode::OK,
-            title: "Sign out?",
-            body,
-            form_target: target.uri.as_deref().and_then(origin_of),
-        };
-        return page_response(&state, page, None);
-    };
-    let browser = sso.as_ref().map(|(_, s)| s);
-    if let Err(err) = state.service().sign_out_hinted(&hint, browser).await {
-        return failure(&state, &err);
     }
-    signed_out(&state, &target)
+    // Anything else (no hint, or one from another sign-in, which a link on
+    // any site could carry): ask first, or, with nothing live here, say so.
+    let Some((cookie, sso)) = sso else {
+        return signed_out(&state, &target);
+    };
+    let mut fields = vec![("csrf".to_owned(), csrf_token(SIGN_OUT, &cookie))];
+    for (name, value) in [
+        ("post_logout_redirect_uri", &target.uri),
+        ("state", &target.state),
+        ("client_id", &target.client_id),
+    ] {
+        if let Some(value) = value {
+            fields.push((name.to_owned(), value.clone()));
+        }
+    }
+    let fields: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let body = pages::confirm_sign_out(
+        state.service().issuer_url(),
+        &sso.user.username,
+        &pages::hidden(&fields),
+    );
+    let page = Page {
+        status: StatusCode::OK,
+        title: "Sign out?",
+        body,
+        form_target: target.uri.as_deref().and_then(origin_of),
+    };
+    page_response(&state, page, None)
 }
 
 fn failure(state: &AppState, err: &AuthError) -> Response {

@@ -533,11 +533,15 @@ impl Issuer {
     /// sessions ended.
     pub async fn sign_out(&self, sso_id: &str, why: &str) -> Result<usize, AuthError> {
         let now = self.now();
-        self.db().end_sso(sso_id, now).await?;
+        let live = self.db().end_sso(sso_id, now).await?;
         let ended = self
             .revocations()
             .sessions(SessionsOf::Sso(sso_id), now, why)
             .await?;
+        if !live && ended.is_empty() {
+            // Over already: nothing to record.
+            return Ok(0);
+        }
         let event = Event::new("sign_out")
             .with("sso", sso_id)
             .with("sessions", ended.len());

@@ -215,33 +215,11 @@ impl Issuer {
 }
 
 impl Issuer {
-    /// RP-initiated logout with an ID token hint: ends the SSO session the
-    /// hint's session came from (or, for a session that came from no
-    /// browser sign-in, that session), and `browser`, the browser's own SSO
-    /// session, if it is the same user's.
-    pub async fn sign_out_hinted(
-        &self,
-        hint: &Hint,
-        browser: Option<&SsoSession>,
-    ) -> Result<(), AuthError> {
+    /// Whether `hint` was issued for a session that the browser's SSO
+    /// session `browser` started (or that moved to it).
+    pub async fn hint_is_of(&self, hint: &Hint, browser: &SsoSession) -> Result<bool, AuthError> {
         let hinted = self.db().sso_of_session(&hint.sid).await?;
-        match &hinted {
-            Some(sso_id) => {
-                self.sign_out(sso_id, "logout").await?;
-            }
-            None => {
-                self.revocations()
-                    .session(&hint.sid, self.now(), "logout")
-                    .await?;
-            }
-        }
-        if let Some(browser) = browser
-            && browser.user.id == hint.sub
-            && hinted.as_deref() != Some(browser.id.as_str())
-        {
-            self.sign_out(&browser.id, "logout").await?;
-        }
-        Ok(())
+        Ok(hint.sub == browser.user.id && hinted.as_deref() == Some(browser.id.as_str()))
     }
 }
 

@@ -67,9 +67,10 @@ async fn the_login_page_is_a_plain_safe_form_naming_the_client() {
         .await;
     assert_eq!(css.status, StatusCode::OK);
     assert!(css.header(header::CONTENT_TYPE).starts_with("text/css"));
-    // The pre-login cookie: Strict, HttpOnly, Secure (an https issuer).
+    // The pre-login cookie: Lax (no cross-site POST carries it), HttpOnly,
+    // Secure (an https issuer).
     let login = set_cookie(&page, "__Host-tessera_login");
-    assert_eq!(login.same_site(), Some(SameSite::Strict));
+    assert_eq!(login.same_site(), Some(SameSite::Lax));
     assert_eq!(login.http_only(), Some(true));
     assert_eq!(login.secure(), Some(true));
     // The CSRF token in the form is not the cookie's value.
@@ -512,7 +513,9 @@ async fn signing_in_again_replaces_the_sso_session_and_keeps_its_sessions_togeth
     let first = tokens(&app, &mut browser).await;
     let old_cookie = browser.jar["__Host-tessera_sso"].clone();
     // prompt=login: the password again, a new SSO cookie.
-    let page = browser.get(&app, &authorize_query(SPA, "&prompt=login")).await;
+    let page = browser
+        .get(&app, &authorize_query(SPA, "&prompt=login"))
+        .await;
     let reply = browser.log_in(&app, &page, "alice", "correct horse").await;
     let second = app
         .redeem(SPA, &location_params(&reply)["code"], VERIFIER)
@@ -536,4 +539,43 @@ async fn signing_in_again_replaces_the_sso_session_and_keeps_its_sessions_togeth
             "invalid_grant"
         );
     }
+}
+
+#[tokio::test]
+async fn a_hint_from_another_sign_in_ends_nothing_without_asking() {
+    let app = browser_app().await;
+    let mut victim = Browser::default();
+    let theirs = tokens(&app, &mut victim).await;
+    // Someone else signs in (as alice too, in another browser) and puts
+    // their own ID token into a link the victim follows.
+    let mut other = Browser::default();
+    let own = tokens(&app, &mut other).await;
+    let link = format!(
+        "/end_session?id_token_hint={}&post_logout_redirect_uri={}",
+        own["id_token"].as_str().unwrap(),
+        enc(BYE)
+    );
+    let asked = victim.get(&app, &link).await;
+    assert_eq!(asked.status, StatusCode::OK);
+    assert!(asked.text().contains("Sign out?"));
+    assert!(victim.jar.contains_key("__Host-tessera_sso"), "not cleared");
+    for body in [&theirs, &own] {
+        assert_eq!(app.refresh(&refresh_of(body)).await.status, StatusCode::OK);
+    }
+    // A browser with no session: told it is signed out; nothing ends.
+    let nobody = Browser::default()
+        .get(
+            &app,
+            &format!(
+                "/end_session?id_token_hint={}",
+                theirs["id_token"].as_str().unwrap()
+            ),
+        )
+        .await;
+    assert!(nobody.text().contains("You are signed out."));
+    let sid = claims(theirs["access_token"].as_str().unwrap())["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(app.db.session_active(&sid).await.unwrap());
 }
