@@ -110,14 +110,25 @@ fn refused(state: &AppState, err: AuthorizeError) -> Response {
     }
 }
 
-/// The origin of a redirect URI, for `form-action`.
+/// Where a form's redirect may go, for `form-action`: the redirect URI's
+/// origin. CSP matches no IP literal but `127.0.0.1` as a host (a `[::1]` or
+/// `127.0.0.2` source is dropped, and the redirect with the code would be
+/// blocked), so for those the source is the scheme alone; the issuer's pages
+/// have no script, so what their forms reach is only ever the issuer's own
+/// answer and the redirect it chose.
 pub(super) fn origin_of(uri: &str) -> Option<String> {
     let parsed: axum::http::Uri = uri.parse().ok()?;
-    Some(format!(
-        "{}://{}",
-        parsed.scheme_str()?,
-        parsed.authority()?
-    ))
+    let scheme = parsed.scheme_str()?;
+    let host = parsed.host()?;
+    let ip_literal = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .is_ok();
+    if ip_literal && host != "127.0.0.1" {
+        return Some(format!("{scheme}:"));
+    }
+    Some(format!("{scheme}://{}", parsed.authority()?))
 }
 
 /// The checked request as hidden fields, for the form that comes back.
@@ -416,5 +427,26 @@ pub(super) async fn consent(
             see_other(&back.location(state.service().issuer_url()))
         }
         _ => shown(&state, "The consent form is malformed."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_of;
+
+    #[test]
+    fn form_action_sources_are_ones_csp_can_match() {
+        assert_eq!(
+            origin_of("https://app.example/cb?x=1").as_deref(),
+            Some("https://app.example")
+        );
+        assert_eq!(
+            origin_of("http://127.0.0.1:51234/cb").as_deref(),
+            Some("http://127.0.0.1:51234")
+        );
+        // CSP matches no other IP literal as a host: the scheme alone.
+        assert_eq!(origin_of("http://[::1]:51234/cb").as_deref(), Some("http:"));
+        assert_eq!(origin_of("http://127.0.0.2/cb").as_deref(), Some("http:"));
+        assert_eq!(origin_of("https://10.1.2.3/cb").as_deref(), Some("https:"));
     }
 }

@@ -64,6 +64,9 @@ pub struct AuthorizeRequest {
     pub prompt: Prompt,
     /// A username to offer in the form.
     pub login_hint: Option<String>,
+    /// The longest time since the password was checked that the client
+    /// accepts, in seconds (OpenID Connect `max_age`).
+    pub max_age: Option<u32>,
 }
 
 /// An error sent back to the client's redirect URI (§4.1.2.1).
@@ -131,6 +134,11 @@ fn redirect_origin_matches(uri: &str, origin: &str) -> bool {
     let loopback =
         uri.scheme_str() == Some("http") && uri.host().is_some_and(crate::clients::is_loopback_ip);
     loopback || uri.port_u16() == origin.port_u16()
+}
+
+/// Printable ASCII (RFC 6749 Appendix A's VSCHAR, %x20-7E).
+fn is_vschar(text: &str) -> bool {
+    text.bytes().all(|b| (0x20..=0x7e).contains(&b))
 }
 
 /// `uri` with `pairs` added to its query.
@@ -219,7 +227,11 @@ impl Issuer {
             ))?
             .to_owned();
         let state = once("state").map(str::to_owned);
-        let oversized_state = state.as_ref().is_some_and(|s| s.len() > MAX_STATE_BYTES);
+        // RFC 6749's VSCHAR: printable ASCII. Anything else may not survive
+        // the login form's round trip as sent (browsers rewrite line breaks).
+        let oversized_state = state
+            .as_ref()
+            .is_some_and(|s| s.len() > MAX_STATE_BYTES || !is_vschar(s));
         let back = |error: &'static str, description: &'static str| {
             AuthorizeError::Redirect(ErrorRedirect {
                 redirect_uri: redirect_uri.clone(),
@@ -229,7 +241,10 @@ impl Issuer {
             })
         };
         if oversized_state {
-            return Err(back("invalid_request", "state is too long"));
+            return Err(back(
+                "invalid_request",
+                "state is too long or not printable ASCII",
+            ));
         }
         if !repeated.is_empty() {
             return Err(back(
@@ -297,9 +312,22 @@ impl Issuer {
             )
         })?;
         let nonce = once("nonce").map(str::to_owned);
-        if nonce.as_ref().is_some_and(|n| n.len() > MAX_NONCE_BYTES) {
-            return Err(back("invalid_request", "nonce is too long"));
+        if nonce
+            .as_ref()
+            .is_some_and(|n| n.len() > MAX_NONCE_BYTES || !is_vschar(n))
+        {
+            return Err(back(
+                "invalid_request",
+                "nonce is too long or not printable ASCII",
+            ));
         }
+        let max_age = match once("max_age") {
+            None => None,
+            Some(text) => Some(
+                text.parse::<u32>()
+                    .map_err(|_| back("invalid_request", "max_age is a number of seconds"))?,
+            ),
+        };
         let prompt = match once("prompt") {
             None => Prompt::default(),
             Some(text) => parse_prompt(text).ok_or_else(|| {
@@ -321,6 +349,7 @@ impl Issuer {
             code_challenge,
             prompt,
             login_hint,
+            max_age,
         })
     }
 
@@ -365,8 +394,13 @@ impl Issuer {
                 state: request.state.clone(),
             })
         };
+        let recent = |sso: &SsoSession| {
+            request
+                .max_age
+                .is_none_or(|age| self.now() <= sso.auth_time.saturating_add(i64::from(age)))
+        };
         let sso = match sso {
-            Some(sso) if fresh || !request.prompt.login => sso,
+            Some(sso) if fresh || (!request.prompt.login && recent(sso)) => sso,
             _ if request.prompt.none => {
                 return Err(refuse("login_required", "the user is not signed in"));
             }

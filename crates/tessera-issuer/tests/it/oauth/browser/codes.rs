@@ -289,6 +289,11 @@ async fn other_request_errors_go_back_with_state() {
         ),
         (authorize_query("no-code", ""), "unauthorized_client"),
         (authorize_query(SPA, "&prompt=none"), "login_required"),
+        (authorize_query(SPA, "&max_age=soon"), "invalid_request"),
+        (
+            authorize_query(SPA, "&nonce=a%0Ab").replace("&nonce=n-456", ""),
+            "invalid_request",
+        ),
     ];
     for (query, error) in cases {
         let reply = ask(&app, &query).await;
@@ -305,6 +310,15 @@ async fn other_request_errors_go_back_with_state() {
         assert_eq!(params["state"], "st-123", "{query}");
         assert!(!params.contains_key("code"));
     }
+    // A state that is not printable ASCII is refused, and not echoed.
+    let bad_state = ask(
+        &app,
+        &authorize_query(SPA, "").replace("state=st-123", "state=a%0Ab"),
+    )
+    .await;
+    let params = location_params(&bad_state);
+    assert_eq!(params["error"], "invalid_request");
+    assert!(!params.contains_key("state"));
 }
 
 #[tokio::test]

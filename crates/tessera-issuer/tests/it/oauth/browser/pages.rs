@@ -215,6 +215,26 @@ async fn the_sso_session_skips_the_form_unless_prompt_login() {
         claims(body["id_token"].as_str().unwrap())["auth_time"],
         T0 + 30
     );
+    // max_age: a sign-in older than it asks for the password again
+    // (prompt=none: login_required); a recent enough one does not.
+    app.clock.advance(30);
+    let old = browser
+        .get(&app, &authorize_query(SPA, "&max_age=10"))
+        .await;
+    assert_eq!(
+        old.status,
+        StatusCode::OK,
+        "30 s since the password was checked"
+    );
+    assert!(old.text().contains("name=\"password\""));
+    let silent_old = browser
+        .get(&app, &authorize_query(SPA, "&max_age=10&prompt=none"))
+        .await;
+    assert_eq!(location_params(&silent_old)["error"], "login_required");
+    let recent = browser
+        .get(&app, &authorize_query(SPA, "&max_age=60"))
+        .await;
+    assert_eq!(recent.status, StatusCode::SEE_OTHER);
     // Another browser has no session.
     let other = Browser::default()
         .get(&app, &authorize_query(SPA, "&prompt=none"))
