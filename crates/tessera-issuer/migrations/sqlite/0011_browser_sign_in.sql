@@ -14,6 +14,7 @@ CREATE TABLE sso_sessions (
 );
 CREATE INDEX sso_sessions_user ON sso_sessions (user_id);
 CREATE INDEX sso_sessions_expiry ON sso_sessions (expires_at);
+CREATE INDEX sso_sessions_ended ON sso_sessions (ended_at);
 
 ALTER TABLE sessions ADD COLUMN sso_id TEXT;    -- the browser sign-in it came from
 ALTER TABLE sessions ADD COLUMN auth_time INTEGER;
@@ -39,6 +40,7 @@ CREATE TABLE authorization_codes (
     replayed_at    INTEGER
 );
 CREATE INDEX authorization_codes_expiry ON authorization_codes (expires_at);
+CREATE INDEX authorization_codes_sso ON authorization_codes (sso_id);
 
 -- What a user allowed a third-party client, scope by scope.
 CREATE TABLE consents (

@@ -61,7 +61,11 @@ impl Issuer {
             return Err(AuthError::InvalidGrant);
         }
         let Some(taken) = self.db().take_code(&hash, now).await? else {
-            if let Some(session_id) = self.db().code_replayed(&hash, now).await? {
+            let replayed = self
+                .db()
+                .code_replayed(&hash, &client.client_id, now)
+                .await?;
+            if let Some(session_id) = replayed {
                 self.revocations()
                     .session(&session_id, now, "code_replayed")
                     .await?;

@@ -426,3 +426,38 @@ async fn a_confidential_client_authenticates_to_redeem_its_code() {
     assert_eq!(posted.status, StatusCode::OK);
     assert_eq!(posted.body["preferred_username"], "alice");
 }
+
+#[tokio::test]
+async fn only_the_codes_own_client_can_revoke_by_replaying_it() {
+    let app = browser_app().await;
+    app.register(spa("other")).await;
+    let mut browser = Browser::default();
+    let reply = browser.sign_in(&app, &authorize_query(SPA, "")).await;
+    let code = location_params(&reply)["code"].clone();
+    let first = app.redeem(SPA, &code, VERIFIER).await.body;
+    // Another client that saw the used code cannot end the session with it.
+    let stranger = app.redeem("other", &code, VERIFIER).await;
+    assert_eq!(stranger.body["error"], "invalid_grant");
+    let refreshed = app.refresh(&refresh_of(&first)).await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{:?}", refreshed.body);
+    // Its own client's replay does, once.
+    for _ in 0..3 {
+        assert_eq!(
+            app.redeem(SPA, &code, VERIFIER).await.body["error"],
+            "invalid_grant"
+        );
+    }
+    assert_eq!(
+        app.refresh(&refresh_of(&refreshed.body)).await.body["error"],
+        "invalid_grant"
+    );
+    let replays = app
+        .db
+        .audit_events(0, None, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event == "code_replayed")
+        .count();
+    assert_eq!(replays, 1, "only the first replay writes");
+}
