@@ -53,6 +53,7 @@ struct AccessClaims<'a> {
     #[serde(skip_serializing_if = "str::is_empty")]
     scope: &'a str,
     roles: &'a [String],
+    #[serde(skip_serializing_if = "str::is_empty")]
     preferred_username: &'a str,
 }
 
@@ -69,6 +70,10 @@ pub struct AccessGrant<'a> {
     pub scope: &'a str,
     /// The client's audiences; empty: the configured ones.
     pub audiences: &'a [String],
+    /// The client is a third party: the token says only what its scope
+    /// (which the user allowed) covers: `preferred_username` with
+    /// `profile`, `roles` with `roles`.
+    pub third_party: bool,
 }
 
 impl TokenSettings {
@@ -89,6 +94,23 @@ impl TokenSettings {
             [one] => Audience::One(one),
             many => Audience::Many(many),
         };
+        let scoped = |name: &str| grant.scope.split(' ').any(|s| s == name);
+        let (roles, username): (&[String], &str) = if grant.third_party {
+            (
+                if scoped("roles") {
+                    &grant.user.roles
+                } else {
+                    &[]
+                },
+                if scoped("profile") {
+                    &grant.user.username
+                } else {
+                    ""
+                },
+            )
+        } else {
+            (&grant.user.roles, &grant.user.username)
+        };
         let claims = AccessClaims {
             iss: &self.issuer,
             sub: &grant.user.id,
@@ -100,8 +122,8 @@ impl TokenSettings {
             client_id: grant.client_id,
             sid: grant.session_id,
             scope: grant.scope,
-            roles: &grant.user.roles,
-            preferred_username: &grant.user.username,
+            roles,
+            preferred_username: username,
         };
         let payload = serde_json::to_vec(&claims).map_err(|_| SignError::default())?;
         signer.sign_jwt("at+jwt", &payload)

@@ -125,6 +125,7 @@ impl Issuer {
                     client_id: &client.client_id,
                     scope: &scope,
                     audiences: &client.audiences,
+                    third_party: client.third_party,
                 },
                 now,
             )

@@ -266,6 +266,7 @@ impl Issuer {
             client_id,
             scope,
             audiences: &client.audiences,
+            third_party: client.third_party,
         };
         let access_token = self
             .settings()

@@ -219,6 +219,7 @@ impl Issuer {
                 client_id: &session.client_id,
                 scope: &scope,
                 audiences: &client.audiences,
+                third_party: client.third_party,
             };
             let access_token = settings
                 .sign_access(snapshot.signer(), &grant, rules.now)

@@ -35,6 +35,8 @@ async fn a_browser_signs_in_with_code_and_pkce_and_gets_an_id_token() {
     assert_eq!(body["scope"], "openid profile");
     let access = claims(body["access_token"].as_str().unwrap());
     assert_eq!(access["client_id"], SPA);
+    // A first-party client's token carries the roles as every token does.
+    assert_eq!(access["roles"], serde_json::json!(["user"]));
     let id_token = body["id_token"].as_str().unwrap();
     assert_eq!(header_of(id_token)["typ"], "JWT", "never at+jwt");
     let id = claims(id_token);

@@ -283,6 +283,11 @@ async fn a_third_party_client_asks_once_per_scope_and_consent_can_be_withdrawn()
     let code = location_params(&allowed)["code"].clone();
     let tokens = app.redeem("third", &code, VERIFIER).await;
     assert_eq!(tokens.status, StatusCode::OK);
+    // A third party's token says what the user allowed, no more: the
+    // username (profile), but not the roles (no roles scope).
+    let access = claims(tokens.body["access_token"].as_str().unwrap());
+    assert_eq!(access["preferred_username"], "alice");
+    assert_eq!(access["roles"], serde_json::json!([]));
     let again = browser.get(&app, &authorize_query("third", "")).await;
     assert_eq!(again.status, StatusCode::SEE_OTHER, "remembered");
     // A scope not allowed before is asked for, alone.
