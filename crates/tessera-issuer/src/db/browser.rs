@@ -259,24 +259,21 @@ impl Db {
         })
     }
 
-    /// A used code was presented again by the client it was issued to:
-    /// marks it so (the first redemption, if still running, sees the mark)
-    /// and returns the session its first use started (or is starting).
-    /// `None`: no such code of that client, or marked already (only the
-    /// first replay writes).
+    /// A used code was presented again: marks it so (the first redemption,
+    /// if still running, sees the mark) and returns the session its first
+    /// use started (or is starting). `None`: no such code, or marked
+    /// already (only the first replay writes).
     pub async fn code_replayed(
         &self,
         hash: &[u8; 32],
-        client_id: &str,
         now: i64,
     ) -> Result<Option<String>, DbError> {
         on_writer!(self, |conn| sqlx::query_scalar(
-            "UPDATE authorization_codes SET replayed_at = $3
-             WHERE hash = $1 AND client_id = $2 AND used_at IS NOT NULL AND replayed_at IS NULL
+            "UPDATE authorization_codes SET replayed_at = $2
+             WHERE hash = $1 AND used_at IS NOT NULL AND replayed_at IS NULL
              RETURNING session_id"
         )
         .bind(&hash[..])
-        .bind(client_id)
         .bind(now)
         .fetch_optional(conn)
         .await

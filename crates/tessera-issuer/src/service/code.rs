@@ -61,11 +61,9 @@ impl Issuer {
             return Err(AuthError::InvalidGrant);
         }
         let Some(taken) = self.db().take_code(&hash, now).await? else {
-            let replayed = self
-                .db()
-                .code_replayed(&hash, &client.client_id, now)
-                .await?;
-            if let Some(session_id) = replayed {
+            // Whoever presents it (RFC 6749 §4.1.2: a code used twice has
+            // leaked), but only the first time: later replays write nothing.
+            if let Some(session_id) = self.db().code_replayed(&hash, now).await? {
                 self.revocations()
                     .session(&session_id, now, "code_replayed")
                     .await?;
