@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
 use tessera_issuer::clients::{Client, ClientKind, login_client};
 use tessera_verifier::{SystemClock, Verifier, VerifierConfig};
 
@@ -61,32 +60,15 @@ async fn authlib_signs_in_with_code_and_pkce_and_validates_the_id_token() {
     };
     let s = start().await;
     let script = crate::support::workspace_root().join("tests/interop/authorization_code.py");
-    let (issuer, redirect, password) = (
+    let args = vec![
+        script.display().to_string(),
         s.issuer.clone(),
+        tessera_resource_server::SPA_CLIENT.to_owned(),
         format!("{}/spa", s.app_origin),
+        "admin".to_owned(),
         s.admin_password.clone(),
-    );
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(python)
-            .arg(script)
-            .args([
-                issuer.as_str(),
-                tessera_resource_server::SPA_CLIENT,
-                redirect.as_str(),
-                "admin",
-                password.as_str(),
-            ])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "Authlib: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    ];
+    let seen = crate::support::run_json_tool(python, args).await;
     assert_eq!(seen["code_challenge_methods"], serde_json::json!(["S256"]));
     assert_eq!(seen["login_page_status"], 200, "{seen}");
     assert_eq!(seen["login_page_names_client"], true);
@@ -125,27 +107,14 @@ async fn in_chromium_a_person_signs_in_on_the_login_page_and_sees_their_profile(
     let shots = root.join("target/browser-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let script = root.join("tests/browser/sign_in.mjs");
-    let (app, password, dir) = (
+    let args = vec![
+        script.display().to_string(),
         s.app_origin.clone(),
+        "admin".to_owned(),
         s.admin_password.clone(),
-        shots.clone(),
-    );
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(node)
-            .arg(script)
-            .args([app.as_str(), "admin", password.as_str()])
-            .arg(&dir)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        output.status.success(),
-        "the browser script failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+        shots.display().to_string(),
+    ];
+    let seen = crate::support::run_json_tool(node, args).await;
     assert!(
         seen["login_url"]
             .as_str()

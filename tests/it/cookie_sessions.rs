@@ -233,25 +233,15 @@ async fn in_chromium_the_page_signs_in_welcomes_refreshes_and_signs_out() {
     let root = crate::support::workspace_root();
     let shots = root.join("target/browser-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
-    let app_url = s.app_origin.clone();
-    let password = s.admin_password.clone();
     let script = root.join("tests/browser/session.mjs");
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(node)
-            .arg(script)
-            .args([app_url.as_str(), "admin", password.as_str()])
-            .arg(&shots)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        output.status.success(),
-        "the browser script failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let args = vec![
+        script.display().to_string(),
+        s.app_origin.clone(),
+        "admin".to_owned(),
+        s.admin_password.clone(),
+        shots.display().to_string(),
+    ];
+    let seen = crate::support::run_json_tool(node, args).await;
     assert_eq!(seen["signed_out_at_start"], true, "{seen}");
     assert_eq!(seen["wrong_password_status"], "Wrong username or password.");
     assert_eq!(seen["cookies_after_wrong_password"], 0);

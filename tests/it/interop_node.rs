@@ -29,7 +29,7 @@ async fn jose_and_jsonwebtoken_verify_our_tokens_through_our_jwks_uri() {
             audience.to_owned(),
             token.clone(),
         ];
-        crate::support::run_verifier(node.clone(), args)
+        crate::support::run_json_tool(node.clone(), args)
     };
     let accepted = run(issuer.url.clone(), "tessera").await;
     for client in ["jose", "jsonwebtoken"] {

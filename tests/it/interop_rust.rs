@@ -23,7 +23,7 @@ async fn jwks_client_rs_decodes_our_tokens_through_our_jwks_uri() {
     let jwks_uri = format!("{}/.well-known/jwks.json", issuer.url);
     let run = |issuer_url: String, audience: &str, token: String| {
         let args = vec![jwks_uri.clone(), issuer_url, audience.to_owned(), token];
-        let output = crate::support::run_verifier(binary.clone(), args);
+        let output = crate::support::run_json_tool(binary.clone(), args);
         async move { output.await["jwks_client_rs"].clone() }
     };
     let error = |v: &Value| v["error"].as_str().unwrap_or_default().to_lowercase();

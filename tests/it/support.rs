@@ -49,9 +49,10 @@ pub(crate) fn interop_tool(var: &str, checks: &str) -> Option<String> {
     tool
 }
 
-/// Runs a third-party verifier, `program [args] JWKS_URI ISSUER AUDIENCE TOKEN`,
-/// off the runtime; returns the JSON it prints (asserts it exits 0).
-pub(crate) async fn run_verifier(program: String, mut args: Vec<String>) -> serde_json::Value {
+/// Runs a third-party tool (a verifier, a relying party, a browser script),
+/// `program [args]`, off the runtime; returns the JSON it prints (asserts
+/// it exits 0).
+pub(crate) async fn run_json_tool(program: String, mut args: Vec<String>) -> serde_json::Value {
     tokio::task::spawn_blocking(move || {
         let out = std::process::Command::new(&program)
             .args(args.drain(..))
@@ -66,7 +67,7 @@ pub(crate) async fn run_verifier(program: String, mut args: Vec<String>) -> serd
             .unwrap_or_else(|e| panic!("{program} printed no JSON: {e}"))
     })
     .await
-    .unwrap_or_else(|e| panic!("the verifier task failed: {e}"))
+    .unwrap_or_else(|e| panic!("the tool task failed: {e}"))
 }
 
 /// A fresh issuer in `dir` and an access token of its first admin.

@@ -459,7 +459,7 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
     let host = parsed.host().ok_or_else(bad)?;
     match parsed.scheme_str() {
         Some("https") => Ok(()),
-        Some("http") if host == "localhost" || is_loopback_ip(host) => Ok(()),
+        Some("http") if host == "localhost" || crate::validate::is_loopback_ip(host) => Ok(()),
         _ => Err(bad()),
     }
 }
@@ -475,20 +475,11 @@ fn loopback_port_varies(registered: &str, offered: &str) -> bool {
     };
     r.scheme_str() == Some("http")
         && o.scheme_str() == Some("http")
-        && r.host().is_some_and(is_loopback_ip)
+        && r.host().is_some_and(crate::validate::is_loopback_ip)
         && r.host() == o.host()
         && r.path_and_query() == o.path_and_query()
         && !offered.contains('#')
         && o.authority().is_some_and(|a| !a.as_str().contains('@'))
-}
-
-/// Whether `host` (as a URI has it, IPv6 in brackets) is a loopback IP
-/// literal: `127.0.0.0/8` or `[::1]`, not a name.
-pub fn is_loopback_ip(host: &str) -> bool {
-    host.trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// 32 bytes of base64url.

@@ -145,13 +145,24 @@ pub fn is_loopback_http(url: &str) -> bool {
     }
     match url_host(url) {
         Some(host) if host == "localhost" => true,
-        Some(host) => host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback()),
+        Some(host) => is_loopback_ip(&host),
         None => false,
     }
+}
+
+/// Whether `host` (as a URI has it, IPv6 in brackets) is a loopback IP
+/// literal: `127.0.0.0/8` or `[::1]`, not a name.
+pub fn is_loopback_ip(host: &str) -> bool {
+    ip_literal(host).is_some_and(|ip| ip.is_loopback())
+}
+
+/// The IP address `host` (as a URI has it, IPv6 in brackets) spells, if it
+/// is an IP literal rather than a name.
+pub fn ip_literal(host: &str) -> Option<std::net::IpAddr> {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
 }
 
 /// A cookie name: an RFC 6265 token (RFC 7230 `tchar`s), 1 to 64 bytes.

@@ -43,7 +43,7 @@ pub(super) fn see_other(location: &str) -> Response {
 }
 
 /// The page for a service failure.
-pub(super) fn failure_page(err: &AuthError) -> Page {
+fn failure_page(err: &AuthError) -> Page {
     match err {
         AuthError::Throttled { retry_after } => Page::message(
             StatusCode::TOO_MANY_REQUESTS,
@@ -87,7 +87,7 @@ pub(super) fn page_response(state: &AppState, page: Page, retry_after: Option<i6
     response
 }
 
-fn failure(state: &AppState, err: &AuthError) -> Response {
+pub(super) fn failure(state: &AppState, err: &AuthError) -> Response {
     let retry = match err {
         AuthError::Throttled { retry_after } => Some(*retry_after),
         _ => None,
@@ -117,18 +117,13 @@ fn refused(state: &AppState, err: AuthorizeError) -> Response {
 /// have no script, so what their forms reach is only ever the issuer's own
 /// answer and the redirect it chose.
 pub(super) fn origin_of(uri: &str) -> Option<String> {
-    let parsed: axum::http::Uri = uri.parse().ok()?;
-    let scheme = parsed.scheme_str()?;
-    let host = parsed.host()?;
-    let ip_literal = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<std::net::IpAddr>()
-        .is_ok();
-    if ip_literal && host != "127.0.0.1" {
+    let origin = crate::validate::origin_of(uri)?;
+    let host = crate::validate::url_host(uri)?;
+    if crate::validate::ip_literal(&host).is_some() && host != "127.0.0.1" {
+        let scheme = &origin[..origin.find("://")?];
         return Some(format!("{scheme}:"));
     }
-    Some(format!("{scheme}://{}", parsed.authority()?))
+    Some(origin)
 }
 
 /// The checked request as hidden fields, for the form that comes back.

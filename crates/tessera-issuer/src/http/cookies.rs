@@ -104,15 +104,7 @@ impl Sessions {
     /// domain planted one (cookie tossing): refresh then refuses to guess,
     /// and logout ends every session they name.
     pub(super) fn refresh_cookies(&self, headers: &HeaderMap) -> Vec<String> {
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|text| Cookie::split_parse(text).flatten())
-            .filter(|c| c.name() == self.refresh_name && !c.value().is_empty())
-            .map(|c| c.value().to_owned())
-            .take(MAX_REFRESH_COOKIES)
-            .collect()
+        cookie_values(headers, &self.refresh_name, MAX_REFRESH_COOKIES)
     }
 
     fn access_cookie(&self, value: &str, max_age: i64) -> Cookie<'static> {
@@ -190,6 +182,19 @@ impl Sessions {
     }
 }
 
+/// The non-empty values of cookie `name` in a request, at most `most`.
+fn cookie_values(headers: &HeaderMap, name: &str, most: usize) -> Vec<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|text| Cookie::split_parse(text).flatten())
+        .filter(|c| c.name() == name && !c.value().is_empty())
+        .map(|c| c.value().to_owned())
+        .take(most)
+        .collect()
+}
+
 fn set_cookie(cookie: &Cookie<'_>) -> HeaderValue {
     // Names are checked tokens and values base64url and dots: always valid.
     HeaderValue::from_str(&cookie.to_string()).unwrap_or(HeaderValue::from_static(""))
@@ -262,15 +267,7 @@ impl SignInCookies {
     }
 
     fn values(headers: &HeaderMap, name: &str) -> Vec<String> {
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|text| Cookie::split_parse(text).flatten())
-            .filter(|c| c.name() == name && !c.value().is_empty())
-            .map(|c| c.value().to_owned())
-            .take(crate::service::authorize::MAX_SSO_COOKIES)
-            .collect()
+        cookie_values(headers, name, crate::service::authorize::MAX_SSO_COOKIES)
     }
 
     /// The SSO cookie's values in the request (more than one: planted).

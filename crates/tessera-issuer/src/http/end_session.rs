@@ -17,11 +17,11 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 
-use super::authorize::{failure_page, origin_of, page_response, see_other, sso_of};
+use super::authorize::{failure, origin_of, page_response, see_other, sso_of};
 use super::cookies::{csrf_cookie, csrf_token};
+use super::oauth::unique;
 use super::pages::{self, Page};
 use super::state::AppState;
-use crate::service::AuthError;
 use crate::service::authorize::with_query;
 
 const SIGN_OUT: &str = "sign-out";
@@ -64,17 +64,6 @@ fn signed_out(state: &AppState, target: &Target) -> Response {
         .headers_mut()
         .append(header::SET_COOKIE, state.sign_in().clear_sso());
     response
-}
-
-/// The parameters, each at most once.
-fn unique(pairs: Vec<(String, String)>) -> Option<std::collections::HashMap<String, String>> {
-    let mut map = std::collections::HashMap::new();
-    for (k, v) in pairs {
-        if map.insert(k, v).is_some() {
-            return None;
-        }
-    }
-    Some(map)
 }
 
 /// The post-logout target: a URI only if the client (named by the hint or
@@ -121,7 +110,7 @@ pub(super) async fn end_session(
     headers: HeaderMap,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Response {
-    let Some(params) = query.ok().and_then(|Query(p)| unique(p)) else {
+    let Some(params) = query.ok().and_then(|Query(p)| unique(p).ok()) else {
         return invalid(&state, "The sign-out request is malformed.");
     };
     let hint = match params.get("id_token_hint").filter(|h| !h.is_empty()) {
@@ -185,10 +174,6 @@ pub(super) async fn end_session(
     page_response(&state, page, None)
 }
 
-fn failure(state: &AppState, err: &AuthError) -> Response {
-    page_response(state, failure_page(err), None)
-}
-
 /// `POST /end_session`: the confirmation form.
 pub(super) async fn confirmed(
     State(state): State<AppState>,
@@ -198,7 +183,7 @@ pub(super) async fn confirmed(
     if !state.sign_in().form_origin_ok(&headers) {
         return invalid(&state, "The sign-out form did not come from this site.");
     }
-    let Some(params) = form.ok().and_then(|Form(p)| unique(p)) else {
+    let Some(params) = form.ok().and_then(|Form(p)| unique(p).ok()) else {
         return invalid(&state, "The sign-out form is malformed.");
     };
     let cookies = state.sign_in().sso_values(&headers);

@@ -44,7 +44,8 @@ fn token_params(
     ))
 }
 
-fn unique(pairs: Vec<(String, String)>) -> Result<HashMap<String, String>, ApiError> {
+/// Parameters, each at most once (else `400 invalid_request`).
+pub(super) fn unique(pairs: Vec<(String, String)>) -> Result<HashMap<String, String>, ApiError> {
     let mut map = HashMap::new();
     for (k, v) in pairs {
         if map.insert(k, v).is_some() {

@@ -132,7 +132,7 @@ fn redirect_origin_matches(uri: &str, origin: &str) -> bool {
         return false;
     }
     let loopback =
-        uri.scheme_str() == Some("http") && uri.host().is_some_and(crate::clients::is_loopback_ip);
+        uri.scheme_str() == Some("http") && uri.host().is_some_and(crate::validate::is_loopback_ip);
     loopback || uri.port_u16() == origin.port_u16()
 }
 
