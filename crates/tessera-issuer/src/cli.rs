@@ -57,6 +57,9 @@ struct GlobalArgs {
     /// RSA size of generated keys: 2048, 3072 or 4096 [default: 2048].
     #[arg(long, global = true, env = "TESSERA_KEY_BITS", value_name = "BITS")]
     key_bits: Option<usize>,
+    /// Algorithm of generated keys: RS256, ES256 or EdDSA [default: RS256].
+    #[arg(long, global = true, env = "TESSERA_SIGNING_ALG", value_name = "ALG")]
+    signing_alg: Option<String>,
     /// Address to listen on (port 0 picks a free port) [default: 127.0.0.1:8080].
     #[arg(long, global = true, env = "TESSERA_LISTEN", value_name = "ADDR")]
     listen: Option<std::net::SocketAddr>,
@@ -320,6 +323,7 @@ fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
         jwks_cache_lifetime: global.jwks_cache_lifetime,
         clock_leeway: global.clock_leeway,
         key_bits: global.key_bits,
+        signing_alg: global.signing_alg.clone(),
         listen: global.listen,
         issuer_url: global.issuer_url.clone(),
         audiences: global.audiences.clone(),

@@ -24,6 +24,7 @@ use crate::db::keyring::DbKeyring;
 #[derive(Debug)]
 pub struct KeySnapshot {
     keyring: Keyring,
+    algorithms: Vec<tessera_keyring::Algorithm>,
     jwks_json: Bytes,
     etag: String,
     etag_header: axum::http::HeaderValue,
@@ -41,8 +42,16 @@ impl KeySnapshot {
         // base64url and quotes: always a valid header value.
         let etag_header = axum::http::HeaderValue::from_str(&etag)
             .unwrap_or(axum::http::HeaderValue::from_static("\"\""));
+        // The JWKS lists the active key first.
+        let mut algorithms: Vec<tessera_keyring::Algorithm> = Vec::new();
+        for alg in keyring.jwks().keys.iter().filter_map(|k| k.algorithm()) {
+            if !algorithms.contains(&alg) {
+                algorithms.push(alg);
+            }
+        }
         Ok(Self {
             keyring,
+            algorithms,
             jwks_json: Bytes::from(json),
             etag,
             etag_header,
@@ -52,6 +61,12 @@ impl KeySnapshot {
     /// The active key.
     pub fn signer(&self) -> &Signer {
         self.keyring.signer()
+    }
+
+    /// The algorithms of the published keys, the active key's first: what
+    /// verifiers must accept from this issuer now.
+    pub fn algorithms(&self) -> &[tessera_keyring::Algorithm] {
+        &self.algorithms
     }
 
     /// The keyring this snapshot was built from.
@@ -151,7 +166,7 @@ pub struct KeyHandle {
     store: KeyStore,
     /// Create the keyring if the store holds none when the handle first
     /// loads (the service's first start); never after.
-    init_bits: Option<usize>,
+    init_spec: Option<tessera_keyring::KeySpec>,
     /// `None` only while a database keyring could not be read yet.
     current: ArcSwapOption<KeySnapshot>,
     reload: tokio::sync::Mutex<Vec<u8>>,
@@ -166,22 +181,25 @@ impl KeyHandle {
         let snapshot = KeySnapshot::new(dir.load()?)?;
         Ok(Self {
             store: KeyStore::Files(dir),
-            init_bits: None,
+            init_spec: None,
             current: ArcSwapOption::from_pointee(snapshot),
             reload: tokio::sync::Mutex::new(marker),
             error: Mutex::new(None),
         })
     }
 
-    /// Loads the keyring from `store`, creating it first if `init_bits` is set
+    /// Loads the keyring from `store`, creating it first if `init_spec` is set
     /// and the store holds none (several instances starting at once create
     /// one). A database keyring that cannot be reached yet is not an error:
     /// the handle starts empty (the service is not ready) and [`Self::watch`]
     /// loads it when the database answers. Any other failure is.
-    pub async fn start(store: KeyStore, init_bits: Option<usize>) -> Result<Self, KeyringError> {
+    pub async fn start(
+        store: KeyStore,
+        init_spec: Option<tessera_keyring::KeySpec>,
+    ) -> Result<Self, KeyringError> {
         let handle = Self {
             store,
-            init_bits,
+            init_spec,
             current: ArcSwapOption::empty(),
             reload: tokio::sync::Mutex::new(Vec::new()),
             error: Mutex::new(None),
@@ -274,9 +292,9 @@ impl KeyHandle {
         // that vanishes later (a cleanup, an unmounted volume) is an error,
         // not a reason to sign with keys no verifier has fetched.
         let first_load = self.current.load().is_none();
-        let loaded = match (self.store.load().await, self.init_bits) {
-            (Err(KeyringError::NotInitialised { .. }), Some(bits)) if first_load => {
-                match self.store.apply(ops::Init::new(bits)).await {
+        let loaded = match (self.store.load().await, self.init_spec) {
+            (Err(KeyringError::NotInitialised { .. }), Some(spec)) if first_load => {
+                match self.store.apply(ops::Init::new(spec)).await {
                     Ok(o) => tracing::info!(
                         target: "audit",
                         event = "keyring_initialised",

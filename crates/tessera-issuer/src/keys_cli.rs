@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use tessera_issuer::config::Config;
 use tessera_issuer::keys::KeyStore;
-use tessera_keyring::{KeyRecord, KeyState, KeyringError, format_time, ops};
+use tessera_keyring::{Algorithm, KeyRecord, KeySpec, KeyState, KeyringError, format_time, ops};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum KeysVerb {
@@ -18,15 +18,31 @@ pub(crate) enum KeysVerb {
         /// Succeed without changes if the keyring already holds keys.
         #[arg(long)]
         if_empty: bool,
+        /// The keys' algorithm: RS256, ES256 or EdDSA [default: the
+        /// `signing_alg` setting].
+        #[arg(long, value_name = "ALG")]
+        alg: Option<String>,
     },
     /// Add a new pending key.
-    Generate,
-    /// Pending → active, active → retired, and a new pending key.
+    Generate {
+        /// Its algorithm: RS256, ES256 or EdDSA [default: the `signing_alg`
+        /// setting].
+        #[arg(long, value_name = "ALG")]
+        alg: Option<String>,
+    },
+    /// Pending → active, active → retired, and a new pending key. The oldest
+    /// pending key activates, whatever its algorithm: after a change of
+    /// `signing_alg`, the first rotation publishes a key of the new
+    /// algorithm and the next one makes it sign.
     Rotate {
         /// Activate even if the pending key has not been published for a JWKS
         /// cache lifetime (verifiers may reject tokens until they refetch).
         #[arg(long)]
         force: bool,
+        /// The new pending key's algorithm: RS256, ES256 or EdDSA [default:
+        /// the `signing_alg` setting].
+        #[arg(long, value_name = "ALG")]
+        alg: Option<String>,
     },
     /// Show every key, its state, its times, and when it may be pruned.
     List {
@@ -59,7 +75,8 @@ pub(crate) enum KeysVerb {
     Jwks,
     /// Print a new random key-encryption key for a database keyring (stores nothing).
     NewKek,
-    /// Import an RSA private key (PKCS#8 or PKCS#1 PEM) as a pending key.
+    /// Import a private key as a pending key: RSA (PKCS#8 or PKCS#1 PEM),
+    /// EC P-256 or Ed25519 (PKCS#8 PEM).
     Import {
         /// The PEM file.
         pem: PathBuf,
@@ -70,11 +87,16 @@ pub(crate) enum KeysVerb {
 /// lock and generating keys); the times printed come from what it recorded.
 pub(crate) async fn keys(store: &KeyStore, config: &Config, verb: KeysVerb) -> anyhow::Result<()> {
     let policy = &config.rotation;
-    let bits = config.key_bits;
+    let spec = |alg: Option<String>| -> anyhow::Result<KeySpec> {
+        Ok(match alg {
+            None => config.key_spec(),
+            Some(name) => KeySpec::new(name.parse::<Algorithm>()?, config.key_bits),
+        })
+    };
     let mut out = std::io::stdout().lock();
     let warn = |text: String| writeln!(std::io::stderr(), "WARNING: {text}");
     match verb {
-        KeysVerb::Init { if_empty } => match store.apply(ops::Init::new(bits)).await {
+        KeysVerb::Init { if_empty, alg } => match store.apply(ops::Init::new(spec(alg)?)).await {
             Ok(o) => writeln!(
                 out,
                 "initialised keyring in {}\nactive key:  {}\npending key: {} (may become active from {})",
@@ -90,12 +112,13 @@ pub(crate) async fn keys(store: &KeyStore, config: &Config, verb: KeysVerb) -> a
             )?,
             Err(e) => return Err(e.into()),
         },
-        KeysVerb::Generate => {
-            let key = store.apply(ops::Generate::new(bits)).await?;
+        KeysVerb::Generate { alg } => {
+            let key = store.apply(ops::Generate::new(spec(alg)?)).await?;
             writeln!(
                 out,
-                "generated pending key {} ({bits}-bit RS256); it may become active from {}",
+                "generated pending key {} ({}); it may become active from {}",
                 key.kid,
+                describe(&key),
                 format_time(policy.activation_safe_at(key.created))
             )?;
         }
@@ -103,15 +126,17 @@ pub(crate) async fn keys(store: &KeyStore, config: &Config, verb: KeysVerb) -> a
             let key = store.apply(ops::Import::new(&pem)).await?;
             writeln!(
                 out,
-                "imported {} as pending key {} ({}-bit); it may become active from {}",
+                "imported {} as pending key {} ({}); it may become active from {}",
                 pem.display(),
                 key.kid,
-                key.bits,
+                describe(&key),
                 format_time(policy.activation_safe_at(key.created))
             )?;
         }
-        KeysVerb::Rotate { force } => {
-            let o = store.apply(ops::Rotate::new(*policy, force, bits)).await?;
+        KeysVerb::Rotate { force, alg } => {
+            let o = store
+                .apply(ops::Rotate::new(*policy, force, spec(alg)?))
+                .await?;
             if let Some(rule) = &o.forced {
                 warn(format!("--force overrode a rotation rule: {rule}"))?;
             }
@@ -129,6 +154,20 @@ pub(crate) async fn keys(store: &KeyStore, config: &Config, verb: KeysVerb) -> a
                 o.new_pending,
                 format_time(policy.activation_safe_at(o.at))
             )?;
+            // Say where a switch of algorithm stands: the operator changed
+            // `signing_alg` and expects it to take effect.
+            let keys = store.inspect().await?.manifest;
+            let alg_of = |kid: &str| keys.get(kid).map(|k| k.alg);
+            if let (Some(active), Some(next)) = (alg_of(&o.activated), alg_of(&o.new_pending))
+                && active != next
+            {
+                writeln!(
+                    out,
+                    "the active key signs {active}; the pending key is {next} and signs from \
+                     the next rotation (from {}); verifiers must accept both until then",
+                    format_time(policy.activation_safe_at(o.at))
+                )?;
+            }
         }
         KeysVerb::Retire { kid } => {
             let key = store.apply(ops::Retire::new(kid.as_str())).await?;
@@ -141,7 +180,7 @@ pub(crate) async fn keys(store: &KeyStore, config: &Config, verb: KeysVerb) -> a
         }
         KeysVerb::Revoke { kid } => {
             let o = store
-                .apply(ops::Revoke::new(kid.as_str(), *policy, bits))
+                .apply(ops::Revoke::new(kid.as_str(), *policy, config.key_spec()))
                 .await?;
             writeln!(out, "revoked key {}: removed from the JWKS", o.revoked)?;
             if let Some(p) = &o.promoted {
@@ -206,6 +245,15 @@ pub(crate) async fn keys(store: &KeyStore, config: &Config, verb: KeysVerb) -> a
     Ok(())
 }
 
+/// How a key is described in messages: "2048-bit RS256", "ES256, P-256", "EdDSA, Ed25519".
+fn describe(key: &KeyRecord) -> String {
+    match key.alg {
+        Algorithm::Es256 => "ES256, P-256".to_owned(),
+        Algorithm::EdDsa => "EdDSA, Ed25519".to_owned(),
+        alg => format!("{}-bit {alg}", key.bits),
+    }
+}
+
 /// `keys new-kek`: a fresh key-encryption key. Nothing is stored: the
 /// operator keeps it where secrets go, never beside the database.
 pub(crate) fn print_new_kek(out: &mut impl std::io::Write) -> anyhow::Result<()> {
@@ -218,6 +266,7 @@ pub(crate) fn print_new_kek(out: &mut impl std::io::Write) -> anyhow::Result<()>
 struct Row {
     kid: String,
     state: &'static str,
+    alg: &'static str,
     bits: u32,
     created: String,
     activated: Option<String>,
@@ -239,6 +288,7 @@ impl Row {
         Self {
             kid: k.kid.clone(),
             state: k.state.name(),
+            alg: k.alg.name(),
             bits: k.bits,
             created: format_time(k.created),
             activated: t(k.activated()),
@@ -254,6 +304,7 @@ fn write_table(out: &mut impl std::io::Write, rows: &[Row]) -> std::io::Result<(
     let header = [
         "KID",
         "STATE",
+        "ALG",
         "BITS",
         "CREATED",
         "ACTIVATED",
@@ -263,12 +314,13 @@ fn write_table(out: &mut impl std::io::Write, rows: &[Row]) -> std::io::Result<(
         "SAFE-TO-PRUNE-AT",
     ];
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
-    let cells: Vec<[String; 9]> = rows
+    let cells: Vec<[String; 10]> = rows
         .iter()
         .map(|r| {
             [
                 r.kid.clone(),
                 r.state.to_owned(),
+                r.alg.to_owned(),
                 r.bits.to_string(),
                 r.created.clone(),
                 dash(&r.activated),

@@ -104,7 +104,7 @@ impl Prepared {
             Err(other) => return Err(other),
         };
         let store = key_store(&config, &db)?;
-        let keys = KeyHandle::start(store, Some(config.key_bits)).await?;
+        let keys = KeyHandle::start(store, Some(config.key_spec())).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| ServeError::Io {

@@ -1,6 +1,6 @@
-//! The one seam between Tessera and an RSA implementation.
+//! The one seam between Tessera and a signature implementation.
 //!
-//! Everything that signs goes through [`RsaSigningKey`]. The backend is chosen at
+//! Everything that signs goes through [`SigningKey`]: RS256, ES256 and EdDSA. The backend is chosen at
 //! build time: `aws-lc-rs` (default) or `ring` (`--no-default-features --features
 //! ring`). Their APIs have the same shape, so the code below is written once against
 //! the `backend` alias. The `rsa` crate never appears here: it generates keys and
@@ -21,8 +21,13 @@ use aws_lc_rs as backend;
 #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
 use ring as backend;
 
-use backend::signature::{KeyPair as _, RsaKeyPair, RsaPublicKeyComponents};
+use backend::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair,
+    RsaPublicKeyComponents,
+};
 use std::fmt;
+
+use crate::alg::Algorithm;
 
 /// The name of the backend this build signs with, for logs and benchmarks.
 pub const BACKEND: &str = if cfg!(feature = "aws-lc-rs") {
@@ -34,58 +39,182 @@ pub const BACKEND: &str = if cfg!(feature = "aws-lc-rs") {
 /// Signing failed inside the crypto backend. It carries no detail on purpose: the
 /// backends report none, and nothing about the key may leak through an error.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, thiserror::Error)]
-#[error("the {BACKEND} backend failed to produce an RS256 signature")]
+#[error("the {BACKEND} backend failed to produce a signature")]
 #[non_exhaustive]
 pub struct SignError;
 
-/// An RSA private key, parsed once into the backend's form, that signs RS256.
-pub(crate) struct RsaSigningKey {
-    pair: RsaKeyPair,
+/// A private key parsed once into the backend's form. Its algorithm is its
+/// kind: an RSA key signs RS256, a P-256 key ES256, an Ed25519 key EdDSA.
+pub(crate) struct SigningKey {
+    kind: Kind,
     rng: backend::rand::SystemRandom,
-    /// Signature length in bytes. Computed once: ring deprecates
-    /// `public_modulus_len` and aws-lc-rs lacks ring's replacement.
-    modulus_len: usize,
 }
 
-impl RsaSigningKey {
-    /// Parses a PKCS#8 DER private key. The backend checks the key's consistency.
-    pub(crate) fn from_pkcs8_der(der: &[u8]) -> Result<Self, String> {
-        let pair = RsaKeyPair::from_pkcs8(der).map_err(|e| e.to_string())?;
-        let modulus_len = RsaPublicKeyComponents::<Vec<u8>>::from(pair.public_key())
-            .n
-            .len();
-        Ok(Self {
-            pair,
-            rng: backend::rand::SystemRandom::new(),
-            modulus_len,
-        })
+enum Kind {
+    Rsa {
+        pair: RsaKeyPair,
+        /// Signature length in bytes. Computed once: ring deprecates
+        /// `public_modulus_len` and aws-lc-rs lacks ring's replacement.
+        modulus_len: usize,
+    },
+    Ec(EcdsaKeyPair),
+    Ed(Ed25519KeyPair),
+}
+
+/// A public key as the JWK spells it: big-endian integers for RSA (no leading
+/// zeros), fixed-width coordinates for P-256, the 32-byte encoding for Ed25519.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PublicKey {
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+    Ec { x: [u8; 32], y: [u8; 32] },
+    Ed { x: [u8; 32] },
+}
+
+impl SigningKey {
+    /// Parses a PKCS#8 DER private key of `alg`. The backend checks the key's
+    /// consistency (and, for P-256, that its point is on the curve).
+    pub(crate) fn from_pkcs8_der(alg: Algorithm, der: &[u8]) -> Result<Self, String> {
+        let rng = backend::rand::SystemRandom::new();
+        let kind = match alg {
+            Algorithm::Rs256 => {
+                let pair = RsaKeyPair::from_pkcs8(der).map_err(|e| e.to_string())?;
+                let modulus_len = RsaPublicKeyComponents::<Vec<u8>>::from(pair.public_key())
+                    .n
+                    .len();
+                Kind::Rsa { pair, modulus_len }
+            }
+            Algorithm::Es256 => {
+                #[cfg(feature = "aws-lc-rs")]
+                let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der);
+                #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+                let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng);
+                Kind::Ec(pair.map_err(|e| e.to_string())?)
+            }
+            // v1 documents (what `openssl genpkey` writes) carry no public key
+            // to check against; the self-test proves the pair either way.
+            Algorithm::EdDsa => Kind::Ed(
+                Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(|e| e.to_string())?,
+            ),
+        };
+        Ok(Self { kind, rng })
     }
 
-    /// RSASSA-PKCS1-v1_5 with SHA-256 over `message`.
-    pub(crate) fn sign_rs256(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
-        let mut signature = vec![0; self.modulus_len];
-        self.pair
-            .sign(
-                &backend::signature::RSA_PKCS1_SHA256,
-                &self.rng,
-                message,
-                &mut signature,
-            )
-            .map_err(|_| SignError)?;
-        Ok(signature)
+    /// A new P-256 or Ed25519 key as PKCS#8 DER, from the backend's generator
+    /// (RSA keys come from the `rsa` crate: neither backend makes them).
+    pub(crate) fn generate_pkcs8(alg: Algorithm) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+        let rng = backend::rand::SystemRandom::new();
+        let document = match alg {
+            Algorithm::Es256 => {
+                EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            }
+            Algorithm::EdDsa => Ed25519KeyPair::generate_pkcs8(&rng),
+            Algorithm::Rs256 => return Err("RSA keys are generated by the rsa crate".to_owned()),
+        };
+        let document =
+            document.map_err(|_| format!("the {BACKEND} backend failed to make a key"))?;
+        Ok(zeroize::Zeroizing::new(document.as_ref().to_vec()))
     }
 
-    /// The public modulus and exponent, big-endian without leading zeros.
-    pub(crate) fn public_components(&self) -> RsaPublicKeyComponents<Vec<u8>> {
-        RsaPublicKeyComponents::<Vec<u8>>::from(self.pair.public_key())
+    /// The algorithm this key signs with.
+    pub(crate) fn alg(&self) -> Algorithm {
+        match self.kind {
+            Kind::Rsa { .. } => Algorithm::Rs256,
+            Kind::Ec(_) => Algorithm::Es256,
+            Kind::Ed(_) => Algorithm::EdDsa,
+        }
+    }
+
+    /// The signature over `message`: RSASSA-PKCS1-v1_5 with SHA-256, ECDSA
+    /// P-256 with SHA-256 as the 64-byte `r || s` (RFC 7518 §3.4), or Ed25519.
+    pub(crate) fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        match &self.kind {
+            Kind::Rsa { pair, modulus_len } => {
+                let mut signature = vec![0; *modulus_len];
+                pair.sign(
+                    &backend::signature::RSA_PKCS1_SHA256,
+                    &self.rng,
+                    message,
+                    &mut signature,
+                )
+                .map_err(|_| SignError)?;
+                Ok(signature)
+            }
+            Kind::Ec(pair) => pair
+                .sign(&self.rng, message)
+                .map(|s| s.as_ref().to_vec())
+                .map_err(|_| SignError),
+            Kind::Ed(pair) => Ok(pair.sign(message).as_ref().to_vec()),
+        }
+    }
+
+    /// The length of this key's signatures, in bytes.
+    pub(crate) fn signature_len(&self) -> usize {
+        match self.kind {
+            Kind::Rsa { modulus_len, .. } => modulus_len,
+            Kind::Ec(_) | Kind::Ed(_) => 64,
+        }
+    }
+
+    /// The public half.
+    pub(crate) fn public(&self) -> Result<PublicKey, String> {
+        match &self.kind {
+            Kind::Rsa { pair, .. } => {
+                let c = RsaPublicKeyComponents::<Vec<u8>>::from(pair.public_key());
+                Ok(PublicKey::Rsa { n: c.n, e: c.e })
+            }
+            Kind::Ec(pair) => {
+                // The uncompressed SEC1 point: 0x04 || x || y.
+                let point = pair.public_key().as_ref();
+                match point {
+                    [4, rest @ ..] if rest.len() == 64 => {
+                        let mut x = [0; 32];
+                        let mut y = [0; 32];
+                        x.copy_from_slice(&rest[..32]);
+                        y.copy_from_slice(&rest[32..]);
+                        Ok(PublicKey::Ec { x, y })
+                    }
+                    _ => Err("the P-256 public key is not an uncompressed point".to_owned()),
+                }
+            }
+            Kind::Ed(pair) => <[u8; 32]>::try_from(pair.public_key().as_ref())
+                .map(|x| PublicKey::Ed { x })
+                .map_err(|_| "the Ed25519 public key is not 32 bytes".to_owned()),
+        }
     }
 }
 
-impl fmt::Debug for RsaSigningKey {
+impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RsaSigningKey")
-            .field("bits", &(self.modulus_len * 8))
+        f.debug_struct("SigningKey")
+            .field("alg", &self.alg())
+            .field("signature_len", &self.signature_len())
             .finish_non_exhaustive()
+    }
+}
+
+/// Whether `signature` over `message` verifies under `public` with `alg`. The
+/// algorithm and the key's type must agree: an RSA key never checks an
+/// ES256 signature, nor the other way round.
+pub(crate) fn verify(alg: Algorithm, public: &PublicKey, message: &[u8], signature: &[u8]) -> bool {
+    use backend::signature::{ECDSA_P256_SHA256_FIXED, ED25519, UnparsedPublicKey};
+    match (alg, public) {
+        (Algorithm::Rs256, PublicKey::Rsa { n, e }) => verify_rs256(n, e, message, signature),
+        (Algorithm::Es256, PublicKey::Ec { x, y }) => {
+            let mut point = [4u8; 65];
+            point[1..33].copy_from_slice(x);
+            point[33..].copy_from_slice(y);
+            signature.len() == 64
+                && UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point[..])
+                    .verify(message, signature)
+                    .is_ok()
+        }
+        (Algorithm::EdDsa, PublicKey::Ed { x }) => {
+            signature.len() == 64
+                && UnparsedPublicKey::new(&ED25519, &x[..])
+                    .verify(message, signature)
+                    .is_ok()
+        }
+        _ => false,
     }
 }
 

@@ -1,20 +1,23 @@
 //! Private keys: generation, import, parsing, and the signer.
 //!
-//! The `rsa` crate appears only in [`generate`] and [`normalise_import`]: it makes
-//! new keys and converts PKCS#1 to PKCS#8. Once a key is PKCS#8 it is parsed by the
-//! crypto backend and never touched by `rsa` again.
+//! The `rsa` crate appears only in [`generate`], [`normalise_import`] and
+//! [`pkcs8_algorithm`]: it makes new RSA keys, converts PKCS#1 to PKCS#8, and
+//! reads which algorithm a PKCS#8 document is for. P-256 and Ed25519 keys are
+//! made by the crypto backend. Once a key is PKCS#8 it is parsed by the
+//! backend and never touched by `rsa` again.
 
 use std::fmt;
 
 use zeroize::Zeroizing;
 
-use crate::crypto::{RsaSigningKey, SignError, verify_rs256};
+use crate::alg::Algorithm;
+use crate::crypto::{SignError, SigningKey};
 use crate::error::KeyringError;
 use crate::jwk::{Jwk, b64url};
 
 /// A private key parsed once into the crypto backend, with its public JWK.
 pub(crate) struct ParsedKey {
-    pub(crate) signing: RsaSigningKey,
+    pub(crate) signing: SigningKey,
     pub(crate) jwk: Jwk,
     pub(crate) bits: u32,
 }
@@ -22,12 +25,103 @@ pub(crate) struct ParsedKey {
 impl ParsedKey {
     /// Parses PKCS#8 DER through the backend and derives the kid and size.
     pub(crate) fn from_pkcs8_der(der: &[u8]) -> Result<Self, String> {
-        let signing = RsaSigningKey::from_pkcs8_der(der)
-            .map_err(|e| format!("not an RSA private key the crypto backend accepts ({e})"))?;
-        let public = signing.public_components();
-        let bits = modulus_bits(&public.n);
-        let jwk = Jwk::rs256(&public.n, &public.e);
+        let alg = pkcs8_algorithm(der)?;
+        let signing = SigningKey::from_pkcs8_der(alg, der).map_err(|e| {
+            format!(
+                "not a {} private key the crypto backend accepts ({e})",
+                alg.key_type()
+            )
+        })?;
+        let public = signing.public()?;
+        let bits = match &public {
+            crate::crypto::PublicKey::Rsa { n, .. } => modulus_bits(n),
+            _ => alg.fixed_bits().unwrap_or(256),
+        };
+        let jwk = Jwk::of(&public);
         Ok(Self { signing, jwk, bits })
+    }
+
+    pub(crate) fn alg(&self) -> Algorithm {
+        self.signing.alg()
+    }
+}
+
+/// Which algorithm a PKCS#8 private key is for, from its algorithm
+/// identifier: `rsaEncryption`, `id-ecPublicKey` on P-256, or `id-Ed25519`.
+pub(crate) fn pkcs8_algorithm(der: &[u8]) -> Result<Algorithm, String> {
+    use rsa::pkcs8::{ObjectIdentifier, PrivateKeyInfo};
+    const RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+    const EC: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+    const P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+    const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+    let info =
+        PrivateKeyInfo::try_from(der).map_err(|e| format!("not a PKCS#8 private key ({e})"))?;
+    let oid = info.algorithm.oid;
+    if oid == RSA {
+        Ok(Algorithm::Rs256)
+    } else if oid == ED25519 {
+        Ok(Algorithm::EdDsa)
+    } else if oid == EC {
+        match info.algorithm.parameters_oid() {
+            Ok(curve) if curve == P256 => Ok(Algorithm::Es256),
+            Ok(curve) => Err(format!(
+                "an EC key on curve {curve}; only P-256 (ES256) is supported"
+            )),
+            Err(_) => {
+                Err("an EC key without a named curve; only P-256 (ES256) is supported".to_owned())
+            }
+        }
+    } else {
+        Err(format!(
+            "a key of algorithm {oid}; supported are RSA (RS256), EC P-256 (ES256) and Ed25519 (EdDSA)"
+        ))
+    }
+}
+
+/// What to make a new key as: an algorithm, and for RSA its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeySpec {
+    alg: Algorithm,
+    bits: usize,
+}
+
+impl KeySpec {
+    /// A key of `alg`; `rsa_bits` is the size of an RSA key and is ignored
+    /// for the others.
+    pub fn new(alg: Algorithm, rsa_bits: usize) -> Self {
+        Self {
+            alg,
+            bits: rsa_bits,
+        }
+    }
+
+    /// An RS256 key of `bits` bits.
+    pub fn rsa(bits: usize) -> Self {
+        Self::new(Algorithm::Rs256, bits)
+    }
+
+    /// The algorithm.
+    pub fn alg(&self) -> Algorithm {
+        self.alg
+    }
+
+    /// The size: the RSA size asked for, or the algorithm's fixed size.
+    pub fn bits(&self) -> usize {
+        self.alg.fixed_bits().map_or(self.bits, |b| b as usize)
+    }
+}
+
+/// A number alone is an RSA size, as before keys had other algorithms.
+impl From<usize> for KeySpec {
+    fn from(bits: usize) -> Self {
+        Self::rsa(bits)
+    }
+}
+
+/// An algorithm alone: for RSA, the default size.
+impl From<Algorithm> for KeySpec {
+    fn from(alg: Algorithm) -> Self {
+        Self::new(alg, crate::DEFAULT_BITS)
     }
 }
 
@@ -36,6 +130,7 @@ impl ParsedKey {
 /// and size only.
 pub struct NewKey {
     pub(crate) kid: String,
+    pub(crate) alg: Algorithm,
     pub(crate) bits: u32,
     /// PKCS#8 PEM, wiped from memory on drop.
     pub(crate) pem: Zeroizing<String>,
@@ -45,19 +140,20 @@ impl fmt::Debug for NewKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NewKey")
             .field("kid", &self.kid)
+            .field("alg", &self.alg)
             .field("bits", &self.bits)
             .finish_non_exhaustive()
     }
 }
 
 impl NewKey {
-    /// Generates a new RSA key (2048, 3072 or 4096 bits).
-    pub fn generate(bits: usize) -> Result<Self, KeyringError> {
-        generate(bits)
+    /// Generates a new key: RSA (2048, 3072 or 4096 bits), P-256 or Ed25519.
+    pub fn generate(spec: impl Into<KeySpec>) -> Result<Self, KeyringError> {
+        generate(spec.into())
     }
 
-    /// Reads an operator's RSA private key (PKCS#8 or PKCS#1 PEM), converted to
-    /// PKCS#8.
+    /// Reads an operator's private key: RSA (PKCS#8 or PKCS#1 PEM), EC P-256
+    /// or Ed25519 (PKCS#8 PEM), converted to PKCS#8.
     pub fn import_file(pem_path: &std::path::Path) -> Result<Self, KeyringError> {
         let text =
             Zeroizing::new(std::fs::read(pem_path).map_err(KeyringError::io("reading", pem_path))?);
@@ -72,7 +168,12 @@ impl NewKey {
         &self.kid
     }
 
-    /// The modulus size.
+    /// The key's algorithm.
+    pub fn alg(&self) -> Algorithm {
+        self.alg
+    }
+
+    /// The size: the RSA modulus, or 256 for P-256 and Ed25519.
     pub fn bits(&self) -> u32 {
         self.bits
     }
@@ -86,11 +187,11 @@ impl NewKey {
     /// Parses, self-tests and PEM-encodes a PKCS#8 DER key.
     fn from_pkcs8_der(der: &[u8]) -> Result<Self, String> {
         let parsed = ParsedKey::from_pkcs8_der(der)?;
-        check_size(parsed.bits as usize).map_err(|e| e.to_string())?;
-        let signer = Signer {
-            key: parsed.signing,
-            jwk: parsed.jwk,
-        };
+        if parsed.alg() == Algorithm::Rs256 {
+            check_size(parsed.bits as usize).map_err(|e| e.to_string())?;
+        }
+        let (alg, bits) = (parsed.alg(), parsed.bits);
+        let signer = Signer::new(parsed);
         signer.self_test().map_err(|e| e.to_string())?;
         let pem = pem::encode_config(
             &pem::Pem::new(PKCS8_TAG, der.to_vec()),
@@ -98,7 +199,8 @@ impl NewKey {
         );
         Ok(Self {
             kid: signer.jwk.kid,
-            bits: parsed.bits,
+            alg,
+            bits,
             pem: Zeroizing::new(pem),
         })
     }
@@ -121,9 +223,15 @@ fn check_size(bits: usize) -> Result<(), KeyringError> {
     }
 }
 
-/// Generates a new RSA key with the `rsa` crate.
-pub(crate) fn generate(bits: usize) -> Result<NewKey, KeyringError> {
+/// Generates a new key: RSA with the `rsa` crate, P-256 and Ed25519 with the
+/// crypto backend.
+pub(crate) fn generate(spec: KeySpec) -> Result<NewKey, KeyringError> {
     use rsa::pkcs8::EncodePrivateKey as _;
+    if spec.alg() != Algorithm::Rs256 {
+        let der = SigningKey::generate_pkcs8(spec.alg()).map_err(KeyringError::Generate)?;
+        return NewKey::from_pkcs8_der(&der).map_err(KeyringError::Generate);
+    }
+    let bits = spec.bits();
     if !GENERATE_BITS.contains(&bits) {
         return Err(KeyringError::UnsupportedKeySize {
             bits,
@@ -138,14 +246,26 @@ pub(crate) fn generate(bits: usize) -> Result<NewKey, KeyringError> {
     NewKey::from_pkcs8_der(der.as_bytes()).map_err(KeyringError::Generate)
 }
 
-/// Turns an operator's PEM (PKCS#8 or PKCS#1) into a checked PKCS#8 key.
+/// Turns an operator's PEM (PKCS#8, or PKCS#1 for RSA) into a checked PKCS#8
+/// key.
 pub(crate) fn normalise_import(pem_text: &[u8]) -> Result<NewKey, String> {
     use rsa::pkcs1::DecodeRsaPrivateKey as _;
     use rsa::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
     let block = pem::parse(pem_text).map_err(|e| format!("not a PEM file ({e})"))?;
     let key = match block.tag() {
+        PKCS8_TAG if pkcs8_algorithm(block.contents())? != Algorithm::Rs256 => {
+            // Already the form the keyring stores; the backend checks it.
+            return NewKey::from_pkcs8_der(block.contents());
+        }
         PKCS8_TAG => rsa::RsaPrivateKey::from_pkcs8_der(block.contents())
             .map_err(|e| format!("not an RSA PKCS#8 private key ({e})"))?,
+        "EC PRIVATE KEY" => {
+            return Err(
+                "holds a SEC1 \"EC PRIVATE KEY\"; convert it to PKCS#8 first \
+                 (`openssl pkcs8 -topk8 -nocrypt -in ec.pem -out key.pem`)"
+                    .to_owned(),
+            );
+        }
         "RSA PRIVATE KEY" => rsa::RsaPrivateKey::from_pkcs1_der(block.contents())
             .map_err(|e| format!("not an RSA PKCS#1 private key ({e})"))?,
         "ENCRYPTED PRIVATE KEY" => {
@@ -155,8 +275,8 @@ pub(crate) fn normalise_import(pem_text: &[u8]) -> Result<NewKey, String> {
         }
         other => {
             return Err(format!(
-                "holds a {other:?} block; expected an RSA private key \
-                 (\"PRIVATE KEY\" or \"RSA PRIVATE KEY\")"
+                "holds a {other:?} block; expected a private key \
+                 (\"PRIVATE KEY\", or \"RSA PRIVATE KEY\" for RSA)"
             ));
         }
     };
@@ -193,11 +313,12 @@ fn modulus_bits(n: &[u8]) -> u32 {
     }
 }
 
-/// The active key: it signs access tokens. Parsed once, when the keyring loads.
+/// The active key: it signs access tokens, ID tokens and the revocation
+/// feed, with its own algorithm. Parsed once, when the keyring loads.
 ///
-/// Its `Debug` shows the kid and size, never key material.
+/// Its `Debug` shows the kid and algorithm, never key material.
 pub struct Signer {
-    key: RsaSigningKey,
+    key: SigningKey,
     jwk: Jwk,
 }
 
@@ -214,28 +335,33 @@ impl Signer {
         &self.jwk.kid
     }
 
+    /// The algorithm that goes in the JWS header.
+    pub fn alg(&self) -> Algorithm {
+        self.key.alg()
+    }
+
     /// The public half, as published.
     pub fn jwk(&self) -> &Jwk {
         &self.jwk
     }
 
-    /// A raw RS256 signature over `message`.
+    /// A raw signature over `message`, with the key's algorithm.
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
-        self.key.sign_rs256(message)
+        self.key.sign(message)
     }
 
-    /// A compact JWS (RFC 7515 §7.1): header `{"alg":"RS256","kid":..,"typ":..}`,
+    /// A compact JWS (RFC 7515 §7.1): header `{"alg":..,"kid":..,"typ":..}`,
     /// the given JSON payload, and the signature, each base64url.
     pub fn sign_jwt(&self, typ: &str, payload_json: &[u8]) -> Result<String, SignError> {
-        // `typ` is escaped by serde_json; the kid is base64url and needs no escaping.
+        // `typ` is escaped by serde_json; alg and kid need no escaping.
         let typ = serde_json::to_string(typ).map_err(|_| SignError)?;
         let header = format!(
             r#"{{"alg":"{}","kid":"{}","typ":{typ}}}"#,
-            crate::ALG,
+            self.alg().name(),
             self.kid()
         );
         let mut token = String::with_capacity(
-            (header.len() + payload_json.len()) * 4 / 3 + self.key_len_b64() + 8,
+            (header.len() + payload_json.len() + self.key.signature_len()) * 4 / 3 + 8,
         );
         token.push_str(&b64url(header.as_bytes()));
         token.push('.');
@@ -246,29 +372,19 @@ impl Signer {
         Ok(token)
     }
 
-    fn key_len_b64(&self) -> usize {
-        self.jwk.n.len()
-    }
-
     /// Signs a fixed message and verifies it with the public JWK: proves the key
     /// pair is whole before it is written or used.
     pub(crate) fn self_test(&self) -> Result<(), KeyringError> {
-        use base64::Engine as _;
-        let failed = || KeyringError::SelfTestFailed {
-            kid: self.kid().to_owned(),
-        };
-        let decode = |s: &str| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(s)
-                .map_err(|_| failed())
-        };
         let message = b"tessera keyring self-test";
-        let signature = self.sign(message).map_err(|_| failed())?;
-        let (n, e) = (decode(&self.jwk.n)?, decode(&self.jwk.e)?);
-        if verify_rs256(&n, &e, message, &signature) {
+        let whole = self
+            .sign(message)
+            .is_ok_and(|signature| self.jwk.verifies(message, &signature));
+        if whole {
             Ok(())
         } else {
-            Err(failed())
+            Err(KeyringError::SelfTestFailed {
+                kid: self.kid().to_owned(),
+            })
         }
     }
 }
@@ -277,7 +393,7 @@ impl fmt::Debug for Signer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Signer")
             .field("kid", &self.kid())
-            .field("alg", &crate::ALG)
+            .field("alg", &self.alg())
             .field("key", &self.key)
             .finish()
     }

@@ -342,6 +342,7 @@ fn wrong_state(key: &KeyRecord, operation: &'static str, hint: &'static str) -> 
 fn add(manifest: &mut Manifest, key: &NewKey, now: Now, state: KeyState) -> KeyRecord {
     let record = KeyRecord {
         kid: key.kid.clone(),
+        alg: key.alg,
         bits: key.bits,
         created: now.stamp,
         state,

@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::alg::Algorithm;
 use crate::error::KeyringError;
 use crate::policy::format_time;
 
@@ -66,7 +67,9 @@ impl KeyState {
 pub struct KeyRecord {
     /// The RFC 7638 thumbprint of the public key.
     pub kid: String,
-    /// The modulus size.
+    /// The algorithm the key signs with, fixed when it was made.
+    pub alg: Algorithm,
+    /// The size: the RSA modulus, or 256 for P-256 and Ed25519.
     pub bits: u32,
     /// When the key was added to the keyring, which is when it was first published.
     pub created: SystemTime,
@@ -233,20 +236,28 @@ impl KeyEntry {
                 "{kid:?} is not a key id (expected an RFC 7638 thumbprint: 43 base64url characters)"
             ));
         }
-        if self.alg != crate::ALG {
-            return Err(format!(
-                "key {kid}: alg {:?} is not supported (only {})",
-                self.alg,
-                crate::ALG
-            ));
-        }
-        if !(crate::MIN_BITS..=crate::MAX_BITS).contains(&(self.bits as usize)) {
-            return Err(format!(
-                "key {kid}: bits {} is outside {}..={}",
-                self.bits,
-                crate::MIN_BITS,
-                crate::MAX_BITS
-            ));
+        let alg = Algorithm::from_name(&self.alg).ok_or_else(|| {
+            format!(
+                "key {kid}: alg {:?} is not supported (RS256, ES256 or EdDSA)",
+                self.alg
+            )
+        })?;
+        match alg.fixed_bits() {
+            None if !(crate::MIN_BITS..=crate::MAX_BITS).contains(&(self.bits as usize)) => {
+                return Err(format!(
+                    "key {kid}: bits {} is outside {}..={}",
+                    self.bits,
+                    crate::MIN_BITS,
+                    crate::MAX_BITS
+                ));
+            }
+            Some(bits) if bits != self.bits => {
+                return Err(format!(
+                    "key {kid}: an {alg} key has {bits} bits, not {}",
+                    self.bits
+                ));
+            }
+            _ => {}
         }
         let created = parse_time(&kid, "created", &self.created)?;
         let time = |field: &str, v: &Option<String>| -> Result<Option<SystemTime>, String> {
@@ -305,6 +316,7 @@ impl KeyEntry {
         };
         Ok(KeyRecord {
             kid: kid.clone(),
+            alg,
             bits: self.bits,
             created,
             state,
@@ -315,7 +327,7 @@ impl KeyEntry {
         let t = |v: Option<SystemTime>| v.map(format_time);
         Self {
             kid: r.kid.clone(),
-            alg: crate::ALG.to_owned(),
+            alg: r.alg.name().to_owned(),
             bits: r.bits,
             state: r.state.name().to_owned(),
             created: format_time(r.created),

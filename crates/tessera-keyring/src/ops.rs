@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::KeyringError;
-use crate::keys::NewKey;
+use crate::keys::{KeySpec, NewKey};
 use crate::lifecycle::{
     self, Change, InitOutcome, Now, PruneOutcome, RevokeOutcome, RotateOutcome,
 };
@@ -46,15 +46,15 @@ pub trait Op: Send + 'static {
 /// Starts an empty keyring: one active key and one pending key.
 #[derive(Debug)]
 pub struct Init {
-    bits: usize,
+    spec: KeySpec,
     keys: Vec<NewKey>,
 }
 
 impl Init {
-    /// With keys of `bits` bits.
-    pub fn new(bits: usize) -> Self {
+    /// With keys made as `spec` says.
+    pub fn new(spec: impl Into<KeySpec>) -> Self {
         Self {
-            bits,
+            spec: spec.into(),
             keys: Vec::new(),
         }
     }
@@ -69,7 +69,7 @@ impl Op for Init {
         if let Some(existing) = stored.filter(|m| !m.keys.is_empty()) {
             return Err(lifecycle::already_initialised(location, existing));
         }
-        self.keys = vec![NewKey::generate(self.bits)?, NewKey::generate(self.bits)?];
+        self.keys = vec![NewKey::generate(self.spec)?, NewKey::generate(self.spec)?];
         Ok(())
     }
 
@@ -88,14 +88,17 @@ impl Op for Init {
 /// Adds a freshly generated pending key.
 #[derive(Debug)]
 pub struct Generate {
-    bits: usize,
+    spec: KeySpec,
     key: Option<NewKey>,
 }
 
 impl Generate {
-    /// A key of `bits` bits.
-    pub fn new(bits: usize) -> Self {
-        Self { bits, key: None }
+    /// A key made as `spec` says.
+    pub fn new(spec: impl Into<KeySpec>) -> Self {
+        Self {
+            spec: spec.into(),
+            key: None,
+        }
     }
 }
 
@@ -103,7 +106,7 @@ impl Op for Generate {
     type Outcome = KeyRecord;
 
     fn prepare(&mut self, _: Option<&Manifest>, _: &Path) -> Result<(), KeyringError> {
-        self.key = Some(NewKey::generate(self.bits)?);
+        self.key = Some(NewKey::generate(self.spec)?);
         Ok(())
     }
 
@@ -119,8 +122,8 @@ impl Op for Generate {
     }
 }
 
-/// Imports an RSA private key (PKCS#8 or PKCS#1 PEM) as a pending key,
-/// stored as PKCS#8 whatever the input was.
+/// Imports a private key (RSA as PKCS#8 or PKCS#1 PEM, EC P-256 or Ed25519
+/// as PKCS#8 PEM) as a pending key, stored as PKCS#8 whatever the input was.
 #[derive(Debug)]
 pub struct Import {
     pem: PathBuf,
@@ -161,18 +164,21 @@ impl Op for Import {
 pub struct Rotate {
     policy: RotationPolicy,
     force: bool,
-    bits: usize,
+    spec: KeySpec,
     fresh: Option<NewKey>,
 }
 
 impl Rotate {
     /// Under `policy` (`force`: override its refusal), with a new pending
-    /// key of `bits` bits.
-    pub fn new(policy: RotationPolicy, force: bool, bits: usize) -> Self {
+    /// key made as `spec` says. The key activated is the oldest pending
+    /// one, whatever its algorithm: a switch of algorithm takes effect at
+    /// the rotation after the one that published the new key, so that key
+    /// is published for a JWKS cache lifetime before it signs.
+    pub fn new(policy: RotationPolicy, force: bool, spec: impl Into<KeySpec>) -> Self {
         Self {
             policy,
             force,
-            bits,
+            spec: spec.into(),
             fresh: None,
         }
     }
@@ -183,7 +189,7 @@ impl Rotate {
         Self {
             policy,
             force,
-            bits: 0,
+            spec: KeySpec::from(fresh.alg),
             fresh: Some(fresh),
         }
     }
@@ -194,7 +200,7 @@ impl Op for Rotate {
 
     fn prepare(&mut self, _: Option<&Manifest>, _: &Path) -> Result<(), KeyringError> {
         if self.fresh.is_none() {
-            self.fresh = Some(NewKey::generate(self.bits)?);
+            self.fresh = Some(NewKey::generate(self.spec)?);
         }
         Ok(())
     }
@@ -243,17 +249,17 @@ impl Op for Retire {
 pub struct Revoke {
     kid: String,
     policy: RotationPolicy,
-    bits: usize,
+    spec: KeySpec,
     spare: Vec<NewKey>,
 }
 
 impl Revoke {
-    /// The key `kid`; replacements (if it is active) of `bits` bits.
-    pub fn new(kid: impl Into<String>, policy: RotationPolicy, bits: usize) -> Self {
+    /// The key `kid`; replacements (if it is active) made as `spec` says.
+    pub fn new(kid: impl Into<String>, policy: RotationPolicy, spec: impl Into<KeySpec>) -> Self {
         Self {
             kid: kid.into(),
             policy,
-            bits,
+            spec: spec.into(),
             spare: Vec::new(),
         }
     }
@@ -269,7 +275,7 @@ impl Op for Revoke {
         // not early. If the keyring changes in between, the lifecycle
         // generates what it still needs.
         if stored.is_some_and(|m| lifecycle::revoke_needs_keys(m, &self.kid)) {
-            self.spare = vec![NewKey::generate(self.bits)?, NewKey::generate(self.bits)?];
+            self.spare = vec![NewKey::generate(self.spec)?, NewKey::generate(self.spec)?];
         }
         Ok(())
     }
@@ -281,13 +287,13 @@ impl Op for Revoke {
         clock: &dyn Clock,
         now: Now,
     ) -> Result<Change<RevokeOutcome>, KeyringError> {
-        let bits = self.bits;
+        let spec = self.spec;
         lifecycle::revoke(
             manifest,
             &self.kid,
             &self.policy,
             self.spare,
-            &mut || NewKey::generate(bits),
+            &mut || NewKey::generate(spec),
             clock,
             now,
         )

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crate::error::KeyringError;
 use crate::jwk::JwkSet;
-use crate::keys::{self, Signer};
+use crate::keys::{self, KeySpec, Signer};
 use crate::lifecycle::{Change, InitOutcome, Now, PruneOutcome, RevokeOutcome, RotateOutcome};
 use crate::manifest::{KeyRecord, KeyState, Manifest};
 use crate::ops::{self, Op};
@@ -100,6 +100,13 @@ impl Inspection {
                 return Err(invalid(format!(
                     "holds key {} but the manifest lists it as {}; the key was replaced or renamed",
                     parsed.jwk.kid, record.kid
+                )));
+            }
+            if parsed.alg() != record.alg {
+                return Err(invalid(format!(
+                    "is an {} key but the manifest says {}",
+                    parsed.alg(),
+                    record.alg
                 )));
             }
             if parsed.bits != record.bits {
@@ -403,17 +410,19 @@ impl KeyDir {
         self.modify(|manifest, now| op.apply(manifest, &self.dir, self.clock.as_ref(), now))
     }
 
-    /// Starts an empty keyring: one active key and one pending key.
-    pub fn init(&self, bits: usize) -> Result<InitOutcome, KeyringError> {
-        self.apply(ops::Init::new(bits))
+    /// Starts an empty keyring: one active key and one pending key, made as
+    /// `spec` says (a number alone: RSA keys of that size).
+    pub fn init(&self, spec: impl Into<KeySpec>) -> Result<InitOutcome, KeyringError> {
+        self.apply(ops::Init::new(spec))
     }
 
     /// Adds a freshly generated pending key and returns its record.
-    pub fn generate(&self, bits: usize) -> Result<KeyRecord, KeyringError> {
-        self.apply(ops::Generate::new(bits))
+    pub fn generate(&self, spec: impl Into<KeySpec>) -> Result<KeyRecord, KeyringError> {
+        self.apply(ops::Generate::new(spec))
     }
 
-    /// Imports an existing RSA private key (PKCS#8 or PKCS#1 PEM) as a pending key.
+    /// Imports an existing private key (RSA as PKCS#8 or PKCS#1 PEM, EC
+    /// P-256 or Ed25519 as PKCS#8 PEM) as a pending key.
     /// It is stored as PKCS#8, whatever the input was.
     pub fn import(&self, pem_path: &Path) -> Result<KeyRecord, KeyringError> {
         self.apply(ops::Import::new(pem_path))
@@ -424,9 +433,9 @@ impl KeyDir {
         &self,
         policy: &RotationPolicy,
         force: bool,
-        bits: usize,
+        spec: impl Into<KeySpec>,
     ) -> Result<RotateOutcome, KeyringError> {
-        self.apply(ops::Rotate::new(*policy, force, bits))
+        self.apply(ops::Rotate::new(*policy, force, spec))
     }
 
     /// Withdraws a pending key: see [`lifecycle::retire`].
@@ -439,9 +448,9 @@ impl KeyDir {
         &self,
         kid: &str,
         policy: &RotationPolicy,
-        bits: usize,
+        spec: impl Into<KeySpec>,
     ) -> Result<RevokeOutcome, KeyringError> {
-        self.apply(ops::Revoke::new(kid, *policy, bits))
+        self.apply(ops::Revoke::new(kid, *policy, spec))
     }
 
     /// Deletes what may go: see [`lifecycle::prune`].

@@ -29,6 +29,17 @@ struct Args {
         default_value = "tessera"
     )]
     audiences: Vec<String>,
+    /// An accepted signature algorithm (RS256, ES256 or EdDSA, spelled
+    /// exactly so); repeat or comma-separate. To follow an issuer that
+    /// migrates, list its old and its new algorithm.
+    #[arg(
+        long = "algorithm",
+        env = "TESSERA_RS_ALGORITHMS",
+        value_name = "ALG",
+        value_delimiter = ',',
+        default_value = "RS256"
+    )]
+    algorithms: Vec<String>,
     /// Address to listen on (port 0 picks a free port).
     #[arg(
         long,
@@ -175,6 +186,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     if let Some(url) = args.jwks_url {
         config = config.with_jwks(JwksSource::Url(url));
     }
+    config.algorithms = args.algorithms;
     config.unknown_kid_cooldown = Duration::from_secs(args.unknown_kid_cooldown);
     // On in the demo (and by default in the library): see docs/benchmarks.md.
     config.token_cache = (!args.no_token_cache).then(TokenCacheConfig::default);

@@ -210,7 +210,7 @@ pub fn serve_resource_on(
 }
 
 /// One request on a new connection: (status, body).
-async fn call(
+pub async fn call(
     to: SocketAddr,
     method: &str,
     path: &str,

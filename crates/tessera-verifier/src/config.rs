@@ -134,7 +134,10 @@ pub struct VerifierConfig {
     pub audiences: Vec<String>,
     /// Where keys come from. Default: discovered from the issuer.
     pub jwks: JwksSource,
-    /// Accepted `alg` values. Default `["RS256"]`, the only one implemented.
+    /// Accepted `alg` values: any of `RS256`, `ES256`, `EdDSA`. Default
+    /// `["RS256"]`. Each is bound to its key type (an `ES256` token is only
+    /// ever checked with a P-256 key); to follow an issuer that migrates,
+    /// allow both its old and its new algorithm.
     pub algorithms: Vec<String>,
     /// Clock skew tolerated on `exp`, `nbf`, `iat`. Default 60 s, at most 300 s.
     pub leeway: Duration,
@@ -232,10 +235,17 @@ impl VerifierConfig {
         if self.algorithms.is_empty() {
             return Err(invalid("algorithms", "at least one algorithm is required"));
         }
-        if let Some(alg) = self.algorithms.iter().find(|a| *a != crate::RS256) {
+        if let Some(alg) = self
+            .algorithms
+            .iter()
+            .find(|a| crate::Algorithm::from_name(a).is_none())
+        {
             return Err(invalid(
                 "algorithms",
-                format!("{alg:?} is not supported (only RS256; never none or HMAC)"),
+                format!(
+                    "{alg:?} is not supported (RS256, ES256 or EdDSA, spelled exactly so; \
+                     never none or HMAC)"
+                ),
             ));
         }
         if self.leeway > Duration::from_secs(300) {

@@ -74,6 +74,11 @@ pub enum VerifyError {
     /// verifier is configured to fail closed. Not the token's fault.
     #[error("revocation list unavailable")]
     RevocationsUnavailable,
+    /// The header's `alg` is allowed, but the key its `kid` names is of
+    /// another type (an `ES256` token naming an RSA key, say): the signature
+    /// is never checked with it.
+    #[error("the {0} token names a key of another algorithm")]
+    KeyAlgorithmMismatch(&'static str),
 }
 
 impl VerifyError {
@@ -101,12 +106,13 @@ impl VerifyError {
             Self::KeysUnavailable => 14,
             Self::Revoked => 15,
             Self::RevocationsUnavailable => 16,
+            Self::KeyAlgorithmMismatch(_) => 17,
         }
     }
 }
 
 /// Every [`VerifyError::reason`], in index order.
-pub(crate) const REASONS: [&str; 17] = [
+pub(crate) const REASONS: [&str; 18] = [
     "too_large",
     "malformed",
     "algorithm_not_allowed",
@@ -124,6 +130,7 @@ pub(crate) const REASONS: [&str; 17] = [
     "keys_unavailable",
     "revoked",
     "revocations_unavailable",
+    "key_algorithm_mismatch",
 ];
 
 /// A configuration the verifier refuses to start with.

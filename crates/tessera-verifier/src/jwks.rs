@@ -6,10 +6,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
-use crate::crypto::VerifyingKey;
-
-/// The signature algorithm Tessera verifies.
-const RS256: &str = "RS256";
+use crate::crypto::{Algorithm, VerifyingKey};
 
 /// Verification keys by `kid`, built from a JWKS document.
 #[derive(Debug, Clone, Default)]
@@ -34,7 +31,7 @@ pub enum JwksError {
     #[error("not a JWK set: {0}")]
     Malformed(String),
     /// Parsed, but not one key is usable: such a set must never replace a good one.
-    #[error("the JWK set has no usable RS256 key ({} skipped)", skipped.len())]
+    #[error("the JWK set has no usable key ({} skipped)", skipped.len())]
     NoUsableKeys {
         /// Every key and why it was skipped.
         skipped: Vec<SkippedKey>,
@@ -58,15 +55,21 @@ struct RawJwk {
     key_ops: Option<Vec<String>>,
     n: Option<String>,
     e: Option<String>,
+    crv: Option<String>,
+    x: Option<String>,
+    y: Option<String>,
 }
 
 impl KeySet {
-    /// Parses a JWKS document. Keys that are not RSA signing keys for an allowed
-    /// algorithm, are under 2048 bits, lack a `kid`, repeat a `kid`, or do not
-    /// parse are skipped and returned beside the set.
+    /// Parses a JWKS document. Each key's algorithm follows from its type
+    /// and curve: RSA is `RS256`, EC P-256 is `ES256`, OKP Ed25519 is
+    /// `EdDSA`. Keys whose algorithm is not allowed, whose `alg` member
+    /// names another, that are not signing keys, RSA keys under 2048 bits,
+    /// points off the curve or of small order, keys without a `kid` or
+    /// repeating one, and keys that do not parse are skipped and returned
+    /// beside the set.
     ///
-    /// `allowed_algs` comes from configuration, never from a token: a key whose
-    /// `alg` is outside it is skipped. Only `RS256` is implemented.
+    /// `allowed_algs` comes from configuration, never from a token.
     pub fn from_jwks_json(
         json: &[u8],
         allowed_algs: &[&str],
@@ -129,9 +132,16 @@ impl KeySet {
 }
 
 fn usable(jwk: RawJwk, allowed_algs: &[&str]) -> Result<(String, VerifyingKey), String> {
-    if jwk.kty != "RSA" {
-        return Err(format!("kty {:?} is not RSA", jwk.kty));
-    }
+    let alg = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
+        ("RSA", _) => Algorithm::Rs256,
+        ("EC", Some("P-256")) => Algorithm::Es256,
+        ("OKP", Some("Ed25519")) => Algorithm::EdDsa,
+        ("EC" | "OKP", Some(crv)) => {
+            return Err(format!("curve {crv:?} is not supported (P-256, Ed25519)"));
+        }
+        ("EC" | "OKP", None) => return Err(format!("{} key without crv", jwk.kty)),
+        (kty, _) => return Err(format!("kty {kty:?} is not RSA, EC or OKP")),
+    };
     if let Some(u) = jwk.use_.as_deref().filter(|u| *u != "sig") {
         return Err(format!("use {u:?} is not \"sig\""));
     }
@@ -140,15 +150,19 @@ fn usable(jwk: RawJwk, allowed_algs: &[&str]) -> Result<(String, VerifyingKey), 
     {
         return Err("key_ops does not include \"verify\"".to_owned());
     }
-    match jwk.alg.as_deref() {
-        Some(alg) if !allowed_algs.contains(&alg) => {
-            return Err(format!("alg {alg:?} is not allowed"));
+    if let Some(named) = jwk.alg.as_deref() {
+        if !allowed_algs.contains(&named) {
+            return Err(format!("alg {named:?} is not allowed"));
         }
-        Some(alg) if alg != RS256 => return Err(format!("alg {alg:?} is not supported")),
-        _ if !allowed_algs.contains(&RS256) => {
-            return Err("RS256 is not an allowed algorithm".to_owned());
+        if named != alg.name() {
+            return Err(format!(
+                "alg {named:?} does not match a {} key ({} only)",
+                jwk.kty,
+                alg.name()
+            ));
         }
-        _ => {}
+    } else if !allowed_algs.contains(&alg.name()) {
+        return Err(format!("{} is not an allowed algorithm", alg.name()));
     }
     let kid = jwk
         .kid
@@ -160,8 +174,14 @@ fn usable(jwk: RawJwk, allowed_algs: &[&str]) -> Result<(String, VerifyingKey), 
             .decode(v.as_bytes())
             .map_err(|e| format!("{name} is not base64url without padding ({e})"))
     };
-    let n = decode("n", jwk.n)?;
-    let e = decode("e", jwk.e)?;
-    let key = VerifyingKey::from_rsa_components(&n, &e)?;
+    let key = match alg {
+        Algorithm::Rs256 => {
+            VerifyingKey::from_rsa_components(&decode("n", jwk.n)?, &decode("e", jwk.e)?)?
+        }
+        Algorithm::Es256 => {
+            VerifyingKey::from_p256_coordinates(&decode("x", jwk.x)?, &decode("y", jwk.y)?)?
+        }
+        Algorithm::EdDsa => VerifyingKey::from_ed25519(&decode("x", jwk.x)?)?,
+    };
     Ok((kid, key))
 }

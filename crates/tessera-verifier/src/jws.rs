@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use crate::VerifyError;
-use crate::crypto::VerifyingKey;
+use crate::crypto::{Algorithm, VerifyingKey};
 
 /// A compact JWS, parsed and checked up to (not including) its signature.
 ///
@@ -121,9 +121,14 @@ pub(crate) struct Parts<'t> {
 }
 
 impl Parts<'_> {
-    pub(crate) fn verify(&self, key: &VerifyingKey) -> Result<(), VerifyError> {
+    /// Verifies the signature as `alg` (the header's, already allowed) under
+    /// `key`, which must be a key of that algorithm.
+    pub(crate) fn verify(&self, alg: Algorithm, key: &VerifyingKey) -> Result<(), VerifyError> {
+        if key.alg() != alg {
+            return Err(VerifyError::KeyAlgorithmMismatch(alg.name()));
+        }
         let signature = &self.signature[..self.signature_len];
-        if key.verify_rs256(self.signing_input.as_bytes(), signature) {
+        if key.verify(alg, self.signing_input.as_bytes(), signature) {
             Ok(())
         } else {
             Err(VerifyError::BadSignature)
@@ -237,10 +242,13 @@ fn inspect_header<T>(
 }
 
 /// `alg` against an allowlist from configuration: the token's own `alg` can
-/// only be refused by it, never widen it. Only RS256 is implemented.
-pub(crate) fn check_alg(alg: &str, allowed: &[String]) -> Result<(), VerifyError> {
-    if alg == crate::RS256 && allowed.iter().any(|a| a == alg) {
-        return Ok(());
+/// only be refused by it, never widen it. Compared exactly (`es256` is not
+/// `ES256`).
+pub(crate) fn check_alg(alg: &str, allowed: &[String]) -> Result<Algorithm, VerifyError> {
+    if let Some(known) = Algorithm::from_name(alg)
+        && allowed.iter().any(|a| a == alg)
+    {
+        return Ok(known);
     }
     // Bounded: the untrusted value only goes to logs and errors.
     Err(VerifyError::AlgorithmNotAllowed(
@@ -281,9 +289,8 @@ impl<'a> Jws<'a> {
     }
 
     /// Checks `alg` against an allowlist that comes from configuration: the
-    /// token's own `alg` can only be refused by it, never widen it. Only RS256
-    /// is implemented.
-    pub fn check_alg(&self, allowed: &[String]) -> Result<(), VerifyError> {
+    /// token's own `alg` can only be refused by it, never widen it.
+    pub fn check_alg(&self, allowed: &[String]) -> Result<Algorithm, VerifyError> {
         check_alg(&self.header.alg, allowed)
     }
 
@@ -293,9 +300,14 @@ impl<'a> Jws<'a> {
         check_typ(self.header.typ.as_deref(), required)
     }
 
-    /// Verifies the RS256 signature under `key`.
+    /// Verifies the signature under `key`, with the header's `alg`, which
+    /// must be the key's own algorithm (refused otherwise, whatever the
+    /// signature).
     pub fn verify_signature(&self, key: &VerifyingKey) -> Result<(), VerifyError> {
-        self.parts.verify(key)
+        let alg = Algorithm::from_name(&self.header.alg).ok_or_else(|| {
+            VerifyError::AlgorithmNotAllowed(self.header.alg.chars().take(16).collect())
+        })?;
+        self.parts.verify(alg, key)
     }
 
     /// The decoded payload. Unauthenticated until [`Jws::verify_signature`]

@@ -43,7 +43,7 @@ pub mod jsonwebtoken;
 pub use claims::{AccessClaims, Claim, DEFAULT_REQUIRED, Registered, Validation, Verified};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{CookieSource, JwksSource, TokenCacheConfig, VerifierConfig};
-pub use crypto::{BACKEND, VerifyingKey};
+pub use crypto::{Algorithm, BACKEND, VerifyingKey};
 pub use error::{ConfigError, VerifyError};
 pub use fetch::FetchError;
 pub use jwks::{JwksError, KeySet, SkippedKey};
@@ -57,5 +57,5 @@ pub use verifier::{KeysHealth, Verifier};
 pub const MIN_RSA_BITS: usize = 2048;
 /// The largest RSA modulus accepted, in bits.
 pub const MAX_RSA_BITS: usize = 8192;
-/// The one signature algorithm implemented.
+/// The default (and, unless configured otherwise, only) accepted algorithm.
 pub const RS256: &str = "RS256";

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::db::PoolSettings;
 use serde::Deserialize;
-use tessera_keyring::{DEFAULT_BITS, GENERATE_BITS, RotationPolicy};
+use tessera_keyring::{Algorithm, DEFAULT_BITS, GENERATE_BITS, KeySpec, RotationPolicy};
 
 /// How long after a rotation the same refresh token gets the same pair back,
 /// unless configured (`refresh_retry_window`; 0 turns it off).
@@ -23,8 +23,14 @@ pub struct Config {
     pub keys_dir: PathBuf,
     /// The lifetimes the rotation rules are computed from.
     pub rotation: RotationPolicy,
-    /// The size of newly generated keys. Default 2048.
+    /// The size of newly generated RSA keys. Default 2048.
     pub key_bits: usize,
+    /// The algorithm of newly generated keys (`keys init|generate|rotate`
+    /// without `--alg`, the first start's keyring, an emergency revocation's
+    /// replacements). Default RS256. Changing it changes no existing key: the
+    /// next rotation publishes a key of the new algorithm, the one after
+    /// makes it sign.
+    pub signing_alg: Algorithm,
     /// Where the HTTP service listens. Default `127.0.0.1:8080`; port 0 picks one.
     pub listen: SocketAddr,
     /// The public issuer URL (the `iss` claim), without a trailing slash. `None`:
@@ -73,6 +79,14 @@ pub struct Config {
     /// Cookie sessions (`/session`): the cookies and the browser origins
     /// allowed to use them.
     pub cookie_sessions: CookieSessions,
+}
+
+impl Config {
+    /// What new keys are made as: [`Config::signing_alg`], RSA keys of
+    /// [`Config::key_bits`].
+    pub fn key_spec(&self) -> KeySpec {
+        KeySpec::new(self.signing_alg, self.key_bits)
+    }
 }
 
 /// Cookie sessions for same-site web apps (`POST /session` and its
@@ -161,6 +175,8 @@ pub struct RawConfig {
     pub clock_leeway: Option<Duration>,
     /// `key_bits = 2048`
     pub key_bits: Option<usize>,
+    /// `signing_alg = "ES256"` (RS256, ES256 or EdDSA)
+    pub signing_alg: Option<String>,
     /// `listen = "127.0.0.1:8080"`
     pub listen: Option<SocketAddr>,
     /// `issuer_url = "https://auth.example.com"`
@@ -289,6 +305,7 @@ impl RawConfig {
             jwks_cache_lifetime: over.jwks_cache_lifetime.or(self.jwks_cache_lifetime),
             clock_leeway: over.clock_leeway.or(self.clock_leeway),
             key_bits: over.key_bits.or(self.key_bits),
+            signing_alg: over.signing_alg.or(self.signing_alg),
             listen: over.listen.or(self.listen),
             issuer_url: over.issuer_url.or(self.issuer_url),
             audiences: over.audiences.or(self.audiences),
@@ -373,6 +390,17 @@ impl RawConfig {
                 problem: format!("{key_bits} is not one of 2048, 3072, 4096"),
             });
         }
+        let signing_alg = match self.signing_alg.as_deref() {
+            None => tessera_keyring::DEFAULT_ALG,
+            Some(name) => name
+                .parse()
+                .map_err(
+                    |e: tessera_keyring::UnknownAlgorithm| ConfigError::Invalid {
+                        key: "signing_alg",
+                        problem: e.to_string(),
+                    },
+                )?,
+        };
         let issuer_url = self.issuer_url.map(validate_issuer_url).transpose()?;
         let audiences = self.audiences.unwrap_or_else(|| vec!["tessera".to_owned()]);
         if audiences.is_empty()
@@ -510,6 +538,7 @@ impl RawConfig {
             keys_dir: self.keys_dir.unwrap_or_else(|| PathBuf::from("keys")),
             rotation,
             key_bits,
+            signing_alg,
             listen: self
                 .listen
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),

@@ -58,14 +58,19 @@ pub(super) fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
         .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
 }
 
-/// RFC 8414 metadata (also served as `openid-configuration`), prepared once.
+/// RFC 8414 metadata (also served as `openid-configuration`): prepared once
+/// per set of signing algorithms the keyring holds.
 pub(super) async fn discovery(State(state): State<AppState>) -> Response {
+    let algorithms = match state.service().keys().current_guard().as_deref() {
+        Some(snapshot) => snapshot.algorithms().to_vec(),
+        None => return ApiError::Unavailable("no keyring loaded yet".to_owned()).into_response(),
+    };
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        state.discovery().clone(),
+        state.discovery(&algorithms),
     )
         .into_response()
 }

@@ -21,7 +21,10 @@ pub struct AppState {
 #[derive(Debug)]
 struct Edge {
     jwks_cache_control: HeaderValue,
-    discovery: Bytes,
+    /// The discovery document without its algorithm lists.
+    discovery: std::sync::Arc<serde_json::Value>,
+    /// The document as last served, and the algorithms it lists.
+    discovery_served: std::sync::Arc<arc_swap::ArcSwap<(Vec<tessera_keyring::Algorithm>, Bytes)>>,
     trusted_proxies: Vec<Cidr>,
     sessions: Sessions,
     sign_in: SignInCookies,
@@ -54,7 +57,9 @@ impl AppState {
             // RFC 9207: the authorization response names the issuer.
             "authorization_response_iss_parameter_supported": true,
             "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": [tessera_keyring::ALG],
+            // id_token_signing_alg_values_supported and
+            // access_token_signing_alg_values_supported: the keyring's
+            // algorithms, filled in by `discovery` (they change with it).
             "scopes_supported": ["openid", "profile", "roles"],
             "claims_supported": [
                 "iss", "sub", "aud", "azp", "exp", "iat", "auth_time", "nonce", "sid", "amr",
@@ -67,8 +72,6 @@ impl AppState {
             "revocation_endpoint_auth_methods_supported": ["none"],
             "request_parameter_supported": false,
             "request_uri_parameter_supported": false,
-            // Not an RFC 8414 field: the algorithm of the access tokens (RFC 9068).
-            "access_token_signing_alg_values_supported": [tessera_keyring::ALG],
         });
         let jwks_cache_control = HeaderValue::from_str(&format!(
             "public, max-age={}",
@@ -78,7 +81,8 @@ impl AppState {
         Self {
             edge: std::sync::Arc::new(Edge {
                 jwks_cache_control,
-                discovery: Bytes::from(discovery.to_string()),
+                discovery: std::sync::Arc::new(discovery),
+                discovery_served: Default::default(),
                 trusted_proxies: Vec::new(),
                 sessions: Sessions::new(settings, &CookieSessions::default()),
                 sign_in: SignInCookies::new(settings),
@@ -104,6 +108,7 @@ impl AppState {
         let mut edge = Edge {
             jwks_cache_control: self.edge.jwks_cache_control.clone(),
             discovery: self.edge.discovery.clone(),
+            discovery_served: self.edge.discovery_served.clone(),
             trusted_proxies: self.edge.trusted_proxies.clone(),
             sessions: self.edge.sessions.clone(),
             sign_in: self.edge.sign_in.clone(),
@@ -124,8 +129,29 @@ impl AppState {
         &self.edge.jwks_cache_control
     }
 
-    pub(super) fn discovery(&self) -> &Bytes {
-        &self.edge.discovery
+    /// The discovery document listing `algorithms` (the keyring's, active
+    /// key's first) as the signing algorithms of ID and access tokens: built
+    /// once per change of the keyring's algorithms.
+    pub(super) fn discovery(&self, algorithms: &[tessera_keyring::Algorithm]) -> Bytes {
+        let served = self.edge.discovery_served.load();
+        if served.0 == algorithms && !served.1.is_empty() {
+            return served.1.clone();
+        }
+        let names: Vec<&str> = algorithms.iter().map(|a| a.name()).collect();
+        let mut document = (*self.edge.discovery).clone();
+        if let Some(fields) = document.as_object_mut() {
+            fields.insert("id_token_signing_alg_values_supported".into(), json!(names));
+            // Not an RFC 8414 field: the algorithms of the access tokens (RFC 9068).
+            fields.insert(
+                "access_token_signing_alg_values_supported".into(),
+                json!(names),
+            );
+        }
+        let bytes = Bytes::from(document.to_string());
+        self.edge
+            .discovery_served
+            .store(std::sync::Arc::new((algorithms.to_vec(), bytes.clone())));
+        bytes
     }
 
     pub(super) fn trusted_proxies(&self) -> &[Cidr] {

@@ -231,7 +231,11 @@ async fn a_keyring_that_vanishes_while_running_is_an_error_not_a_new_keyring() {
     let dir = KeyDir::new(tmp.path().join("keys"));
     // A first start, as the service makes it: the keyring is created.
     let store = tessera_issuer::keys::KeyStore::Files(dir.clone());
-    let keys = Arc::new(KeyHandle::start(store, Some(DEFAULT_BITS)).await.unwrap());
+    let keys = Arc::new(
+        KeyHandle::start(store, Some(DEFAULT_BITS.into()))
+            .await
+            .unwrap(),
+    );
     let kid = keys.current().unwrap().signer().kid().to_owned();
     let f = fixture_with(tmp, dir, keys).await;
     let before = get(&f.state, "/.well-known/jwks.json", None).await;

@@ -459,3 +459,91 @@ fn the_scheduled_rotation_script_rotates_when_safe_and_never_forces() {
     // The retired key stays: 15 min + 3 s + 60 s have not passed.
     assert!(String::from_utf8_lossy(&out.stdout).contains("kept: retired key"));
 }
+
+#[test]
+fn alg_flags_and_the_signing_alg_setting_choose_what_new_keys_are() {
+    let k = Keys::new();
+    let out = k.ok(&["init", "--alg", "EdDSA"]);
+    assert!(out.contains("active key:"), "{out}");
+    let algs = |k: &Keys| -> Vec<String> {
+        k.list()
+            .iter()
+            .map(|key| key["alg"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(algs(&k), ["EdDSA", "EdDSA"]);
+    for key in k.list() {
+        assert_eq!(key["bits"], 256);
+    }
+    let table = k.ok(&["list"]);
+    assert!(table.lines().next().unwrap().contains("ALG"), "{table}");
+    assert!(table.lines().nth(1).unwrap().contains(" EdDSA "), "{table}");
+
+    // The setting, by flag or environment, is the default; --alg wins.
+    let out = k.ok(&["generate", "--signing-alg", "ES256"]);
+    assert!(out.contains("(ES256, P-256)"), "{out}");
+    let out = tessera_testkit::process::stdout_of(
+        k.cmd(&["generate"]).env("TESSERA_SIGNING_ALG", "ES256"),
+    );
+    assert!(out.contains("(ES256, P-256)"), "{out}");
+    let out = k.ok(&["generate", "--signing-alg", "ES256", "--alg", "RS256"]);
+    assert!(out.contains("(2048-bit RS256)"), "{out}");
+    assert_eq!(algs(&k), ["EdDSA", "EdDSA", "ES256", "ES256", "RS256"]);
+
+    // A rotation whose new pending key has another algorithm than the one
+    // it activates says when the switch takes effect.
+    let out = k.ok(&["rotate", "--force", "--alg", "ES256"]);
+    assert!(
+        out.contains("the active key signs EdDSA; the pending key is ES256"),
+        "{out}"
+    );
+
+    // Names that are not an algorithm Tessera offers are one error line.
+    for bad in [
+        ["generate", "--alg", "HS256"],
+        ["generate", "--signing-alg", "ES384"],
+    ] {
+        let out = k.run(&bad);
+        assert!(!out.status.success());
+        let err = one_error_line(&out);
+        assert!(err.contains("RS256, ES256 or EdDSA"), "{err}");
+    }
+}
+
+#[test]
+fn importing_openssl_p256_and_ed25519_keys_reports_their_algorithm() {
+    let k = Keys::new();
+    k.ok(&["init"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let made = |name: &str, args: &[&str]| -> Option<PathBuf> {
+        let path = tmp.path().join(name);
+        let status = Command::new("openssl")
+            .args(["genpkey", "-out"])
+            .arg(&path)
+            .args(args)
+            .status()
+            .ok()?;
+        status.success().then_some(path)
+    };
+    // openssl is on every machine this runs on (CI installs it); without it
+    // the keyring's own tests still import the same formats from fixtures.
+    let Some(p256) = made(
+        "p256.pem",
+        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    ) else {
+        panic!("openssl genpkey failed: is openssl installed?");
+    };
+    let ed = made("ed.pem", &["-algorithm", "ed25519"]).unwrap();
+    let out = k.ok(&["import", p256.to_str().unwrap()]);
+    assert!(out.contains("(ES256, P-256)"), "{out}");
+    let out = k.ok(&["import", ed.to_str().unwrap()]);
+    assert!(out.contains("(EdDSA, Ed25519)"), "{out}");
+    let jwks: serde_json::Value = serde_json::from_str(&k.ok(&["jwks"])).unwrap();
+    let ktys: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| key["kty"].as_str().unwrap())
+        .collect();
+    assert_eq!(ktys, ["RSA", "RSA", "EC", "OKP"]);
+}

@@ -132,8 +132,8 @@ async fn a_right_password_gets_a_verifiable_rfc9068_access_token_and_a_refresh_t
         .find(snapshot.signer().kid())
         .unwrap();
     let (n, e) = (
-        URL_SAFE_NO_PAD.decode(&jwk.n).unwrap(),
-        URL_SAFE_NO_PAD.decode(&jwk.e).unwrap(),
+        URL_SAFE_NO_PAD.decode(jwk.n.as_deref().unwrap()).unwrap(),
+        URL_SAFE_NO_PAD.decode(jwk.e.as_deref().unwrap()).unwrap(),
     );
     let signature = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
     assert!(verify_rs256(

@@ -19,4 +19,5 @@ mod restart_safety;
 mod revocation_feed;
 mod rotation_under_traffic;
 mod sign_in_cli;
+mod signing_algorithms;
 mod users_cli;

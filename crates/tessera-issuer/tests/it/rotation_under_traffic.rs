@@ -3,7 +3,9 @@
 //! as the rules allow, with short configured lifetimes) and then `keys prune`.
 //! Not one valid request is refused, new tokens carry the new `kid` at once,
 //! tokens of a retired key keep working until they expire, and the verifier
-//! never has to chase an unknown `kid`: the rules alone keep it ahead.
+//! never has to chase an unknown `kid`: the rules alone keep it ahead. The
+//! same holds when the rotations switch from RS256 to ES256 (or EdDSA): the
+//! first publishes a key of the new algorithm, the second makes it sign.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 // The test compares token expiry (Unix seconds) with the wall clock.
@@ -136,9 +138,12 @@ impl Traffic {
 
 /// Runs `keys rotate` until the rules allow it (exit code 3 is a rule's
 /// refusal); returns how many times it was refused first.
-async fn rotate_when_allowed(dir: &Path) -> usize {
+async fn rotate_when_allowed(dir: &Path, signing_alg: Option<&str>) -> usize {
     let mut args = vec!["rotate"];
     args.extend(LIFETIMES);
+    if let Some(alg) = signing_alg {
+        args.extend(["--signing-alg", alg]);
+    }
     for refusals in 0..100 {
         let out = keys(dir, &args);
         match out.status.code() {
@@ -148,6 +153,32 @@ async fn rotate_when_allowed(dir: &Path) -> usize {
         }
     }
     panic!("rotate was refused for 10 s");
+}
+
+/// The metadata's `access_token_signing_alg_values_supported`, checked to
+/// equal `id_token_signing_alg_values_supported`.
+async fn signing_algs_listed(issuer: SocketAddr) -> Vec<String> {
+    let (_, body) = tessera_testkit::stack::call(
+        issuer,
+        "GET",
+        "/.well-known/openid-configuration",
+        &[],
+        "",
+        "",
+    )
+    .await;
+    let metadata: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let listed = |field: &str| -> Vec<String> {
+        metadata[field]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {field} in {metadata}"))
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let access = listed("access_token_signing_alg_values_supported");
+    assert_eq!(access, listed("id_token_signing_alg_values_supported"));
+    access
 }
 
 /// Logs in until a new token is signed by `kid` (the issuer reloads its keyring
@@ -167,6 +198,19 @@ async fn first_token_of(issuer: SocketAddr, password: &str, kid: &str, traffic: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotating_twice_and_pruning_under_traffic_refuses_no_valid_token() {
+    under_traffic(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_rs256_to_es256_under_traffic_refuses_no_valid_token() {
+    under_traffic(Some("ES256")).await;
+}
+
+/// The operator's algorithm switch: `--signing-alg` given to both rotations,
+/// verifiers configured for the old and the new algorithm.
+// The summary line is the test's report, as in a #[test] function.
+#[allow(clippy::print_stderr)]
+async fn under_traffic(signing_alg: Option<&str>) {
     let tmp = tempfile::tempdir().unwrap();
     let keys_dir = tmp.path().join("keys");
     let started = common::start_issuer(tmp.path(), |raw| {
@@ -182,6 +226,9 @@ async fn rotating_twice_and_pruning_under_traffic_refuses_no_valid_token() {
     // The resource server's verifier: the issuer's JWKS lifetime (2 s), the
     // same (zero) leeway, and the default 30 s unknown-kid cooldown.
     let mut vconfig = VerifierConfig::new(issuer_url, ["tessera"]);
+    if let Some(alg) = signing_alg {
+        vconfig.algorithms = vec!["RS256".to_owned(), alg.to_owned()];
+    }
     vconfig.leeway = Duration::ZERO;
     vconfig.min_cache_lifetime = Duration::from_secs(1);
     vconfig.refresh_check_interval = Duration::from_millis(50);
@@ -224,10 +271,32 @@ async fn rotating_twice_and_pruning_under_traffic_refuses_no_valid_token() {
     };
 
     // Rotation 1: k1 signs, k0 retires, k2 waits.
-    let refused = rotate_when_allowed(&keys_dir).await;
+    let refused = rotate_when_allowed(&keys_dir, signing_alg).await;
     let rotated_at = Instant::now();
     assert_eq!(kid_in_state(&keys_dir, "active"), k1);
     let k2 = kid_in_state(&keys_dir, "pending");
+    let alg_of = |kid: &str| {
+        key_list(&keys_dir)
+            .iter()
+            .find(|k| k["kid"] == kid)
+            .map(|k| k["alg"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    let (old_alg, new_alg) = ("RS256", signing_alg.unwrap_or("RS256"));
+    assert_eq!(
+        alg_of(&k1),
+        old_alg,
+        "the key published longest signs first"
+    );
+    assert_eq!(alg_of(&k2), new_alg);
+    // Metadata names what verifiers must accept now: the active key's
+    // algorithm first, then the pending one's.
+    let expected: Vec<&str> = if new_alg == old_alg {
+        vec![old_alg]
+    } else {
+        vec![old_alg, new_alg]
+    };
+    assert_eq!(signing_algs_listed(issuer).await, expected);
     first_token_of(issuer, &password, &k1, &traffic).await;
     // The last token k0 signed is still in use; it is accepted until it expires.
     let last_k0 = traffic
@@ -241,9 +310,19 @@ async fn rotating_twice_and_pruning_under_traffic_refuses_no_valid_token() {
         .unwrap_or(last_k0);
 
     // Rotation 2: k2 signs, k1 retires.
-    rotate_when_allowed(&keys_dir).await;
+    rotate_when_allowed(&keys_dir, signing_alg).await;
     assert_eq!(kid_in_state(&keys_dir, "active"), k2);
     first_token_of(issuer, &password, &k2, &traffic).await;
+    let newest = login(issuer, "admin", &password).await;
+    let token = newest["access_token"].as_str().unwrap();
+    assert_eq!(
+        tessera_testkit::jws::header_of(token)["alg"],
+        new_alg,
+        "the new key signs with its own algorithm"
+    );
+    let mut expected: Vec<&str> = vec![new_alg, old_alg];
+    expected.dedup();
+    assert_eq!(signing_algs_listed(issuer).await, expected);
 
     // k0's tokens expire before k0 may be pruned; once expired they are
     // refused for that reason (k0 is still published).

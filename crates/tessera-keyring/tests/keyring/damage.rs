@@ -182,7 +182,7 @@ fn a_key_file_that_is_not_a_key_is_named() {
     .unwrap();
     let message = load_error(&dir);
     assert!(message.contains(&format!("{pending}.pem")), "{message}");
-    assert!(message.contains("not an RSA private key"), "{message}");
+    assert!(message.contains("not a PKCS#8 private key"), "{message}");
 }
 
 #[test]

@@ -26,7 +26,7 @@ pub enum BridgeError {
 
 impl Verifier {
     /// The `jsonwebtoken::Validation` that checks what this verifier
-    /// checks, from its configuration: the algorithms it allows (RS256),
+    /// checks, from its configuration: the algorithms it allows,
     /// its issuer and audiences, its leeway, `exp` and `nbf`, and of its
     /// required claims those `jsonwebtoken` can require (`iss`, `sub`,
     /// `aud`, `exp`, `nbf`). [`Verifier::check_decoded`] does the rest. A
@@ -37,8 +37,11 @@ impl Verifier {
         validation.algorithms = inner
             .algorithms
             .iter()
-            .filter(|a| *a == crate::RS256)
-            .map(|_| jwt::Algorithm::RS256)
+            .filter_map(|a| match crate::Algorithm::from_name(a)? {
+                crate::Algorithm::Rs256 => Some(jwt::Algorithm::RS256),
+                crate::Algorithm::Es256 => Some(jwt::Algorithm::ES256),
+                crate::Algorithm::EdDsa => Some(jwt::Algorithm::EdDSA),
+            })
             .collect();
         validation.set_issuer(&[&inner.validation.issuer]);
         validation.set_audience(&inner.validation.audiences);
@@ -73,19 +76,32 @@ impl Verifier {
 
     async fn key_for(&self, token: &str) -> Result<jwt::DecodingKey, VerifyError> {
         let inner = &*self.inner;
-        let (kid, _) = crate::jws::parse_with(token, inner.max_token_bytes, |h| {
-            crate::jws::check_alg(h.alg, &inner.algorithms)?;
+        let (found, _) = crate::jws::parse_with(token, inner.max_token_bytes, |h| {
+            let alg = crate::jws::check_alg(h.alg, &inner.algorithms)?;
             if let Some(typ) = &inner.required_typ {
                 crate::jws::check_typ(h.typ, typ)?;
             }
-            h.kid.map(str::to_owned).ok_or(VerifyError::UnknownKey)
+            Ok((
+                alg,
+                h.kid.map(str::to_owned).ok_or(VerifyError::UnknownKey)?,
+            ))
         })?;
+        let (alg, kid) = found;
+        // jsonwebtoken would check the key's family too; the binding of
+        // algorithm to key type is this crate's rule, so it is checked here.
+        let of_alg = |key: &crate::crypto::VerifyingKey| {
+            if key.alg() == alg {
+                Ok(key.decoding_key())
+            } else {
+                Err(VerifyError::KeyAlgorithmMismatch(alg.name()))
+            }
+        };
         let now = inner.clock.now();
         let generation = {
             let guard = inner.keys.load();
             let state = inner.usable(guard.as_deref(), now)?;
             if let Some(key) = state.keys.get(&kid) {
-                return Ok(key.decoding_key());
+                return of_alg(key);
             }
             state.generation
         };
@@ -93,7 +109,7 @@ impl Verifier {
         let guard = inner.keys.load();
         let state = inner.usable(guard.as_deref(), now)?;
         match state.keys.get(&kid) {
-            Some(key) => Ok(key.decoding_key()),
+            Some(key) => of_alg(key),
             None => {
                 inner.remember_miss(&kid, now);
                 Err(VerifyError::UnknownKey)

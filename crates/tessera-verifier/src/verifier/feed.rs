@@ -45,12 +45,16 @@ impl Verifier {
         let text = std::str::from_utf8(&fetched.body)
             .map_err(|_| "revocation feed document is not UTF-8".to_owned())?
             .trim();
-        let (kid, parts) = crate::jws::parse_with(text, crate::revocation::MAX_FEED_BYTES, |h| {
-            crate::jws::check_alg(h.alg, &inner.algorithms)?;
-            crate::jws::check_typ(h.typ, crate::revocation::FEED_TYP)?;
-            h.kid.map(str::to_owned).ok_or(VerifyError::UnknownKey)
-        })
-        .map_err(refused)?;
+        let ((alg, kid), parts) =
+            crate::jws::parse_with(text, crate::revocation::MAX_FEED_BYTES, |h| {
+                let alg = crate::jws::check_alg(h.alg, &inner.algorithms)?;
+                crate::jws::check_typ(h.typ, crate::revocation::FEED_TYP)?;
+                Ok((
+                    alg,
+                    h.kid.map(str::to_owned).ok_or(VerifyError::UnknownKey)?,
+                ))
+            })
+            .map_err(refused)?;
         let lookup = || -> Result<Option<crate::crypto::VerifyingKey>, VerifyError> {
             let guard = inner.keys.load();
             let state = inner.usable(guard.as_deref(), now)?;
@@ -66,7 +70,7 @@ impl Verifier {
                     .ok_or_else(|| refused(VerifyError::UnknownKey))?
             }
         };
-        parts.verify(&key).map_err(refused)?;
+        parts.verify(alg, &key).map_err(refused)?;
         let document: crate::revocation::Document = serde_json::from_slice(&parts.payload)
             .map_err(|e| format!("revocation feed document unreadable: {e}"))?;
         if document.iss != inner.validation.issuer {

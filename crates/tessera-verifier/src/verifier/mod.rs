@@ -39,6 +39,9 @@ enum Lookup<'k> {
     Unknown(String, u64),
 }
 
+/// A header segment that passed the header checks, its kid and its alg.
+type RememberedHeader = (Box<str>, Arc<str>, crate::crypto::Algorithm);
+
 /// Header segments remembered as checked (a few per signing key in use).
 const MAX_HEADERS: usize = 16;
 /// Longer header segments are not remembered.
@@ -98,8 +101,8 @@ struct Inner {
     /// When an unknown `kid` last caused a refetch (Unix seconds).
     last_kid_refetch: AtomicI64,
     /// Header segments that passed the header checks, newest first, with their
-    /// kid: the same bytes need no second decoding.
-    headers: arc_swap::ArcSwap<Vec<(Box<str>, Arc<str>)>>,
+    /// kid and alg: the same bytes need no second decoding.
+    headers: arc_swap::ArcSwap<Vec<RememberedHeader>>,
     /// Unknown `kid`s and when they were seen missing.
     misses: Mutex<HashMap<String, i64>>,
     health: Mutex<FetchHealth>,
@@ -380,22 +383,23 @@ impl Verifier {
             // A header segment that passed these checks before passes again:
             // only its kid is looked up.
             |segment| {
-                let kid = headers.iter().find(|(s, _)| **s == *segment)?.1.clone();
-                Some(lookup(&kid))
+                let (_, kid, alg) = headers.iter().find(|(s, _, _)| **s == *segment)?;
+                Some(lookup(kid).map(|found| (*alg, found)))
             },
             |h| {
-                crate::jws::check_alg(h.alg, &inner.algorithms)?;
+                let alg = crate::jws::check_alg(h.alg, &inner.algorithms)?;
                 if let Some(typ) = &inner.required_typ {
                     crate::jws::check_typ(h.typ, typ)?;
                 }
                 let kid = h.kid.ok_or(VerifyError::UnknownKey)?;
                 inspected = true;
-                Ok(lookup(kid))
+                Ok(lookup(kid).map(|found| (alg, found)))
             },
         )?;
-        let kid = match found? {
+        let (alg, found) = found?;
+        let kid = match found {
             Lookup::Found(kid, key) => {
-                parts.verify(key)?;
+                parts.verify(alg, key)?;
                 kid
             }
             Lookup::Unknown(kid, generation) => {
@@ -408,14 +412,14 @@ impl Verifier {
                     inner.remember_miss(&kid, now);
                     return Err(VerifyError::UnknownKey);
                 };
-                parts.verify(key)?;
+                parts.verify(alg, key)?;
                 Arc::clone(kid_arc)
             }
         };
         // Only headers of genuinely signed tokens are remembered (a flood of
         // forged headers must not churn the memo).
         if inspected && let Some(segment) = token.split('.').next() {
-            inner.remember_header(segment, &kid);
+            inner.remember_header(segment, &kid, alg);
         }
         let (registered, text, access) = inner.validation.validate_all(&parts.payload, now)?;
         let revocation = match &inner.revocations {
@@ -529,18 +533,18 @@ impl Inner {
     }
 
     /// Remembers a header segment that passed the header checks, and its kid.
-    fn remember_header(&self, segment: &str, kid: &str) {
+    fn remember_header(&self, segment: &str, kid: &str, alg: crate::crypto::Algorithm) {
         if segment.len() > MAX_REMEMBERED_HEADER {
             return;
         }
         self.headers.rcu(|headers| {
-            let mut next: Vec<(Box<str>, Arc<str>)> = headers
+            let mut next: Vec<_> = headers
                 .iter()
-                .filter(|(s, _)| **s != *segment)
+                .filter(|(s, _, _)| **s != *segment)
                 .take(MAX_HEADERS - 1)
                 .cloned()
                 .collect();
-            next.insert(0, (Box::from(segment), Arc::from(kid)));
+            next.insert(0, (Box::from(segment), Arc::from(kid), alg));
             next
         });
     }

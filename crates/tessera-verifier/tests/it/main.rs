@@ -6,6 +6,8 @@
 
 mod common;
 
+mod algorithms;
+
 mod extractors;
 mod https;
 mod jwks_cache;

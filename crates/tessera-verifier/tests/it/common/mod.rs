@@ -105,6 +105,94 @@ impl TestKey {
     }
 }
 
+/// A P-256 or Ed25519 test key and its public JWK (kid `es-test` or
+/// `ed-test`): the ES256 vector's key, and RFC 8037 A.2's published key.
+pub enum CurveKey {
+    Es256(backend::signature::EcdsaKeyPair, Value),
+    EdDsa(backend::signature::Ed25519KeyPair, Value),
+}
+
+impl CurveKey {
+    pub fn es256() -> Self {
+        let vector = fixture_json("es256_tessera.json");
+        let der = URL_SAFE_NO_PAD
+            .decode(vector["private_key_pkcs8_base64url"].as_str().unwrap())
+            .unwrap();
+        let alg = &backend::signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+        #[cfg(feature = "aws-lc-rs")]
+        let pair = backend::signature::EcdsaKeyPair::from_pkcs8(alg, &der).unwrap();
+        #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+        let pair = backend::signature::EcdsaKeyPair::from_pkcs8(
+            alg,
+            &der,
+            &backend::rand::SystemRandom::new(),
+        )
+        .unwrap();
+        Self::Es256(pair, vector["jwk"].clone())
+    }
+
+    pub fn eddsa() -> Self {
+        let vector = fixture_json("rfc8037_A4.json");
+        let private = &vector["jwk_private_published_test_key"];
+        let seed = URL_SAFE_NO_PAD
+            .decode(private["d"].as_str().unwrap())
+            .unwrap();
+        let public = URL_SAFE_NO_PAD
+            .decode(private["x"].as_str().unwrap())
+            .unwrap();
+        let pair =
+            backend::signature::Ed25519KeyPair::from_seed_and_public_key(&seed, &public).unwrap();
+        let mut jwk = vector["jwk"].clone();
+        jwk["kid"] = json!("ed-test");
+        Self::EdDsa(pair, jwk)
+    }
+
+    pub fn jwk(&self) -> &Value {
+        match self {
+            Self::Es256(_, jwk) | Self::EdDsa(_, jwk) => jwk,
+        }
+    }
+
+    pub fn kid(&self) -> &str {
+        self.jwk()["kid"].as_str().unwrap()
+    }
+
+    pub fn alg(&self) -> &'static str {
+        match self {
+            Self::Es256(..) => "ES256",
+            Self::EdDsa(..) => "EdDSA",
+        }
+    }
+
+    /// The raw signature over `input` (ES256: the 64-byte `r || s`).
+    pub fn signature(&self, input: &[u8]) -> Vec<u8> {
+        match self {
+            Self::Es256(pair, _) => pair
+                .sign(&backend::rand::SystemRandom::new(), input)
+                .unwrap()
+                .as_ref()
+                .to_vec(),
+            Self::EdDsa(pair, _) => pair.sign(input).as_ref().to_vec(),
+        }
+    }
+
+    /// A compact JWS over `header` and `claims`.
+    pub fn sign(&self, header: &Value, claims: &Value) -> String {
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let sig = self.signature(input.as_bytes());
+        format!("{input}.{}", b64(&sig))
+    }
+
+    /// The usual access-token header with this key's alg and kid.
+    pub fn header(&self) -> Value {
+        json!({"alg": self.alg(), "typ": "at+jwt", "kid": self.kid()})
+    }
+}
+
 pub fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
