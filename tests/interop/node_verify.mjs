@@ -1,13 +1,15 @@
 // Verify a Tessera access token the way Node services do, two ways:
-//  - `jose`: createRemoteJWKSet on our jwks_uri + jwtVerify (RS256, iss, aud, typ);
-//  - `jsonwebtoken` + `jwks-rsa`: the stack of the usual Express tutorials.
-// Usage: node node_verify.mjs JWKS_URI ISSUER AUDIENCE TOKEN
+//  - `jose`: createRemoteJWKSet on our jwks_uri + jwtVerify (ALG, iss, aud, typ);
+//  - `jsonwebtoken` + `jwks-rsa`: the stack of the usual Express tutorials
+//    (jsonwebtoken 9 knows RS256 and ES256, not EdDSA).
+// Usage: node node_verify.mjs JWKS_URI ISSUER AUDIENCE TOKEN [ALG]
+// ALG is RS256 unless given (ES256, EdDSA).
 // Prints {"jose": {...}, "jsonwebtoken": {...}}, each the claims or {"error": ...}.
 import { createRemoteJWKSet, jwtVerify } from "jose";
 import jsonwebtoken from "jsonwebtoken";
 import jwksRsa from "jwks-rsa";
 
-const [jwksUri, issuer, audience, token] = process.argv.slice(2);
+const [jwksUri, issuer, audience, token, alg = "RS256"] = process.argv.slice(2);
 const result = {};
 
 try {
@@ -15,7 +17,7 @@ try {
   const { payload } = await jwtVerify(token, jwks, {
     issuer,
     audience,
-    algorithms: ["RS256"],
+    algorithms: [alg],
     typ: "at+jwt",
   });
   result.jose = payload;
@@ -28,7 +30,7 @@ try {
   const { header } = jsonwebtoken.decode(token, { complete: true });
   const key = await client.getSigningKey(header.kid);
   result.jsonwebtoken = jsonwebtoken.verify(token, key.getPublicKey(), {
-    algorithms: ["RS256"],
+    algorithms: [alg],
     issuer,
     audience,
   });

@@ -1,7 +1,8 @@
-"""A foreign issuer: an RSA key made with `cryptography`, its JWKS and RFC 8414
-metadata served on 127.0.0.1 (port 0), and an access token signed with PyJWT.
+"""A foreign issuer: an RSA key (or, with ALG ES256, a P-256 key) made with
+`cryptography`, its JWKS and RFC 8414 metadata served on 127.0.0.1 (port 0),
+and an access token signed with PyJWT.
 
-Usage: pyjwt_issuer.py AUDIENCE
+Usage: pyjwt_issuer.py AUDIENCE [ALG]
 Prints one JSON line {"issuer", "token"}, then serves until standard input closes.
 """
 import json
@@ -11,13 +12,18 @@ import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 audience = sys.argv[1]
-key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
-jwk.update(kid="py-1", use="sig", alg="RS256")
+algorithm = sys.argv[2] if len(sys.argv) > 2 else "RS256"
+if algorithm == "ES256":
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = json.loads(ECAlgorithm.to_jwk(key.public_key()))
+else:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
+jwk.update(kid="py-1", use="sig", alg=algorithm)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -56,7 +62,7 @@ claims = {
     "roles": ["admin"],
     "preferred_username": "python",
 }
-token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "py-1", "typ": "at+jwt"})
+token = jwt.encode(claims, key, algorithm=algorithm, headers={"kid": "py-1", "typ": "at+jwt"})
 print(json.dumps({"issuer": base, "token": token}), flush=True)
 threading.Thread(target=server.serve_forever, daemon=True).start()
 sys.stdin.read()  # until the test closes our standard input

@@ -30,16 +30,23 @@ fn script(name: &str) -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pyjwt_verifies_our_tokens_through_our_jwks_uri() {
     let Some(python) = python() else { return };
+    for alg in ["RS256", "ES256", "EdDSA"] {
+        pyjwt_verifies(&python, alg).await;
+    }
+}
+
+/// PyJWT (PyJWKClient, `algorithms=[alg]`) on an issuer signing with `alg`.
+async fn pyjwt_verifies(python: &str, alg: &'static str) {
     let tmp = tempfile::tempdir().unwrap();
-    let (issuer, token) = crate::support::issuer_with_admin_token(tmp.path()).await;
+    let (issuer, token) = crate::support::issuer_signing_with(tmp.path(), alg).await;
     let jwks_uri = format!("{}/.well-known/jwks.json", issuer.url);
     let run = |issuer_url: String, audience: &'static str, token: String| {
-        let python = python.clone();
+        let python = python.to_owned();
         let jwks_uri = jwks_uri.clone();
         tokio::task::spawn_blocking(move || {
             Command::new(python)
                 .arg(script("pyjwt_verify.py"))
-                .args([&jwks_uri, &issuer_url, audience, &token])
+                .args([&jwks_uri, &issuer_url, audience, &token, alg])
                 .output()
                 .unwrap()
         })
@@ -48,7 +55,10 @@ async fn pyjwt_verifies_our_tokens_through_our_jwks_uri() {
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "PyJWT refused our token: {stdout}");
+    assert!(
+        out.status.success(),
+        "PyJWT refused our {alg} token: {stdout}"
+    );
     let claims: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(claims["preferred_username"], "admin");
     assert_eq!(claims["iss"], issuer.url.as_str());
@@ -63,6 +73,52 @@ async fn pyjwt_verifies_our_tokens_through_our_jwks_uri() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("InvalidIssuer"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_verifier_accepts_a_foreign_es256_issuer_only_when_configured_for_es256() {
+    let Some(python) = python() else { return };
+    let mut child = Command::new(python)
+        .arg(script("pyjwt_issuer.py"))
+        .args(["orders-api", "ES256"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let foreign: Value = serde_json::from_str(&line).unwrap();
+    let (foreign_url, token) = (
+        foreign["issuer"].as_str().unwrap().to_owned(),
+        foreign["token"].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(tessera_testkit::jws::header_of(&token)["alg"], "ES256");
+
+    let mut config = VerifierConfig::new(foreign_url.clone(), ["orders-api"]);
+    config.algorithms = vec!["ES256".to_owned()];
+    let verifier = Verifier::start(config, Arc::new(SystemClock)).unwrap();
+    assert!(
+        verifier.ready(Duration::from_secs(10)).await,
+        "{:?}",
+        verifier.health()
+    );
+    let verified = verifier.verify::<AccessClaims>(&token).await.unwrap();
+    assert_eq!(verified.subject(), "py-user");
+
+    // Left at the default (RS256 only), the same verifier has no usable key
+    // in that JWKS, and refuses the token.
+    let default = Verifier::start(
+        VerifierConfig::new(foreign_url, ["orders-api"]),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    assert!(!default.ready(Duration::from_millis(500)).await);
+    assert!(default.verify::<AccessClaims>(&token).await.is_err());
+
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

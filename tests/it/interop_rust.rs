@@ -1,6 +1,7 @@
 //! Interoperability with a Rust service's usual JWKS client: `jwks_client_rs`
-//! (reqwest + jsonwebtoken) fetches our `jwks_uri` and decodes our access
-//! tokens, and refuses them for another audience or issuer, or when forged.
+//! (reqwest + jsonwebtoken) fetches our `jwks_uri` and decodes our RS256,
+//! ES256 and EdDSA access tokens, and refuses them for another audience or
+//! issuer, or when forged.
 //!
 //! The client lives outside the workspace (`tests/interop/rust`, its own lock
 //! file) so its dependency tree stays out of Tessera's builds. `.ci/run` builds
@@ -18,8 +19,17 @@ async fn jwks_client_rs_decodes_our_tokens_through_our_jwks_uri() {
     else {
         return;
     };
+    for alg in ["RS256", "ES256", "EdDSA"] {
+        jwks_client_rs_decodes(&binary, alg).await;
+    }
+}
+
+/// jwks_client_rs (which takes the algorithm from the JWK) on an issuer
+/// signing with `alg`.
+async fn jwks_client_rs_decodes(binary: &str, alg: &str) {
+    let binary = binary.to_owned();
     let tmp = tempfile::tempdir().unwrap();
-    let (issuer, token) = crate::support::issuer_with_admin_token(tmp.path()).await;
+    let (issuer, token) = crate::support::issuer_signing_with(tmp.path(), alg).await;
     let jwks_uri = format!("{}/.well-known/jwks.json", issuer.url);
     let run = |issuer_url: String, audience: &str, token: String| {
         let args = vec![jwks_uri.clone(), issuer_url, audience.to_owned(), token];
@@ -29,7 +39,7 @@ async fn jwks_client_rs_decodes_our_tokens_through_our_jwks_uri() {
     let error = |v: &Value| v["error"].as_str().unwrap_or_default().to_lowercase();
 
     let accepted = run(issuer.url.clone(), "tessera", token.clone()).await;
-    assert_eq!(accepted["preferred_username"], "admin", "{accepted}");
+    assert_eq!(accepted["preferred_username"], "admin", "{alg}: {accepted}");
     assert_eq!(accepted["iss"], issuer.url.as_str());
 
     let refused = run(issuer.url.clone(), "someone-else", token.clone()).await;

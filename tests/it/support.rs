@@ -74,7 +74,18 @@ pub(crate) async fn run_json_tool(program: String, mut args: Vec<String>) -> ser
 pub(crate) async fn issuer_with_admin_token(
     dir: &std::path::Path,
 ) -> (tessera_testkit::stack::InProcessIssuer, String) {
-    let issuer = tessera_testkit::stack::start_issuer(dir, |_| {}).await;
+    issuer_signing_with(dir, "RS256").await
+}
+
+/// [`issuer_with_admin_token`], with `signing_alg` (RS256, ES256, EdDSA).
+pub(crate) async fn issuer_signing_with(
+    dir: &std::path::Path,
+    signing_alg: &str,
+) -> (tessera_testkit::stack::InProcessIssuer, String) {
+    let issuer = tessera_testkit::stack::start_issuer(dir, |raw| {
+        raw.signing_alg = Some(signing_alg.to_owned());
+    })
+    .await;
     let tokens = tessera_testkit::stack::login(issuer.addr, "admin", &issuer.admin_password).await;
     let token = tokens["access_token"]
         .as_str()

@@ -8,8 +8,12 @@
 //!   the `DecodingKey` for a token's `kid`; refuses a header this verifier
 //!   would (`alg` not configured, `crit`, the wrong `typ`).
 //! - [`Verifier::jsonwebtoken_validation`](crate::Verifier::jsonwebtoken_validation):
-//!   the `Validation` matching the verifier's settings (RS256 only, `iss`,
+//!   the `Validation` matching the verifier's settings (its algorithms, `iss`,
 //!   `aud`, leeway, `exp`, `nbf`, the required claims `jsonwebtoken` knows).
+//! - [`Verifier::jsonwebtoken_key_and_validation`](crate::Verifier::jsonwebtoken_key_and_validation):
+//!   both, the validation narrowed to the token's algorithm: what to use
+//!   when RS256 and ES256 (say) are both allowed, since `jsonwebtoken::decode`
+//!   refuses a `Validation` listing an algorithm of another key type.
 //! - [`Verifier::check_decoded`](crate::Verifier::check_decoded): what
 //!   `jsonwebtoken` leaves out (`iat` in the future, required `iat`/`jti`,
 //!   the revocation check).

@@ -26,7 +26,9 @@ pub enum BridgeError {
 
 impl Verifier {
     /// The `jsonwebtoken::Validation` that checks what this verifier
-    /// checks, from its configuration: the algorithms it allows,
+    /// checks, from its configuration: the algorithms it allows (with more
+    /// than one key type allowed, see
+    /// [`Verifier::jsonwebtoken_key_and_validation`]),
     /// its issuer and audiences, its leeway, `exp` and `nbf`, and of its
     /// required claims those `jsonwebtoken` can require (`iss`, `sub`,
     /// `aud`, `exp`, `nbf`). [`Verifier::check_decoded`] does the rest. A
@@ -37,11 +39,7 @@ impl Verifier {
         validation.algorithms = inner
             .algorithms
             .iter()
-            .filter_map(|a| match crate::Algorithm::from_name(a)? {
-                crate::Algorithm::Rs256 => Some(jwt::Algorithm::RS256),
-                crate::Algorithm::Es256 => Some(jwt::Algorithm::ES256),
-                crate::Algorithm::EdDsa => Some(jwt::Algorithm::EdDSA),
-            })
+            .filter_map(|a| crate::Algorithm::from_name(a).map(jwt_algorithm))
             .collect();
         validation.set_issuer(&[&inner.validation.issuer]);
         validation.set_audience(&inner.validation.audiences);
@@ -71,10 +69,33 @@ impl Verifier {
             None => self,
             Some(routes) => routes.choose(token)?,
         };
-        single.key_for(token).await
+        Ok(single.key_for(token).await?.1)
     }
 
-    async fn key_for(&self, token: &str) -> Result<jwt::DecodingKey, VerifyError> {
+    /// [`Verifier::jsonwebtoken_key`] and a [`Verifier::jsonwebtoken_validation`]
+    /// narrowed to the token's algorithm (already allowed, and its key's own).
+    /// Use this when more than one algorithm is allowed: `jsonwebtoken::decode`
+    /// refuses a `Validation` listing an algorithm of another family than the
+    /// key's (`InvalidAlgorithm`), so an allowlist of RS256 and ES256 cannot
+    /// be handed to it whole.
+    pub async fn jsonwebtoken_key_and_validation(
+        &self,
+        token: &str,
+    ) -> Result<(jwt::DecodingKey, jwt::Validation), VerifyError> {
+        let single = match &self.routes {
+            None => self,
+            Some(routes) => routes.choose(token)?,
+        };
+        let (alg, key) = single.key_for(token).await?;
+        let mut validation = single.jsonwebtoken_validation();
+        validation.algorithms = vec![jwt_algorithm(alg)];
+        Ok((key, validation))
+    }
+
+    async fn key_for(
+        &self,
+        token: &str,
+    ) -> Result<(crate::Algorithm, jwt::DecodingKey), VerifyError> {
         let inner = &*self.inner;
         let (found, _) = crate::jws::parse_with(token, inner.max_token_bytes, |h| {
             let alg = crate::jws::check_alg(h.alg, &inner.algorithms)?;
@@ -91,7 +112,7 @@ impl Verifier {
         // algorithm to key type is this crate's rule, so it is checked here.
         let of_alg = |key: &crate::crypto::VerifyingKey| {
             if key.alg() == alg {
-                Ok(key.decoding_key())
+                Ok((alg, key.decoding_key()))
             } else {
                 Err(VerifyError::KeyAlgorithmMismatch(alg.name()))
             }
@@ -155,8 +176,8 @@ impl Verifier {
     }
 
     /// The whole bridge in one call, for code that wants `jsonwebtoken`'s
-    /// `TokenData`: the key ([`Verifier::jsonwebtoken_key`]),
-    /// `jsonwebtoken::decode` with [`Verifier::jsonwebtoken_validation`],
+    /// `TokenData`: the key and validation
+    /// ([`Verifier::jsonwebtoken_key_and_validation`]), `jsonwebtoken::decode`,
     /// then [`Verifier::check_decoded`]. A set picks its member by `iss`.
     pub async fn decode_with_jsonwebtoken<C: DeserializeOwned>(
         &self,
@@ -166,9 +187,10 @@ impl Verifier {
             None => self,
             Some(routes) => routes.choose(token)?,
         };
-        let key = single.key_for(token).await?;
-        let data =
-            jwt::decode::<serde_json::Value>(token, &key, &single.jsonwebtoken_validation())?;
+        let (alg, key) = single.key_for(token).await?;
+        let mut validation = single.jsonwebtoken_validation();
+        validation.algorithms = vec![jwt_algorithm(alg)];
+        let data = jwt::decode::<serde_json::Value>(token, &key, &validation)?;
         single.check_decoded(&data.claims)?;
         let claims = serde_json::from_value(data.claims).map_err(|e| {
             BridgeError::Jsonwebtoken(jwt::errors::ErrorKind::Json(Arc::new(e)).into())
@@ -177,5 +199,14 @@ impl Verifier {
             header: data.header,
             claims,
         })
+    }
+}
+
+/// `jsonwebtoken`'s name for an algorithm.
+fn jwt_algorithm(alg: crate::Algorithm) -> jwt::Algorithm {
+    match alg {
+        crate::Algorithm::Rs256 => jwt::Algorithm::RS256,
+        crate::Algorithm::Es256 => jwt::Algorithm::ES256,
+        crate::Algorithm::EdDsa => jwt::Algorithm::EdDSA,
     }
 }
