@@ -125,6 +125,7 @@ claims = jwt.decode(
 claims.validate()
 seen["id_token"] = {k: claims.get(k) for k in ("iss", "aud", "nonce", "amr", "sid")}
 seen["id_token_has_auth_time"] = isinstance(claims.get("auth_time"), int)
+seen["id_token_alg"] = claims.header.get("alg")
 
 # A wrong nonce fails Authlib's validation.
 wrong_nonce = jwt.decode(

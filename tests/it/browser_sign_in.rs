@@ -20,10 +20,18 @@ struct Stack {
 }
 
 async fn start() -> Stack {
+    start_signing_with("RS256").await
+}
+
+/// The stack with an issuer signing with `alg` (RS256, ES256, EdDSA).
+async fn start_signing_with(alg: &str) -> Stack {
     let tmp = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app_origin = format!("http://{}", listener.local_addr().unwrap());
-    let issuer = tessera_testkit::stack::start_issuer(tmp.path(), |_| {}).await;
+    let issuer = tessera_testkit::stack::start_issuer(tmp.path(), |raw| {
+        raw.signing_alg = Some(alg.to_owned());
+    })
+    .await;
     let db = tessera_issuer::db::Db::connect(&issuer.database_url)
         .await
         .unwrap();
@@ -40,7 +48,8 @@ async fn start() -> Stack {
     };
     tessera_issuer::clients::check(&client).unwrap();
     db.add_client(&client).await.unwrap();
-    let config = VerifierConfig::new(issuer.url.clone(), ["tessera"]);
+    let mut config = VerifierConfig::new(issuer.url.clone(), ["tessera"]);
+    config.algorithms = vec![alg.to_owned()];
     let verifier = Verifier::start(config, Arc::new(SystemClock)).unwrap();
     assert!(verifier.ready(Duration::from_secs(10)).await);
     tessera_testkit::stack::serve_resource_on(listener, verifier);
@@ -58,7 +67,16 @@ async fn authlib_signs_in_with_code_and_pkce_and_validates_the_id_token() {
     else {
         return;
     };
-    let s = start().await;
+    // Every signing algorithm: Authlib checks the ID token's signature and
+    // its at_hash (SHA-256's left half, SHA-512's for EdDSA).
+    for alg in ["RS256", "ES256", "EdDSA"] {
+        authlib_signs_in(&python, alg).await;
+    }
+}
+
+async fn authlib_signs_in(python: &str, alg: &str) {
+    let python = python.to_owned();
+    let s = start_signing_with(alg).await;
     let script = crate::support::workspace_root().join("tests/interop/authorization_code.py");
     let args = vec![
         script.display().to_string(),
@@ -80,7 +98,8 @@ async fn authlib_signs_in_with_code_and_pkce_and_validates_the_id_token() {
     assert_eq!(seen["token_type"], "Bearer");
     assert_eq!(seen["scope"], "openid profile roles");
     assert_eq!(seen["has_refresh_token"], true);
-    assert_eq!(seen["id_token"]["iss"], s.issuer);
+    assert_eq!(seen["id_token"]["iss"], s.issuer, "{alg}");
+    assert_eq!(seen["id_token_alg"], alg);
     assert_eq!(seen["id_token"]["aud"], tessera_resource_server::SPA_CLIENT);
     assert_eq!(seen["id_token"]["amr"], serde_json::json!(["pwd"]));
     assert_eq!(seen["id_token_has_auth_time"], true);

@@ -20,6 +20,11 @@
 //!    raw Argon2id check they contain, run through the same hasher pool at
 //!    the same concurrency right before and after. Target >= 0.8 (issue 19).
 //!
+//! 7. `/token` refresh throughput with ES256 and EdDSA keys against RS256's,
+//!    each on its own issuer (same settings, same one core), measured in
+//!    turn RS256, ES256, EdDSA, RS256; each beside its own raw signing rate.
+//!    Reported as ratios (issue 20).
+//!
 //! Run: `cargo bench -p tessera-issuer --bench http`. Under `cargo test
 //! --benches` it runs each part for a moment, as a smoke test.
 
@@ -45,7 +50,7 @@ use tessera_issuer::passwords::{Hasher, Password, random_token};
 use tessera_issuer::service::Issuer;
 use tessera_issuer::throttle::Throttle;
 use tessera_issuer::tokens::TokenSettings;
-use tessera_keyring::{DEFAULT_BITS, KeyDir, SystemClock};
+use tessera_keyring::{Algorithm, DEFAULT_BITS, KeyDir, KeySpec, SystemClock};
 
 /// The service client's secret (`reports-job`).
 const SERVICE_SECRET: &str = "bench-secret-bench-secret-bench-secret-0123";
@@ -65,12 +70,19 @@ const REFRESH_CHAINS: usize = 16;
 /// The issuer on a single-threaded runtime in its own OS thread: one core for
 /// the request path (SQLite and Argon2 run on their own worker threads, as in
 /// production).
-fn start_server(tmp: &std::path::Path, service_jwks: String) -> (SocketAddr, AppState) {
+fn start_server(
+    tmp: &std::path::Path,
+    service_jwks: String,
+    alg: Algorithm,
+) -> (SocketAddr, AppState) {
     let dir = KeyDir::new(tmp.join("keys"));
-    dir.init(DEFAULT_BITS).unwrap();
+    dir.init(KeySpec::new(alg, DEFAULT_BITS)).unwrap();
     let db_url = format!("sqlite://{}", tmp.join("bench.db").display());
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    // Named, so a profiler can show the request core alone
+    // (`perf report --comm issuer-core`).
+    let core = std::thread::Builder::new().name("issuer-core".to_owned());
+    core.spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -146,7 +158,8 @@ fn start_server(tmp: &std::path::Path, service_jwks: String) -> (SocketAddr, App
                 .await
                 .unwrap();
         });
-    });
+    })
+    .unwrap();
     rx.recv().unwrap()
 }
 
@@ -166,7 +179,7 @@ fn main() {
     service_keys.init(DEFAULT_BITS).unwrap();
     let service_keys = service_keys.load().unwrap();
     let service_jwks = serde_json::json!({"keys": [service_keys.signer().jwk()]}).to_string();
-    let (addr, state) = start_server(tmp.path(), service_jwks);
+    let (addr, state) = start_server(tmp.path(), service_jwks.clone(), Algorithm::Rs256);
     // The clients: the other core.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -176,59 +189,10 @@ fn main() {
 
     // 1. The raw signing rate of the same key, one core, nothing else running;
     //    measured before and after the refresh run (the machine drifts).
-    let snapshot = state.service().keys().current().unwrap();
-    let sign_rate = || {
-        let start = Instant::now();
-        let mut signed = 0u64;
-        while start.elapsed() < run_for {
-            std::hint::black_box(
-                snapshot
-                    .signer()
-                    .sign(b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJiIn0")
-                    .unwrap(),
-            );
-            signed += 1;
-        }
-        signed as f64 / start.elapsed().as_secs_f64()
-    };
-    let measure_signing = sign_rate;
+    let measure_signing = || raw_signing_rate(&state, run_for);
     let sign_before = measure_signing();
 
-    // Refresh chains: one login per connection, then refresh after refresh.
-    // 16 chains keep the request core busy while others wait on the database.
-    let refresh_rate = rt
-        .block_on(throughput(addr, REFRESH_CHAINS, move |mut c| async move {
-            let (status, body) = c
-                .request(
-                    "POST",
-                    "/login",
-                    &[],
-                    "application/json",
-                    r#"{"username":"alice","password":"correct horse"}"#,
-                )
-                .await?;
-            assert_eq!(status, 200);
-            let mut token = refresh_token_of(&body);
-            let start = Instant::now();
-            let mut n = 0;
-            while start.elapsed() < run_for {
-                let form = format!("grant_type=refresh_token&refresh_token={token}");
-                let (status, body) = c
-                    .request(
-                        "POST",
-                        "/token",
-                        &[],
-                        "application/x-www-form-urlencoded",
-                        &form,
-                    )
-                    .await?;
-                assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-                token = refresh_token_of(&body);
-                n += 1;
-            }
-            Ok(n)
-        }))
-        .unwrap();
+    let refresh_rate = refresh_throughput(&rt, addr, run_for);
     let sign_after = measure_signing();
     let sign_rate = (sign_before + sign_after) / 2.0;
 
@@ -519,6 +483,104 @@ fn main() {
         "  browser sign-in {sign_in_rate:>8.1} /s (authorize, login form, code at /token; {SIGN_IN_BROWSERS} browsers) vs raw Argon2id checks {argon2:>6.1}/s ({argon2_before:.1} before, {argon2_after:.1} after): ratio {:.3} (target >= 0.8)",
         sign_in_rate / argon2
     );
+
+    refresh_per_algorithm(&rt, (addr, &state), &service_jwks, run_for);
+}
+
+/// Refresh chains: one login per connection, then refresh after refresh.
+/// 16 chains keep the request core busy while others wait on the database.
+fn refresh_throughput(rt: &tokio::runtime::Runtime, addr: SocketAddr, run_for: Duration) -> f64 {
+    rt.block_on(throughput(addr, REFRESH_CHAINS, move |mut c| async move {
+        let (status, body) = c
+            .request(
+                "POST",
+                "/login",
+                &[],
+                "application/json",
+                r#"{"username":"alice","password":"correct horse"}"#,
+            )
+            .await?;
+        assert_eq!(status, 200);
+        let mut token = refresh_token_of(&body);
+        let start = Instant::now();
+        let mut n = 0;
+        while start.elapsed() < run_for {
+            let form = format!("grant_type=refresh_token&refresh_token={token}");
+            let (status, body) = c
+                .request(
+                    "POST",
+                    "/token",
+                    &[],
+                    "application/x-www-form-urlencoded",
+                    &form,
+                )
+                .await?;
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            token = refresh_token_of(&body);
+            n += 1;
+        }
+        Ok(n)
+    }))
+    .unwrap()
+}
+
+/// How many raw signatures per second `state`'s active key makes on this
+/// thread, for `run_for`.
+fn raw_signing_rate(state: &AppState, run_for: Duration) -> f64 {
+    let snapshot = state.service().keys().current().unwrap();
+    let start = Instant::now();
+    let mut signed = 0u64;
+    while start.elapsed() < run_for {
+        std::hint::black_box(
+            snapshot
+                .signer()
+                .sign(b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJiIn0")
+                .unwrap(),
+        );
+        signed += 1;
+    }
+    signed as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Part 7: refresh with each algorithm, on issuers alike but for their keys.
+fn refresh_per_algorithm(
+    rt: &tokio::runtime::Runtime,
+    rs: (SocketAddr, &AppState),
+    service_jwks: &str,
+    run_for: Duration,
+) {
+    let mut servers = vec![(Algorithm::Rs256, rs.0, rs.1.clone())];
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    for (alg, dir) in [Algorithm::Es256, Algorithm::EdDsa].into_iter().zip(&dirs) {
+        let (addr, state) = start_server(dir.path(), service_jwks.to_owned(), alg);
+        servers.push((alg, addr, state));
+    }
+    // RS256 first and last: its mean is the baseline, bracketing drift.
+    let mut rates = Vec::new();
+    for i in [0, 1, 2, 0] {
+        let (alg, addr, state) = &servers[i];
+        let sign = raw_signing_rate(state, run_for / 2);
+        let refresh = refresh_throughput(rt, *addr, run_for);
+        rates.push((*alg, refresh, sign));
+    }
+    let rs_refresh = (rates[0].1 + rates[3].1) / 2.0;
+    println!(
+        "  /token refresh per algorithm (issue 20; RS256 measured first and last, {:.0} and {:.0} req/s):",
+        rates[0].1, rates[3].1
+    );
+    for (alg, refresh, sign) in &rates[..3] {
+        let refresh = if *alg == Algorithm::Rs256 {
+            rs_refresh
+        } else {
+            *refresh
+        };
+        println!(
+            "    {:<6} {refresh:>8.0} req/s: {:.2} x RS256's; raw signing {sign:>8.0}/s, so signing is {:.0} % of the request core",
+            alg.name(),
+            refresh / rs_refresh,
+            100.0 * refresh / sign
+        );
+    }
 }
 
 /// Full sign-ins on one connection until `run_for` has passed, each a fresh

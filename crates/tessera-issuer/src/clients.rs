@@ -80,7 +80,7 @@ pub const PRIVATE_KEY_JWT: &str = "private_key_jwt";
 /// The ways a confidential client may authenticate at `/token`.
 pub const AUTH_METHODS: &[&str] = &[SECRET_BASIC, SECRET_POST, PRIVATE_KEY_JWT];
 /// The algorithms a `private_key_jwt` assertion may be signed with.
-pub const ASSERTION_ALGS: &[&str] = &["RS256"];
+pub const ASSERTION_ALGS: &[&str] = &["RS256", "ES256", "EdDSA"];
 
 /// The largest registered JWK set, in bytes.
 pub const MAX_JWKS_BYTES: usize = 64 * 1024;
@@ -413,8 +413,9 @@ fn check_credentials(client: &Client) -> Result<(), String> {
 /// JWK members that only a private or symmetric key has.
 const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
-/// Checks a JWK set given for a client: public RSA signing keys only, each
-/// with a `kid`, every one usable for RS256 (nothing silently skipped).
+/// Checks a JWK set given for a client: public signing keys only (RSA, EC
+/// P-256, OKP Ed25519), each with a `kid`, every one usable for its one
+/// algorithm in [`ASSERTION_ALGS`] (nothing silently skipped).
 /// Returns how many keys it holds.
 pub fn check_jwks(jwks: &str) -> Result<usize, String> {
     if jwks.len() > MAX_JWKS_BYTES {

@@ -227,7 +227,16 @@ impl TokenSettings {
         grant: &IdGrant<'_>,
         now: i64,
     ) -> Result<String, SignError> {
-        let digest = sha256(grant.access_token.as_bytes());
+        // OpenID Connect Core §3.1.3.6: the left half of the hash that goes
+        // with the signature's algorithm. SHA-256 for RS256 and ES256; for
+        // EdDSA (Ed25519), SHA-512, as OpenID Foundation implementations do
+        // (Ed25519 hashes with SHA-512).
+        let at_hash = match signer.alg() {
+            tessera_keyring::Algorithm::EdDsa => {
+                b64url(&tessera_keyring::sha512(grant.access_token.as_bytes())[..32])
+            }
+            _ => b64url(&sha256(grant.access_token.as_bytes())[..16]),
+        };
         let claims = IdClaims {
             iss: &self.issuer,
             sub: grant.user_id,
@@ -240,8 +249,7 @@ impl TokenSettings {
             sid: grant.session_id,
             // A password at the login page: RFC 8176 `pwd`.
             amr: ["pwd"],
-            // OpenID Connect Core §3.1.3.6: the left half of the SHA-256.
-            at_hash: b64url(&digest[..16]),
+            at_hash,
         };
         let payload = serde_json::to_vec(&claims).map_err(|_| SignError::default())?;
         signer.sign_jwt("JWT", &payload)

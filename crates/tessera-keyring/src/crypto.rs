@@ -226,6 +226,15 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     out
 }
 
+/// SHA-512 through the same backend (the hash OpenID Connect's `at_hash`
+/// uses with Ed25519).
+pub fn sha512(data: &[u8]) -> [u8; 64] {
+    let digest = backend::digest::digest(&backend::digest::SHA512, data);
+    let mut out = [0; 64];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
 /// Verifies an RS256 signature with a public key given as components. The keyring
 /// uses it to prove a key it is about to publish really signs (see
 /// [`crate::Signer::self_test`]); resource servers use the verifier crate instead.

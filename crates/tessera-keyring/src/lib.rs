@@ -42,7 +42,9 @@ mod policy;
 mod store;
 
 pub use alg::{Algorithm, UnknownAlgorithm};
-pub use crypto::{BACKEND, SignError, open_with_secret, seal_with_secret, sha256, verify_rs256};
+pub use crypto::{
+    BACKEND, SignError, open_with_secret, seal_with_secret, sha256, sha512, verify_rs256,
+};
 pub use error::{KeyringError, Refusal};
 pub use jwk::{Jwk, JwkSet, b64url, ec_thumbprint, okp_thumbprint, rsa_thumbprint};
 pub use keys::{GENERATE_BITS, KeySpec, NewKey, Signer};

@@ -168,8 +168,144 @@ fn main() {
         miss_rate / raw_rate
     );
 
+    curve_verification_cost(full);
     revocation_list_cost(full, &pair, &jwks, &fresh);
     verifier_set_cost(full, jwk, &token);
+}
+
+/// Issue 20: ES256 and EdDSA tokens through the Verifier (no token cache:
+/// every check), beside aws-lc-rs verifying the same signature with the same
+/// parsed key, interleaved.
+fn curve_verification_cost(full: bool) {
+    use aws_lc_rs::signature::{
+        ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, ED25519, EcdsaKeyPair,
+        Ed25519KeyPair, ParsedPublicKey,
+    };
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let vector = |name: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(format!("{fixtures}/{name}")).unwrap()).unwrap()
+    };
+    let b64 = |v: &serde_json::Value| URL_SAFE_NO_PAD.decode(v.as_str().unwrap()).unwrap();
+    let es = vector("es256_tessera.json");
+    let ed = vector("rfc8037_A4.json");
+    let es_pair = EcdsaKeyPair::from_pkcs8(
+        &ECDSA_P256_SHA256_FIXED_SIGNING,
+        &b64(&es["private_key_pkcs8_base64url"]),
+    )
+    .unwrap();
+    let ed_private = &ed["jwk_private_published_test_key"];
+    let ed_pair =
+        Ed25519KeyPair::from_seed_and_public_key(&b64(&ed_private["d"]), &b64(&ed_private["x"]))
+            .unwrap();
+    let claims = format!(
+        r#"{{"iss":"https://auth.example.com","sub":"8f14e45f-ceea-467a-9af0-0c1e6d6e1c2a","aud":"https://api.example.com","exp":{},"iat":{NOW},"nbf":{NOW},"jti":"{:032x}","client_id":"tessera","sid":"5d41402abc4b2a76b9719d911017c592","scope":"profile","roles":["user"],"preferred_username":"alice"}}"#,
+        NOW + 900,
+        7
+    );
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let mut ed_jwk = ed["jwk"].clone();
+    ed_jwk["kid"] = serde_json::json!("ed-test");
+    let cases: [(
+        &str,
+        serde_json::Value,
+        &'static dyn aws_lc_rs::signature::VerificationAlgorithm,
+    ); 2] = [
+        ("ES256", es["jwk"].clone(), &ECDSA_P256_SHA256_FIXED),
+        ("EdDSA", ed_jwk, &ED25519),
+    ];
+    println!(
+        "ES256 and EdDSA verification of the same typical access token, one core ({} backend, interleaved A/B):",
+        tessera_verifier::BACKEND
+    );
+    for (alg, jwk, algorithm) in cases {
+        let header = format!(
+            r#"{{"alg":"{alg}","typ":"at+jwt","kid":"{}"}}"#,
+            jwk["kid"].as_str().unwrap()
+        );
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&header),
+            URL_SAFE_NO_PAD.encode(&claims)
+        );
+        let sig = match alg {
+            "ES256" => es_pair
+                .sign(&rng, input.as_bytes())
+                .unwrap()
+                .as_ref()
+                .to_vec(),
+            _ => ed_pair.sign(input.as_bytes()).as_ref().to_vec(),
+        };
+        let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(&sig));
+        let public = match alg {
+            "ES256" => {
+                let mut point = vec![4u8];
+                point.extend(b64(&jwk["x"]));
+                point.extend(b64(&jwk["y"]));
+                point
+            }
+            _ => b64(&jwk["x"]),
+        };
+        let raw = ParsedPublicKey::new(algorithm, &public).unwrap();
+        let (set, _) = KeySet::from_jwks_json(
+            serde_json::json!({"keys": [jwk]}).to_string().as_bytes(),
+            &[alg],
+        )
+        .unwrap();
+        let mut config =
+            VerifierConfig::new("https://auth.example.com", ["https://api.example.com"])
+                .with_jwks(JwksSource::Static(set));
+        config.algorithms = vec![alg.to_owned()];
+        config.token_cache = None;
+        let verifier = Verifier::start(config, Arc::new(ManualClock::new(NOW))).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (rounds, batch) = if full { (60, 400) } else { (2, 5) };
+        let primitive = || {
+            let start = Instant::now();
+            for _ in 0..batch {
+                raw.verify_sig(black_box(input.as_bytes()), black_box(&sig))
+                    .unwrap();
+            }
+            start.elapsed().as_secs_f64()
+        };
+        let through = || {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..batch {
+                    black_box(
+                        verifier
+                            .verify::<AccessClaims>(black_box(&token))
+                            .await
+                            .unwrap(),
+                    );
+                }
+                start.elapsed().as_secs_f64()
+            })
+        };
+        let (mut ratios, mut t_raw, mut t_full) = (Vec::new(), 0.0, 0.0);
+        for round in 0..rounds {
+            let (p, f) = if round % 2 == 0 {
+                let p = primitive();
+                (p, through())
+            } else {
+                let f = through();
+                (primitive(), f)
+            };
+            ratios.push(p / f);
+            t_raw += p;
+            t_full += f;
+        }
+        ratios.sort_by(f64::total_cmp);
+        let n = (rounds * batch) as f64;
+        println!(
+            "  {alg:<6} aws-lc-rs primitive {:>9.0}/s, Verifier (every check) {:>9.0}/s: median ratio {:.3} x the primitive (target >= 0.9); token {} bytes",
+            n / t_raw,
+            n / t_full,
+            ratios[ratios.len() / 2],
+            token.len()
+        );
+    }
 }
 
 /// Issue 18: the same token through a two-issuer `VerifierSet` and through

@@ -17,9 +17,15 @@ struct ClientKey {
 
 impl ClientKey {
     fn new() -> Self {
+        Self::of(tessera_keyring::Algorithm::Rs256)
+    }
+
+    /// A key of `alg` (RS256, ES256, EdDSA).
+    fn of(alg: tessera_keyring::Algorithm) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let keys = KeyDir::new(dir.path().join("k"));
-        keys.init(DEFAULT_BITS).unwrap();
+        keys.init(tessera_keyring::KeySpec::new(alg, DEFAULT_BITS))
+            .unwrap();
         let keyring = keys.load().unwrap();
         Self { _dir: dir, keyring }
     }
@@ -49,7 +55,7 @@ impl ClientKey {
     }
 
     fn header(&self) -> Value {
-        json!({"alg": "RS256", "kid": self.signer().kid(), "typ": "JWT"})
+        json!({"alg": self.signer().alg().name(), "kid": self.signer().kid(), "typ": "JWT"})
     }
 }
 
@@ -170,8 +176,36 @@ async fn a_service_signs_in_with_its_registered_key() {
     );
     assert_eq!(
         meta.body["token_endpoint_auth_signing_alg_values_supported"],
-        json!(["RS256"])
+        json!(["RS256", "ES256", "EdDSA"])
     );
+}
+
+#[tokio::test]
+async fn es256_and_eddsa_client_keys_sign_assertions_for_their_own_algorithm_only() {
+    use tessera_keyring::Algorithm;
+    let app = app().await;
+    for (id, alg) in [("es-job", Algorithm::Es256), ("ed-job", Algorithm::EdDsa)] {
+        let key = ClientKey::of(alg);
+        app.add_keyed_service(id, &key).await;
+        let ok = app.with_assertion(&key.assertion(id, app.now()), "").await;
+        assert_eq!(ok.status, StatusCode::OK, "{alg}: {}", ok.body);
+        assert_eq!(claims(ok.body["access_token"].as_str().unwrap())["sub"], id);
+        // The same key's signature under a header naming another algorithm.
+        let other = if alg == Algorithm::Es256 {
+            "EdDSA"
+        } else {
+            "ES256"
+        };
+        for claimed in [other, "RS256"] {
+            let mut header = key.header();
+            header["alg"] = json!(claimed);
+            refused(
+                &app.with_assertion(&key.sign(&header, &claims_for(id, app.now())), "")
+                    .await,
+                claimed,
+            );
+        }
+    }
 }
 
 #[tokio::test]
