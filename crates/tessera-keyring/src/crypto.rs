@@ -127,23 +127,35 @@ impl SigningKey {
     /// The signature over `message`: RSASSA-PKCS1-v1_5 with SHA-256, ECDSA
     /// P-256 with SHA-256 as the 64-byte `r || s` (RFC 7518 §3.4), or Ed25519.
     pub(crate) fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        self.sign_with(message, <[u8]>::to_vec)
+    }
+
+    /// [`SigningKey::sign`], handing the signature to `use_it` without
+    /// allocating it (the token path encodes it straight into the token).
+    pub(crate) fn sign_with<R>(
+        &self,
+        message: &[u8],
+        use_it: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, SignError> {
         match &self.kind {
             Kind::Rsa { pair, modulus_len } => {
-                let mut signature = vec![0; *modulus_len];
+                // The largest modulus the backends take is 8192 bits.
+                let mut buffer = [0u8; 1024];
+                let signature = buffer.get_mut(..*modulus_len).ok_or(SignError)?;
                 pair.sign(
                     &backend::signature::RSA_PKCS1_SHA256,
                     &self.rng,
                     message,
-                    &mut signature,
+                    signature,
                 )
                 .map_err(|_| SignError)?;
-                Ok(signature)
+                Ok(use_it(signature))
             }
             Kind::Ec(pair) => pair
                 .sign(&self.rng, message)
-                .map(|s| s.as_ref().to_vec())
+                .map(|s| use_it(s.as_ref()))
                 .map_err(|_| SignError),
-            Kind::Ed(pair) => Ok(pair.sign(message).as_ref().to_vec()),
+            Kind::Ed(pair) => Ok(use_it(pair.sign(message).as_ref())),
         }
     }
 

@@ -206,6 +206,21 @@ impl NewKey {
     }
 }
 
+/// The `typ` of access tokens (RFC 9068), whose header a signer keeps made.
+const ACCESS_TYP: &str = "at+jwt";
+/// The same, as a JSON string.
+const ACCESS_TYP_JSON: &str = "\"at+jwt\"";
+
+/// The base64url JWS header `{"alg":..,"kid":..,"typ":..}`; `typ_json` is
+/// the `typ` as a JSON string, quotes included.
+fn encoded_header(alg: Algorithm, kid: &str, typ_json: &str) -> String {
+    let header = format!(
+        r#"{{"alg":"{}","kid":"{kid}","typ":{typ_json}}}"#,
+        alg.name()
+    );
+    b64url(header.as_bytes())
+}
+
 /// The PEM label of a PKCS#8 private key.
 pub(crate) const PKCS8_TAG: &str = "PRIVATE KEY";
 
@@ -320,13 +335,18 @@ fn modulus_bits(n: &[u8]) -> u32 {
 pub struct Signer {
     key: SigningKey,
     jwk: Jwk,
+    /// The base64url header of an access token (`typ` `at+jwt`), made once:
+    /// the hot path's header never changes for a key.
+    access_header: String,
 }
 
 impl Signer {
     pub(crate) fn new(parsed: ParsedKey) -> Self {
+        let access_header = encoded_header(parsed.signing.alg(), &parsed.jwk.kid, ACCESS_TYP_JSON);
         Self {
             key: parsed.signing,
             jwk: parsed.jwk,
+            access_header,
         }
     }
 
@@ -353,22 +373,28 @@ impl Signer {
     /// A compact JWS (RFC 7515 §7.1): header `{"alg":..,"kid":..,"typ":..}`,
     /// the given JSON payload, and the signature, each base64url.
     pub fn sign_jwt(&self, typ: &str, payload_json: &[u8]) -> Result<String, SignError> {
-        // `typ` is escaped by serde_json; alg and kid need no escaping.
-        let typ = serde_json::to_string(typ).map_err(|_| SignError)?;
-        let header = format!(
-            r#"{{"alg":"{}","kid":"{}","typ":{typ}}}"#,
-            self.alg().name(),
-            self.kid()
-        );
+        use base64::Engine as _;
+        let engine = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let other;
+        let header = if typ == ACCESS_TYP {
+            &self.access_header
+        } else {
+            // `typ` escaped by serde_json; alg and kid (base64url) need none.
+            let typ_json = serde_json::to_string(typ).map_err(|_| SignError)?;
+            other = encoded_header(self.alg(), self.kid(), &typ_json);
+            &other
+        };
+        // Exact: header, payload and signature in base64url, two dots.
+        let b64_len = |n: usize| (4 * n).div_ceil(3);
         let mut token = String::with_capacity(
-            (header.len() + payload_json.len() + self.key.signature_len()) * 4 / 3 + 8,
+            header.len() + b64_len(payload_json.len()) + b64_len(self.key.signature_len()) + 2,
         );
-        token.push_str(&b64url(header.as_bytes()));
+        token.push_str(header);
         token.push('.');
-        token.push_str(&b64url(payload_json));
-        let signature = self.sign(token.as_bytes())?;
+        engine.encode_string(payload_json, &mut token);
+        let signature = self.key.sign_with(token.as_bytes(), |s| engine.encode(s))?;
         token.push('.');
-        token.push_str(&b64url(&signature));
+        token.push_str(&signature);
         Ok(token)
     }
 
