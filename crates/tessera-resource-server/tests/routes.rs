@@ -22,9 +22,15 @@ struct Issuer {
 
 impl Issuer {
     fn new() -> Self {
+        Self::signing_with(tessera_keyring::Algorithm::Rs256)
+    }
+
+    /// An issuer stand-in whose keys are of `alg`.
+    fn signing_with(alg: tessera_keyring::Algorithm) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let dir = KeyDir::new(tmp.path().join("keys"));
-        dir.init(DEFAULT_BITS).unwrap();
+        dir.init(tessera_keyring::KeySpec::new(alg, DEFAULT_BITS))
+            .unwrap();
         let keyring = dir.load().unwrap();
         Self { _tmp: tmp, keyring }
     }
@@ -407,6 +413,72 @@ async fn the_binary_follows_the_feed_and_fails_closed_when_told() {
     assert!(body.contains("\"revocations\":null"), "{body}");
     off.kill().unwrap();
     off.wait().unwrap();
+}
+
+#[tokio::test]
+async fn the_binary_accepts_the_algorithms_it_is_told_and_only_those() {
+    let issuer = Issuer::signing_with(tessera_keyring::Algorithm::EdDsa);
+    let server = JwksServer::start(issuer.jwks()).await;
+    let base = server.url();
+    let token = issuer.token(&base, &["user"], now() + 900);
+    // By flag, and by the environment (comma-separated): the EdDSA key is
+    // usable, the token accepted.
+    let (mut by_flag, addr) = start_binary(
+        &base,
+        &["--algorithm", "RS256", "--algorithm", "EdDSA"],
+        std::process::Stdio::null(),
+    )
+    .await;
+    assert!(wait_ready(&addr).await, "never ready");
+    assert_eq!(http_get(&addr, "/profile", Some(&token)).await.0, 200);
+    by_flag.kill().unwrap();
+    by_flag.wait().unwrap();
+    let mut by_env = std::process::Command::new(env!("CARGO_BIN_EXE_tessera-resource-server"))
+        .args(["--issuer", &base, "--listen", "127.0.0.1:0"])
+        .env("TESSERA_RS_ALGORITHMS", "RS256,EdDSA")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let line = {
+        use std::io::BufRead as _;
+        let stdout = by_env.stdout.take().unwrap();
+        tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            std::io::BufReader::new(stdout)
+                .read_line(&mut line)
+                .unwrap();
+            line
+        })
+        .await
+        .unwrap()
+    };
+    let addr = line.trim().rsplit("http://").next().unwrap().to_owned();
+    assert!(
+        wait_ready(&addr).await,
+        "never ready with the environment's list"
+    );
+    assert_eq!(http_get(&addr, "/profile", Some(&token)).await.0, 200);
+    by_env.kill().unwrap();
+    by_env.wait().unwrap();
+    // The default, RS256 only: the JWKS has no usable key, so the server
+    // never gets ready and refuses the token.
+    let (mut default, addr) = start_binary(&base, &[], std::process::Stdio::null()).await;
+    assert_ne!(http_get(&addr, "/profile", Some(&token)).await.0, 200);
+    default.kill().unwrap();
+    default.wait().unwrap();
+    // A name it does not know stops it at start, naming the setting.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessera-resource-server"))
+        .args(["--issuer", &base, "--listen", "127.0.0.1:0"])
+        .env("TESSERA_RS_ALGORITHMS", "RS256,HS256")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("algorithms") && stderr.contains("HS256"),
+        "{stderr}"
+    );
 }
 
 /// Starts the binary against `base` on a free port with `extra` flags; returns

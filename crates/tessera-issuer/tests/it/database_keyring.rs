@@ -197,6 +197,48 @@ fn the_keys_cli_works_against_the_database_keyring() {
     }
 }
 
+#[test]
+fn the_database_keyring_seals_and_serves_es256_and_eddsa_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kek = new_kek();
+    for (url, _scratch) in databases(tmp.path()) {
+        ok(&keys(&url, &kek, &["init", "--alg", "ES256"]));
+        ok(&keys(&url, &kek, &["generate", "--alg", "EdDSA"]));
+        let jwks: serde_json::Value =
+            serde_json::from_str(&ok(&keys(&url, &kek, &["jwks"]))).unwrap();
+        let kinds: Vec<(String, String)> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                (
+                    k["alg"].as_str().unwrap().into(),
+                    k["crv"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("ES256".into(), "P-256".into()),
+                ("ES256".into(), "P-256".into()),
+                ("EdDSA".into(), "Ed25519".into())
+            ],
+            "{url}"
+        );
+        assert!(!jwks.to_string().contains("\"d\""), "public keys only");
+        let listed: serde_json::Value =
+            serde_json::from_str(&ok(&keys(&url, &kek, &["list", "--json"]))).unwrap();
+        let algs: Vec<&str> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["alg"].as_str().unwrap())
+            .collect();
+        assert_eq!(algs, ["ES256", "ES256", "EdDSA"], "{url}");
+    }
+}
+
 /// Two operators rotating at once (two CLI processes): exactly one rotation.
 /// The second, run after the first under the keyring lock, finds only the key
 /// the first just added, younger than the cache lifetime. That lifetime (4 s
