@@ -75,12 +75,12 @@ async fn pyjwt_verifies(python: &str, alg: &'static str) {
     assert!(String::from_utf8_lossy(&out.stdout).contains("InvalidIssuer"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn our_verifier_accepts_a_foreign_es256_issuer_only_when_configured_for_es256() {
-    let Some(python) = python() else { return };
+/// `pyjwt_issuer.py` signing with `alg`, serving until its input closes: the
+/// process, its issuer URL and the token it signed.
+fn foreign_issuer(python: &str, alg: &str) -> (std::process::Child, String, String) {
     let mut child = Command::new(python)
         .arg(script("pyjwt_issuer.py"))
-        .args(["orders-api", "ES256"])
+        .args(["orders-api", alg])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -90,10 +90,15 @@ async fn our_verifier_accepts_a_foreign_es256_issuer_only_when_configured_for_es
         .read_line(&mut line)
         .unwrap();
     let foreign: Value = serde_json::from_str(&line).unwrap();
-    let (foreign_url, token) = (
-        foreign["issuer"].as_str().unwrap().to_owned(),
-        foreign["token"].as_str().unwrap().to_owned(),
-    );
+    let url = foreign["issuer"].as_str().unwrap().to_owned();
+    let token = foreign["token"].as_str().unwrap().to_owned();
+    (child, url, token)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_verifier_accepts_a_foreign_es256_issuer_only_when_configured_for_es256() {
+    let Some(python) = python() else { return };
+    let (mut child, foreign_url, token) = foreign_issuer(&python, "ES256");
     assert_eq!(tessera_testkit::jws::header_of(&token)["alg"], "ES256");
 
     let mut config = VerifierConfig::new(foreign_url.clone(), ["orders-api"]);
@@ -124,22 +129,7 @@ async fn our_verifier_accepts_a_foreign_es256_issuer_only_when_configured_for_es
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_verifier_accepts_a_pyjwt_issuer_only_when_configured_for_it() {
     let Some(python) = python() else { return };
-    let mut child = Command::new(python)
-        .arg(script("pyjwt_issuer.py"))
-        .arg("orders-api")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let foreign: Value = serde_json::from_str(&line).unwrap();
-    let (foreign_url, token) = (
-        foreign["issuer"].as_str().unwrap().to_owned(),
-        foreign["token"].as_str().unwrap().to_owned(),
-    );
+    let (mut child, foreign_url, token) = foreign_issuer(&python, "RS256");
 
     // Configured for it (keys discovered from its metadata): accepted.
     let verifier = Verifier::start(

@@ -193,10 +193,13 @@ impl NewKey {
         let (alg, bits) = (parsed.alg(), parsed.bits);
         let signer = Signer::new(parsed);
         signer.self_test().map_err(|e| e.to_string())?;
+        let block = pem::Pem::new(PKCS8_TAG, der.to_vec());
         let pem = pem::encode_config(
-            &pem::Pem::new(PKCS8_TAG, der.to_vec()),
+            &block,
             pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
         );
+        // The block's copy of the key is wiped too, not only the PEM text.
+        drop(Zeroizing::new(block.into_contents()));
         Ok(Self {
             kid: signer.jwk.kid,
             alg,
@@ -267,12 +270,15 @@ pub(crate) fn normalise_import(pem_text: &[u8]) -> Result<NewKey, String> {
     use rsa::pkcs1::DecodeRsaPrivateKey as _;
     use rsa::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
     let block = pem::parse(pem_text).map_err(|e| format!("not a PEM file ({e})"))?;
-    let key = match block.tag() {
-        PKCS8_TAG if pkcs8_algorithm(block.contents())? != Algorithm::Rs256 => {
+    let tag = block.tag().to_owned();
+    // The decoded key, wiped from memory when this returns.
+    let der = Zeroizing::new(block.into_contents());
+    let key = match tag.as_str() {
+        PKCS8_TAG if pkcs8_algorithm(&der)? != Algorithm::Rs256 => {
             // Already the form the keyring stores; the backend checks it.
-            return NewKey::from_pkcs8_der(block.contents());
+            return NewKey::from_pkcs8_der(&der);
         }
-        PKCS8_TAG => rsa::RsaPrivateKey::from_pkcs8_der(block.contents())
+        PKCS8_TAG => rsa::RsaPrivateKey::from_pkcs8_der(&der)
             .map_err(|e| format!("not an RSA PKCS#8 private key ({e})"))?,
         "EC PRIVATE KEY" => {
             return Err(
@@ -281,7 +287,7 @@ pub(crate) fn normalise_import(pem_text: &[u8]) -> Result<NewKey, String> {
                     .to_owned(),
             );
         }
-        "RSA PRIVATE KEY" => rsa::RsaPrivateKey::from_pkcs1_der(block.contents())
+        "RSA PRIVATE KEY" => rsa::RsaPrivateKey::from_pkcs1_der(&der)
             .map_err(|e| format!("not an RSA PKCS#1 private key ({e})"))?,
         "ENCRYPTED PRIVATE KEY" => {
             return Err("encrypted keys are not supported; decrypt it first \
