@@ -156,15 +156,13 @@ pub(crate) async fn keys(store: &KeyStore, config: &Config, verb: KeysVerb) -> a
             )?;
             // Say where a switch of algorithm stands: the operator changed
             // `signing_alg` and expects it to take effect.
-            let keys = store.inspect().await?.manifest;
-            let alg_of = |kid: &str| keys.get(kid).map(|k| k.alg);
-            if let (Some(active), Some(next)) = (alg_of(&o.activated), alg_of(&o.new_pending))
-                && active != next
-            {
+            if o.activated_alg != o.new_pending_alg {
                 writeln!(
                     out,
-                    "the active key signs {active}; the pending key is {next} and signs from \
+                    "the active key signs {}; the pending key is {} and signs from \
                      the next rotation (from {}); verifiers must accept both until then",
+                    o.activated_alg,
+                    o.new_pending_alg,
                     format_time(policy.activation_safe_at(o.at))
                 )?;
             }

@@ -144,7 +144,7 @@ pub fn rotate(
     if let (Some(refusal), false) = (&refusal, force) {
         return Err(KeyringError::Refused(refusal.clone()));
     }
-    let activated = pending.kid.clone();
+    let (activated, activated_alg) = (pending.kid.clone(), pending.alg);
     let retired = manifest.active().map(|k| k.kid.clone());
     for key in &mut manifest.keys {
         if key.kid == activated {
@@ -161,8 +161,10 @@ pub fn rotate(
     add(manifest, &fresh, now, KeyState::Pending);
     let outcome = RotateOutcome {
         activated,
+        activated_alg,
         retired,
         new_pending: fresh.kid.clone(),
+        new_pending_alg: fresh.alg,
         forced: refusal,
         at: now.stamp,
     };
@@ -369,10 +371,15 @@ pub struct InitOutcome {
 pub struct RotateOutcome {
     /// The pending key that now signs.
     pub activated: String,
+    /// Its algorithm.
+    pub activated_alg: crate::Algorithm,
     /// The previously active key, now retired.
     pub retired: Option<String>,
     /// The new pending key, published for the next rotation.
     pub new_pending: String,
+    /// Its algorithm: when it differs from `activated_alg`, the next
+    /// rotation switches algorithm.
+    pub new_pending_alg: crate::Algorithm,
     /// The rule `--force` overrode, if any.
     pub forced: Option<Refusal>,
     /// When it happened, as recorded.

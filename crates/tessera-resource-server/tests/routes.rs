@@ -433,27 +433,13 @@ async fn the_binary_accepts_the_algorithms_it_is_told_and_only_those() {
     assert_eq!(http_get(&addr, "/profile", Some(&token)).await.0, 200);
     by_flag.kill().unwrap();
     by_flag.wait().unwrap();
-    let mut by_env = std::process::Command::new(env!("CARGO_BIN_EXE_tessera-resource-server"))
-        .args(["--issuer", &base, "--listen", "127.0.0.1:0"])
-        .env("TESSERA_RS_ALGORITHMS", "RS256,EdDSA")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let line = {
-        use std::io::BufRead as _;
-        let stdout = by_env.stdout.take().unwrap();
-        tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            std::io::BufReader::new(stdout)
-                .read_line(&mut line)
-                .unwrap();
-            line
-        })
-        .await
-        .unwrap()
-    };
-    let addr = line.trim().rsplit("http://").next().unwrap().to_owned();
+    let (mut by_env, addr) = start_binary_with(
+        &base,
+        &[],
+        &[("TESSERA_RS_ALGORITHMS", "RS256,EdDSA")],
+        std::process::Stdio::null(),
+    )
+    .await;
     assert!(
         wait_ready(&addr).await,
         "never ready with the environment's list"
@@ -488,11 +474,22 @@ async fn start_binary(
     extra: &[&str],
     stderr: std::process::Stdio,
 ) -> (std::process::Child, String) {
+    start_binary_with(base, extra, &[], stderr).await
+}
+
+/// [`start_binary`] with `envs` set in its environment.
+async fn start_binary_with(
+    base: &str,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+    stderr: std::process::Stdio,
+) -> (std::process::Child, String) {
     use std::io::BufRead as _;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tessera-resource-server"))
         .args(["--issuer", base, "--listen", "127.0.0.1:0"])
         .args(extra)
         .env_remove("TESSERA_RS_AUDIENCE")
+        .envs(envs.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(stderr)
         .spawn()
