@@ -218,6 +218,23 @@ fn main() {
         refresh_rate / refresh_busy,
         refresh_rate / refresh_busy / sign_rate
     );
+    // Where the rest of the request core goes: its time per refresh beyond
+    // signing, what the 0.9 target allows, and what a trivial request
+    // through the same edge layers costs it at the same concurrency (the
+    // HTTP floor under every request).
+    let (trivial_rate, trivial_busy) = core.busy_during(|| {
+        rt.block_on(throughput(addr, REFRESH_CHAINS, move |c| {
+            get_loop(c, "/trivial", &[], 200, run_for)
+        }))
+        .unwrap()
+    });
+    let sign_us = 1e6 / sign_rate;
+    println!(
+        "                  beyond signing ({sign_us:.0} µs): {:.0} µs of the request core per refresh (0.9 allows {:.0} µs); a trivial request costs it {:.1} µs",
+        1e6 * refresh_busy / refresh_rate - sign_us,
+        sign_us / 0.9 - sign_us,
+        1e6 * trivial_busy / trivial_rate
+    );
     // Profiling the refresh path alone: `TESSERA_BENCH_ONLY=refresh perf
     // record -g --call-graph dwarf ... ; perf report --comm issuer-core`.
     if std::env::var("TESSERA_BENCH_ONLY").as_deref() == Ok("refresh") {
