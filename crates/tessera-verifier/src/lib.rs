@@ -37,6 +37,9 @@ mod verifier;
 
 #[cfg(feature = "axum")]
 pub mod axum;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "jsonwebtoken")]
 pub mod jsonwebtoken;
 

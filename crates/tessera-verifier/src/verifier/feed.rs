@@ -41,20 +41,10 @@ impl Verifier {
             200 => {}
             status => return Err(format!("revocation feed {uri} answered {status}")),
         }
-        let refused = |e: VerifyError| format!("revocation feed document refused: {e}");
         let text = std::str::from_utf8(&fetched.body)
             .map_err(|_| "revocation feed document is not UTF-8".to_owned())?
             .trim();
-        let ((alg, kid), parts) =
-            crate::jws::parse_with(text, crate::revocation::MAX_FEED_BYTES, |h| {
-                let alg = crate::jws::check_alg(h.alg, &inner.algorithms)?;
-                crate::jws::check_typ(h.typ, crate::revocation::FEED_TYP)?;
-                Ok((
-                    alg,
-                    h.kid.map(str::to_owned).ok_or(VerifyError::UnknownKey)?,
-                ))
-            })
-            .map_err(refused)?;
+        let ((alg, kid), parts) = feed_header(text, &inner.algorithms).map_err(refused)?;
         let lookup = || -> Result<Option<crate::crypto::VerifyingKey>, VerifyError> {
             let guard = inner.keys.load();
             let state = inner.usable(guard.as_deref(), now)?;
@@ -70,29 +60,68 @@ impl Verifier {
                     .ok_or_else(|| refused(VerifyError::UnknownKey))?
             }
         };
-        parts.verify(alg, &key).map_err(refused)?;
-        let document: crate::revocation::Document = serde_json::from_slice(&parts.payload)
-            .map_err(|e| format!("revocation feed document unreadable: {e}"))?;
-        if document.iss != inner.validation.issuer {
-            return Err(refused(VerifyError::WrongIssuer));
-        }
-        let cursor_ok = !document.cursor.is_empty()
-            && document.cursor.len() <= 128
-            && document
-                .cursor
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-        if !cursor_ok {
-            return Err("revocation feed cursor is not a plain token".to_owned());
-        }
-        // A delta counts only for the cursor it was asked for: a genuine
-        // delta for another request (replayed, or injected) is refused.
-        if !document.snapshot && document.since != cursor {
-            return Err(
-                "revocation feed delta answers another cursor than the one asked".to_owned(),
-            );
-        }
+        let document = read_document(
+            &parts,
+            alg,
+            &key,
+            &inner.validation.issuer,
+            cursor.as_deref(),
+        )?;
         list.apply(document, fetched.etag, now)
             .map_err(|e| e.to_string())
     }
+}
+
+/// Why a feed document was refused, as the feed's health reports it.
+fn refused(e: VerifyError) -> String {
+    format!("revocation feed document refused: {e}")
+}
+
+/// A feed document's structure and header: an allowed `alg`, `typ`
+/// `revocations+jwt`, and the `kid` its key is looked up by.
+pub(crate) fn feed_header<'t>(
+    text: &'t str,
+    algorithms: &[String],
+) -> Result<((crate::Algorithm, String), crate::jws::Parts<'t>), VerifyError> {
+    crate::jws::parse_with(text, crate::revocation::MAX_FEED_BYTES, |h| {
+        let alg = crate::jws::check_alg(h.alg, algorithms)?;
+        crate::jws::check_typ(h.typ, crate::revocation::FEED_TYP)?;
+        Ok((
+            alg,
+            h.kid.map(str::to_owned).ok_or(VerifyError::UnknownKey)?,
+        ))
+    })
+}
+
+/// A feed document whose header passed [`feed_header`], checked against its
+/// key and what was asked: the signature, the issuer, a plain cursor, and (a
+/// delta) the cursor it answers, which must be `asked`.
+pub(crate) fn read_document(
+    parts: &crate::jws::Parts<'_>,
+    alg: crate::Algorithm,
+    key: &crate::crypto::VerifyingKey,
+    issuer: &str,
+    asked: Option<&str>,
+) -> Result<crate::revocation::Document, String> {
+    parts.verify(alg, key).map_err(refused)?;
+    let document: crate::revocation::Document = serde_json::from_slice(&parts.payload)
+        .map_err(|e| format!("revocation feed document unreadable: {e}"))?;
+    if document.iss != issuer {
+        return Err(refused(VerifyError::WrongIssuer));
+    }
+    let cursor_ok = !document.cursor.is_empty()
+        && document.cursor.len() <= 128
+        && document
+            .cursor
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !cursor_ok {
+        return Err("revocation feed cursor is not a plain token".to_owned());
+    }
+    // A delta counts only for the cursor it was asked for: a genuine delta
+    // for another request (replayed, or injected) is refused.
+    if !document.snapshot && document.since.as_deref() != asked {
+        return Err("revocation feed delta answers another cursor than the one asked".to_owned());
+    }
+    Ok(document)
 }

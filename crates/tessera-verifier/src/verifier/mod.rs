@@ -23,7 +23,7 @@ use crate::token_cache::{Entry, TokenCache};
 
 #[cfg(feature = "jsonwebtoken")]
 mod bridge;
-mod feed;
+pub(crate) mod feed;
 mod refresh;
 pub(crate) mod set;
 mod status;
