@@ -111,22 +111,9 @@ pub(crate) fn decode(input: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use proptest::prelude::*;
 
     use super::*;
-
-    /// xorshift64*: reproducible inputs without a dependency.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
 
     #[test]
     fn table_of_cases() {
@@ -164,35 +151,56 @@ mod tests {
         }
     }
 
-    #[test]
-    fn decodes_what_the_base64_crate_encodes() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-        for len in 0..600 {
-            let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
-            let encoded = URL_SAFE_NO_PAD.encode(&bytes);
-            assert_eq!(decode(encoded.as_bytes()), Some(bytes), "length {len}");
-        }
+    /// Inputs that are mostly the alphabet with now and then a character that
+    /// is not (padding, the standard alphabet's `+/`, separators, control
+    /// and non-ASCII bytes), in every length: where the two decoders could
+    /// disagree.
+    fn nearly_base64url() -> impl Strategy<Value = Vec<u8>> {
+        let others = b"=+/.\n \0\x7f\xff";
+        prop::collection::vec(
+            prop_oneof![
+                39 => prop::sample::select(ALPHABET.to_vec()),
+                1 => prop::sample::select(others.to_vec()),
+            ],
+            0..40,
+        )
     }
 
-    #[test]
-    fn accepts_and_refuses_exactly_what_the_base64_crate_does() {
-        // Mostly alphabet characters with now and then one that is not, in
-        // every length: each input must get the crate's answer, bytes included.
-        let mut rng = Rng(0x0123_4567_89ab_cdef);
-        let others = b"=+/.\n \0\x7f\xff";
-        for _ in 0..200_000 {
-            let len = rng.below(24);
-            let input: Vec<u8> = (0..len)
-                .map(|_| match rng.below(40) {
-                    0 => others[rng.below(others.len())],
-                    _ => ALPHABET[rng.below(64)],
-                })
-                .collect();
-            assert_eq!(
-                decode(&input),
-                URL_SAFE_NO_PAD.decode(&input).ok(),
-                "decoding {input:?}"
-            );
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+        #[test]
+        fn decodes_what_the_base64_crate_encodes(bytes in prop::collection::vec(any::<u8>(), 0..700)) {
+            let encoded = URL_SAFE_NO_PAD.encode(&bytes);
+            prop_assert_eq!(decoded_len(encoded.len()), Some(bytes.len()));
+            prop_assert_eq!(decode(encoded.as_bytes()), Some(bytes));
+        }
+
+        #[test]
+        fn accepts_and_refuses_exactly_what_the_base64_crate_does(input in nearly_base64url()) {
+            prop_assert_eq!(decode(&input), URL_SAFE_NO_PAD.decode(&input).ok());
+        }
+
+        #[test]
+        fn arbitrary_bytes_get_the_base64_crates_answer(input in prop::collection::vec(any::<u8>(), 0..64)) {
+            prop_assert_eq!(decode(&input), URL_SAFE_NO_PAD.decode(&input).ok());
+        }
+
+        #[test]
+        fn decode_into_fills_exactly_the_decoded_length(input in nearly_base64url(), spare in 0usize..3) {
+            let expected = URL_SAFE_NO_PAD.decode(&input).ok();
+            let len = expected.as_ref().map_or(0, Vec::len);
+            let mut out = vec![0u8; len + spare];
+            let got = decode_into(&input, &mut out);
+            prop_assert_eq!(got, expected.as_ref().map(Vec::len));
+            if let Some(bytes) = &expected {
+                prop_assert_eq!(&out[..bytes.len()], bytes.as_slice());
+                // One byte short is refused, never written past.
+                if !bytes.is_empty() {
+                    let mut short = vec![0u8; bytes.len() - 1];
+                    prop_assert_eq!(decode_into(&input, &mut short), None);
+                }
+            }
         }
     }
 

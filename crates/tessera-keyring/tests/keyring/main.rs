@@ -549,3 +549,6 @@ fn a_keys_directory_may_be_a_symlink_but_a_key_file_may_not() {
     let err = dir.load().unwrap_err();
     assert!(err.to_string().contains("symlinks are refused"), "{err}");
 }
+
+// Any sequence of operations at any times, against the rules (proptest).
+mod model;

@@ -7,6 +7,7 @@
 mod common;
 
 mod algorithms;
+mod claims_properties;
 
 mod extractors;
 mod https;
