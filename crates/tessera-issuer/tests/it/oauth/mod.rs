@@ -211,6 +211,7 @@ mod grants;
 mod introspection;
 mod private_key_jwt;
 mod refresh;
+mod refresh_properties;
 mod revocation;
 mod session;
 mod throttling;
