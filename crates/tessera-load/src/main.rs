@@ -22,6 +22,7 @@ use tessera_bench::Client;
 
 mod harness;
 mod report;
+mod soak;
 mod storage;
 
 use harness::*;
@@ -65,10 +66,46 @@ fn options() -> anyhow::Result<Options> {
     Ok(opts)
 }
 
-/// A server process; killed when dropped.
+/// `tessera-load soak --minutes N [--bin-dir DIR] [--out FILE] [--postgres-bin DIR]`
+/// (`--seconds N` for the test-suite's short run).
+fn soak_options(mut args: impl Iterator<Item = String>) -> anyhow::Result<soak::SoakOptions> {
+    let mut opts = soak::SoakOptions {
+        duration: Duration::from_secs(30 * 60),
+        bin_dir: PathBuf::from("target/release"),
+        out: None,
+        postgres_bin: None,
+    };
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--minutes" => {
+                let m: f64 = value()?.parse().context("--minutes")?;
+                ensure!((1.0..=24.0 * 60.0).contains(&m), "--minutes: 1 to 1440");
+                opts.duration = Duration::from_secs_f64(m * 60.0);
+            }
+            "--seconds" => {
+                let s: u64 = value()?.parse().context("--seconds")?;
+                ensure!((60..=86_400).contains(&s), "--seconds: 60 to 86400");
+                opts.duration = Duration::from_secs(s);
+            }
+            "--bin-dir" => opts.bin_dir = PathBuf::from(value()?),
+            "--out" => opts.out = Some(PathBuf::from(value()?)),
+            "--postgres-bin" => opts.postgres_bin = Some(PathBuf::from(value()?)),
+            _ => bail!(
+                "usage: tessera-load soak [--minutes 30 | --seconds N] [--bin-dir target/release] [--out docs/PERFORMANCE.md] [--postgres-bin DIR]"
+            ),
+        }
+    }
+    Ok(opts)
+}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("soak") {
+        args.next();
+        return soak::run(soak_options(args)?).await;
+    }
     let opts = options()?;
     let run_for = opts.run_for;
     let tmp = tempfile::tempdir()?;

@@ -48,16 +48,39 @@ impl DbError {
                         | sqlx::Error::PoolTimedOut
                         | sqlx::Error::PoolClosed
                         | sqlx::Error::WorkerCrashed
-                ) || matches!(source, sqlx::Error::Database(e)
-                // PostgreSQL shutting down or restarting: admin_shutdown,
-                // crash_shutdown, cannot_connect_now.
-                if matches!(e.code().as_deref(), Some("57P01" | "57P02" | "57P03")))
+                ) || matches!(source, sqlx::Error::Database(e) if database_unavailable(&**e))
             }
             Self::NotMigrated => true,
             _ => false,
         }
     }
 }
+
+/// A database's own error that says it cannot work right now, whatever was
+/// asked: PostgreSQL shutting down or restarting (`57P01` admin_shutdown,
+/// `57P02` crash_shutdown, `57P03` cannot_connect_now) or out of resources
+/// (`53100` disk_full, `53200` out_of_memory, `53300` too_many_connections);
+/// SQLite's disk full (`SQLITE_FULL`) or failing (`SQLITE_IOERR`, any of its
+/// extended codes). Each passes when the operator frees the disk or the
+/// server comes back, so the request is worth retrying: a 503, not a 500.
+fn database_unavailable(e: &dyn sqlx::error::DatabaseError) -> bool {
+    if e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        // SQLite's codes are its extended result codes, which carry the
+        // primary code in the low byte.
+        return e
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|c| matches!(c & 0xff, SQLITE_IOERR | SQLITE_FULL));
+    }
+    matches!(
+        e.code().as_deref(),
+        Some("57P01" | "57P02" | "57P03" | "53100" | "53200" | "53300")
+    )
+}
+
+/// SQLite's primary result codes for a failing and a full disk.
+const SQLITE_IOERR: i32 = 10;
+const SQLITE_FULL: i32 = 13;
 
 pub(super) fn sql(action: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
     move |source| DbError::Sqlx { action, source }

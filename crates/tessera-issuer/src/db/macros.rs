@@ -57,7 +57,11 @@ macro_rules! on_writer {
     ($db:expr, |$conn:ident| $body:expr) => {
         match &$db.backend {
             $crate::db::Backend::Sqlite(backend) => {
-                let mut writer = backend.writer.lock().await;
+                let mut writer = backend
+                    .writer
+                    .lock()
+                    .await
+                    .map_err($crate::db::sql("reopening the database writer"))?;
                 let $conn = &mut *writer;
                 $body
             }
@@ -90,7 +94,7 @@ macro_rules! in_transaction {
         match &$db.backend {
             $crate::db::Backend::Sqlite(backend) => {
                 use sqlx::Connection as _;
-                let mut writer = backend.writer.lock().await;
+                let mut writer = backend.writer.lock().await.map_err($err($action))?;
                 let mut $tx = writer.begin_with($begin).await.map_err($err($action))?;
                 let value = $body;
                 $tx.commit().await.map_err($err($action))?;

@@ -353,7 +353,11 @@ impl Db {
         let used = match &self.backend {
             Backend::Sqlite(backend) => {
                 use sqlx::Connection as _;
-                let mut writer = backend.writer.lock().await;
+                let mut writer = backend
+                    .writer
+                    .lock()
+                    .await
+                    .map_err(sql("starting a refresh transaction"))?;
                 let mut tx = writer
                     .begin_with("BEGIN IMMEDIATE")
                     .await

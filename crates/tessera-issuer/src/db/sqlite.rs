@@ -102,11 +102,8 @@ pub(super) fn handles(url: &str) -> bool {
 #[derive(Debug, Clone)]
 pub(super) struct Sqlite {
     pub(super) pool: SqlitePool,
-    /// The one connection this process writes through. Holding it serialises
-    /// this process's writes before they reach SQLite, whose own busy handler
-    /// sleeps for milliseconds at a time; and, unlike a pool checkout, it
-    /// costs no ping on release. Reads go through the pool, in parallel.
-    pub(super) writer: Arc<tokio::sync::Mutex<SqliteConnection>>,
+    /// The one connection this process writes through: see [`Writer`].
+    pub(super) writer: Arc<Writer>,
     /// Where the refresh path's locked work runs: see [`WriterThread`].
     writer_thread: Arc<WriterThread>,
 }
@@ -138,7 +135,10 @@ impl Sqlite {
             .map_err(sql("opening the database"))?;
         Ok(Self {
             pool,
-            writer: Arc::new(tokio::sync::Mutex::new(writer)),
+            writer: Arc::new(Writer {
+                conn: tokio::sync::Mutex::new(writer),
+                options,
+            }),
             writer_thread: Arc::new(WriterThread::start()?),
         })
     }
@@ -147,7 +147,11 @@ impl Sqlite {
     /// (SQLite serialises writers, so two processes cannot both apply one).
     pub(super) async fn migrate(&self) -> Result<(), DbError> {
         use sqlx::Connection as _;
-        let mut writer = self.writer.lock().await;
+        let mut writer = self
+            .writer
+            .lock()
+            .await
+            .map_err(sql("reopening the database writer"))?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
                  version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
@@ -170,8 +174,60 @@ impl Sqlite {
     pub(super) async fn rotate(&self, rotation: Rotation) -> Result<bool, DbError> {
         let writer = Arc::clone(&self.writer);
         self.writer_thread
-            .run(async move { rotate_on(&mut *writer.lock().await, &rotation).await })
+            .run(async move {
+                let mut conn = writer
+                    .lock()
+                    .await
+                    .map_err(sql("reopening the database writer"))?;
+                rotate_on(&mut conn, &rotation).await
+            })
             .await
+    }
+}
+
+/// The one connection this process writes through. Holding it serialises
+/// this process's writes before they reach SQLite, whose own busy handler
+/// sleeps for milliseconds at a time; and, unlike a pool checkout, it costs
+/// no ping on release. Reads go through the pool, in parallel.
+#[derive(Debug)]
+pub(super) struct Writer {
+    conn: tokio::sync::Mutex<SqliteConnection>,
+    /// To open it again (see [`Writer::lock`]).
+    options: SqliteConnectOptions,
+}
+
+impl Writer {
+    /// The writer connection, fit to start a transaction.
+    ///
+    /// Found by the soak (issue 21): when a `COMMIT` fails (a full disk),
+    /// SQLite rolls the transaction back itself, so the rollback sqlx then
+    /// sends fails too and sqlx counts the connection as inside a
+    /// transaction for ever: every later `BEGIN IMMEDIATE` was refused
+    /// ("non-zero transaction depth") and the service answered 500 to every
+    /// write long after the disk was freed. The lock holder is the only user
+    /// of the connection, so at this point no transaction may be open: if
+    /// one still is once any queued rollback has run, the connection is
+    /// replaced by a fresh one (closing the old rolls back whatever it had).
+    pub(super) async fn lock(
+        &self,
+    ) -> Result<tokio::sync::MutexGuard<'_, SqliteConnection>, sqlx::Error> {
+        use sqlx::{Connection as _, TransactionManager as _};
+        let depth =
+            |c: &SqliteConnection| sqlx::sqlite::SqliteTransactionManager::get_transaction_depth(c);
+        let mut conn = self.conn.lock().await;
+        if depth(&conn) > 0 {
+            // A rollback queued by a dropped transaction runs before this.
+            let _ = conn.ping().await;
+            if depth(&conn) > 0 {
+                tracing::warn!(
+                    "the database writer was left inside a failed transaction (a full or failing disk?): reopening it"
+                );
+                let fresh = self.options.connect().await?;
+                let stale = std::mem::replace(&mut *conn, fresh);
+                let _ = stale.close().await;
+            }
+        }
+        Ok(conn)
     }
 }
 

@@ -338,3 +338,82 @@ async fn a_new_sqlite_database_is_private() {
 mod keyring;
 mod revocations;
 mod throttle;
+
+/// Found by the soak (issue 21): with its disk full, the SQLite issuer
+/// answered 500. SQLite's `SQLITE_FULL` (here from `max_page_count`, as a
+/// full disk gives it) is now "unavailable" (a 503 with `Retry-After`), like
+/// PostgreSQL's disk_full; a refused write (a constraint) still is not.
+#[tokio::test]
+async fn a_full_disk_is_unavailable_not_an_internal_error() {
+    use sqlx::ConnectOptions as _;
+    use std::str::FromStr as _;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("full.db").display());
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+        .unwrap()
+        .create_if_missing(true)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE t (x TEXT UNIQUE)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO t VALUES ('a')")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // No page beyond what the file has now: the next that needs one fails.
+    sqlx::query("PRAGMA max_page_count = 1")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let full = sqlx::query("INSERT INTO t VALUES (?)")
+        .bind("x".repeat(64 * 1024))
+        .execute(&mut conn)
+        .await
+        .unwrap_err();
+    let full = DbError::Sqlx {
+        action: "writing",
+        source: full,
+    };
+    assert!(full.is_unavailable(), "{full}");
+    let refused = sqlx::query("INSERT INTO t VALUES ('a')")
+        .execute(&mut conn)
+        .await
+        .unwrap_err();
+    let refused = DbError::Sqlx {
+        action: "writing",
+        source: refused,
+    };
+    assert!(!refused.is_unavailable(), "{refused}");
+}
+
+/// Found by the soak (issue 21): a `COMMIT` that fails after SQLite already
+/// ended the transaction (as on a full disk) left sqlx counting the writer
+/// as inside a transaction, and every later write transaction was refused
+/// for the life of the process. Here SQLite ends the transaction behind
+/// sqlx's back, so that sqlx's own `COMMIT`, then its rollback, fail just
+/// so; the next writes must work.
+#[tokio::test]
+async fn a_writer_left_inside_a_failed_transaction_recovers() {
+    use sqlx::Connection as _;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let db = Db::connect(&url).await.unwrap();
+    db.migrate().await.unwrap();
+    let Backend::Sqlite(backend) = &db.backend else {
+        unreachable!("a sqlite URL")
+    };
+    {
+        let mut conn = backend.writer.lock().await.unwrap();
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.unwrap();
+        sqlx::query("COMMIT").execute(&mut *tx).await.unwrap();
+        assert!(tx.commit().await.is_err(), "sqlx's COMMIT finds none open");
+    }
+    // Write transactions (each migration is one, `BEGIN IMMEDIATE` on the
+    // writer) go on working, and so do plain writes on it.
+    db.migrate().await.unwrap();
+    let s = std::time::Duration::from_secs;
+    db.record_lifetimes(s(60), s(120), s(240)).await.unwrap();
+}
