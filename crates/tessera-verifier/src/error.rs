@@ -79,6 +79,12 @@ pub enum VerifyError {
     /// is never checked with it.
     #[error("the {0} token names a key of another algorithm")]
     KeyAlgorithmMismatch(&'static str),
+    /// The header carries a key, or says where to fetch one (`jwk`, `jku`,
+    /// `x5u`, `x5c`). Keys come from the configured JWKS only, so these are
+    /// never used; a token carrying one is refused rather than read past
+    /// (no issuer of ours sends them, and what they hold is unchecked).
+    #[error("the header names a key source of its own")]
+    KeySourceHeader,
 }
 
 impl VerifyError {
@@ -107,12 +113,13 @@ impl VerifyError {
             Self::Revoked => 15,
             Self::RevocationsUnavailable => 16,
             Self::KeyAlgorithmMismatch(_) => 17,
+            Self::KeySourceHeader => 18,
         }
     }
 }
 
 /// Every [`VerifyError::reason`], in index order.
-pub(crate) const REASONS: [&str; 18] = [
+pub(crate) const REASONS: [&str; 19] = [
     "too_large",
     "malformed",
     "algorithm_not_allowed",
@@ -131,6 +138,7 @@ pub(crate) const REASONS: [&str; 18] = [
     "revoked",
     "revocations_unavailable",
     "key_algorithm_mismatch",
+    "key_source_header",
 ];
 
 /// A configuration the verifier refuses to start with.

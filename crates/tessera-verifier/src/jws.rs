@@ -50,6 +50,18 @@ struct RawHeader<'a> {
     /// Present at all (whatever its value) means refused.
     #[serde(default, deserialize_with = "present")]
     crit: bool,
+    /// Key sources of the token's own: present at all means refused (see
+    /// [`VerifyError::KeySourceHeader`]). Found by the differential fuzz
+    /// target: a `jwk` that is not even a JWK was read past, while an
+    /// independent implementation refuses the token.
+    #[serde(default, deserialize_with = "present")]
+    jwk: bool,
+    #[serde(default, deserialize_with = "present")]
+    jku: bool,
+    #[serde(default, deserialize_with = "present")]
+    x5u: bool,
+    #[serde(default, deserialize_with = "present")]
+    x5c: bool,
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
@@ -233,6 +245,9 @@ fn inspect_header<T>(
         .map_err(|_| VerifyError::Malformed("header is not valid"))?;
     if raw.crit {
         return Err(VerifyError::CriticalHeader);
+    }
+    if raw.jwk || raw.jku || raw.x5u || raw.x5c {
+        return Err(VerifyError::KeySourceHeader);
     }
     inspect(&HeaderRef {
         alg: &raw.alg,

@@ -1,0 +1,110 @@
+//! The soak's short version (issue 21): one minute of the whole system under
+//! traffic while PostgreSQL restarts, an issuer is SIGKILLed, a resource
+//! server restarts, the key rotates and the SQLite disk fills, judged by the
+//! soak's own checks (`tessera-load soak`, see docs/PERFORMANCE.md for the
+//! 30-minute run). It needs PostgreSQL's server binaries (initdb, pg_ctl):
+//! without them it says so and passes, unless `TESSERA_REQUIRE_POSTGRES` is
+//! set (as `.ci/run` sets it).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn postgres_bin() -> Option<PathBuf> {
+    let has_tools = |d: &Path| d.join("initdb").is_file() && d.join("pg_ctl").is_file();
+    let from_pg_config = Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .ok()
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .filter(|d| has_tools(d));
+    from_pg_config.or_else(|| {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|d| has_tools(d))
+            .collect();
+        dirs.sort();
+        dirs.pop()
+    })
+}
+
+/// The issuer and resource-server binaries of this build: a workspace test
+/// run has built them beside this package's; otherwise build them now.
+fn bin_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_tessera-load"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "tessera-issuer",
+            "-p",
+            "tessera-resource-server",
+            "--bins",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the issuer and resource server");
+    for bin in ["tessera-issuer", "tessera-resource-server"] {
+        assert!(dir.join(bin).is_file(), "no {bin} in {}", dir.display());
+    }
+    dir
+}
+
+#[test]
+fn a_minute_of_traffic_through_every_fault_breaks_no_rule() {
+    let Some(pg) = postgres_bin() else {
+        assert!(
+            std::env::var_os("TESSERA_REQUIRE_POSTGRES").is_none(),
+            "no PostgreSQL server binaries (initdb, pg_ctl) and TESSERA_REQUIRE_POSTGRES is set"
+        );
+        eprintln!("skipped: no PostgreSQL server binaries (initdb, pg_ctl) on this machine");
+        return;
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera-load"))
+        .args(["soak", "--seconds", "60", "--bin-dir"])
+        .arg(bin_dir())
+        .arg("--postgres-bin")
+        .arg(pg)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the soak failed:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every fault happened, traffic flowed through all of them, and every
+    // check held.
+    for line in [
+        "PostgreSQL: up again",
+        "issuer B: restarted and ready",
+        "resource server 2: ready",
+        "Checks: all passed.",
+    ] {
+        assert!(report.contains(line), "no {line:?} in:\n{report}");
+    }
+    assert!(
+        report.contains("SQLite disk: freed") || report.contains("SQLite disk: not filled"),
+        "{report}"
+    );
+    let counts = report
+        .lines()
+        .find(|l| l.contains("requests answered as expected"))
+        .unwrap();
+    assert!(
+        !counts.contains(" 0 logouts") && !counts.starts_with("0 "),
+        "{counts}"
+    );
+}
