@@ -242,11 +242,23 @@ impl Prepared {
     }
 }
 
+/// How often (in minutes) expired revocation entries and ended sessions are
+/// deleted: half the shorter of the access-token and refresh idle lifetimes,
+/// between every minute and hourly. Hourly whatever the lifetimes let, on a
+/// 2-core soak with 5-minute tokens (issue 21), the revocation list, the
+/// feed's snapshot and every resource server's copy held twelve times the
+/// live entries, and the session tables grew for the whole hour.
+fn purge_every_minutes(access_secs: i64, refresh_idle_secs: i64) -> u64 {
+    let half = access_secs.min(refresh_idle_secs) / 2;
+    u64::try_from(half / 60).unwrap_or(0).clamp(1, 60)
+}
+
 /// Housekeeping, once at start and then every minute: replay copies of
-/// refresh tokens past twice the longest retry window; and hourly: audit events
-/// past their retention, login-failure counts quiet for an hour, expired
-/// revocation entries and sessions past their lifetimes. Every instance may
-/// run it; the deletes are idempotent. Ends with the service.
+/// refresh tokens past twice the longest retry window; every
+/// [`purge_every_minutes`]: expired revocation entries and sessions past
+/// their lifetimes; and hourly: audit events past their retention and
+/// login-failure counts quiet for an hour. Every instance may run it; the
+/// deletes are idempotent. Ends with the service.
 async fn maintain(issuer: &Issuer, audit_retention: i64) {
     let db = issuer.db();
     let settings = issuer.settings();
@@ -254,6 +266,7 @@ async fn maintain(issuer: &Issuer, audit_retention: i64) {
         crate::secs(settings.refresh_idle_lifetime),
         crate::secs(settings.refresh_absolute_lifetime),
     );
+    let purge_every = purge_every_minutes(crate::secs(settings.access_token_lifetime), idle);
     let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
     every_minute.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for minute in 0u64.. {
@@ -280,6 +293,16 @@ async fn maintain(issuer: &Issuer, audit_retention: i64) {
         if let Err(err) = db.forget_sign_ins(now - 24 * 3600).await {
             tracing::debug!(error = %err, "sign-in cleanup skipped");
         }
+        if minute % purge_every == 0 {
+            if let Err(err) = db.purge_revocations(now).await {
+                tracing::debug!(error = %err, "revocation cleanup skipped");
+            }
+            match db.forget_sessions(now, idle, absolute).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "ended sessions deleted"),
+                Err(err) => tracing::debug!(error = %err, "session cleanup skipped"),
+            }
+        }
         if minute % 60 != 0 {
             continue;
         }
@@ -296,14 +319,6 @@ async fn maintain(issuer: &Issuer, audit_retention: i64) {
             .await
         {
             tracing::debug!(error = %err, "login-failure cleanup skipped");
-        }
-        if let Err(err) = db.purge_revocations(now).await {
-            tracing::debug!(error = %err, "revocation cleanup skipped");
-        }
-        match db.forget_sessions(now, idle, absolute).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "ended sessions deleted"),
-            Err(err) => tracing::debug!(error = %err, "session cleanup skipped"),
         }
     }
 }
@@ -480,5 +495,21 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::purge_every_minutes;
+
+    #[test]
+    fn expired_entries_are_purged_within_half_a_lifetime() {
+        // The defaults: 15-minute access tokens, 14-day refresh idle.
+        assert_eq!(purge_every_minutes(900, 14 * 86_400), 7);
+        // Short lifetimes: every minute, never more often.
+        assert_eq!(purge_every_minutes(300, 120), 1);
+        assert_eq!(purge_every_minutes(30, 30), 1);
+        // Long ones: hourly at least.
+        assert_eq!(purge_every_minutes(86_400, 86_400), 60);
     }
 }

@@ -369,6 +369,8 @@ async fn main() -> anyhow::Result<()> {
     let report = render(&rows, &rss, run_for);
     println!("{report}");
     if let Some(out) = opts.out {
+        // The soak's section (`tessera-load soak --out`) is kept as it is.
+        let report = soak::carry_over(&out, report);
         std::fs::write(&out, report).with_context(|| format!("writing {}", out.display()))?;
         println!("written to {}", out.display());
     }

@@ -3,7 +3,7 @@
 //!
 //! Processes, all real binaries on loopback: a PostgreSQL server of its own
 //! (initdb in a scratch directory), two issuers sharing it (A and B, one
-//! keyring directory), one issuer on SQLite (C, its database on a small
+//! keyring directory), one issuer on SQLite (C, its database on a 512 MB
 //! tmpfs), and two resource servers following the PostgreSQL pair (R1 through
 //! A; R2 through B's JWKS and feed). Traffic: logins, refreshes,
 //! verifications of fresh and repeated tokens at both resource servers, and
@@ -627,6 +627,13 @@ impl Conns {
         answer
     }
 
+    /// One request, as an HTTP/1.1 client should make it: a connection the
+    /// server said it closes (`Connection: close`, as after its
+    /// `max_connection_age`) is not reused, and a request that fails on a
+    /// reused connection before any answer (the server closed it while idle,
+    /// the race RFC 9112 §9.3.1 describes) is sent once more on a new one. A
+    /// refresh sent twice that way is safe: the retry window answers the
+    /// second with the first's pair.
     async fn exchange(
         &mut self,
         target: Target,
@@ -635,37 +642,49 @@ impl Conns {
         headers: &[&str],
         body: &str,
     ) -> Result<(u16, bool, Vec<u8>), String> {
-        if !self.open.contains_key(&target) {
-            let client = Client::connect(self.topo.addr(target))
-                .await
-                .map_err(|e| format!("connect: {e}"))?;
-            self.open.insert(target, client);
-        }
-        let client = self.open.get_mut(&target).ok_or("no connection")?;
         let content_type = if body.starts_with('{') {
             "application/json"
         } else {
             "application/x-www-form-urlencoded"
         };
-        let result = tokio::time::timeout(
-            REQUEST_TIMEOUT,
-            client.request(method, path, headers, content_type, body),
-        )
-        .await;
-        match result {
-            Ok(Ok((status, answer))) => {
-                let retry = client.last_header("retry-after").is_some();
-                Ok((status, retry, answer))
+        for attempt in 0..2 {
+            let reused = self.open.contains_key(&target);
+            if !reused {
+                let client = Client::connect(self.topo.addr(target))
+                    .await
+                    .map_err(|e| format!("connect: {e}"))?;
+                self.open.insert(target, client);
             }
-            Ok(Err(e)) => {
-                self.open.remove(&target);
-                Err(format!("{e}"))
-            }
-            Err(_) => {
-                self.open.remove(&target);
-                Err(format!("no answer within {REQUEST_TIMEOUT:?}"))
+            let client = self.open.get_mut(&target).ok_or("no connection")?;
+            let result = tokio::time::timeout(
+                REQUEST_TIMEOUT,
+                client.request(method, path, headers, content_type, body),
+            )
+            .await;
+            match result {
+                Ok(Ok((status, answer))) => {
+                    let retry = client.last_header("retry-after").is_some();
+                    if client
+                        .last_header("connection")
+                        .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+                    {
+                        self.open.remove(&target);
+                    }
+                    return Ok((status, retry, answer));
+                }
+                Ok(Err(e)) => {
+                    self.open.remove(&target);
+                    if !(reused && attempt == 0) {
+                        return Err(format!("{e}"));
+                    }
+                }
+                Err(_) => {
+                    self.open.remove(&target);
+                    return Err(format!("no answer within {REQUEST_TIMEOUT:?}"));
+                }
             }
         }
+        Err("connection closed twice".to_owned())
     }
 }
 
@@ -880,7 +899,7 @@ fn mount_small_disk(dir: &Path) -> Option<PathBuf> {
     let mount = dir.join("small-disk");
     std::fs::create_dir_all(&mount).ok()?;
     let ok = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=48m,mode=0700", "tmpfs"])
+        .args(["-t", "tmpfs", "-o", "size=512m,mode=0700", "tmpfs"])
         .arg(&mount)
         .stderr(Stdio::null())
         .status()
@@ -1425,10 +1444,26 @@ fn judge(
     Judgement { text, failures }
 }
 
+/// Where the soak's section of the performance report begins and ends.
+const BEGIN: &str = "<!-- soak:begin -->";
+const END: &str = "<!-- soak:end -->";
+
+/// `page` (the load report, written anew), with the soak section `out`
+/// holds now appended unchanged: each tool rewrites only its own part.
+pub(crate) fn carry_over(out: &Path, mut page: String) -> String {
+    let current = std::fs::read_to_string(out).unwrap_or_default();
+    if let (Some(b), Some(e)) = (current.find(BEGIN), current.find(END))
+        && e > b
+    {
+        page.push('\n');
+        page.push_str(&current[b..e + END.len()]);
+        page.push('\n');
+    }
+    page
+}
+
 /// Replaces the soak section of `out` (between its markers), or appends it.
 fn write_section(out: &Path, section: &str) -> anyhow::Result<()> {
-    const BEGIN: &str = "<!-- soak:begin -->";
-    const END: &str = "<!-- soak:end -->";
     let current = std::fs::read_to_string(out).unwrap_or_default();
     let block = format!("{BEGIN}\n{section}{END}\n");
     let updated = match (current.find(BEGIN), current.find(END)) {
