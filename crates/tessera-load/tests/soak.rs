@@ -35,28 +35,28 @@ fn postgres_bin() -> Option<PathBuf> {
     })
 }
 
-/// The issuer and resource-server binaries of this build: a workspace test
-/// run has built them beside this package's; otherwise build them now.
+/// The issuer and resource-server binaries beside this package's: a
+/// workspace test run (`cargo test --workspace`) has just built both, for
+/// their own packages' tests. Run alone (`-p tessera-load`), this builds them
+/// if they are missing, and otherwise uses what is there: build the
+/// workspace first after changing them. (Building them every time would
+/// build them a second time in a workspace run: a plain build unifies other
+/// features than a test build.)
 fn bin_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_BIN_EXE_tessera-load"))
         .parent()
         .unwrap()
         .to_owned();
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "tessera-issuer",
-            "-p",
-            "tessera-resource-server",
-            "--bins",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "building the issuer and resource server");
-    for bin in ["tessera-issuer", "tessera-resource-server"] {
+    let bins = ["tessera-issuer", "tessera-resource-server"];
+    if bins.iter().any(|b| !dir.join(b).is_file()) {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", bins[0], "-p", bins[1], "--bins"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the issuer and resource server");
+    }
+    for bin in bins {
         assert!(dir.join(bin).is_file(), "no {bin} in {}", dir.display());
     }
     dir
