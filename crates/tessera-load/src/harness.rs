@@ -42,11 +42,21 @@ impl Server {
         args: &[&str],
         wanted_lines: usize,
     ) -> anyhow::Result<(Self, Vec<String>)> {
+        Self::start_logging(bin, args, wanted_lines, Stdio::null())
+    }
+
+    /// [`Server::start`], its standard error going to `stderr` (a log file).
+    pub(crate) fn start_logging(
+        bin: &Path,
+        args: &[impl AsRef<std::ffi::OsStr>],
+        wanted_lines: usize,
+        stderr: Stdio,
+    ) -> anyhow::Result<(Self, Vec<String>)> {
         let mut cmd = Command::new(bin);
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(stderr);
         for (var, _) in std::env::vars_os() {
             if var.to_string_lossy().starts_with("TESSERA_") {
                 cmd.env_remove(var);
@@ -60,7 +70,7 @@ impl Server {
         let first = lines.next().context("no output")??;
         let addr = first
             .split_once("listening on http://")
-            .context("no address line")?
+            .with_context(|| format!("no address line: {first}"))?
             .1
             .parse()?;
         let mut rest = Vec::new();
@@ -74,16 +84,21 @@ impl Server {
 
     /// Peak resident set size so far (`VmHWM`), in MiB.
     pub(crate) fn peak_rss_mib(&self) -> anyhow::Result<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let kib: f64 = status
+        let kib = self.status_kib("VmHWM").context("no VmHWM")?;
+        Ok(kib as f64 / 1024.0)
+    }
+
+    /// A size field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`), in KiB.
+    pub(crate) fn status_kib(&self, field: &str) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .context("no VmHWM")?
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
             .trim()
             .trim_end_matches("kB")
             .trim()
-            .parse()?;
-        Ok(kib / 1024.0)
+            .parse()
+            .ok()
     }
 }
 

@@ -26,10 +26,9 @@
 //! token tables no larger at the end than at mid-run.
 
 use std::collections::HashMap;
-use std::io::BufRead as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -255,17 +254,17 @@ pub(crate) async fn run(opts: SoakOptions) -> anyhow::Result<()> {
         ),
         &logs,
     )?;
-    wait_ready(a.addr, Duration::from_secs(60)).await?;
+    wait_ready(a.addr(), Duration::from_secs(60)).await?;
     for n in 0..WORKERS_PG {
         add_user(&issuer_bin, &pg_url, &pg_keys, &user_name(n))?;
     }
     let b_listen = format!("127.0.0.1:{}", free_port()?);
     let b_args = issuer_args(&b_listen, Some(&url_a), &pg_url, &pg_keys, jwks_cache);
     let b = Proc::start("issuer-b", 0, &issuer_bin, &b_args, &logs)?;
-    wait_ready(b.addr, Duration::from_secs(60)).await?;
+    wait_ready(b.addr(), Duration::from_secs(60)).await?;
     let c_args = issuer_args("127.0.0.1:0", None, &sqlite_url, &c_keys, jwks_cache);
     let c = Proc::start("issuer-c", 0, &issuer_bin, &c_args, &logs)?;
-    wait_ready(c.addr, Duration::from_secs(60)).await?;
+    wait_ready(c.addr(), Duration::from_secs(60)).await?;
     for n in 0..WORKERS_SQLITE {
         add_user(&issuer_bin, &sqlite_url, &c_keys, &user_name(n))?;
     }
@@ -277,17 +276,17 @@ pub(crate) async fn run(opts: SoakOptions) -> anyhow::Result<()> {
         &logs,
     )?;
     let r2_listen = format!("127.0.0.1:{}", free_port()?);
-    let r2_args = rs_args(&r2_listen, &url_a, Some(b.addr));
+    let r2_args = rs_args(&r2_listen, &url_a, Some(b.addr()));
     let r2 = Proc::start("rs-2", 0, &rs_bin, &r2_args, &logs)?;
-    wait_ready(r1.addr, Duration::from_secs(30)).await?;
-    wait_ready(r2.addr, Duration::from_secs(30)).await?;
+    wait_ready(r1.addr(), Duration::from_secs(30)).await?;
+    wait_ready(r2.addr(), Duration::from_secs(30)).await?;
 
     let topo = Arc::new(Topology {
-        a: a.addr,
-        b: b.addr,
-        c: c.addr,
-        r1: r1.addr,
-        r2: r2.addr,
+        a: a.addr(),
+        b: b.addr(),
+        c: c.addr(),
+        r1: r1.addr(),
+        r2: r2.addr(),
         b_up: AtomicBool::new(true),
         r2_up: AtomicBool::new(true),
         stop: AtomicBool::new(false),
@@ -363,7 +362,7 @@ pub(crate) async fn run(opts: SoakOptions) -> anyhow::Result<()> {
         }
         if !done[1] && t >= frac(0.45) {
             done[1] = true;
-            rec.note(format!("issuer B: SIGKILL (pid {})", b.child.id()));
+            rec.note(format!("issuer B: SIGKILL (pid {})", b.server.child.id()));
             rec.open(Fault::KillB);
             topo.b_up.store(false, Ordering::Relaxed);
             b.kill_hard();
@@ -372,7 +371,7 @@ pub(crate) async fn run(opts: SoakOptions) -> anyhow::Result<()> {
             b = tokio::task::block_in_place(|| {
                 Proc::start("issuer-b", incarnation_b, &issuer_bin, &b_args, &logs)
             })?;
-            wait_ready(b.addr, Duration::from_secs(60)).await?;
+            wait_ready(b.addr(), Duration::from_secs(60)).await?;
             topo.b_up.store(true, Ordering::Relaxed);
             rec.close(Fault::KillB);
             rec.note("issuer B: restarted and ready".to_owned());
@@ -394,7 +393,7 @@ pub(crate) async fn run(opts: SoakOptions) -> anyhow::Result<()> {
             r2 = tokio::task::block_in_place(|| {
                 Proc::start("rs-2", incarnation_r2, &rs_bin, &r2_args, &logs)
             })?;
-            wait_ready(r2.addr, Duration::from_secs(30)).await?;
+            wait_ready(r2.addr(), Duration::from_secs(30)).await?;
             topo.r2_up.store(true, Ordering::Relaxed);
             rec.close(Fault::RestartR2);
             rec.note("resource server 2: ready".to_owned());

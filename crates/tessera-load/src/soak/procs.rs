@@ -4,12 +4,12 @@
 use super::*;
 use tessera_bench::Client;
 
-/// A server process: its output drained, its log file kept.
+/// A server process (killed when dropped), its standard error in a log file
+/// named after it and its incarnation (a restarted process is a new one).
 pub(super) struct Proc {
     pub(super) name: &'static str,
     pub(super) incarnation: u32,
-    pub(super) child: Child,
-    pub(super) addr: SocketAddr,
+    pub(super) server: crate::harness::Server,
 }
 
 impl Proc {
@@ -22,74 +22,43 @@ impl Proc {
         logs: &Path,
     ) -> anyhow::Result<Self> {
         let log = std::fs::File::create(logs.join(format!("{name}-{incarnation}.log")))?;
-        let mut cmd = Command::new(bin);
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log);
-        for (var, _) in std::env::vars_os() {
-            if var.to_string_lossy().starts_with("TESSERA_") {
-                cmd.env_remove(var);
-            }
-        }
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let stdout = child.stdout.take().context("stdout")?;
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let first = lines.next().context("no output")??;
-        let addr = first
-            .split_once("listening on http://")
-            .with_context(|| format!("{name}: no address line: {first}"))?
-            .1
-            .parse()?;
-        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+        let (server, _) = crate::harness::Server::start_logging(bin, args, 0, log.into())
+            .with_context(|| format!("starting {name}"))?;
         Ok(Self {
             name,
             incarnation,
-            child,
-            addr,
+            server,
         })
     }
 
+    pub(super) fn addr(&self) -> SocketAddr {
+        self.server.addr
+    }
+
     pub(super) fn rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()
+        self.server.status_kib("VmRSS")
     }
 
     /// SIGKILL: no shutdown at all.
     pub(super) fn kill_hard(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.server.child.kill();
+        let _ = self.server.child.wait();
     }
 
     /// SIGTERM, and wait for the graceful exit.
     pub(super) fn stop(&mut self) -> anyhow::Result<()> {
+        let child = &mut self.server.child;
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &child.id().to_string()])
             .status()?;
         ensure!(status.success(), "kill -TERM {}", self.name);
-        let exit = self.child.wait()?;
+        let exit = child.wait()?;
         ensure!(
             exit.success(),
             "{} exited with {exit} on SIGTERM",
             self.name
         );
         Ok(())
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -344,11 +313,7 @@ pub(super) fn add_user(
 }
 
 /// Rotates a keyring with the operator CLI, under the service's rules.
-pub(super) fn rotate(
-    issuer_bin: &Path,
-    keys: &Path,
-    jwks_cache: Duration,
-) -> anyhow::Result<String> {
+pub(super) fn rotate(issuer_bin: &Path, keys: &Path, jwks_cache: Duration) -> anyhow::Result<()> {
     let out = Command::new(issuer_bin)
         .args(["keys", "rotate", "--access-token-lifetime", "300s"])
         .arg("--jwks-cache-lifetime")
@@ -357,13 +322,13 @@ pub(super) fn rotate(
         .arg(keys)
         .env_remove("TESSERA_CONFIG")
         .output()?;
-    let text = format!(
-        "{}{}",
+    ensure!(
+        out.status.success(),
+        "keys rotate: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    ensure!(out.status.success(), "keys rotate: {text}");
-    Ok(text)
+    Ok(())
 }
 
 /// Polls `GET /readyz` until 200.
