@@ -68,25 +68,32 @@ pub fn published_hash(kind: Kind, value: &str) -> String {
     ))
 }
 
-/// One entry as published.
-#[derive(Debug, Clone, Serialize)]
+/// One entry as published: its id, and its wire form, shared, so the list a
+/// change rebuilds copies pointers, not tens of thousands of hash strings
+/// (that churn grew the heap in the soak, issue 21).
+#[derive(Debug, Clone)]
 struct Published {
-    #[serde(skip)]
     id: i64,
-    #[serde(flatten)]
-    wire: tessera_feed::Entry,
+    wire: std::sync::Arc<tessera_feed::Entry>,
+}
+
+impl Serialize for Published {
+    /// The wire form alone (the id is the database's, never published).
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.wire.serialize(serializer)
+    }
 }
 
 impl From<&Entry> for Published {
     fn from(entry: &Entry) -> Self {
         Self {
             id: entry.id,
-            wire: tessera_feed::Entry {
+            wire: std::sync::Arc::new(tessera_feed::Entry {
                 kind: std::borrow::Cow::Borrowed(entry.kind.name()),
                 hash: published_hash(entry.kind, &entry.value),
                 exp: entry.expires_at,
                 iat_before: entry.issued_before,
-            },
+            }),
         }
     }
 }
@@ -520,15 +527,11 @@ impl Feed {
         if old.is_some() && added.is_empty() && !expired && latest_now == latest {
             return Ok(None);
         }
-        let mut entries: Vec<Published> = old
-            .map(|o| {
-                o.entries
-                    .iter()
-                    .filter(|e| e.wire.exp > now)
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
+        let kept = old.map_or(0, |o| o.entries.len());
+        let mut entries = Vec::with_capacity(kept + added.len());
+        if let Some(old) = old {
+            entries.extend(old.entries.iter().filter(|e| e.wire.exp > now).cloned());
+        }
         entries.extend(added.iter().map(Published::from));
         Ok(Some(List::new(epoch, latest_now, entries, generation)))
     }

@@ -66,14 +66,15 @@ fn options() -> anyhow::Result<Options> {
     Ok(opts)
 }
 
-/// `tessera-load soak --minutes N [--bin-dir DIR] [--out FILE] [--postgres-bin DIR]`
-/// (`--seconds N` for the test-suite's short run).
+/// `tessera-load soak --minutes N [--bin-dir DIR] [--out FILE] [--postgres-bin DIR]
+/// [--rss-csv FILE]` (`--seconds N` for the test-suite's short run).
 fn soak_options(mut args: impl Iterator<Item = String>) -> anyhow::Result<soak::SoakOptions> {
     let mut opts = soak::SoakOptions {
         duration: Duration::from_secs(30 * 60),
         bin_dir: PathBuf::from("target/release"),
         out: None,
         postgres_bin: None,
+        rss_csv: None,
     };
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
@@ -91,8 +92,9 @@ fn soak_options(mut args: impl Iterator<Item = String>) -> anyhow::Result<soak::
             "--bin-dir" => opts.bin_dir = PathBuf::from(value()?),
             "--out" => opts.out = Some(PathBuf::from(value()?)),
             "--postgres-bin" => opts.postgres_bin = Some(PathBuf::from(value()?)),
+            "--rss-csv" => opts.rss_csv = Some(PathBuf::from(value()?)),
             _ => bail!(
-                "usage: tessera-load soak [--minutes 30 | --seconds N] [--bin-dir target/release] [--out docs/PERFORMANCE.md] [--postgres-bin DIR]"
+                "usage: tessera-load soak [--minutes 30 | --seconds N] [--bin-dir target/release] [--out docs/PERFORMANCE.md] [--postgres-bin DIR] [--rss-csv FILE]"
             ),
         }
     }

@@ -8,7 +8,11 @@
 //! token pass for another, and only tokens that verified are ever stored.
 //!
 //! Bounded in entries and in bytes, per shard; expired entries go first when a
-//! shard is full; entries whose key left the JWKS are dropped on lookup.
+//! shard is full, and at least every [`SWEEP_EVERY_SECS`] in any case, so the
+//! cache holds about the tokens still live, not the last `max_entries` ever
+//! seen (the soak of issue 21 saw a resource server's memory grow for the
+//! quarter hour its cache took to fill with expired tokens); entries whose
+//! key left the JWKS are dropped on lookup.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher as _;
@@ -17,6 +21,9 @@ use std::sync::{Arc, Mutex};
 use crate::claims::{AccessClaims, Registered};
 
 const SHARDS: usize = 8;
+/// A shard drops its expired entries at the first insert this long after it
+/// last did (a pass over one shard, an eighth of the cache).
+const SWEEP_EVERY_SECS: i64 = 60;
 /// How much of a token's end is hashed.
 const TAIL: usize = 43;
 
@@ -46,6 +53,8 @@ struct Shard {
     map: HashMap<u64, Vec<Entry>>,
     entries: usize,
     bytes: usize,
+    /// The `expired_before` of the last sweep (0: none yet).
+    swept_at: i64,
 }
 
 impl Shard {
@@ -141,8 +150,9 @@ impl TokenCache {
             return;
         };
         let full = |s: &Shard| s.entries >= self.max_entries || s.bytes + size > self.max_bytes;
-        if full(&shard) {
+        if full(&shard) || expired_before.saturating_sub(shard.swept_at) >= SWEEP_EVERY_SECS {
             shard.remove_where(|e| e.registered.exp.is_some_and(|exp| exp < expired_before));
+            shard.swept_at = expired_before;
         }
         while full(&shard) {
             let Some(victim) = shard.map.keys().next().copied() else {
@@ -238,6 +248,30 @@ mod tests {
         put(&cache, &new, 10_000, 10, 200);
         assert!(cache.get(cache.key(&old), &old).is_none());
         assert!(cache.get(cache.key(&new), &new).is_some());
+    }
+
+    #[test]
+    fn expired_entries_leave_within_a_sweep_period_though_nothing_is_full() {
+        let cache = TokenCache::new(10_000, 1 << 30);
+        let t0 = 1_000_000;
+        for i in 0..400 {
+            put(&cache, &token(i), t0 + 10, 10, t0);
+        }
+        assert_eq!(cache.len(), 400);
+        // Within the period, nothing is swept: the expired stay.
+        for i in 400..800 {
+            put(&cache, &token(i), t0 + 1_000, 10, t0 + 30);
+        }
+        assert_eq!(cache.len(), 800);
+        // A period after each shard's last sweep, its next insert drops what
+        // expired; the live entries stay.
+        let later = t0 + SWEEP_EVERY_SECS;
+        for i in 800..1_200 {
+            put(&cache, &token(i), later + 1_000, 10, later);
+        }
+        assert_eq!(cache.len(), 800);
+        assert!(cache.get(cache.key(&token(1)), &token(1)).is_none());
+        assert!(cache.get(cache.key(&token(401)), &token(401)).is_some());
     }
 
     #[test]

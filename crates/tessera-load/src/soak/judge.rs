@@ -58,6 +58,14 @@ pub(super) struct Judgement {
 pub(super) type Rows = Vec<(&'static str, Vec<(String, i64)>)>;
 
 /// Applies every check to what the run recorded; the report in Markdown.
+/// When what a process holds stops growing under steady traffic: the life
+/// of a revocation entry (the access-token lifetime, 300 s here, plus the
+/// largest leeway a verifier may allow, 300 s: `revocation::MAX_LEEWAY`),
+/// then one housekeeping minute before the expired rows are purged. Until
+/// then the lists the issuers and resource servers hold grow by design;
+/// memory still growing past it is what the RSS check is for.
+const STEADY_AFTER: f64 = 660.0;
+
 pub(super) fn judge(
     rec: &Record,
     d: f64,
@@ -231,7 +239,11 @@ pub(super) fn judge(
         let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
             continue;
         };
-        let warm = first.0 + ((last.0 - first.0) * 0.25).max(30.0);
+        // Warm-up: a quarter of the process's life, and at least until what
+        // it holds has reached its steady size (STEADY_AFTER), on a life
+        // long enough to leave half of it to judge.
+        let span = last.0 - first.0;
+        let warm = first.0 + (span * 0.25).max(STEADY_AFTER.min(span * 0.5)).max(30.0);
         let after: Vec<u64> = samples
             .iter()
             .filter(|(t, _)| *t >= warm)

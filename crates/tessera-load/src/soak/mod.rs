@@ -51,6 +51,9 @@ pub(crate) struct SoakOptions {
     pub(crate) out: Option<PathBuf>,
     /// The directory of PostgreSQL's `initdb` and `pg_ctl`.
     pub(crate) postgres_bin: Option<PathBuf>,
+    /// Where to write every process's RSS samples (`seconds,process,life,kib`),
+    /// the series behind the report's RSS table.
+    pub(crate) rss_csv: Option<PathBuf>,
 }
 
 const PASSWORD: &str = "soak-password-0123";
@@ -435,6 +438,14 @@ pub(crate) async fn run(opts: SoakOptions) -> anyhow::Result<()> {
     ];
     let report = judge(&rec, d, rotations, &mid_rows, &end_rows, &half);
     println!("{}", report.text);
+    if let Some(path) = &opts.rss_csv {
+        let rows: String = lock(&rec.rss)
+            .iter()
+            .map(|(t, name, life, kib)| format!("{t:.1},{name},{life},{kib}\n"))
+            .collect();
+        let csv = format!("seconds,process,life,rss_kib\n{rows}");
+        std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))?;
+    }
     if let Some(out) = &opts.out {
         write_section(out, &report.text)?;
         println!("written to {}", out.display());

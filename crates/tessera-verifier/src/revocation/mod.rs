@@ -185,13 +185,12 @@ impl List {
         }
     }
 
-    /// A copy of the entries not yet expired at `now`.
-    fn live(&self, now: i64) -> Map {
+    /// The entries not yet expired at `now`.
+    fn live(&self, now: i64) -> impl Iterator<Item = ([u8; 32], Rule)> + '_ {
         self.map
             .iter()
-            .filter(|(_, rule)| rule.exp > now)
+            .filter(move |(_, rule)| rule.exp > now)
             .map(|(k, v)| (*k, *v))
-            .collect()
     }
 
     fn revokes(&self, keys: &TokenKeys, now: i64) -> bool {
@@ -247,6 +246,9 @@ pub(crate) enum FeedProblem {
 pub(crate) struct RevocationList {
     pub(crate) config: RevocationConfig,
     list: ArcSwap<List>,
+    /// The list the current one replaced, kept to be refilled as the next
+    /// (see [`RevocationList::empty_map`]).
+    retired: Mutex<Option<Arc<List>>>,
     /// The last list generation handed out.
     generations: AtomicU64,
     /// When the feed last answered (Unix seconds); `i64::MIN` never.
@@ -283,6 +285,7 @@ impl RevocationList {
             started_at: now,
             config,
             list: ArcSwap::from_pointee(List::default()),
+            retired: Mutex::new(None),
             generations: AtomicU64::new(0),
             last_success: AtomicI64::new(i64::MIN),
             last_iat: AtomicI64::new(i64::MIN),
@@ -309,7 +312,33 @@ impl RevocationList {
     /// Installs a new list under a generation of its own.
     fn install(&self, map: Map) {
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
-        self.list.store(Arc::new(List::from_map(map, generation)));
+        let old = self.list.swap(Arc::new(List::from_map(map, generation)));
+        if let Ok(mut retired) = self.retired.lock() {
+            *retired = Some(old);
+        }
+    }
+
+    /// An empty map with room for `want` entries: the retired list's, once
+    /// no verification holds it any more (it was replaced a poll ago), else
+    /// a new one. Every change to the list builds a whole new map (lookups
+    /// stay lock-free), so without this each poll allocated and freed a
+    /// table the size of the list, megabytes at tens of thousands of
+    /// entries, and glibc's heap, fragmented by that churn, grew by a few
+    /// megabytes over a half-hour soak (issue 21).
+    fn empty_map(&self, want: usize) -> Map {
+        let retired = self.retired.lock().ok().and_then(|mut r| r.take());
+        match retired.and_then(|list| Arc::try_unwrap(list).ok()) {
+            Some(List { mut map, .. }) => {
+                map.clear();
+                // After a burst, give the room back rather than keep it.
+                if map.capacity() > 4 * want.max(1024) {
+                    map.shrink_to(want);
+                }
+                map.reserve(want);
+                map
+            }
+            None => Map::with_capacity_and_hasher(want, Default::default()),
+        }
     }
 
     /// Unanswered for longer than the bound: since the last answer, or since
@@ -382,21 +411,22 @@ impl RevocationList {
             }
         }
         let current = self.list.load();
-        let mut map: Map = if document.snapshot {
-            Map::default()
-        } else {
-            current.live(now)
-        };
-        map.extend(added);
-        if map.len() > self.config.max_entries {
-            return Err(FeedProblem::Invalid(format!(
-                "{} entries, more than the {} allowed (revocations.max_entries)",
-                map.len(),
-                self.config.max_entries
-            )));
-        }
         let changed = document.snapshot || !document.entries.is_empty();
         if changed || current.next_expiry.is_some_and(|t| t <= now) {
+            let kept = if document.snapshot { 0 } else { current.map.len() };
+            let mut map = self.empty_map(kept + added.len());
+            if !document.snapshot {
+                map.extend(current.live(now));
+            }
+            map.extend(added);
+            if map.len() > self.config.max_entries {
+                return Err(FeedProblem::Invalid(format!(
+                    "{} entries, more than the {} allowed (revocations.max_entries)",
+                    map.len(),
+                    self.config.max_entries
+                )));
+            }
+            drop(current);
             self.install(map);
         }
         if let Ok(mut state) = self.state.lock() {
@@ -412,7 +442,9 @@ impl RevocationList {
     fn prune(&self, now: i64) {
         let current = self.list.load();
         if current.next_expiry.is_some_and(|t| t <= now) {
-            self.install(current.live(now));
+            let mut map = self.empty_map(current.map.len());
+            map.extend(current.live(now));
+            self.install(map);
         }
     }
 
