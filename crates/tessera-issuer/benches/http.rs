@@ -25,6 +25,11 @@
 //!    turn RS256, ES256, EdDSA, RS256; each beside its own raw signing rate.
 //!    Reported as ratios (issue 20).
 //!
+//! 8. The cost of metrics on the hot path (issue 22): `GET
+//!    /.well-known/jwks.json` through the same process with the request
+//!    counter and `/metrics` (the default) and without (`MetricsAt::Off`),
+//!    alternating with, without, with, without. Target >= 0.97.
+//!
 //! Run: `cargo bench -p tessera-issuer --bench http`
 //! (`TESSERA_BENCH_ONLY=refresh` stops after part 1, for profiling). Under `cargo test
 //! --benches` it runs each part for a moment, as a smoke test.
@@ -45,7 +50,7 @@ use std::time::{Duration, Instant};
 
 use tessera_bench::{Client, get_loop, quantile_ms, throughput};
 use tessera_issuer::db::Db;
-use tessera_issuer::http::{AppState, routes, with_edge_layers};
+use tessera_issuer::http::{AppState, MetricsAt, routes, with_edge_layers};
 use tessera_issuer::keys::KeyHandle;
 use tessera_issuer::passwords::{Hasher, Password, random_token};
 use tessera_issuer::service::Issuer;
@@ -71,11 +76,11 @@ const REFRESH_CHAINS: usize = 16;
 /// The issuer on a single-threaded runtime in its own OS thread: one core for
 /// the request path (SQLite and Argon2 run on their own worker threads, as in
 /// production).
-fn start_server(
-    tmp: &std::path::Path,
-    service_jwks: String,
-    alg: Algorithm,
-) -> (SocketAddr, AppState, CoreClock) {
+/// The issuer under test: where it listens, where the same service listens
+/// without metrics, its state, its core's clock.
+type Server = (SocketAddr, SocketAddr, AppState, CoreClock);
+
+fn start_server(tmp: &std::path::Path, service_jwks: String, alg: Algorithm) -> Server {
     let dir = KeyDir::new(tmp.join("keys"));
     dir.init(KeySpec::new(alg, DEFAULT_BITS)).unwrap();
     let db_url = format!("sqlite://{}", tmp.join("bench.db").display());
@@ -153,13 +158,27 @@ fn start_server(
                 state.clone(),
             );
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let limits = tessera_serve::Limits::default();
+            // The same service without metrics: no request counter, no
+            // /metrics (part 8's baseline), on the same core.
+            let plain_state = state
+                .clone()
+                .with_metrics(MetricsAt::Off, tessera_keyring::RotationPolicy::default());
+            let plain = with_edge_layers(routes(plain_state.clone()), plain_state);
+            let plain_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send((
                 listener.local_addr().unwrap(),
+                plain_listener.local_addr().unwrap(),
                 state,
                 CoreClock::of_this_thread(),
             ))
             .unwrap();
-            let limits = tessera_serve::Limits::default();
+            tokio::spawn(tessera_serve::serve(
+                plain_listener,
+                plain,
+                limits,
+                std::future::pending(),
+            ));
             tessera_serve::serve(listener, app, limits, std::future::pending())
                 .await
                 .unwrap();
@@ -185,7 +204,8 @@ fn main() {
     service_keys.init(DEFAULT_BITS).unwrap();
     let service_keys = service_keys.load().unwrap();
     let service_jwks = serde_json::json!({"keys": [service_keys.signer().jwk()]}).to_string();
-    let (addr, state, core) = start_server(tmp.path(), service_jwks.clone(), Algorithm::Rs256);
+    let (addr, plain_addr, state, core) =
+        start_server(tmp.path(), service_jwks.clone(), Algorithm::Rs256);
     // The clients: the other core.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -520,6 +540,34 @@ fn main() {
         sign_in_rate / argon2
     );
 
+    // 8. Metrics on the hot path: JWKS with and without, alternating.
+    let jwks_at = |to: SocketAddr| {
+        rt.block_on(throughput(to, 8, move |c| {
+            get_loop(c, "/.well-known/jwks.json", &[], 200, run_for)
+        }))
+        .unwrap()
+    };
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        with.push(jwks_at(addr));
+        without.push(jwks_at(plain_addr));
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let show = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "  JWKS with metrics {:>8.0} req/s vs without {:>8.0} req/s (alternating; with {}; without {}): ratio {:.3} (target >= 0.97)",
+        mean(&with),
+        mean(&without),
+        show(&with),
+        show(&without),
+        mean(&with) / mean(&without)
+    );
+
     refresh_per_algorithm(&rt, (addr, &state, &core), &service_jwks, run_for);
 }
 
@@ -614,7 +662,7 @@ fn refresh_per_algorithm(
     let mut servers = vec![(Algorithm::Rs256, rs.0, rs.1.clone(), rs.2.clone())];
     let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     for (alg, dir) in [Algorithm::Es256, Algorithm::EdDsa].into_iter().zip(&dirs) {
-        let (addr, state, core) = start_server(dir.path(), service_jwks.to_owned(), alg);
+        let (addr, _, state, core) = start_server(dir.path(), service_jwks.to_owned(), alg);
         servers.push((alg, addr, state, core));
     }
     // RS256 first and last: its mean is the baseline, bracketing drift.

@@ -63,6 +63,15 @@ struct GlobalArgs {
     /// Address to listen on (port 0 picks a free port) [default: 127.0.0.1:8080].
     #[arg(long, global = true, env = "TESSERA_LISTEN", value_name = "ADDR")]
     listen: Option<std::net::SocketAddr>,
+    /// Serve /metrics on this address of its own, to any client that reaches
+    /// it [default: on --listen, to loopback clients only].
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_METRICS_LISTEN",
+        value_name = "ADDR"
+    )]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// Public issuer URL, the `iss` claim [default: http://<bound address>].
     #[arg(long, global = true, env = "TESSERA_ISSUER_URL", value_name = "URL")]
     issuer_url: Option<String>,
@@ -325,6 +334,7 @@ fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
         key_bits: global.key_bits,
         signing_alg: global.signing_alg.clone(),
         listen: global.listen,
+        metrics_listen: global.metrics_listen,
         issuer_url: global.issuer_url.clone(),
         audiences: global.audiences.clone(),
         keys_reload_interval: global.keys_reload_interval,
@@ -427,6 +437,9 @@ fn serve(config: Config) -> anyhow::Result<()> {
             prepared.addr()
         )?;
         writeln!(out, "issuer: {}", prepared.issuer())?;
+        if let Some(metrics) = prepared.metrics_addr() {
+            writeln!(out, "metrics: http://{metrics}/metrics")?;
+        }
         if let Some(admin) = prepared.take_first_admin() {
             print_first_admin_to(&mut out, &admin)?;
         }

@@ -201,6 +201,8 @@ pub enum Answer {
         etag: String,
         /// The compact JWS.
         body: Bytes,
+        /// Everything live (else: the entries after the poller's cursor).
+        snapshot: bool,
     },
 }
 
@@ -308,6 +310,12 @@ fn entry_tag(entry: &Published) -> String {
 const NO_ENTRY: &str = "-";
 
 impl Feed {
+    /// Live entries in this instance's copy of the list (`None` before the
+    /// first poll loaded it).
+    pub fn live_entries(&self) -> Option<usize> {
+        self.list.load().as_ref().map(|list| list.entries.len())
+    }
+
     /// Marks the copy out of date (a revocation was just made here).
     pub fn touch(&self) {
         self.touched.fetch_add(1, Ordering::SeqCst);
@@ -362,7 +370,11 @@ impl Feed {
         }
         let mut key = Self::key(&list, ask, signer, now);
         if let Some(body) = self.signed_answer(&key) {
-            return Ok(Answer::Document { etag, body });
+            return Ok(Answer::Document {
+                etag,
+                body,
+                snapshot: ask == Ask::Snapshot,
+            });
         }
         // A delta to sign afresh: past this second's budget, the one snapshot
         // (signed once per change and re-signing period) answers instead.
@@ -371,7 +383,11 @@ impl Feed {
             ask = Ask::Snapshot;
             key = Self::key(&list, ask, signer, now);
             if let Some(body) = self.signed_answer(&key) {
-                return Ok(Answer::Document { etag, body });
+                return Ok(Answer::Document {
+                    etag,
+                    body,
+                    snapshot: ask == Ask::Snapshot,
+                });
             }
         }
         let entries = match ask {
@@ -408,7 +424,11 @@ impl Feed {
                 }
             }
         }
-        Ok(Answer::Document { etag, body })
+        Ok(Answer::Document {
+            etag,
+            body,
+            snapshot: ask == Ask::Snapshot,
+        })
     }
 
     fn key(list: &List, ask: Ask, signer: &tessera_keyring::Signer, now: i64) -> AnswerKey {

@@ -172,6 +172,8 @@ pub struct KeyHandle {
     reload: tokio::sync::Mutex<Vec<u8>>,
     /// The error of the last failed reload, while the keyring stays broken.
     error: Mutex<Option<String>>,
+    /// Reloads that failed, since start (exported as a metric).
+    reload_errors: std::sync::atomic::AtomicU64,
 }
 
 impl KeyHandle {
@@ -185,6 +187,7 @@ impl KeyHandle {
             current: ArcSwapOption::from_pointee(snapshot),
             reload: tokio::sync::Mutex::new(marker),
             error: Mutex::new(None),
+            reload_errors: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -203,6 +206,7 @@ impl KeyHandle {
             current: ArcSwapOption::empty(),
             reload: tokio::sync::Mutex::new(Vec::new()),
             error: Mutex::new(None),
+            reload_errors: std::sync::atomic::AtomicU64::new(0),
         };
         match handle.reload_if_changed().await {
             Ok(_) => Ok(handle),
@@ -229,7 +233,17 @@ impl KeyHandle {
         self.error.lock().ok().and_then(|e| e.clone())
     }
 
+    /// How many reloads have failed since start.
+    pub fn reload_errors(&self) -> u64 {
+        self.reload_errors
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn set_error(&self, error: Option<String>) {
+        if error.is_some() {
+            self.reload_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Ok(mut slot) = self.error.lock() {
             *slot = error;
         }

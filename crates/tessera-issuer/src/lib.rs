@@ -7,6 +7,7 @@
 //! - [`service`]: the rules: login, refresh, revocation, accounts, clients.
 //! - [`http`]: routes, handlers, and the mapping of errors to responses.
 //! - [`db`]: the data layer, one file per table group.
+//! - [`metrics`]: what the service counts for Prometheus.
 //! - [`serve`]: start-up and graceful shutdown.
 
 pub mod audit;
@@ -16,6 +17,7 @@ pub mod db;
 pub mod feed;
 pub mod http;
 pub mod keys;
+pub mod metrics;
 pub mod passwords;
 pub mod proxies;
 pub mod revocation;

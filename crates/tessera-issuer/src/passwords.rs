@@ -80,6 +80,10 @@ pub struct Hasher {
     admission: Arc<tokio::sync::Semaphore>,
     /// Checks run (for tests and metrics).
     checks: Arc<std::sync::atomic::AtomicU64>,
+    /// Places in the queue (the admission semaphore's size).
+    queue: usize,
+    /// How long checks waited for an Argon2 thread (exported as metrics).
+    wait: prometheus_client::metrics::histogram::Histogram,
 }
 
 /// The most password checks queued or running at once unless configured:
@@ -174,14 +178,31 @@ impl Hasher {
             pool: Arc::new(Pool::start(concurrency)?),
             admission: Arc::new(tokio::sync::Semaphore::new(DEFAULT_QUEUE)),
             checks: Arc::default(),
+            queue: DEFAULT_QUEUE,
+            // 1 ms to about 16 s, doubling.
+            wait: prometheus_client::metrics::histogram::Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 15),
+            ),
         })
     }
 
     /// The same hasher with at most `queue` checks queued or running (at
     /// least 1).
     pub fn with_queue(mut self, queue: usize) -> Self {
-        self.admission = Arc::new(tokio::sync::Semaphore::new(queue.max(1)));
+        self.queue = queue.max(1);
+        self.admission = Arc::new(tokio::sync::Semaphore::new(self.queue));
         self
+    }
+
+    /// Checks queued or running now.
+    pub fn queue_depth(&self) -> usize {
+        self.queue
+            .saturating_sub(self.admission.available_permits())
+    }
+
+    /// The histogram of how long checks waited for an Argon2 thread.
+    pub fn wait_histogram(&self) -> &prometheus_client::metrics::histogram::Histogram {
+        &self.wait
     }
 
     /// A place in the queue, or `None` when it is full (answer 503).
@@ -220,7 +241,10 @@ impl Hasher {
         let (answer, answered) = tokio::sync::oneshot::channel();
         let inner = Arc::clone(&self.inner);
         let checks = Arc::clone(&self.checks);
+        let wait = self.wait.clone();
+        let queued = tokio::time::Instant::now();
         let job: Job = Box::new(move |memory| {
+            wait.observe(queued.elapsed().as_secs_f64());
             let checked = inner.check(&password, stored.as_deref(), memory);
             checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             drop(admitted);

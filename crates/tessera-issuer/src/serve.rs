@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::db::{Db, DbError};
-use crate::http::{AppState, router};
+use crate::http::{AppState, MetricsAt, router};
 use crate::keys::KeyHandle;
 use crate::passwords::{HashError, Hasher, Password, random_token};
 use crate::service::Issuer;
@@ -48,6 +48,8 @@ pub enum ServeError {
 pub struct Prepared {
     listener: TcpListener,
     addr: SocketAddr,
+    /// `/metrics` on a listener of its own (`metrics_listen`).
+    metrics: Option<(TcpListener, SocketAddr)>,
     state: AppState,
     config: Config,
     first_admin: Option<FirstAdmin>,
@@ -115,6 +117,22 @@ impl Prepared {
             action: "reading the bound address".to_owned(),
             source,
         })?;
+        let metrics = match config.metrics_listen {
+            None => None,
+            Some(at) => {
+                let listener = TcpListener::bind(at)
+                    .await
+                    .map_err(|source| ServeError::Io {
+                        action: format!("binding {at} (metrics_listen)"),
+                        source,
+                    })?;
+                let bound = listener.local_addr().map_err(|source| ServeError::Io {
+                    action: "reading the metrics listener's address".to_owned(),
+                    source,
+                })?;
+                Some((listener, bound))
+            }
+        };
         let issuer = config
             .issuer_url
             .clone()
@@ -145,12 +163,18 @@ impl Prepared {
             settings,
         )
         .with_introspection_clients(config.introspection_clients.clone());
+        let metrics_at = match metrics {
+            Some(_) => MetricsAt::OwnListener,
+            None => MetricsAt::Loopback,
+        };
         let state = AppState::new(issuer)
             .with_trusted_proxies(config.trusted_proxies.clone())
-            .with_cookie_sessions(&config.cookie_sessions);
+            .with_cookie_sessions(&config.cookie_sessions)
+            .with_metrics(metrics_at, config.rotation);
         Ok(Self {
             listener,
             addr,
+            metrics,
             state,
             config,
             first_admin,
@@ -173,6 +197,11 @@ impl Prepared {
     /// The bound address (useful with port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The metrics listener's bound address, when `metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, addr)| *addr)
     }
 
     /// The issuer URL in force.
@@ -216,6 +245,19 @@ impl Prepared {
                 }
             })
         };
+        let metrics = self.metrics.map(|(listener, _)| {
+            let routes = crate::http::metrics_router(self.state.clone());
+            let limits = self.config.http_limits;
+            let mut stop = stop_tx.subscribe();
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                };
+                if let Err(err) = tessera_serve::serve(listener, routes, limits, stopped).await {
+                    tracing::error!(error = %err, "the metrics listener failed");
+                }
+            })
+        });
         let result = tessera_serve::serve(
             self.listener,
             router(self.state),
@@ -235,6 +277,9 @@ impl Prepared {
             let _ = late.await;
         }
         let _ = maintenance.await;
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
+        }
         result.map_err(|source| ServeError::Io {
             action: "serving".to_owned(),
             source,

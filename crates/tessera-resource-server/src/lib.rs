@@ -6,7 +6,10 @@
 //! - `GET /admin`: role `admin` only (`403 insufficient_scope` otherwise).
 //! - `GET /healthz`: liveness, with the state of the verification keys.
 //! - `GET /readyz`: `200` once keys are usable, `503` before.
-//! - `GET /metrics`: the verifier's counters, as JSON.
+//! - `GET /metrics`: the verifier's metrics in the Prometheus text format
+//!   ([`tessera_verifier::prometheus`]), to loopback clients only (another
+//!   listener with [`metrics_app`], for a scraper elsewhere);
+//!   `GET /metrics.json`: the same counters as JSON, likewise.
 //! - `GET /reports`: scope `reports:read` (a user's token or a service's
 //!   own, from client credentials); `403 insufficient_scope` otherwise.
 //! - `GET /me/optional`: works without a token; says who the caller is with
@@ -26,13 +29,18 @@
 
 mod web;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, FromRef, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRef, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use serde_json::json;
 use tessera_verifier::Verifier;
 use tessera_verifier::axum::{Authenticated, RequireRole, RequireScope, Role, Scope};
@@ -63,6 +71,43 @@ struct AppState {
     verifier: Verifier,
     notes: Arc<web::Notes>,
     page: Arc<web::Page>,
+    metrics: Arc<Metrics>,
+}
+
+/// The metrics registry, built once: the verifier's collector and the
+/// build's description.
+#[derive(Debug)]
+struct Metrics {
+    registry: Registry,
+    /// Whether any client may scrape (a listener of its own), or loopback
+    /// clients only (the main listener).
+    open: bool,
+}
+
+impl Metrics {
+    fn new(verifier: &Verifier, open: bool) -> Self {
+        let mut registry = Registry::default();
+        let info = Family::<[(&'static str, &'static str); 2], Gauge>::default();
+        info.get_or_create(&[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("backend", tessera_verifier::BACKEND),
+        ])
+        .set(1);
+        registry.register(
+            "tessera_build_info",
+            "The running build: version and crypto backend (always 1)",
+            info,
+        );
+        registry.register_collector(Box::new(tessera_verifier::prometheus::Collector::new(
+            verifier.clone(),
+        )));
+        Self { registry, open }
+    }
+
+    /// Whether this request may read the metrics.
+    fn allows(&self, peer: Option<&ConnectInfo<SocketAddr>>) -> bool {
+        self.open || peer.is_some_and(|ConnectInfo(addr)| addr.ip().is_loopback())
+    }
 }
 
 impl FromRef<AppState> for Verifier {
@@ -84,9 +129,38 @@ impl FromRef<AppState> for Arc<web::Page> {
 }
 
 /// The routes, with `Authorization` and `Cookie` marked sensitive before
-/// tracing sees them.
+/// tracing sees them; `/metrics` answers loopback clients only.
 pub fn app(verifier: Verifier) -> Router {
-    routes(verifier)
+    with_edge_layers(routes(verifier))
+}
+
+/// The routes without `/metrics` (served by [`metrics_app`] elsewhere).
+pub fn app_without_metrics(verifier: Verifier) -> Router {
+    with_edge_layers(build(verifier, false))
+}
+
+/// `/metrics` and `/metrics.json` alone, for any client: a listener of its
+/// own (`--metrics-listen`), where the operator decides who reaches it.
+pub fn metrics_app(verifier: Verifier) -> Router {
+    let metrics = Arc::new(Metrics::new(&verifier, true));
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/metrics.json", get(metrics_json))
+        .fallback(not_found)
+        .with_state(AppState {
+            page: Arc::new(web::Page::new(&verifier)),
+            verifier,
+            notes: Arc::default(),
+            metrics,
+        })
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({"error": "not_found"}))).into_response()
+}
+
+fn with_edge_layers(routes: Router) -> Router {
+    routes
         .layer(TraceLayer::new_for_http())
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
@@ -96,8 +170,14 @@ pub fn app(verifier: Verifier) -> Router {
 
 /// The routes without the edge layers.
 pub fn routes(verifier: Verifier) -> Router {
+    build(verifier, true)
+}
+
+/// The routes, `/metrics` and `/metrics.json` among them or not.
+fn build(verifier: Verifier, with_metrics: bool) -> Router {
     let state = AppState {
         page: Arc::new(web::Page::new(&verifier)),
+        metrics: Arc::new(Metrics::new(&verifier, false)),
         verifier,
         notes: Arc::default(),
     };
@@ -119,8 +199,14 @@ pub fn routes(verifier: Verifier) -> Router {
         .route("/spa/spa.js", get(web::spa_script))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "not_found"}))) })
+        .merge(if with_metrics {
+            Router::new()
+                .route("/metrics", get(metrics_text))
+                .route("/metrics.json", get(metrics_json))
+        } else {
+            Router::new()
+        })
+        .fallback(not_found)
         .with_state(state)
 }
 
@@ -202,6 +288,24 @@ async fn readyz(State(verifier): State<Verifier>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn metrics(State(verifier): State<Verifier>) -> Json<tessera_verifier::MetricsSnapshot> {
-    Json(verifier.metrics())
+async fn metrics_text(State(state): State<AppState>, request: axum::extract::Request) -> Response {
+    if !state.metrics.allows(request.extensions().get()) {
+        return not_found().await;
+    }
+    let mut text = String::new();
+    if prometheus_text::encode(&mut text, &state.metrics.registry).is_err() {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    (
+        [(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)],
+        text,
+    )
+        .into_response()
+}
+
+async fn metrics_json(State(state): State<AppState>, request: axum::extract::Request) -> Response {
+    if !state.metrics.allows(request.extensions().get()) {
+        return not_found().await;
+    }
+    Json(state.verifier.metrics()).into_response()
 }

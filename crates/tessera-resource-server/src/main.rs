@@ -48,6 +48,11 @@ struct Args {
         default_value = "127.0.0.1:8081"
     )]
     listen: SocketAddr,
+    /// Serve /metrics (Prometheus) and /metrics.json on this address of
+    /// their own, to any client that reaches it, instead of on the main
+    /// listener to loopback clients only.
+    #[arg(long, env = "TESSERA_RS_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     /// The JWKS URL, instead of discovering it.
     #[arg(long, env = "TESSERA_RS_JWKS_URL", value_name = "URL")]
     jwks_url: Option<String>,
@@ -226,7 +231,26 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     limits.max_connection_age = secs(args.max_connection_age);
     limits.max_connections = usize::try_from(args.max_connections).unwrap_or(1024);
     limits.shutdown_grace = Duration::from_secs(args.shutdown_grace.min(86_400));
-    let app = tessera_resource_server::app(verifier);
+    let app = match args.metrics_listen {
+        None => tessera_resource_server::app(verifier),
+        Some(at) => {
+            let metrics = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("binding {at} (--metrics-listen)"))?;
+            let bound = metrics.local_addr().context("reading the bound address")?;
+            #[allow(clippy::print_stdout)] // as for the main listener
+            {
+                println!("tessera-resource-server metrics on http://{bound}/metrics");
+            }
+            let routes = tessera_resource_server::metrics_app(verifier.clone());
+            tokio::spawn(async move {
+                if let Err(err) = tessera_serve::serve(metrics, routes, limits, shutdown()).await {
+                    tracing::error!(error = %err, "the metrics listener failed");
+                }
+            });
+            tessera_resource_server::app_without_metrics(verifier)
+        }
+    };
     tessera_serve::serve(listener, app, limits, shutdown())
         .await
         .context("serving")?;

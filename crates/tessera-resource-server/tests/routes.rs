@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use tessera_keyring::{DEFAULT_BITS, KeyDir, Keyring};
 use tessera_testkit::jwks::JwksServer;
 use tessera_testkit::oneshot;
+use tessera_testkit::prometheus::{promtool_accepts, sample};
 use tessera_verifier::{JwksSource, KeySet, ManualClock, Verifier, VerifierConfig};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -177,8 +178,13 @@ async fn bad_or_missing_tokens_are_401_and_health_is_open() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["keys"]["usable"], true);
     assert_eq!(get(&v, "/readyz", None).await.0, StatusCode::OK);
-    let (_, metrics, _) = get(&v, "/metrics", None).await;
-    assert_eq!(metrics["verified"], 0);
+    // Metrics answer loopback clients only: a request whose peer is not
+    // known to be one gets a 404 (the binary's test below reads them).
+    assert_eq!(get(&v, "/metrics", None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&v, "/metrics.json", None).await.0,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(get(&v, "/nope", None).await.0, StatusCode::NOT_FOUND);
 }
 
@@ -465,6 +471,102 @@ async fn the_binary_accepts_the_algorithms_it_is_told_and_only_those() {
         stderr.contains("algorithms") && stderr.contains("HS256"),
         "{stderr}"
     );
+}
+
+/// The verifier's metrics, scraped from the real binary over HTTP after a
+/// scripted flow: each counter moved as the flow says, and promtool accepts
+/// the exposition. With `--metrics-listen`, they move to that listener and the
+/// main one no longer answers them.
+#[tokio::test]
+async fn the_binary_exports_prometheus_metrics_that_follow_what_happened() {
+    let issuer = Issuer::new();
+    let server = JwksServer::start(issuer.jwks()).await;
+    let base = server.url();
+    let (mut child, addr) = start_binary(&base, &[], std::process::Stdio::null()).await;
+    assert!(wait_ready(&addr).await, "never ready");
+    let good = issuer.token(&base, &["user"], now() + 900);
+    let expired = issuer.token(&base, &["user"], now() - 600);
+    assert_eq!(http_get(&addr, "/profile", Some(&good)).await.0, 200);
+    assert_eq!(http_get(&addr, "/profile", Some(&good)).await.0, 200);
+    assert_eq!(http_get(&addr, "/profile", Some(&expired)).await.0, 401);
+    assert_eq!(
+        http_get(&addr, "/profile", Some("not.a.token")).await.0,
+        401
+    );
+    let (status, text) = http_get(&addr, "/metrics", None).await;
+    assert_eq!(status, 200, "{text}");
+    let value = |series: &str| tessera_testkit::prometheus::value(&text, series);
+    assert_eq!(value("tessera_verifier_verified_total"), 2.0);
+    // The second /profile was the cache's.
+    assert_eq!(value("tessera_verifier_token_cache_hits_total"), 1.0);
+    assert_eq!(
+        value("tessera_verifier_refused_total{reason=\"expired\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("tessera_verifier_refused_total{reason=\"malformed\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("tessera_verifier_refused_total{reason=\"bad_signature\"}"),
+        0.0
+    );
+    // The keyring publishes its active key and the pending next one.
+    assert_eq!(value("tessera_verifier_keys"), 2.0);
+    assert_eq!(value("tessera_verifier_keys_usable"), 1.0);
+    assert!(value("tessera_verifier_jwks_fetches_total") >= 1.0);
+    assert!(value("tessera_verifier_jwks_age_seconds") >= 0.0);
+    // This stand-in issuer has no feed: every poll failed, the list is empty.
+    assert!(value("tessera_verifier_revocation_poll_errors_total") >= 1.0);
+    assert_eq!(value("tessera_verifier_revocation_entries"), 0.0);
+    assert!(text.contains("tessera_build_info{version=\""), "{text}");
+    assert!(!text.contains(&good[..40]), "a token in the metrics");
+    promtool_accepts(&text);
+    let (status, json) = http_get(&addr, "/metrics.json", None).await;
+    assert_eq!(status, 200);
+    assert!(json.contains("\"verified\":2"), "{json}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // A listener of its own: the metrics are there, not on the main one.
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tessera-resource-server"))
+        .args(["--issuer", &base, "--listen", "127.0.0.1:0"])
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        .env_remove("TESSERA_RS_AUDIENCE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut reader = std::io::BufReader::new(stdout);
+        let mut lines = [String::new(), String::new()];
+        for line in &mut lines {
+            reader.read_line(line).unwrap();
+        }
+        lines
+    })
+    .await
+    .unwrap();
+    let main = lines[0]
+        .trim()
+        .strip_prefix("tessera-resource-server listening on http://")
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    let metrics = lines[1]
+        .trim()
+        .strip_prefix("tessera-resource-server metrics on http://")
+        .and_then(|l| l.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert!(wait_ready(main).await, "never ready");
+    assert_eq!(http_get(main, "/profile", Some(&good)).await.0, 200);
+    assert_eq!(http_get(main, "/metrics", None).await.0, 404);
+    let (status, text) = http_get(metrics, "/metrics", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(sample(&text, "tessera_verifier_verified_total"), Some(1.0));
+    assert_eq!(http_get(metrics, "/profile", Some(&good)).await.0, 404);
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 /// Starts the binary against `base` on a free port with `extra` flags; returns

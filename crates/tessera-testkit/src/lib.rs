@@ -21,5 +21,6 @@ pub mod oneshot;
 #[cfg(feature = "pg")]
 pub mod pg;
 pub mod process;
+pub mod prometheus;
 #[cfg(feature = "stack")]
 pub mod stack;

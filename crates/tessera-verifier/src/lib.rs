@@ -42,6 +42,8 @@ pub mod axum;
 pub mod fuzzing;
 #[cfg(feature = "jsonwebtoken")]
 pub mod jsonwebtoken;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
 
 pub use claims::{AccessClaims, Claim, DEFAULT_REQUIRED, Registered, Validation, Verified};
 pub use clock::{Clock, ManualClock, SystemClock};

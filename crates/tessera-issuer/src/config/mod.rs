@@ -33,6 +33,9 @@ pub struct Config {
     pub signing_alg: Algorithm,
     /// Where the HTTP service listens. Default `127.0.0.1:8080`; port 0 picks one.
     pub listen: SocketAddr,
+    /// Where `/metrics` answers any client, on a listener of its own. `None`
+    /// (the default): on `listen`, to loopback clients only.
+    pub metrics_listen: Option<SocketAddr>,
     /// The public issuer URL (the `iss` claim), without a trailing slash. `None`:
     /// `http://<bound address>`, which suits loopback demos only.
     pub issuer_url: Option<String>,
@@ -179,6 +182,8 @@ pub struct RawConfig {
     pub signing_alg: Option<String>,
     /// `listen = "127.0.0.1:8080"`
     pub listen: Option<SocketAddr>,
+    /// `metrics_listen = "127.0.0.1:9464"`
+    pub metrics_listen: Option<SocketAddr>,
     /// `issuer_url = "https://auth.example.com"`
     pub issuer_url: Option<String>,
     /// `audiences = ["https://api.example.com"]`
@@ -307,6 +312,7 @@ impl RawConfig {
             key_bits: over.key_bits.or(self.key_bits),
             signing_alg: over.signing_alg.or(self.signing_alg),
             listen: over.listen.or(self.listen),
+            metrics_listen: over.metrics_listen.or(self.metrics_listen),
             issuer_url: over.issuer_url.or(self.issuer_url),
             audiences: over.audiences.or(self.audiences),
             keys_reload_interval: over.keys_reload_interval.or(self.keys_reload_interval),
@@ -542,6 +548,7 @@ impl RawConfig {
             listen: self
                 .listen
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            metrics_listen: self.metrics_listen,
             issuer_url,
             audiences,
             keys_reload_interval,

@@ -79,14 +79,27 @@ pub enum ApiError {
     },
     /// 500 `server_error`; the cause goes to the log only.
     Internal(String),
+    /// The database failed: answered as [`ApiError::Unavailable`] when it
+    /// cannot be reached (or is full), else as [`ApiError::Internal`]; the
+    /// response carries [`DatabaseFailed`] for the request counter.
+    Database {
+        /// What failed, for the log.
+        cause: String,
+        /// Unreachable or full (503), rather than an error (500).
+        unavailable: bool,
+    },
 }
+
+/// Marks a response as a database failure (a response extension; the
+/// request counter's `tessera_db_errors_total` reads it).
+#[derive(Debug, Clone, Copy)]
+pub struct DatabaseFailed;
 
 impl From<DbError> for ApiError {
     fn from(err: DbError) -> Self {
-        if err.is_unavailable() {
-            Self::Unavailable(err.to_string())
-        } else {
-            Self::Internal(err.to_string())
+        Self::Database {
+            unavailable: err.is_unavailable(),
+            cause: err.to_string(),
         }
     }
 }
@@ -262,6 +275,16 @@ impl IntoResponse for ApiError {
                 for value in clear {
                     response.headers_mut().append(header::SET_COOKIE, value);
                 }
+                return response;
+            }
+            Self::Database { cause, unavailable } => {
+                let as_answered = if unavailable {
+                    Self::Unavailable(cause)
+                } else {
+                    Self::Internal(cause)
+                };
+                let mut response = as_answered.into_response();
+                response.extensions_mut().insert(DatabaseFailed);
                 return response;
             }
             Self::Internal(cause) => {

@@ -9,6 +9,7 @@ use super::error::ApiError;
 use super::keys::if_none_match;
 use super::state::AppState;
 use crate::feed::{Answer, FeedError};
+use crate::metrics::FeedAnswer;
 
 /// The feed's query string.
 #[derive(serde::Deserialize)]
@@ -37,23 +38,38 @@ pub(super) async fn revocations(
     let etag_header = |etag: String| {
         HeaderValue::from_str(&etag).map_err(|_| ApiError::Internal("feed ETag".to_owned()))
     };
+    let metrics = state.service().metrics();
     Ok(match answer {
-        Answer::NotModified { etag } => (
-            StatusCode::NOT_MODIFIED,
-            [no_cache, (header::ETAG, etag_header(etag)?)],
-        )
-            .into_response(),
-        Answer::Document { etag, body } => (
-            [
-                no_cache,
-                (header::ETAG, etag_header(etag)?),
-                (
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/jwt"),
-                ),
-            ],
+        Answer::NotModified { etag } => {
+            metrics.feed_answer(FeedAnswer::not_modified);
+            (
+                StatusCode::NOT_MODIFIED,
+                [no_cache, (header::ETAG, etag_header(etag)?)],
+            )
+                .into_response()
+        }
+        Answer::Document {
+            etag,
             body,
-        )
-            .into_response(),
+            snapshot,
+        } => {
+            metrics.feed_answer(if snapshot {
+                FeedAnswer::snapshot
+            } else {
+                FeedAnswer::delta
+            });
+            (
+                [
+                    no_cache,
+                    (header::ETAG, etag_header(etag)?),
+                    (
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/jwt"),
+                    ),
+                ],
+                body,
+            )
+                .into_response()
+        }
     })
 }

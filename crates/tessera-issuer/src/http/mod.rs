@@ -13,6 +13,7 @@
 //!   forms); [`end_session`]: RP-initiated logout; [`pages`]: their HTML.
 //! - [`logout`] also answers `/userinfo`.
 //! - [`health`]: `/healthz`, `/readyz`, and the fallback.
+//! - [`metrics`]: `/metrics` (Prometheus) and the request counter.
 //! - [`address`]: the client's address, past trusted proxies.
 
 mod address;
@@ -26,12 +27,14 @@ mod introspect;
 mod keys;
 mod login;
 mod logout;
+pub mod metrics;
 mod oauth;
 mod pages;
 mod session;
 pub mod state;
 
 pub use error::ApiError;
+pub use metrics::MetricsAt;
 pub use state::AppState;
 
 use address::client_address;
@@ -59,6 +62,15 @@ pub fn router(state: AppState) -> Router {
 /// `Authorization`, `Cookie`, `Set-Cookie` and `Location` marked sensitive first so a bearer token or a code never reaches a log.
 /// Applied once, here, to every route (the fallback included).
 pub fn with_edge_layers(routes: Router, state: AppState) -> Router {
+    let routes = if state.metrics_at() == MetricsAt::Off {
+        routes
+    } else {
+        // Inside the client-address layer: `/metrics` reads the address.
+        routes.layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+    };
     routes
         .layer(axum::middleware::from_fn_with_state(state, client_address))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -101,7 +113,21 @@ pub fn routes(state: AppState) -> Router {
         .merge(browser_api_routes(&state))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .merge(match state.metrics_at() {
+            MetricsAt::Loopback => Router::new().route("/metrics", get(metrics::metrics)),
+            MetricsAt::OwnListener | MetricsAt::Off => Router::new(),
+        })
         .fallback(health::not_found)
+        .with_state(state)
+}
+
+/// `/metrics` alone, for a listener of its own (`metrics_listen`): any
+/// client that reaches it may scrape.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .fallback(health::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 

@@ -5,7 +5,10 @@ use axum::body::Bytes;
 use axum::http::HeaderValue;
 use serde_json::json;
 
+use tessera_keyring::RotationPolicy;
+
 use super::cookies::{Sessions, SignInCookies};
+use super::metrics::{Exposition, MetricsAt};
 use crate::config::CookieSessions;
 use crate::proxies::Cidr;
 use crate::service::Issuer;
@@ -28,6 +31,9 @@ struct Edge {
     trusted_proxies: Vec<Cidr>,
     sessions: Sessions,
     sign_in: SignInCookies,
+    /// Where `/metrics` answers, and its registry (none when off).
+    metrics_at: MetricsAt,
+    exposition: Option<std::sync::Arc<Exposition>>,
 }
 
 impl AppState {
@@ -86,9 +92,25 @@ impl AppState {
                 trusted_proxies: Vec::new(),
                 sessions: Sessions::new(settings, &CookieSessions::default()),
                 sign_in: SignInCookies::new(settings),
+                metrics_at: MetricsAt::default(),
+                exposition: Some(std::sync::Arc::new(Exposition::new(
+                    &issuer,
+                    default_policy(settings),
+                ))),
             }),
             issuer,
         }
+    }
+
+    /// The same state, with `/metrics` where `at` says, its keyring gauges
+    /// computed by `policy` (the configured rotation rules).
+    pub fn with_metrics(self, at: MetricsAt, policy: RotationPolicy) -> Self {
+        let exposition = (at != MetricsAt::Off)
+            .then(|| std::sync::Arc::new(Exposition::new(&self.issuer, policy)));
+        self.with_edge(|edge| {
+            edge.metrics_at = at;
+            edge.exposition = exposition;
+        })
     }
 
     /// The same state, believing `Forwarded` / `X-Forwarded-For` from these
@@ -112,6 +134,8 @@ impl AppState {
             trusted_proxies: self.edge.trusted_proxies.clone(),
             sessions: self.edge.sessions.clone(),
             sign_in: self.edge.sign_in.clone(),
+            metrics_at: self.edge.metrics_at,
+            exposition: self.edge.exposition.clone(),
         };
         change(&mut edge);
         Self {
@@ -164,5 +188,30 @@ impl AppState {
 
     pub(super) fn sign_in(&self) -> &SignInCookies {
         &self.edge.sign_in
+    }
+
+    /// Where `/metrics` answers.
+    pub fn metrics_at(&self) -> MetricsAt {
+        self.edge.metrics_at
+    }
+
+    /// The metrics registry, unless metrics are off.
+    pub(super) fn exposition(&self) -> Option<&Exposition> {
+        self.edge.exposition.as_deref()
+    }
+
+    /// Whether any client may scrape (a listener of their own).
+    pub(super) fn metrics_open(&self) -> bool {
+        self.edge.metrics_at == MetricsAt::OwnListener
+    }
+}
+
+/// The rotation rules from the token settings alone (the default leeway),
+/// until [`AppState::with_metrics`] is told the configured ones.
+fn default_policy(settings: &crate::tokens::TokenSettings) -> RotationPolicy {
+    RotationPolicy {
+        access_token_lifetime: settings.access_token_lifetime,
+        jwks_cache_lifetime: settings.jwks_cache_lifetime,
+        ..RotationPolicy::default()
     }
 }

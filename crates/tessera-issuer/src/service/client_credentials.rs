@@ -59,6 +59,8 @@ impl Issuer {
             .with("scope", scope.as_str())
             .with("kid", snapshot.signer().kid());
         audit::log(&event);
+        self.metrics()
+            .issued(crate::metrics::Grant::client_credentials, &client.client_id);
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer",

@@ -152,6 +152,8 @@ impl Issuer {
             .with("client_id", client.client_id.as_str())
             .with("kid", snapshot.signer().kid());
         audit::record(self.db(), now, event).await;
+        self.metrics()
+            .issued(crate::metrics::Grant::authorization_code, &client.client_id);
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer",

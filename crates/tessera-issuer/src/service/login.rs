@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::audit::{self, Event, Folded};
 use crate::clients::Client;
 use crate::db::User;
+use crate::metrics::{Grant, LoginOutcome};
 use crate::passwords::{Admitted, Checked, Password};
 use crate::throttle::Reservation;
 use crate::tokens::{AccessGrant, TokenResponse, new_refresh_token};
@@ -127,10 +128,14 @@ impl Issuer {
     ) -> Result<User, AuthError> {
         let now = self.now();
         if let Some(retry_after) = self.inner.throttle.known_block(username, now) {
+            self.metrics().login(LoginOutcome::throttled);
             self.log_throttled(client_ip, retry_after);
             return Err(AuthError::Throttled { retry_after });
         }
-        let admitted = self.inner.hasher.try_admit().ok_or(AuthError::Overloaded)?;
+        let Some(admitted) = self.inner.hasher.try_admit() else {
+            self.metrics().login(LoginOutcome::queue_full);
+            return Err(AuthError::Overloaded);
+        };
         let issuer = self.clone();
         let username = username.to_owned();
         tokio::spawn(async move {
@@ -184,6 +189,7 @@ impl Issuer {
         {
             Reservation::Granted(reserved) => reserved,
             Reservation::Blocked { retry_after } => {
+                self.metrics().login(LoginOutcome::throttled);
                 self.log_throttled(client_ip, retry_after);
                 return Err(AuthError::Throttled { retry_after });
             }
@@ -211,11 +217,14 @@ impl Issuer {
                 c.user
             }
             (credentials, checked) => {
-                let reason = match (&credentials, checked) {
-                    (None, _) => "unknown_user",
-                    (Some(c), Checked::Match { .. }) if c.user.disabled => "disabled_user",
-                    _ => "wrong_password",
+                let (reason, outcome) = match (&credentials, checked) {
+                    (None, _) => ("unknown_user", LoginOutcome::unknown_user),
+                    (Some(c), Checked::Match { .. }) if c.user.disabled => {
+                        ("disabled_user", LoginOutcome::disabled)
+                    }
+                    _ => ("wrong_password", LoginOutcome::wrong_password),
                 };
+                self.metrics().login(outcome);
                 let mut event = Event::new("login_failure")
                     .ip(client_ip)
                     .with("reason", reason);
@@ -228,6 +237,7 @@ impl Issuer {
             }
         };
         throttle.release(db, reserved, self.now()).await?;
+        self.metrics().login(LoginOutcome::success);
         Ok(user)
     }
 
@@ -279,6 +289,7 @@ impl Issuer {
             .with("client_id", client_id)
             .with("kid", snapshot.signer().kid());
         audit::record(db, now, event).await;
+        self.metrics().issued(Grant::password, client_id);
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer",

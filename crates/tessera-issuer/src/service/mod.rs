@@ -71,6 +71,8 @@ struct Inner {
     /// The same for client authentication.
     client_throttled_lines: Arc<Folded>,
     introspection_clients: Vec<IntrospectionClient>,
+    /// What the service counts (exported at `/metrics`).
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Issuer {
@@ -95,6 +97,7 @@ impl Issuer {
             throttled_lines: Arc::default(),
             client_throttled_lines: Arc::default(),
             introspection_clients: Vec::new(),
+            metrics: Arc::default(),
         })
     }
 
@@ -149,6 +152,16 @@ impl Issuer {
     /// The issuer URL (`iss`).
     pub fn issuer_url(&self) -> &str {
         &self.inner.settings.issuer
+    }
+
+    /// What the service counts.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.inner.metrics
+    }
+
+    /// Now, by the injected clock (the keyring's rules take a `SystemTime`).
+    pub fn clock_time(&self) -> std::time::SystemTime {
+        self.inner.clock.now()
     }
 
     /// Now, Unix seconds, by the injected clock.

@@ -2,6 +2,7 @@
 //! a refresh is decided by, applied to the atomic operations of the data
 //! layer ([`Db::find_refresh`], [`Db::rotate`], [`Db::settle_used`]).
 
+use crate::metrics::{Grant, RefreshOutcome};
 use tessera_keyring::{open_with_secret, seal_with_secret};
 
 use crate::audit::{self, Event};
@@ -210,8 +211,11 @@ impl Issuer {
                 _ => Ok(()),
             }
         };
+        // The client the new token is for, for the count once it is handed out.
+        let issued_for = std::sync::OnceLock::new();
         let issue = |user: &User, session: &SessionInfo| {
             let client = client_of(session).ok_or(AuthError::InvalidGrant)?;
+            let _ = issued_for.set(session.client_id.clone());
             let scope = client.narrow_scope(&session.scope);
             let grant = AccessGrant {
                 user,
@@ -254,6 +258,11 @@ impl Issuer {
             } => {
                 // Logged, not stored: the hot path.
                 audit::log(&Event::new("refresh").session(&session_id).user(&user_id));
+                let metrics = self.metrics();
+                metrics.refresh(RefreshOutcome::rotated);
+                if let Some(client) = issued_for.get() {
+                    metrics.issued(Grant::refresh_token, client);
+                }
                 Ok(response)
             }
             Refresh::Replayed {
@@ -262,6 +271,7 @@ impl Issuer {
             } => {
                 // Whoever presented the used token got the next pair: the
                 // client retrying a lost answer, or someone who has the token.
+                self.metrics().refresh(RefreshOutcome::replayed);
                 let event = Event::new("refresh_token_replay").session(&session_id);
                 audit::record(self.db(), self.now(), event).await;
                 Ok(response)
@@ -270,6 +280,7 @@ impl Issuer {
                 session_id,
                 user_id,
             } => {
+                self.metrics().refresh(RefreshOutcome::reuse_detected);
                 let event = Event::new("refresh_token_reuse")
                     .user(&user_id)
                     .session(&session_id)
@@ -282,6 +293,7 @@ impl Issuer {
                 Err(AuthError::InvalidGrant)
             }
             Refresh::Refused(reason) => {
+                self.metrics().refresh(RefreshOutcome::refused);
                 audit::log(&Event::new("refresh_refused").with("reason", reason));
                 if reason == CLIENT_UNAUTHENTICATED {
                     return Err(AuthError::InvalidClient {

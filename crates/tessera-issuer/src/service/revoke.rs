@@ -20,6 +20,7 @@ pub struct Revocations<'a> {
     lifetime: Duration,
     at: RevokedAt,
     feed: Option<&'a Feed>,
+    metrics: Option<&'a crate::metrics::Metrics>,
 }
 
 impl<'a> Revocations<'a> {
@@ -32,6 +33,7 @@ impl<'a> Revocations<'a> {
             lifetime,
             at,
             feed: None,
+            metrics: None,
         }
     }
 
@@ -43,14 +45,27 @@ impl<'a> Revocations<'a> {
         }
     }
 
+    /// The same, counting each new entry in `metrics`.
+    pub fn counting(self, metrics: &'a crate::metrics::Metrics) -> Self {
+        Self {
+            metrics: Some(metrics),
+            ..self
+        }
+    }
+
     /// Revokes the tokens `value` names (unless a live entry covers them).
     pub async fn tokens(&self, kind: Kind, value: &str, why: &str) -> Result<(), DbError> {
         let revoked = self
             .db
             .add_revocation(kind, value, self.at, self.lifetime, why)
             .await?;
-        if let (Revoked::Added(_), Some(feed)) = (revoked, self.feed) {
-            feed.touch();
+        if let Revoked::Added(_) = revoked {
+            if let Some(feed) = self.feed {
+                feed.touch();
+            }
+            if let Some(metrics) = self.metrics {
+                metrics.revoked(kind);
+            }
         }
         Ok(())
     }
@@ -120,6 +135,7 @@ impl Issuer {
             crate::db::RevokedAt::Clock(self.now()),
         )
         .telling(&self.inner.feed)
+        .counting(&self.inner.metrics)
     }
 
     /// Logout with an access token this issuer signed: ends its session, and

@@ -13,6 +13,7 @@ mod emergency_revoke;
 mod http;
 mod keys_cli;
 mod login;
+mod metrics;
 mod oauth;
 mod postgres_instances;
 mod restart_safety;

@@ -223,6 +223,14 @@ pub struct RevocationHealth {
     pub entries: usize,
     /// The last answered poll (Unix seconds).
     pub last_success_at: Option<i64>,
+    /// Seconds since the feed last answered (`200` or `304`): what outage
+    /// alerts should watch.
+    pub unanswered_secs: Option<i64>,
+    /// How old the newest document applied is: now less its `iat`, in
+    /// seconds. A `304` keeps the document held, so on a quiet list this
+    /// grows between changes; it says how old the list's last change is as
+    /// this verifier saw it, not whether the feed answers.
+    pub lag_secs: Option<i64>,
     /// The last failure since then, if any.
     pub last_error: Option<String>,
     /// Unanswered for longer than the configured bound.
@@ -413,7 +421,11 @@ impl RevocationList {
         let current = self.list.load();
         let changed = document.snapshot || !document.entries.is_empty();
         if changed || current.next_expiry.is_some_and(|t| t <= now) {
-            let kept = if document.snapshot { 0 } else { current.map.len() };
+            let kept = if document.snapshot {
+                0
+            } else {
+                current.map.len()
+            };
             let mut map = self.empty_map(kept + added.len());
             if !document.snapshot {
                 map.extend(current.live(now));
@@ -489,6 +501,11 @@ impl RevocationList {
             loaded: last != i64::MIN,
             entries: self.list.load().map.len(),
             last_success_at: (last != i64::MIN).then_some(last),
+            unanswered_secs: (last != i64::MIN).then(|| now.saturating_sub(last)),
+            lag_secs: {
+                let iat = self.last_iat.load(Ordering::Relaxed);
+                (iat != i64::MIN).then(|| now.saturating_sub(iat))
+            },
             last_error: self.state.lock().ok().and_then(|s| s.last_error.clone()),
             outage,
             on_outage: self.config.on_outage,

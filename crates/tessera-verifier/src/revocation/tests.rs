@@ -237,3 +237,61 @@ fn outage_bound_and_policies() {
     closed.unchanged(170);
     assert_eq!(closed.check(&t, 170), Ok(()), "answering again");
 }
+
+/// Each change refills the map of the list it replaced a change ago (issue
+/// 21's soak: rebuilding from nothing per poll fragmented the heap). A list
+/// a verification still holds is never the one refilled: it keeps exactly
+/// what it had, and the next list is built afresh instead.
+#[test]
+fn a_list_still_held_is_never_refilled_and_free_ones_are() {
+    let list = RevocationList::new(RevocationConfig::default(), 0);
+    let entry = |i: usize| format!("s{i}");
+    let names: Vec<String> = (0..200).map(entry).collect();
+    let adds: Vec<(&str, &str, i64, Option<i64>)> = names
+        .iter()
+        .map(|n| ("sid", n.as_str(), 5_000, None))
+        .collect();
+    list.apply(doc(true, "e.1", &adds), None, 1).unwrap();
+    let held = list.list.load_full();
+    assert_eq!(held.map.len(), 200);
+    for round in 2..6_i64 {
+        let name = format!("new{round}");
+        list.apply(
+            doc(false, &format!("e.{round}"), &[("sid", &name, 5_000, None)]),
+            None,
+            1,
+        )
+        .unwrap();
+    }
+    // The held list is as it was; the current one has everything.
+    assert_eq!(held.map.len(), 200);
+    assert_eq!(list.health(1).entries, 204);
+    assert_eq!(
+        list.check(&token("x", "s7", "u", 0), 2),
+        Err(VerifyError::Revoked)
+    );
+    assert_eq!(
+        list.check(&token("x", "new5", "u", 0), 2),
+        Err(VerifyError::Revoked)
+    );
+    assert_eq!(list.check(&token("x", "other", "u", 0), 2), Ok(()));
+    // Nobody holds the replaced lists now: a change reuses one's table. A
+    // list of 1,000, replaced by one of 10: the next change refills the
+    // 1,000's table (a fresh map for 11 entries would be a few dozen wide).
+    drop(held);
+    let many: Vec<String> = (0..1_000).map(entry).collect();
+    let adds: Vec<(&str, &str, i64, Option<i64>)> = many
+        .iter()
+        .map(|n| ("sid", n.as_str(), 5_000, None))
+        .collect();
+    list.apply(doc(true, "f.1", &adds), None, 1).unwrap();
+    list.apply(doc(true, "f.2", &adds[..10]), None, 1).unwrap();
+    list.apply(doc(false, "f.3", &[("sid", "late", 5_000, None)]), None, 1)
+        .unwrap();
+    assert_eq!(list.health(1).entries, 11);
+    assert!(list.list.load().map.capacity() >= 1_000);
+    assert_eq!(
+        list.check(&token("x", "late", "u", 0), 2),
+        Err(VerifyError::Revoked)
+    );
+}

@@ -168,6 +168,8 @@ pub struct KeysHealth {
     pub fresh_until: Option<i64>,
     /// The last successful fetch or revalidation (Unix seconds).
     pub last_success_at: Option<i64>,
+    /// Seconds since then: how old the key set held is.
+    pub age_secs: Option<i64>,
     /// The last failure, if any since the last success.
     pub last_error: Option<String>,
 }

@@ -281,6 +281,11 @@ impl super::Routes for Routes {
             } else {
                 None
             },
+            age_secs: if all.iter().all(|h| h.age_secs.is_some()) {
+                all.iter().filter_map(|h| h.age_secs).max()
+            } else {
+                None
+            },
             last_error: all.into_iter().find_map(|h| h.last_error),
         }
     }

@@ -37,6 +37,7 @@ impl Verifier {
             key_count: state.map_or(0, |s| s.keys.len()),
             fresh_until: state.map(|s| s.fresh_until).filter(|&t| t != i64::MAX),
             last_success_at: fetch.last_success_at,
+            age_secs: fetch.last_success_at.map(|t| now.saturating_sub(t)),
             last_error: fetch.last_error,
         }
     }
