@@ -62,30 +62,30 @@ pub fn router(state: AppState) -> Router {
 /// `Authorization`, `Cookie`, `Set-Cookie` and `Location` marked sensitive first so a bearer token or a code never reaches a log.
 /// Applied once, here, to every route (the fallback included).
 pub fn with_edge_layers(routes: Router, state: AppState) -> Router {
-    let routes = if state.metrics_at() == MetricsAt::Off {
-        routes
-    } else {
-        // Inside the client-address layer: `/metrics` reads the address.
-        routes.layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            metrics::track,
-        ))
-    };
-    routes
-        .layer(axum::middleware::from_fn_with_state(state, client_address))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        // Inside the trace layer, so a response's cookies are marked before
-        // it sees them; the request's headers are marked before, outside.
-        // `Location` carries authorization codes back to clients.
-        .layer(SetSensitiveResponseHeadersLayer::new([
-            header::SET_COOKIE,
-            header::LOCATION,
-        ]))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
-        .layer(SetSensitiveRequestHeadersLayer::new([
-            header::AUTHORIZATION,
-            header::COOKIE,
-        ]))
+    let track = (state.metrics_at() != MetricsAt::Off)
+        .then(|| metrics::Track::new(state.service().metrics_handle()));
+    // One `layer` call for them all: each `Router::layer` boxes every route
+    // once more, which a request pays for (a box cloned, a future boxed) per
+    // call; five calls cost the JWKS route 0.86 µs of its 2.63 µs in the
+    // router (docs/benchmarks.md, issue 22). Outermost first.
+    routes.layer(
+        tower::ServiceBuilder::new()
+            .layer(SetSensitiveRequestHeadersLayer::new([
+                header::AUTHORIZATION,
+                header::COOKIE,
+            ]))
+            .layer(TraceLayer::new_for_http().make_span_with(request_span))
+            // Inside the trace layer, so a response's cookies are marked
+            // before it sees them; the request's headers are marked before,
+            // outside. `Location` carries authorization codes back to clients.
+            .layer(SetSensitiveResponseHeadersLayer::new([
+                header::SET_COOKIE,
+                header::LOCATION,
+            ]))
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .layer(axum::middleware::from_fn_with_state(state, client_address))
+            .option_layer(track),
+    )
 }
 
 /// The routes and their state, without the edge layers (benchmarks add a

@@ -159,6 +159,11 @@ impl Issuer {
         &self.inner.metrics
     }
 
+    /// The same, shared (for what outlives a borrow of the issuer).
+    pub fn metrics_handle(&self) -> Arc<crate::metrics::Metrics> {
+        Arc::clone(&self.inner.metrics)
+    }
+
     /// Now, by the injected clock (the keyring's rules take a `SystemTime`).
     pub fn clock_time(&self) -> std::time::SystemTime {
         self.inner.clock.now()
