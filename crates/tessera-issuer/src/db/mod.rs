@@ -115,30 +115,18 @@ impl Db {
     /// The read pool's connections now: (open, of which idle). SQLite's
     /// writer connection is not counted: it is one, always open.
     pub fn pool_connections(&self) -> (u32, usize) {
-        match &self.backend {
-            Backend::Sqlite(b) => (b.pool.size(), b.pool.num_idle()),
-            Backend::Postgres(b) => (b.pool.size(), b.pool.num_idle()),
-        }
+        on_pool!(self, |pool| (pool.size(), pool.num_idle()))
     }
 
     /// How long checking a connection out of the read pool takes now (a
     /// scrape's probe of pool contention; the connection goes straight back).
     pub async fn pool_acquire_time(&self) -> Result<std::time::Duration, DbError> {
         let started = tokio::time::Instant::now();
-        match &self.backend {
-            Backend::Sqlite(b) => drop(
-                b.pool
-                    .acquire()
-                    .await
-                    .map_err(sql("checking out a connection"))?,
-            ),
-            Backend::Postgres(b) => drop(
-                b.pool
-                    .acquire()
-                    .await
-                    .map_err(sql("checking out a connection"))?,
-            ),
-        }
+        on_pool!(self, |pool| pool
+            .acquire()
+            .await
+            .map(drop)
+            .map_err(sql("checking out a connection")))?;
         Ok(started.elapsed())
     }
 
