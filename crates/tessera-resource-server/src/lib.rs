@@ -79,6 +79,8 @@ struct AppState {
 #[derive(Debug)]
 struct Metrics {
     registry: Registry,
+    /// For `/metrics.json`.
+    verifier: Verifier,
     /// Whether any client may scrape (a listener of its own), or loopback
     /// clients only (the main listener).
     open: bool,
@@ -101,7 +103,11 @@ impl Metrics {
         registry.register_collector(Box::new(tessera_verifier::prometheus::Collector::new(
             verifier.clone(),
         )));
-        Self { registry, open }
+        Self {
+            registry,
+            verifier: verifier.clone(),
+            open,
+        }
     }
 
     /// Whether this request may read the metrics.
@@ -119,6 +125,12 @@ impl FromRef<AppState> for Verifier {
 impl FromRef<AppState> for Arc<web::Notes> {
     fn from_ref(state: &AppState) -> Self {
         state.notes.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Metrics> {
+    fn from_ref(state: &AppState) -> Self {
+        state.metrics.clone()
     }
 }
 
@@ -142,17 +154,20 @@ pub fn app_without_metrics(verifier: Verifier) -> Router {
 /// `/metrics` and `/metrics.json` alone, for any client: a listener of its
 /// own (`--metrics-listen`), where the operator decides who reaches it.
 pub fn metrics_app(verifier: Verifier) -> Router {
-    let metrics = Arc::new(Metrics::new(&verifier, true));
+    metrics_routes()
+        .fallback(not_found)
+        .with_state(Arc::new(Metrics::new(&verifier, true)))
+}
+
+/// `/metrics` and `/metrics.json`, on whichever listener serves them.
+fn metrics_routes<S>() -> Router<S>
+where
+    Arc<Metrics>: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     Router::new()
         .route("/metrics", get(metrics_text))
         .route("/metrics.json", get(metrics_json))
-        .fallback(not_found)
-        .with_state(AppState {
-            page: Arc::new(web::Page::new(&verifier)),
-            verifier,
-            notes: Arc::default(),
-            metrics,
-        })
 }
 
 async fn not_found() -> Response {
@@ -200,9 +215,7 @@ fn build(verifier: Verifier, with_metrics: bool) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(if with_metrics {
-            Router::new()
-                .route("/metrics", get(metrics_text))
-                .route("/metrics.json", get(metrics_json))
+            metrics_routes()
         } else {
             Router::new()
         })
@@ -288,12 +301,15 @@ async fn readyz(State(verifier): State<Verifier>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn metrics_text(State(state): State<AppState>, request: axum::extract::Request) -> Response {
-    if !state.metrics.allows(request.extensions().get()) {
+async fn metrics_text(
+    State(metrics): State<Arc<Metrics>>,
+    request: axum::extract::Request,
+) -> Response {
+    if !metrics.allows(request.extensions().get()) {
         return not_found().await;
     }
     let mut text = String::new();
-    if prometheus_text::encode(&mut text, &state.metrics.registry).is_err() {
+    if prometheus_text::encode(&mut text, &metrics.registry).is_err() {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
     (
@@ -303,9 +319,12 @@ async fn metrics_text(State(state): State<AppState>, request: axum::extract::Req
         .into_response()
 }
 
-async fn metrics_json(State(state): State<AppState>, request: axum::extract::Request) -> Response {
-    if !state.metrics.allows(request.extensions().get()) {
+async fn metrics_json(
+    State(metrics): State<Arc<Metrics>>,
+    request: axum::extract::Request,
+) -> Response {
+    if !metrics.allows(request.extensions().get()) {
         return not_found().await;
     }
-    Json(state.verifier.metrics()).into_response()
+    Json(metrics.verifier.metrics()).into_response()
 }
